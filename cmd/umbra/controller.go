@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"umbra/controller"
+)
+
+// defaultControllerListen is where a controller listens when not told otherwise.
+const defaultControllerListen = "127.0.0.1:1280"
+
+func newControllerCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "controller", Short: "initialize or run the controller"}
+	var (
+		data, listen, url, adminOut string
+		hosts                       []string
+	)
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "create the PKI, the store and an admin identity in --data",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(hosts) == 0 {
+				host := listen[:strings.LastIndex(listen, ":")]
+				hosts = []string{host, "localhost"}
+			}
+			cfg := controller.Config{DataDir: data, Listen: listen, URL: url}
+			if err := controller.Init(cmd.Context(), cfg, hosts, adminOut); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "controller initialized in %s\n", data)
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&data, "data", "", "data directory (required)")
+	initCmd.Flags().StringVar(&listen, "listen", defaultControllerListen, "HOST:PORT of the management API")
+	initCmd.Flags().StringVar(&url, "url", "", "URL devices reach the controller at (default https://LISTEN)")
+	initCmd.Flags().StringSliceVar(&hosts, "host", nil, "name or IP the server certificate is valid for (repeatable; default the listen host and localhost)")
+	initCmd.Flags().StringVar(&adminOut, "admin-out", "", "where to write the admin identity (default DATA/admin.json)")
+	initCmd.MarkFlagRequired("data")
+
+	var runData, runListen string
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "run the controller in the foreground",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := controller.Open(controller.Config{DataDir: runData, Listen: runListen, Logger: g.logger()})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ln, err := c.Listen()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "controller listening on %s\n", ln.Addr())
+			return c.Serve(cmd.Context(), ln)
+		},
+	}
+	runCmd.Flags().StringVar(&runData, "data", "", "data directory (required)")
+	runCmd.Flags().StringVar(&runListen, "listen", "", "HOST:PORT to listen on (default: as initialized)")
+	runCmd.MarkFlagRequired("data")
+	cmd.AddCommand(initCmd, runCmd)
+	return cmd
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"umbra/internal/api"
+	"umbra/internal/identity"
+)
+
+// adminEnv names the admin identity file when --admin is not given.
+const adminEnv = "UMBRA_ADMIN"
+
+// edgeFlags are shared by every `umbra edge` command.
+type edgeFlags struct {
+	admin string
+}
+
+func (f *edgeFlags) client(cmd *cobra.Command) (*api.Client, error) {
+	path := f.admin
+	if path == "" {
+		path = os.Getenv(adminEnv)
+	}
+	if path == "" {
+		return nil, errors.New("no admin identity: pass --admin FILE or set " + adminEnv)
+	}
+	id, err := identity.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewClient(cmd.Context(), id)
+}
+
+// kindAliases maps the CLI's kind words to API kinds.
+var kindAliases = map[string]string{
+	"identity": "identities", "identities": "identities",
+	"router": "routers", "routers": "routers",
+	"service": "services", "services": "services",
+	"service-policy": "service-policies", "service-policies": "service-policies",
+	"edge-router-policy": "edge-router-policies", "edge-router-policies": "edge-router-policies",
+	"link": "links", "links": "links",
+}
+
+func newEdgeCmd() *cobra.Command {
+	f := &edgeFlags{}
+	cmd := &cobra.Command{Use: "edge", Short: "manage identities, routers, services and policies"}
+	cmd.PersistentFlags().StringVar(&f.admin, "admin", "", "admin identity file (default $"+adminEnv+")")
+
+	create := &cobra.Command{Use: "create", Short: "create a record"}
+	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f))
+
+	var output string
+	list := &cobra.Command{
+		Use:       "list identities|services|service-policies|edge-router-policies|routers|links",
+		Short:     "list records",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, ok := kindAliases[args[0]]
+			if !ok {
+				return fmt.Errorf("unknown kind %q", args[0])
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			recs, err := c.List(cmd.Context(), kind)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(recs)
+			}
+			if output != "" && output != "table" {
+				return fmt.Errorf("unknown output format %q: want json or table", output)
+			}
+			printTable(cmd, recs)
+			return nil
+		},
+	}
+	list.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+
+	del := &cobra.Command{
+		Use:   "delete identity|service|service-policy|edge-router-policy|router NAME",
+		Short: "delete a record (an identity's or router's certificate is revoked)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, ok := kindAliases[args[0]]
+			if !ok || kind == "links" {
+				return fmt.Errorf("unknown kind %q", args[0])
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.Delete(cmd.Context(), kind, args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s %s\n", args[0], args[1])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+// runCreate posts body and writes the enrollment token, if any, to jwtOut.
+func runCreate(cmd *cobra.Command, f *edgeFlags, kind string, body any, jwtOut string) error {
+	c, err := f.client(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	out, err := c.Create(cmd.Context(), kind, body)
+	if err != nil {
+		return err
+	}
+	if jwtOut != "" {
+		if err := identity.WriteFileAtomic(jwtOut, []byte(out.JWT+"\n"), 0o600); err != nil {
+			return fmt.Errorf("created %s but could not save its token: %w", out.Name, err)
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "created %s %s (id %s)\n", cmd.Name(), out.Name, out.ID)
+	return nil
+}
+
+func createIdentityCmd(f *edgeFlags) *cobra.Command {
+	var attrs []string
+	var admin bool
+	var jwtOut string
+	cmd := &cobra.Command{
+		Use:   "identity NAME",
+		Short: "create an identity and write its one-time enrollment token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, "identities", api.CreateIdentity{Name: args[0], Attributes: attrs, Admin: admin}, jwtOut)
+		},
+	}
+	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
+	cmd.Flags().BoolVar(&admin, "admin-role", false, "the identity may use the management API")
+	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
+	cmd.MarkFlagRequired("jwt-out")
+	return cmd
+}
+
+func createRouterCmd(f *edgeFlags) *cobra.Command {
+	var attrs []string
+	var jwtOut string
+	cmd := &cobra.Command{
+		Use:   "router NAME",
+		Short: "create a router and write its one-time enrollment token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, "routers", api.CreateRouter{Name: args[0], Attributes: attrs}, jwtOut)
+		},
+	}
+	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
+	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
+	cmd.MarkFlagRequired("jwt-out")
+	return cmd
+}
+
+func createServiceCmd(f *edgeFlags) *cobra.Command {
+	var attrs []string
+	var host, intercept string
+	cmd := &cobra.Command{
+		Use:   "service NAME",
+		Short: "create a service",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, "services", api.CreateService{Name: args[0], Attributes: attrs, Host: host, Intercept: intercept}, "")
+		},
+	}
+	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
+	cmd.Flags().StringVar(&host, "host", "", "PROTO:ADDR where a binding agent delivers the traffic (tcp or udp)")
+	cmd.Flags().StringVar(&intercept, "intercept", "", "PROTO:ADDR where a dialing agent listens by default")
+	return cmd
+}
+
+func createServicePolicyCmd(f *edgeFlags) *cobra.Command {
+	var typ string
+	var identities, services []string
+	cmd := &cobra.Command{
+		Use:   "service-policy NAME",
+		Short: "let identities dial or bind services",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, "service-policies", api.CreateServicePolicy{Name: args[0], Type: typ, Identities: identities, Services: services}, "")
+		},
+	}
+	cmd.Flags().StringVar(&typ, "type", "", "dial or bind (required)")
+	cmd.Flags().StringSliceVar(&identities, "identities", nil, "identity roles: #attr, @name or #all (required)")
+	cmd.Flags().StringSliceVar(&services, "services", nil, "service roles: #attr, @name or #all (required)")
+	for _, n := range []string{"type", "identities", "services"} {
+		cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+func createEdgeRouterPolicyCmd(f *edgeFlags) *cobra.Command {
+	var identities, routers []string
+	cmd := &cobra.Command{
+		Use:   "edge-router-policy NAME",
+		Short: "let identities use edge routers",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, "edge-router-policies", api.CreateEdgeRouterPolicy{Name: args[0], Identities: identities, Routers: routers}, "")
+		},
+	}
+	cmd.Flags().StringSliceVar(&identities, "identities", nil, "identity roles: #attr, @name or #all (required)")
+	cmd.Flags().StringSliceVar(&routers, "routers", nil, "router roles: #attr, @name or #all (required)")
+	cmd.MarkFlagRequired("identities")
+	cmd.MarkFlagRequired("routers")
+	return cmd
+}
+
+// tableColumns are shown first, in this order, when present; other scalar fields follow.
+var tableColumns = []string{"name", "id", "type", "attributes", "admin", "online", "host", "intercept", "identities", "services", "routers"}
+
+func printTable(cmd *cobra.Command, recs []map[string]any) {
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	var cols []string
+	for _, c := range tableColumns {
+		for _, r := range recs {
+			if _, ok := r[c]; ok {
+				cols = append(cols, c)
+				break
+			}
+		}
+	}
+	if len(cols) == 0 {
+		for _, r := range recs {
+			for k := range r {
+				cols = append(cols, k)
+			}
+			break
+		}
+		sort.Strings(cols)
+	}
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(cols, "\t")))
+	for _, r := range recs {
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			cells[i] = cell(r[c])
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+}
+
+func cell(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "-"
+	case []any:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = fmt.Sprint(e)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"umbra/controller"
+	"umbra/internal/api"
+	"umbra/internal/identity"
+	"umbra/router"
+)
+
+// Layout of a quickstart directory.
+const (
+	qsControllerDir = "controller"
+	qsRouterDir     = "router1"
+	qsRouterName    = "router1"
+	qsAdminFile     = "admin.json"
+	qsStateFile     = "quickstart.json"
+	qsPolicyName    = "all-routers"
+)
+
+// quickstartState is DIR/quickstart.json, the contract with scripts and tests.
+type quickstartState struct {
+	Controller string `json:"controller"`
+	Router     string `json:"router"`
+	Admin      string `json:"admin"`
+}
+
+func newQuickstartCmd(g *globalFlags) *cobra.Command {
+	var dir, host string
+	var ctrlPort, routerPort int
+	cmd := &cobra.Command{
+		Use:   "quickstart",
+		Short: "run a controller and an edge router from one directory, creating it on first use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runQuickstart(cmd, g, dir, host, ctrlPort, routerPort)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "quickstart directory (required)")
+	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to listen on and advertise")
+	cmd.Flags().IntVar(&ctrlPort, "ctrl-port", 0, "controller port (0: as before in DIR, else a free one)")
+	cmd.Flags().IntVar(&routerPort, "router-port", 0, "router port (0: as before in DIR, else a free one)")
+	cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPort, routerPort int) error {
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	log := g.logger()
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("quickstart: %w", err)
+	}
+	prev := readQuickstartState(filepath.Join(dir, qsStateFile))
+	if ctrlPort == 0 {
+		ctrlPort = portOf(prev.Controller)
+	}
+	if routerPort == 0 {
+		routerPort = portOf(prev.Router)
+	}
+
+	// The controller's port must be known before its PKI and tokens name it.
+	ctrlLn, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(ctrlPort)))
+	if err != nil {
+		return fmt.Errorf("quickstart: controller port: %w", err)
+	}
+	defer ctrlLn.Close()
+	ctrlAddr := ctrlLn.Addr().String()
+	ctrlDir := filepath.Join(dir, qsControllerDir)
+	adminPath := filepath.Join(dir, qsAdminFile)
+	cfg := controller.Config{DataDir: ctrlDir, Listen: ctrlAddr, URL: "https://" + ctrlAddr, Logger: log}
+	if _, err := os.Stat(filepath.Join(ctrlDir, "controller.json")); errors.Is(err, os.ErrNotExist) {
+		if err := controller.Init(ctx, cfg, []string{host, "localhost"}, adminPath); err != nil {
+			return err
+		}
+	}
+	ctrl, err := controller.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	errc := make(chan error, 2)
+	go func() { errc <- ctrl.Serve(ctx, ctrlLn) }()
+
+	routerID, err := quickstartRouter(ctx, dir, adminPath)
+	if err != nil {
+		return err
+	}
+	r, err := router.Listen(ctx, router.Config{Identity: routerID, Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Logger: log})
+	if err != nil {
+		return err
+	}
+	go func() { errc <- r.Serve(ctx) }()
+
+	state := quickstartState{Controller: ctrl.URL(), Router: r.Addr().String(), Admin: adminPath}
+	data, _ := json.MarshalIndent(state, "", "  ")
+	if err := identity.WriteFileAtomic(filepath.Join(dir, qsStateFile), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("quickstart: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "ready controller=%s router=%s admin=%s\n", state.Controller, state.Router, state.Admin)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	}
+	cancel()
+	return nil
+}
+
+// quickstartRouter enrolls router1 through the management API on first use, exactly as an
+// operator would, and makes the edge-router policy that lets everyone use every router.
+func quickstartRouter(ctx context.Context, dir, adminPath string) (*identity.File, error) {
+	idPath := filepath.Join(dir, qsRouterDir, routerIdentityFile)
+	if id, err := identity.Load(idPath); err == nil {
+		return id, nil
+	}
+	admin, err := identity.Load(adminPath)
+	if err != nil {
+		return nil, err
+	}
+	c, err := api.NewClient(ctx, admin)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	created, err := c.Create(ctx, "routers", api.CreateRouter{Name: qsRouterName, Attributes: []string{"edge"}})
+	if err != nil {
+		return nil, fmt.Errorf("quickstart: create %s: %w", qsRouterName, err)
+	}
+	_, err = c.Create(ctx, "edge-router-policies", api.CreateEdgeRouterPolicy{Name: qsPolicyName, Identities: []string{"#all"}, Routers: []string{"#all"}})
+	if err != nil {
+		return nil, fmt.Errorf("quickstart: create edge-router policy: %w", err)
+	}
+	if err := enrollFileKeyToken(ctx, created.JWT, idPath); err != nil {
+		return nil, err
+	}
+	return identity.Load(idPath)
+}
+
+func readQuickstartState(path string) quickstartState {
+	var s quickstartState
+	if data, err := os.ReadFile(path); err == nil {
+		json.Unmarshal(data, &s)
+	}
+	return s
+}
+
+// portOf returns the port of a URL or HOST:PORT, or 0.
+func portOf(addr string) int {
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		addr = u.Host
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"umbra/hal/keystore"
+	"umbra/internal/enroll"
+	"umbra/internal/identity"
+	"umbra/router"
+)
+
+// routerIdentityFile is the router's identity inside its data directory.
+const routerIdentityFile = "identity.json"
+
+func newRouterCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "router", Short: "enroll or run an edge or relay router"}
+	var jwtFile, data string
+	enrollCmd := &cobra.Command{
+		Use:   "enroll",
+		Short: "redeem a router's one-time token and write DATA/identity.json",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := filepath.Join(data, routerIdentityFile)
+			if err := enrollFileKey(cmd, jwtFile, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "router enrolled: %s\n", out)
+			return nil
+		},
+	}
+	enrollCmd.Flags().StringVar(&jwtFile, "jwt", "", "file holding the enrollment token (required)")
+	enrollCmd.Flags().StringVar(&data, "data", "", "router data directory (required)")
+	enrollCmd.MarkFlagRequired("jwt")
+	enrollCmd.MarkFlagRequired("data")
+
+	var runData, listen, advertise string
+	var linkTo []string
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "run the router in the foreground",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(linkTo) > 0 {
+				return errors.New("router run: --link-to needs router links, which are not built yet")
+			}
+			id, err := identity.Load(filepath.Join(runData, routerIdentityFile))
+			if err != nil {
+				return err
+			}
+			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, Logger: g.logger()})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "router %s listening on %s\n", id.Name, r.Addr())
+			return r.Serve(cmd.Context())
+		},
+	}
+	runCmd.Flags().StringVar(&runData, "data", "", "router data directory (required)")
+	runCmd.Flags().StringVar(&listen, "listen", "", "UDP HOST:PORT for agents and routers (required)")
+	runCmd.Flags().StringVar(&advertise, "advertise", "", "HOST:PORT others reach this router at (default: the listen address)")
+	runCmd.Flags().StringSliceVar(&linkTo, "link-to", nil, "HOST:PORT of routers to link to (comma-separated)")
+	runCmd.MarkFlagRequired("data")
+	runCmd.MarkFlagRequired("listen")
+	cmd.AddCommand(enrollCmd, runCmd)
+	return cmd
+}
+
+// enrollFileKey redeems the token in jwtFile with a new file key and writes the identity
+// to out. A failure writes nothing.
+func enrollFileKey(cmd *cobra.Command, jwtFile, out string) error {
+	token, err := readToken(jwtFile)
+	if err != nil {
+		return err
+	}
+	return enrollFileKeyToken(cmd.Context(), token, out)
+}
+
+// enrollFileKeyToken redeems token with a new file key and writes the identity to out.
+func enrollFileKeyToken(ctx context.Context, token, out string) error {
+	key, ref, err := keystore.NewFileKey()
+	if err != nil {
+		return err
+	}
+	defer key.Close()
+	id, err := enroll.Enroll(ctx, token, key)
+	if err != nil {
+		return err
+	}
+	id.Key = ref
+	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	return id.Save(out)
+}
+
+// readToken reads a token file, refusing anything larger than a token can be.
+func readToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("enroll: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, enroll.MaxTokenSize+1))
+	if err != nil {
+		return "", fmt.Errorf("enroll: %w", err)
+	}
+	if len(data) > enroll.MaxTokenSize {
+		return "", fmt.Errorf("enroll: %s is larger than a token", path)
+	}
+	return strings.TrimSpace(string(data)), nil
+}

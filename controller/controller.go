@@ -1,0 +1,266 @@
+// Package controller is the ground station's brain: it owns the CA, the store of
+// identities, routers, services and policies, enrolls devices and routers with one-time
+// tokens, and serves the management API to admins over HTTPS with mutual TLS. It never
+// carries application data.
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"umbra/controller/ca"
+	"umbra/controller/store"
+	"umbra/hal/keystore"
+	"umbra/internal/enroll"
+	"umbra/internal/identity"
+	"umbra/internal/pki"
+)
+
+// Files in the controller's data directory.
+const (
+	configFile = "controller.json"
+	storeFile  = "umbra.db"
+	pkiDir     = "pki"
+	// AdminFile is where init writes the first admin identity.
+	AdminFile = "admin.json"
+)
+
+// Server timeouts of the management API.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10
+	shutdownGrace     = 3 * time.Second
+)
+
+// Config is what a controller needs to run. Zero durations take the defaults named.
+type Config struct {
+	// DataDir holds controller.json, the store and the PKI.
+	DataDir string `json:"-"`
+	// Listen is HOST:PORT of the management API.
+	Listen string `json:"listen"`
+	// URL is the address devices and admins reach, https://HOST:PORT; it is the
+	// issuer of every token. Empty means https://Listen.
+	URL string `json:"url"`
+	// TokenLifetime is how long an enrollment token stays valid (enroll.DefaultTokenLifetime).
+	TokenLifetime time.Duration `json:"token_lifetime,omitempty"`
+	// IdentityLifetime is the lifetime of identity certificates (ca.IdentityLifetime).
+	IdentityLifetime time.Duration `json:"identity_lifetime,omitempty"`
+	// RouterLifetime is the lifetime of router certificates (ca.RouterLifetime).
+	RouterLifetime time.Duration `json:"router_lifetime,omitempty"`
+	// Logger receives the controller's logs; nil discards them.
+	Logger *slog.Logger `json:"-"`
+	// Now is the clock; nil means time.Now. Tests move it.
+	Now func() time.Time `json:"-"`
+}
+
+func (c *Config) fill() {
+	if c.URL == "" {
+		c.URL = "https://" + c.Listen
+	}
+	if c.TokenLifetime == 0 {
+		c.TokenLifetime = enroll.DefaultTokenLifetime
+	}
+	if c.IdentityLifetime == 0 {
+		c.IdentityLifetime = ca.IdentityLifetime
+	}
+	if c.RouterLifetime == 0 {
+		c.RouterLifetime = ca.RouterLifetime
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Controller is a running controller.
+type Controller struct {
+	cfg   Config
+	ca    *ca.CA
+	store store.Store
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	online map[string]time.Time // router id → when its control link came up
+}
+
+// Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
+// hosts), an empty store, controller.json, and an admin identity named "admin" written
+// to adminPath (DataDir/admin.json if empty). It refuses a directory that already holds
+// a controller.
+func Init(ctx context.Context, cfg Config, hosts []string, adminPath string) error {
+	cfg.fill()
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, configFile)); err == nil {
+		return fmt.Errorf("controller init: %s already holds a controller", cfg.DataDir)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("controller init: %w", err)
+	}
+	if _, err := ca.Create(filepath.Join(cfg.DataDir, pkiDir), hosts, cfg.Now()); err != nil {
+		return fmt.Errorf("controller init: %w", err)
+	}
+	data, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := identity.WriteFileAtomic(filepath.Join(cfg.DataDir, configFile), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("controller init: %w", err)
+	}
+	c, err := Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	admin, err := c.IssueAdmin(ctx, "admin")
+	if err != nil {
+		return fmt.Errorf("controller init: %w", err)
+	}
+	if adminPath == "" {
+		adminPath = filepath.Join(cfg.DataDir, AdminFile)
+	}
+	return admin.Save(adminPath)
+}
+
+// Open loads the controller in cfg.DataDir. Fields of cfg that are set override those
+// saved by Init.
+func Open(cfg Config) (*Controller, error) {
+	data, err := os.ReadFile(filepath.Join(cfg.DataDir, configFile))
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w (run `umbra controller init` first)", err)
+	}
+	var saved Config
+	if err := json.Unmarshal(data, &saved); err != nil {
+		return nil, fmt.Errorf("controller: %s: %w", configFile, err)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = saved.Listen
+	}
+	if cfg.URL == "" {
+		cfg.URL = saved.URL
+	}
+	if cfg.TokenLifetime == 0 {
+		cfg.TokenLifetime = saved.TokenLifetime
+	}
+	if cfg.IdentityLifetime == 0 {
+		cfg.IdentityLifetime = saved.IdentityLifetime
+	}
+	if cfg.RouterLifetime == 0 {
+		cfg.RouterLifetime = saved.RouterLifetime
+	}
+	cfg.fill()
+	authority, err := ca.Load(filepath.Join(cfg.DataDir, pkiDir))
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, storeFile))
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]time.Time{}}, nil
+}
+
+// Close closes the store.
+func (c *Controller) Close() error { return c.store.Close() }
+
+// Store is the controller's state, for tests and tools that inspect it.
+func (c *Controller) Store() store.Store { return c.store }
+
+// CA is the controller's certificate authority.
+func (c *Controller) CA() *ca.CA { return c.ca }
+
+// URL is the controller's advertised https URL.
+func (c *Controller) URL() string { return c.cfg.URL }
+
+// Listen opens the management API's TCP listener on cfg.Listen.
+func (c *Controller) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", c.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("controller: listen: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers the management API on ln until ctx ends.
+func (c *Controller) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           c.Handler(),
+		TLSConfig:         c.tlsConfig(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	c.log.Info("management API listening", "addr", ln.Addr().String(), "url", c.cfg.URL)
+	err := srv.ServeTLS(ln, "", "")
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("controller: serve: %w", err)
+}
+
+// IssueAdmin creates the admin identity name (or reuses it) and issues it a certificate
+// directly, without a token: the controller holds the CA, so the key is made here and
+// handed over in the identity file.
+func (c *Controller) IssueAdmin(ctx context.Context, name string) (*identity.File, error) {
+	var rec store.Identity
+	err := c.store.Get(store.Identities, name, &rec)
+	if errors.Is(err, store.ErrNotFound) {
+		rec = store.Identity{Meta: c.newMeta(name), Admin: true, Attributes: []string{}}
+		raw, _ := json.Marshal(rec)
+		err = c.store.Apply(ctx, store.Command{Op: store.OpCreate, Kind: store.Identities, Record: raw, At: c.cfg.Now()})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("issue admin: %w", err)
+	}
+	key, ref, err := keystore.NewFileKey()
+	if err != nil {
+		return nil, err
+	}
+	defer key.Close()
+	subj := pki.Subject{Kind: pki.KindIdentity, ID: rec.ID, Name: rec.Name}
+	cert, err := c.ca.IssueFor(subj, key.Public(), c.cfg.IdentityLifetime, c.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("issue admin: %w", err)
+	}
+	err = c.store.Apply(ctx, store.Command{Op: store.OpSetCert, Kind: store.Identities, Name: name, Cert: certInfo(cert), At: c.cfg.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("issue admin: %w", err)
+	}
+	return &identity.File{
+		Name: rec.Name, ID: rec.ID, Kind: pki.KindIdentity, Controller: c.cfg.URL,
+		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)), Key: ref,
+	}, nil
+}
+
+func (c *Controller) newMeta(name string) store.Meta {
+	return store.Meta{ID: newID(), Name: name, CreatedAt: c.cfg.Now().UTC()}
+}
+
+// idBytes is the entropy of record ids and token ids.
+const idBytes = 16
+
+func newID() string {
+	b := make([]byte, idBytes)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

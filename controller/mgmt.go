@@ -1,0 +1,350 @@
+package controller
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"umbra/controller/store"
+	"umbra/internal/api"
+	"umbra/internal/enroll"
+	"umbra/internal/pki"
+)
+
+func (c *Controller) tlsConfig() *tls.Config {
+	chain, key := c.ca.ServerChain()
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key, Leaf: c.ca.Server}},
+		// Enrolling devices have no certificate yet; every admin path checks for one.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  c.ca.Roots(),
+	}
+}
+
+// Handler is the management API: enrollment endpoints open to anyone with a token, and
+// /v1/KIND[/NAME] for admins.
+func (c *Controller) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+enroll.PathCACerts, c.serveCACerts)
+	mux.HandleFunc("POST "+enroll.PathEnroll, c.serveEnroll)
+	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
+	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
+	mux.Handle("GET /v1/{kind}/{name}", c.admin(c.serveGet))
+	mux.Handle("DELETE /v1/{kind}/{name}", c.admin(c.serveDelete))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+// admin lets a request through only with a current certificate of an admin identity.
+func (c *Controller) admin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			writeError(w, http.StatusUnauthorized, "a client certificate of an admin identity is required")
+			return
+		}
+		leaf := r.TLS.VerifiedChains[0][0]
+		if err := c.checkAdmin(leaf); err != nil {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (c *Controller) checkAdmin(leaf *x509.Certificate) error {
+	subj, err := pki.SubjectOf(leaf)
+	if err != nil || subj.Kind != pki.KindIdentity {
+		return errors.New("only admin identities may use the management API")
+	}
+	var id store.Identity
+	if err := c.store.GetByID(store.Identities, subj.ID, &id); err != nil {
+		return errors.New("identity unknown or deleted")
+	}
+	serial := pki.SerialString(leaf)
+	if revoked, _ := c.store.Revoked(serial); revoked || id.Cert == nil || id.Cert.Serial != serial {
+		return errors.New("certificate revoked or replaced")
+	}
+	if !id.Admin {
+		return fmt.Errorf("identity %q is not an admin", id.Name)
+	}
+	return nil
+}
+
+func (c *Controller) serveCACerts(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/pem-certificate-chain")
+	w.Write(c.ca.Bundle())
+}
+
+func (c *Controller) serveList(w http.ResponseWriter, r *http.Request) {
+	kind := r.PathValue("kind")
+	if kind == "links" {
+		writeJSON(w, http.StatusOK, []any{}) // router links arrive with the relay mesh
+		return
+	}
+	k, ok := parseKind(kind)
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown kind "+kind)
+		return
+	}
+	recs, err := c.store.List(k)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if k == store.Routers {
+		recs = c.withOnline(recs)
+	}
+	if recs == nil {
+		recs = []json.RawMessage{}
+	}
+	writeJSON(w, http.StatusOK, recs)
+}
+
+func (c *Controller) serveGet(w http.ResponseWriter, r *http.Request) {
+	k, ok := parseKind(r.PathValue("kind"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown kind "+r.PathValue("kind"))
+		return
+	}
+	var rec json.RawMessage
+	if err := c.store.Get(k, r.PathValue("name"), &rec); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	if k == store.Routers {
+		rec = c.withOnline([]json.RawMessage{rec})[0]
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (c *Controller) serveDelete(w http.ResponseWriter, r *http.Request) {
+	k, ok := parseKind(r.PathValue("kind"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown kind "+r.PathValue("kind"))
+		return
+	}
+	cmd := store.Command{Op: store.OpDelete, Kind: k, Name: r.PathValue("name"), At: c.cfg.Now().UTC()}
+	if err := c.store.Apply(r.Context(), cmd); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	c.log.Info("deleted", "kind", k, "name", cmd.Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
+	k, ok := parseKind(r.PathValue("kind"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown kind "+r.PathValue("kind"))
+		return
+	}
+	var (
+		rec any
+		enr *store.Enrollment
+		err error
+	)
+	switch k {
+	case store.Identities:
+		var req api.CreateIdentity
+		if !decode(w, r, &req) {
+			return
+		}
+		id := store.Identity{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes), Admin: req.Admin}
+		rec, err = id, checkAttributes(req.Attributes)
+		enr = c.newEnrollment(k, id.ID, enroll.MethodOTT)
+	case store.Routers:
+		var req api.CreateRouter
+		if !decode(w, r, &req) {
+			return
+		}
+		rt := store.Router{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes)}
+		rec, err = rt, checkAttributes(req.Attributes)
+		enr = c.newEnrollment(k, rt.ID, enroll.MethodRouter)
+	case store.Services:
+		var req api.CreateService
+		if !decode(w, r, &req) {
+			return
+		}
+		rec = store.Service{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes), Host: req.Host, Intercept: req.Intercept}
+		err = errors.Join(checkAttributes(req.Attributes), checkAddress("host", req.Host), checkAddress("intercept", req.Intercept))
+	case store.ServicePolicies:
+		var req api.CreateServicePolicy
+		if !decode(w, r, &req) {
+			return
+		}
+		if req.Type != store.PolicyDial && req.Type != store.PolicyBind {
+			err = fmt.Errorf("policy type %q: want dial or bind", req.Type)
+		} else {
+			err = errors.Join(checkRoles("identities", req.Identities), checkRoles("services", req.Services))
+		}
+		rec = store.ServicePolicy{Meta: c.newMeta(req.Name), Type: req.Type, Identities: req.Identities, Services: req.Services}
+	case store.EdgeRouterPolicies:
+		var req api.CreateEdgeRouterPolicy
+		if !decode(w, r, &req) {
+			return
+		}
+		err = errors.Join(checkRoles("identities", req.Identities), checkRoles("routers", req.Routers))
+		rec = store.EdgeRouterPolicy{Meta: c.newMeta(req.Name), Identities: req.Identities, Routers: req.Routers}
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	raw, _ := json.Marshal(rec)
+	var meta store.Meta
+	json.Unmarshal(raw, &meta)
+	out := api.Created{Name: meta.Name, ID: meta.ID}
+	if enr != nil {
+		if out.JWT, err = c.token(enr); err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+	}
+	cmd := store.Command{Op: store.OpCreate, Kind: k, Record: raw, Enrollment: enr, At: c.cfg.Now().UTC()}
+	if err := c.store.Apply(r.Context(), cmd); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	c.log.Info("created", "kind", k, "name", meta.Name)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// decode reads one JSON object of at most api.MaxBodySize with no unknown fields.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	err := decodeBody(w, r, v)
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit))
+		return false
+	}
+	writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+	return false
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodySize))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func parseKind(s string) (store.Kind, bool) {
+	for _, k := range store.Kinds {
+		if string(k) == s {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+var attrRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func checkAttributes(attrs []string) error {
+	for _, a := range attrs {
+		if !attrRE.MatchString(a) {
+			return fmt.Errorf("attribute %q: use letters, digits, '.', '_' or '-' (no '#' or '@')", a)
+		}
+	}
+	return nil
+}
+
+// checkRoles accepts #all, #attribute and @name.
+func checkRoles(field string, roles []string) error {
+	if len(roles) == 0 {
+		return fmt.Errorf("%s: at least one role (#all, #attribute or @name) is required", field)
+	}
+	for _, r := range roles {
+		switch {
+		case strings.HasPrefix(r, "#") && attrRE.MatchString(r[1:]):
+		case strings.HasPrefix(r, "@") && store.ValidName(r[1:]):
+		default:
+			return fmt.Errorf("%s: role %q: want #all, #attribute or @name", field, r)
+		}
+	}
+	return nil
+}
+
+// checkAddress accepts PROTO:HOST:PORT with PROTO tcp or udp, or nothing.
+func checkAddress(field, v string) error {
+	if v == "" {
+		return nil
+	}
+	proto, addr, ok := strings.Cut(v, ":")
+	if !ok || (proto != "tcp" && proto != "udp") {
+		return fmt.Errorf("%s %q: want tcp:HOST:PORT or udp:HOST:PORT", field, v)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s %q: %v", field, v, err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// withOnline adds "online": true|false to router records.
+func (c *Controller) withOnline(recs []json.RawMessage) []json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]json.RawMessage, len(recs))
+	for i, raw := range recs {
+		var m map[string]any
+		if json.Unmarshal(raw, &m) != nil {
+			out[i] = raw
+			continue
+		}
+		id, _ := m["id"].(string)
+		_, m["online"] = c.online[id]
+		out[i], _ = json.Marshal(m)
+	}
+	return out
+}
+
+func writeStoreError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, store.ErrBadName):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, api.Error{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

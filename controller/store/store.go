@@ -1,0 +1,432 @@
+// Package store is the controller's state: identities, routers, services, policies,
+// outstanding enrollments and revoked certificate serials, in one bbolt file. Every write
+// is a Command applied in a single transaction, so a Raft log could replicate the same
+// commands later; reads never write.
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout version written into a new store and checked on open.
+const SchemaVersion = 1
+
+// openTimeout bounds the wait for bbolt's file lock (another controller on the same dir).
+const openTimeout = 2 * time.Second
+
+var (
+	bucketMeta        = []byte("meta")
+	bucketEnrollments = []byte("enrollments")
+	bucketRevoked     = []byte("revoked")
+	keySchema         = []byte("schema")
+	namesSuffix       = "/names"
+)
+
+// Errors a caller may match with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrTokenUnknown = errors.New("token unknown or already used")
+	ErrTokenExpired = errors.New("token expired")
+	ErrBadName      = errors.New("bad name: use 1-64 letters, digits, '.', '_' or '-'")
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidName reports whether name may name a record.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
+
+// Op is what a Command does.
+type Op string
+
+// The operations.
+const (
+	// OpCreate stores Record (and Enrollment, if set) under Kind.
+	OpCreate Op = "create"
+	// OpDelete removes Kind/Name, revokes its certificate and drops its enrollments.
+	OpDelete Op = "delete"
+	// OpEnroll consumes Enrollment JTI and records Cert on its subject.
+	OpEnroll Op = "enroll"
+	// OpSetCert records Cert on Kind/Name (certificates the controller issues itself).
+	OpSetCert Op = "set-cert"
+)
+
+// Command is one write. It carries its own time so that replaying it gives the same state.
+type Command struct {
+	Op         Op              `json:"op"`
+	Kind       Kind            `json:"kind,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	Record     json.RawMessage `json:"record,omitempty"`
+	Enrollment *Enrollment     `json:"enrollment,omitempty"`
+	JTI        string          `json:"jti,omitempty"`
+	Cert       *Cert           `json:"cert,omitempty"`
+	At         time.Time       `json:"at"`
+}
+
+// Store is the controller's state behind commands.
+type Store interface {
+	// Apply performs one command atomically.
+	Apply(ctx context.Context, cmd Command) error
+	// Get decodes Kind/name into v.
+	Get(kind Kind, name string, v any) error
+	// GetByID decodes the record with id into v.
+	GetByID(kind Kind, id string, v any) error
+	// List returns every record of kind, sorted by name.
+	List(kind Kind) ([]json.RawMessage, error)
+	// Enrollment returns the outstanding enrollment with jti.
+	Enrollment(jti string) (Enrollment, error)
+	// Revoked reports whether a certificate serial was revoked.
+	Revoked(serial string) (bool, error)
+	// Revocations lists every revoked serial.
+	Revocations() ([]Revocation, error)
+	// Dump is a deterministic image of the whole state, for tests and backups.
+	Dump() ([]byte, error)
+	// Close releases the store.
+	Close() error
+}
+
+// Bolt is the bbolt-backed Store.
+type Bolt struct{ db *bolt.DB }
+
+// Open opens or creates the store file at path.
+func Open(path string) (*Bolt, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keySchema); v != nil {
+			var ver int
+			if err := json.Unmarshal(v, &ver); err != nil || ver != SchemaVersion {
+				return fmt.Errorf("schema version %s, this controller reads %d", v, SchemaVersion)
+			}
+		} else if err := meta.Put(keySchema, []byte(fmt.Sprint(SchemaVersion))); err != nil {
+			return err
+		}
+		names := [][]byte{bucketEnrollments, bucketRevoked}
+		for _, k := range Kinds {
+			names = append(names, []byte(k), []byte(string(k)+namesSuffix))
+		}
+		for _, n := range names {
+			if _, err := tx.CreateBucketIfNotExists(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Bolt) Close() error { return s.db.Close() }
+
+// Apply performs cmd in one transaction.
+func (s *Bolt) Apply(ctx context.Context, cmd Command) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return apply(tx, cmd) })
+}
+
+func apply(tx *bolt.Tx, cmd Command) error {
+	switch cmd.Op {
+	case OpCreate:
+		return applyCreate(tx, cmd)
+	case OpDelete:
+		return applyDelete(tx, cmd)
+	case OpEnroll:
+		return applyEnroll(tx, cmd)
+	case OpSetCert:
+		id, err := idOf(tx, cmd.Kind, cmd.Name)
+		if err != nil {
+			return err
+		}
+		return setCert(tx, cmd.Kind, id, cmd.Cert)
+	}
+	return fmt.Errorf("store: unknown op %q", cmd.Op)
+}
+
+func applyCreate(tx *bolt.Tx, cmd Command) error {
+	var m Meta
+	if err := json.Unmarshal(cmd.Record, &m); err != nil {
+		return fmt.Errorf("store: create: %w", err)
+	}
+	if !ValidName(m.Name) {
+		return fmt.Errorf("%s %q: %w", Singular(cmd.Kind), m.Name, ErrBadName)
+	}
+	b, names := buckets(tx, cmd.Kind)
+	if b == nil {
+		return fmt.Errorf("store: unknown kind %q", cmd.Kind)
+	}
+	if names.Get([]byte(m.Name)) != nil {
+		return fmt.Errorf("%s %q: %w", Singular(cmd.Kind), m.Name, ErrExists)
+	}
+	if m.ID == "" || b.Get([]byte(m.ID)) != nil {
+		return fmt.Errorf("store: create %s: missing or duplicate id", cmd.Kind)
+	}
+	if err := b.Put([]byte(m.ID), cmd.Record); err != nil {
+		return err
+	}
+	if err := names.Put([]byte(m.Name), []byte(m.ID)); err != nil {
+		return err
+	}
+	if e := cmd.Enrollment; e != nil {
+		if e.SubjectID != m.ID || e.Kind != cmd.Kind {
+			return errors.New("store: create: enrollment names another subject")
+		}
+		return putJSON(tx.Bucket(bucketEnrollments), e.JTI, e)
+	}
+	return nil
+}
+
+func applyDelete(tx *bolt.Tx, cmd Command) error {
+	b, names := buckets(tx, cmd.Kind)
+	if b == nil {
+		return fmt.Errorf("store: unknown kind %q", cmd.Kind)
+	}
+	id, err := idOf(tx, cmd.Kind, cmd.Name)
+	if err != nil {
+		return err
+	}
+	var withCert struct {
+		Cert *Cert `json:"cert"`
+	}
+	if err := json.Unmarshal(b.Get([]byte(id)), &withCert); err != nil {
+		return fmt.Errorf("store: delete: %w", err)
+	}
+	if c := withCert.Cert; c != nil {
+		r := Revocation{Serial: c.Serial, Kind: cmd.Kind, Name: cmd.Name, RevokedAt: cmd.At, NotAfter: c.NotAfter}
+		if err := putJSON(tx.Bucket(bucketRevoked), c.Serial, r); err != nil {
+			return err
+		}
+	}
+	// Drop the subject's outstanding tokens, so a token of a deleted identity is unknown.
+	enr := tx.Bucket(bucketEnrollments)
+	var stale [][]byte
+	err = enr.ForEach(func(k, v []byte) error {
+		var e Enrollment
+		if json.Unmarshal(v, &e) == nil && e.Kind == cmd.Kind && e.SubjectID == id {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := enr.Delete(k); err != nil {
+			return err
+		}
+	}
+	if err := names.Delete([]byte(cmd.Name)); err != nil {
+		return err
+	}
+	return b.Delete([]byte(id))
+}
+
+func applyEnroll(tx *bolt.Tx, cmd Command) error {
+	enr := tx.Bucket(bucketEnrollments)
+	v := enr.Get([]byte(cmd.JTI))
+	if v == nil {
+		return ErrTokenUnknown
+	}
+	var e Enrollment
+	if err := json.Unmarshal(v, &e); err != nil {
+		return fmt.Errorf("store: enroll: %w", err)
+	}
+	if e.Kind != cmd.Kind {
+		return ErrTokenUnknown
+	}
+	if !cmd.At.Before(e.ExpiresAt) {
+		return ErrTokenExpired
+	}
+	if err := setCert(tx, e.Kind, e.SubjectID, cmd.Cert); err != nil {
+		return err
+	}
+	return enr.Delete([]byte(cmd.JTI))
+}
+
+func setCert(tx *bolt.Tx, kind Kind, id string, c *Cert) error {
+	b, _ := buckets(tx, kind)
+	if b == nil || c == nil {
+		return fmt.Errorf("store: set cert: bad kind %q or no certificate", kind)
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return fmt.Errorf("%s: %w", Singular(kind), ErrNotFound)
+	}
+	var rec map[string]json.RawMessage
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("store: set cert: %w", err)
+	}
+	cj, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	rec["cert"] = cj
+	out, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(id), out)
+}
+
+// Get decodes kind/name into v.
+func (s *Bolt) Get(kind Kind, name string, v any) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		id, err := idOf(tx, kind, name)
+		if err != nil {
+			return err
+		}
+		b, _ := buckets(tx, kind)
+		return json.Unmarshal(b.Get([]byte(id)), v)
+	})
+}
+
+// GetByID decodes the kind record with id into v.
+func (s *Bolt) GetByID(kind Kind, id string, v any) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b, _ := buckets(tx, kind)
+		if b == nil {
+			return fmt.Errorf("store: unknown kind %q", kind)
+		}
+		data := b.Get([]byte(id))
+		if data == nil {
+			return fmt.Errorf("%s: %w", Singular(kind), ErrNotFound)
+		}
+		return json.Unmarshal(data, v)
+	})
+}
+
+// List returns every record of kind, sorted by name.
+func (s *Bolt) List(kind Kind) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, names := buckets(tx, kind)
+		if b == nil {
+			return fmt.Errorf("store: unknown kind %q", kind)
+		}
+		// The names bucket iterates in name order.
+		return names.ForEach(func(_, id []byte) error {
+			out = append(out, append(json.RawMessage(nil), b.Get(id)...))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Enrollment returns the outstanding enrollment with jti.
+func (s *Bolt) Enrollment(jti string) (Enrollment, error) {
+	var e Enrollment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketEnrollments).Get([]byte(jti))
+		if v == nil {
+			return ErrTokenUnknown
+		}
+		return json.Unmarshal(v, &e)
+	})
+	return e, err
+}
+
+// Revoked reports whether serial was revoked.
+func (s *Bolt) Revoked(serial string) (bool, error) {
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketRevoked).Get([]byte(serial)) != nil
+		return nil
+	})
+	return found, err
+}
+
+// Revocations lists every revoked serial.
+func (s *Bolt) Revocations() ([]Revocation, error) {
+	var out []Revocation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevoked).ForEach(func(_, v []byte) error {
+			var r Revocation
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Dump writes every bucket as sorted "bucket key value" lines.
+func (s *Bolt) Dump() ([]byte, error) {
+	var buf bytes.Buffer
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var names []string
+		_ = tx.ForEach(func(n []byte, _ *bolt.Bucket) error {
+			names = append(names, string(n))
+			return nil
+		})
+		sort.Strings(names)
+		for _, n := range names {
+			_ = tx.Bucket([]byte(n)).ForEach(func(k, v []byte) error {
+				fmt.Fprintf(&buf, "%s %s %s\n", n, k, v)
+				return nil
+			})
+		}
+		return nil
+	})
+	return buf.Bytes(), err
+}
+
+func buckets(tx *bolt.Tx, kind Kind) (records, names *bolt.Bucket) {
+	return tx.Bucket([]byte(kind)), tx.Bucket([]byte(string(kind) + namesSuffix))
+}
+
+func idOf(tx *bolt.Tx, kind Kind, name string) (string, error) {
+	_, names := buckets(tx, kind)
+	if names == nil {
+		return "", fmt.Errorf("store: unknown kind %q", kind)
+	}
+	id := names.Get([]byte(name))
+	if id == nil {
+		return "", fmt.Errorf("%s %q: %w", Singular(kind), name, ErrNotFound)
+	}
+	return string(id), nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+// singular names one record of kind in messages: "identity", "service-policy".
+func Singular(k Kind) string {
+	switch k {
+	case Identities:
+		return "identity"
+	case ServicePolicies:
+		return "service-policy"
+	case EdgeRouterPolicies:
+		return "edge-router-policy"
+	}
+	s := string(k)
+	return s[:len(s)-1]
+}
+

@@ -1,0 +1,104 @@
+// Package enroll is one-time enrollment, both ends of it: the token the controller signs
+// (a JWT, ES256) and the device-side exchange that pins the controller's root CA from the
+// token, verifies the token, sends a CSR signed by the device's key store and receives a
+// certificate chain.
+package enroll
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Enrollment methods, the token's "em" claim.
+const (
+	MethodOTT    = "ott"    // an identity's one-time token
+	MethodRouter = "router" // a router's one-time token
+)
+
+// DefaultTokenLifetime is how long a token stays valid when the admin does not say.
+const DefaultTokenLifetime = 24 * time.Hour
+
+// MaxTokenSize bounds a token before anything parses it.
+const MaxTokenSize = 8 << 10
+
+// leeway tolerates clock skew between controller and device on exp/iat.
+const leeway = 30 * time.Second
+
+// Claims is what an enrollment token says.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Method is "ott" or "router".
+	Method string `json:"em"`
+	// RootFingerprint is the hex SHA-256 of the controller's root CA certificate.
+	RootFingerprint string `json:"rootfp"`
+}
+
+// Sign makes a token carrying c, signed with the controller's signer key.
+func Sign(c Claims, key *ecdsa.PrivateKey) (string, error) {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodES256, c).SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("enroll: sign token: %w", err)
+	}
+	return s, nil
+}
+
+// Peek reads a token's claims without verifying it, to learn where the controller is
+// and which root to pin. Nothing it returns may be trusted before Verify.
+func Peek(token string) (Claims, error) {
+	var c Claims
+	if len(token) > MaxTokenSize {
+		return c, errors.New("enroll: token too large")
+	}
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil {
+		return c, fmt.Errorf("enroll: malformed token: %w", err)
+	}
+	if err := c.check(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Verify checks the token's ES256 signature against pub and its expiry at now, and
+// returns its claims.
+func Verify(token string, pub *ecdsa.PublicKey, now time.Time) (Claims, error) {
+	var c Claims
+	if len(token) > MaxTokenSize {
+		return c, errors.New("enroll: token too large")
+	}
+	p := jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	_, err := p.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return pub, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return c, errors.New("enroll: token expired")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return c, errors.New("enroll: token signature invalid (not signed by this controller)")
+	case err != nil:
+		return c, fmt.Errorf("enroll: invalid token: %w", err)
+	}
+	if err := c.check(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c Claims) check() error {
+	switch {
+	case c.Method != MethodOTT && c.Method != MethodRouter:
+		return fmt.Errorf("enroll: token has unknown enrollment method %q", c.Method)
+	case c.ID == "" || c.Subject == "" || c.Issuer == "":
+		return errors.New("enroll: token lacks jti, sub or iss")
+	case len(c.RootFingerprint) != 64:
+		return errors.New("enroll: token lacks the controller's root fingerprint")
+	}
+	return nil
+}

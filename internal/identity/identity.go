@@ -1,0 +1,134 @@
+// Package identity is the identity file (ID.json) that enrollment writes and every
+// program loads to prove who it is: name and id, the controller's URL, the certificate
+// chain, the root CA to trust, and a reference to the private key in its key store.
+package identity
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"umbra/hal/keystore"
+	"umbra/internal/pki"
+)
+
+// fileMode is the mode of every identity file: it may hold a private key.
+const fileMode = 0o600
+
+// File is the content of an identity file.
+type File struct {
+	// Name and ID are the subject's name and stable id in the controller's store.
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// Kind is pki.KindIdentity or pki.KindRouter.
+	Kind string `json:"kind"`
+	// Controller is the controller's management URL, https://HOST:PORT.
+	Controller string `json:"controller"`
+	// Cert is the PEM chain: the subject's certificate, then the intermediate.
+	Cert string `json:"cert"`
+	// CA is the PEM root certificate this subject trusts.
+	CA string `json:"ca"`
+	// Key says where the private key lives.
+	Key keystore.Ref `json:"key"`
+}
+
+// Load reads an identity file.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	var f File
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("identity: %s: %w", path, err)
+	}
+	if f.Cert == "" || f.CA == "" || f.Controller == "" {
+		return nil, fmt.Errorf("identity: %s: missing certificate, CA or controller", path)
+	}
+	return &f, nil
+}
+
+// Save writes f to path atomically with mode 0600: a failed save leaves any existing file
+// as it was.
+func (f *File) Save(path string) error {
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	return WriteFileAtomic(path, append(data, '\n'), fileMode)
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and renames it
+// over path, so readers see the old or the new content, never a torn one.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Chain parses the certificate chain.
+func (f *File) Chain() ([]*x509.Certificate, error) {
+	c, err := pki.ParseCerts([]byte(f.Cert))
+	if err != nil {
+		return nil, fmt.Errorf("identity: certificate: %w", err)
+	}
+	return c, nil
+}
+
+// Roots is the pool of trusted roots.
+func (f *File) Roots() (*x509.CertPool, error) {
+	c, err := pki.ParseCerts([]byte(f.CA))
+	if err != nil {
+		return nil, fmt.Errorf("identity: CA: %w", err)
+	}
+	return pki.Pool(c...), nil
+}
+
+// Certificate opens the key and returns the TLS certificate for this identity. The
+// caller closes the key when done with it.
+func (f *File) Certificate(ctx context.Context) (tls.Certificate, keystore.Key, error) {
+	chain, err := f.Chain()
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	key, err := keystore.Open(ctx, f.Key)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("identity: open key: %w", err)
+	}
+	if !pki.SameKey(chain[0].PublicKey, key.Public()) {
+		key.Close()
+		return tls.Certificate{}, nil, errors.New("identity: key does not match certificate")
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert, key, nil
+}

@@ -1,0 +1,125 @@
+// Package transport is how umbra's programs speak QUIC: the ALPN names that tell an
+// agent, a router link and a controller link apart, the QUIC profiles for a LAN and for a
+// lossy radio, and the mutual-TLS configurations that refuse any peer without a
+// certificate from the controller's CA.
+package transport
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"umbra/internal/pki"
+)
+
+// ALPN names, one per role of a QUIC connection.
+const (
+	ALPNEdge = "umbra-edge/1" // agent ↔ router
+	ALPNLink = "umbra-link/1" // router ↔ router
+	ALPNCtrl = "umbra-ctrl/1" // router ↔ controller
+)
+
+// Profile is a documented QUIC configuration for one kind of path.
+type Profile struct {
+	// HandshakeIdleTimeout aborts a handshake that hears nothing for this long; quic-go
+	// also caps the whole handshake at twice this.
+	HandshakeIdleTimeout time.Duration
+	// MaxIdleTimeout closes a connection silent for this long. The lower of the two
+	// peers' values is in force.
+	MaxIdleTimeout time.Duration
+	// KeepAlivePeriod sends a keepalive when nothing else was sent for this long.
+	KeepAlivePeriod time.Duration
+	// InitialPacketSize is the smallest QUIC packet; radio MTUs want it low.
+	InitialPacketSize uint16
+	// MaxStreamReceiveWindow and MaxConnectionReceiveWindow cap flow-control windows;
+	// they should cover the path's bandwidth × delay.
+	MaxStreamReceiveWindow     uint64
+	MaxConnectionReceiveWindow uint64
+}
+
+// LAN is the profile for wired or loopback paths: prompt failure detection, large
+// windows.
+var LAN = Profile{
+	HandshakeIdleTimeout:       5 * time.Second,
+	MaxIdleTimeout:             30 * time.Second,
+	KeepAlivePeriod:            10 * time.Second,
+	MaxStreamReceiveWindow:     16 << 20,
+	MaxConnectionReceiveWindow: 32 << 20,
+}
+
+// Radio is the profile for a drone's radio: long handshakes and idle timeouts that ride
+// through blackouts, small packets, frequent keepalives.
+var Radio = Profile{
+	HandshakeIdleTimeout:       15 * time.Second,
+	MaxIdleTimeout:             5 * time.Minute,
+	KeepAlivePeriod:            2 * time.Second,
+	InitialPacketSize:          1200,
+	MaxStreamReceiveWindow:     4 << 20,
+	MaxConnectionReceiveWindow: 8 << 20,
+}
+
+// QUIC returns the quic-go configuration of the profile.
+func (p Profile) QUIC() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:       p.HandshakeIdleTimeout,
+		MaxIdleTimeout:             p.MaxIdleTimeout,
+		KeepAlivePeriod:            p.KeepAlivePeriod,
+		InitialPacketSize:          p.InitialPacketSize,
+		MaxStreamReceiveWindow:     p.MaxStreamReceiveWindow,
+		MaxConnectionReceiveWindow: p.MaxConnectionReceiveWindow,
+		EnableDatagrams:            true,
+	}
+}
+
+// PeerCheck decides whether a verified peer may use a connection with a given ALPN.
+// It runs on every handshake, resumed ones included.
+type PeerCheck func(alpn string, peer pki.Subject, leaf *x509.Certificate) error
+
+// ServerTLS is a router's or controller's TLS configuration: cert is presented, a client
+// certificate chaining to roots is required, and check decides per ALPN.
+func ServerTLS(cert tls.Certificate, roots *x509.CertPool, alpns []string, check PeerCheck) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    roots,
+		NextProtos:   alpns,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyPeer(cs, check)
+		},
+	}
+}
+
+// ClientTLS is an agent's or router's TLS configuration for dialing serverName with
+// alpn, presenting cert; check (may be nil) vets the server's subject.
+func ClientTLS(cert tls.Certificate, roots *x509.CertPool, serverName, alpn string, check PeerCheck) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      roots,
+		ServerName:   serverName,
+		NextProtos:   []string{alpn},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyPeer(cs, check)
+		},
+	}
+}
+
+func verifyPeer(cs tls.ConnectionState, check PeerCheck) error {
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return errors.New("transport: peer presented no verified certificate")
+	}
+	leaf := cs.VerifiedChains[0][0]
+	subj, err := pki.SubjectOf(leaf)
+	if err != nil {
+		return fmt.Errorf("transport: %w", err)
+	}
+	if check == nil {
+		return nil
+	}
+	return check(cs.NegotiatedProtocol, subj, leaf)
+}
