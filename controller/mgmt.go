@@ -87,8 +87,20 @@ func (c *Controller) serveCACerts(w http.ResponseWriter, r *http.Request) {
 
 func (c *Controller) serveList(w http.ResponseWriter, r *http.Request) {
 	kind := r.PathValue("kind")
-	if kind == "links" {
+	switch kind {
+	case "links":
 		writeJSON(w, http.StatusOK, []any{}) // router links arrive with the relay mesh
+		return
+	case "revocations":
+		revs, err := c.store.Revocations()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if revs == nil {
+			revs = []store.Revocation{}
+		}
+		writeJSON(w, http.StatusOK, revs)
 		return
 	}
 	k, ok := parseKind(kind)

@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/identity"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
+	"umbra/internal/wire"
 )
 
 // Config is what a router needs to run.
@@ -139,12 +141,40 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 		r.mu.Unlock()
 	}()
 	r.log.Info("peer connected", "kind", subj.Kind, "name", subj.Name, "alpn", cs.NegotiatedProtocol, "remote", conn.RemoteAddr().String())
+	go r.acceptStreams(conn)
 	select {
 	case <-ctx.Done():
 		conn.CloseWithError(errCodeShutdown, "router shutting down")
 	case <-conn.Context().Done():
 	}
 }
+
+// acceptStreams answers the control streams a peer opens.
+func (r *Router) acceptStreams(conn *quic.Conn) {
+	for {
+		s, err := conn.AcceptStream(conn.Context())
+		if err != nil {
+			return
+		}
+		go r.serveControl(s)
+	}
+}
+
+// serveControl answers a peer's Hello with the router's name.
+func (r *Router) serveControl(s *quic.Stream) {
+	defer s.Close()
+	s.SetReadDeadline(time.Now().Add(helloTimeout))
+	var hello wire.Hello
+	if err := wire.Expect(s, wire.TypeHello, &hello); err != nil {
+		wire.Write(s, wire.TypeError, wire.Error{Message: "expected hello: " + err.Error()})
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	wire.Write(s, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: r.cfg.Identity.Name})
+}
+
+// helloTimeout bounds the wait for a peer's first control message.
+const helloTimeout = 10 * time.Second
 
 // QUIC application error codes the router closes connections with.
 const (

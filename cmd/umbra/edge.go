@@ -46,6 +46,7 @@ var kindAliases = map[string]string{
 	"service-policy": "service-policies", "service-policies": "service-policies",
 	"edge-router-policy": "edge-router-policies", "edge-router-policies": "edge-router-policies",
 	"link": "links", "links": "links",
+	"revocations": "revocations",
 }
 
 func newEdgeCmd() *cobra.Command {
@@ -58,10 +59,10 @@ func newEdgeCmd() *cobra.Command {
 
 	var output string
 	list := &cobra.Command{
-		Use:       "list identities|services|service-policies|edge-router-policies|routers|links",
+		Use:       "list identities|services|service-policies|edge-router-policies|routers|links|revocations",
 		Short:     "list records",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links"},
+		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links", "revocations"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := kindAliases[args[0]]
 			if !ok {
@@ -96,7 +97,7 @@ func newEdgeCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := kindAliases[args[0]]
-			if !ok || kind == "links" {
+			if !ok || kind == "links" || kind == "revocations" {
 				return fmt.Errorf("unknown kind %q", args[0])
 			}
 			c, err := f.client(cmd)
@@ -226,7 +227,7 @@ func createEdgeRouterPolicyCmd(f *edgeFlags) *cobra.Command {
 }
 
 // tableColumns are shown first, in this order, when present; other scalar fields follow.
-var tableColumns = []string{"name", "id", "type", "attributes", "admin", "online", "host", "intercept", "identities", "services", "routers"}
+var tableColumns = []string{"name", "serial", "kind", "revoked_at", "id", "type", "attributes", "admin", "online", "host", "intercept", "identities", "services", "routers"}
 
 func printTable(cmd *cobra.Command, recs []map[string]any) {
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)

@@ -175,4 +175,3 @@ func portOf(addr string) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
-

@@ -429,4 +429,3 @@ func Singular(k Kind) string {
 	s := string(k)
 	return s[:len(s)-1]
 }
-

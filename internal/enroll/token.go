@@ -69,6 +69,13 @@ func Verify(token string, pub *ecdsa.PublicKey, now time.Time) (Claims, error) {
 	if len(token) > MaxTokenSize {
 		return c, errors.New("enroll: token too large")
 	}
+	unverified, _, err := jwt.NewParser().ParseUnverified(token, &Claims{})
+	if err != nil {
+		return c, fmt.Errorf("enroll: invalid token: %w", err)
+	}
+	if alg := unverified.Method.Alg(); alg != jwt.SigningMethodES256.Alg() {
+		return c, fmt.Errorf("enroll: invalid token: alg %q refused, want ES256", alg)
+	}
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
 		jwt.WithExpirationRequired(),
@@ -76,7 +83,7 @@ func Verify(token string, pub *ecdsa.PublicKey, now time.Time) (Claims, error) {
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
-	_, err := p.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return pub, nil })
+	_, err = p.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return pub, nil })
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return c, errors.New("enroll: token expired")

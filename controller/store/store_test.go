@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openTemp(t *testing.T) (*Bolt, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "umbra.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func createIdentity(t *testing.T, s Store, id, name string, enr *Enrollment) error {
+	t.Helper()
+	raw, _ := json.Marshal(Identity{Meta: Meta{ID: id, Name: name}, Attributes: []string{"drone"}})
+	return s.Apply(context.Background(), Command{Op: OpCreate, Kind: Identities, Record: raw, Enrollment: enr, At: time.Now()})
+}
+
+func TestNamesAreUniquePerKind(t *testing.T) {
+	s, _ := openTemp(t)
+	if err := createIdentity(t, s, "id1", "drone1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := createIdentity(t, s, "id2", "drone1", nil); !errors.Is(err, ErrExists) {
+		t.Errorf("second drone1: got %v, want ErrExists", err)
+	}
+	raw, _ := json.Marshal(Service{Meta: Meta{ID: "svc1", Name: "drone1"}})
+	if err := s.Apply(context.Background(), Command{Op: OpCreate, Kind: Services, Record: raw}); err != nil {
+		t.Errorf("a service may share an identity's name: %v", err)
+	}
+}
+
+func TestEnrollmentIsConsumedOnce(t *testing.T) {
+	s, _ := openTemp(t)
+	enr := &Enrollment{JTI: "jti1", Kind: Identities, SubjectID: "id1", Method: "ott", ExpiresAt: time.Now().Add(time.Hour)}
+	if err := createIdentity(t, s, "id1", "drone1", enr); err != nil {
+		t.Fatal(err)
+	}
+	const racers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, racers)
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.Apply(context.Background(), Command{Op: OpEnroll, Kind: Identities, JTI: "jti1",
+				Cert: &Cert{Serial: string(rune('a' + i))}, At: time.Now()})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	won := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, ErrTokenUnknown):
+			t.Errorf("loser: got %v, want ErrTokenUnknown", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("enrollments that succeeded = %d, want 1", won)
+	}
+}
+
+func TestExpiredEnrollmentRefusedAndKept(t *testing.T) {
+	s, _ := openTemp(t)
+	exp := time.Now().Add(time.Hour)
+	enr := &Enrollment{JTI: "jti1", Kind: Identities, SubjectID: "id1", ExpiresAt: exp}
+	if err := createIdentity(t, s, "id1", "drone1", enr); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Dump()
+	err := s.Apply(context.Background(), Command{Op: OpEnroll, Kind: Identities, JTI: "jti1", Cert: &Cert{Serial: "1"}, At: exp})
+	if !errors.Is(err, ErrTokenExpired) {
+		t.Errorf("got %v, want ErrTokenExpired", err)
+	}
+	if after, _ := s.Dump(); string(after) != string(before) {
+		t.Errorf("a refused enrollment changed the store")
+	}
+}
+
+func TestDeleteRevokesCertificateAndDropsTokens(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	enr := &Enrollment{JTI: "jti1", Kind: Identities, SubjectID: "id1", ExpiresAt: time.Now().Add(time.Hour)}
+	if err := createIdentity(t, s, "id1", "drone1", enr); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, Command{Op: OpSetCert, Kind: Identities, Name: "drone1", Cert: &Cert{Serial: "abc"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, Command{Op: OpDelete, Kind: Identities, Name: "drone1", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if revoked, _ := s.Revoked("abc"); !revoked {
+		t.Errorf("serial abc revoked = false, want true")
+	}
+	if _, err := s.Enrollment("jti1"); !errors.Is(err, ErrTokenUnknown) {
+		t.Errorf("token of deleted identity: got %v, want ErrTokenUnknown", err)
+	}
+	var id Identity
+	if err := s.Get(Identities, "drone1", &id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get deleted: got %v, want ErrNotFound", err)
+	}
+	if err := createIdentity(t, s, "id2", "drone1", nil); err != nil {
+		t.Errorf("the name of a deleted identity is free again: %v", err)
+	}
+}
+
+func TestStateSurvivesReopen(t *testing.T) {
+	s, path := openTemp(t)
+	if err := createIdentity(t, s, "id1", "drone1", nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var id Identity
+	if err := s2.Get(Identities, "drone1", &id); err != nil || id.ID != "id1" {
+		t.Errorf("after reopen: got %+v %v, want id1", id, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	s, path := openTemp(t)
+	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("99")) })
+	s.Close()
+	if _, err := Open(path); err == nil {
+		t.Errorf("opening a store of schema 99: got no error, want a refusal")
+	}
+}
+
+func TestListIsSortedByName(t *testing.T) {
+	s, _ := openTemp(t)
+	for i, n := range []string{"c", "a", "b"} {
+		if err := createIdentity(t, s, string(rune('x'+i)), n, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _ := s.List(Identities)
+	var got []string
+	for _, r := range recs {
+		var m Meta
+		json.Unmarshal(r, &m)
+		got = append(got, m.Name)
+	}
+	if len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {
+		t.Errorf("names = %v, want [a b c]", got)
+	}
+}

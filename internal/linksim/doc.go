@@ -1,0 +1,9 @@
+// Package linksim emulates the lossy, slow and intermittent radio links umbra runs over:
+// loss (independent and Gilbert–Elliott bursts), delay, jitter, reordering, duplication,
+// a rate cap with a bounded queue, an MTU and blackouts, each changeable at run time.
+//
+// The kernel umbra is tested on has no netem, so every lossy-link test and figure goes
+// through this package. It owns the impairment engine (one pipe per direction of a Link)
+// and the modes that feed it packets; today that is UDPProxy, a user-space UDP proxy.
+// It must not depend on any other umbra package: it is test equipment, not product code.
+package linksim

@@ -1,0 +1,168 @@
+// Package wire is umbra's control-message format: CBOR with integer keys, encoded in
+// core deterministic mode and decoded with explicit limits, framed on QUIC streams with
+// a length prefix. Every message type is listed here; every decoder is fuzzed.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Limits every decoder enforces.
+const (
+	// MaxMessageSize caps one framed message.
+	MaxMessageSize = 64 << 10
+	// maxNesting, maxArray and maxMap bound the CBOR structure of a message.
+	maxNesting = 8
+	maxArray   = 4096
+	maxMap     = 64
+	// headerSize is the frame header: a big-endian uint32 body length.
+	headerSize = 4
+)
+
+// Type identifies a message.
+type Type uint16
+
+// Message types.
+const (
+	TypeHello    Type = 1 // agent/router → router/controller: who I am, what I speak
+	TypeHelloAck Type = 2 // the answer: who accepted
+	TypeError    Type = 3 // a refusal, with a one-line reason
+)
+
+// Version is the control protocol version carried in Hello.
+const Version = 1
+
+// Hello opens a control stream.
+type Hello struct {
+	Version uint   `cbor:"1,keyasint"`
+	Name    string `cbor:"2,keyasint,omitempty"`
+	// Advertise is where a router can be reached (router → controller only).
+	Advertise string `cbor:"3,keyasint,omitempty"`
+}
+
+// HelloAck accepts a Hello.
+type HelloAck struct {
+	Version uint   `cbor:"1,keyasint"`
+	Name    string `cbor:"2,keyasint"`
+}
+
+// Error refuses a request.
+type Error struct {
+	Message string `cbor:"1,keyasint"`
+}
+
+// envelope is what a frame holds: the type and the message's own CBOR.
+type envelope struct {
+	Type Type            `cbor:"1,keyasint"`
+	Body cbor.RawMessage `cbor:"2,keyasint"`
+}
+
+var modes = sync.OnceValues(func() (cbor.EncMode, cbor.DecMode) {
+	enc, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	dec, err := cbor.DecOptions{
+		MaxNestedLevels:   maxNesting,
+		MaxArrayElements:  maxArray,
+		MaxMapPairs:       maxMap,
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return enc, dec
+})
+
+// Marshal encodes v deterministically.
+func Marshal(v any) ([]byte, error) {
+	enc, _ := modes()
+	return enc.Marshal(v)
+}
+
+// Unmarshal decodes data into v within the limits.
+func Unmarshal(data []byte, v any) error {
+	_, dec := modes()
+	return dec.Unmarshal(data, v)
+}
+
+// Write frames msg of type t onto w.
+func Write(w io.Writer, t Type, msg any) error {
+	body, err := Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("wire: encode %d: %w", t, err)
+	}
+	frame, err := Marshal(envelope{Type: t, Body: body})
+	if err != nil {
+		return fmt.Errorf("wire: encode %d: %w", t, err)
+	}
+	if len(frame) > MaxMessageSize {
+		return fmt.Errorf("wire: message of %d bytes exceeds %d", len(frame), MaxMessageSize)
+	}
+	buf := make([]byte, headerSize+len(frame))
+	binary.BigEndian.PutUint32(buf, uint32(len(frame)))
+	copy(buf[headerSize:], frame)
+	_, err = w.Write(buf)
+	return err
+}
+
+// Read reads one frame from r and returns its type and undecoded body.
+func Read(r io.Reader) (Type, []byte, error) {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxMessageSize {
+		return 0, nil, fmt.Errorf("wire: message of %d bytes exceeds %d", n, MaxMessageSize)
+	}
+	frame := make([]byte, n)
+	if _, err := io.ReadFull(r, frame); err != nil {
+		return 0, nil, fmt.Errorf("wire: short message: %w", err)
+	}
+	return Decode(frame)
+}
+
+// Decode splits one frame body into its type and the message's CBOR.
+func Decode(frame []byte) (Type, []byte, error) {
+	var env envelope
+	if err := Unmarshal(frame, &env); err != nil {
+		return 0, nil, fmt.Errorf("wire: malformed message: %w", err)
+	}
+	return env.Type, env.Body, nil
+}
+
+// ErrUnexpected is returned by Expect for a message of another type.
+var ErrUnexpected = errors.New("wire: unexpected message")
+
+// Expect reads one message that must be of type t into v. A peer's Error message comes
+// back as an error carrying its reason.
+func Expect(r io.Reader, t Type, v any) error {
+	got, body, err := Read(r)
+	if err != nil {
+		return err
+	}
+	if got == TypeError && t != TypeError {
+		var e Error
+		if err := Unmarshal(body, &e); err != nil {
+			return fmt.Errorf("wire: malformed error: %w", err)
+		}
+		return fmt.Errorf("refused: %s", e.Message)
+	}
+	if got != t {
+		return fmt.Errorf("%w: got type %d, want %d", ErrUnexpected, got, t)
+	}
+	if err := Unmarshal(body, v); err != nil {
+		return fmt.Errorf("wire: malformed message %d: %w", t, err)
+	}
+	return nil
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages umbra's tests and benchmarks use. As root it installs what
+# is missing; otherwise it names what is missing and fails.
+set -euo pipefail
+
+# swtpm*/tpm2-tools: the TPM 2.0 key store is tested against swtpm.
+# openssh-server: the `ssh -L` tunnel benchmarks compare against.
+# iproute2/iptables: network namespaces for link tests.
+PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup-deps: missing Debian packages: ${missing[*]}" >&2
+	echo "setup-deps: install them as root: apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+echo "setup-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
