@@ -94,7 +94,7 @@ type Controller struct {
 	log   *slog.Logger
 
 	mu     sync.Mutex
-	online map[string]time.Time // router id → when its control link came up
+	online map[string]routerState // router id → its live control link
 }
 
 // Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
@@ -166,7 +166,7 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]time.Time{}}, nil
+	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]routerState{}}, nil
 }
 
 // Close closes the store.
@@ -181,17 +181,23 @@ func (c *Controller) CA() *ca.CA { return c.ca }
 // URL is the controller's advertised https URL.
 func (c *Controller) URL() string { return c.cfg.URL }
 
-// Listen opens the management API's TCP listener on cfg.Listen.
-func (c *Controller) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", c.cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("controller: listen: %w", err)
-	}
-	return ln, nil
+// Listen opens the management API's TCP port and the control plane's UDP port, both on
+// cfg.Listen.
+func (c *Controller) Listen() (net.Listener, net.PacketConn, error) {
+	return ListenPair(c.cfg.Listen)
 }
 
-// Serve answers the management API on ln until ctx ends.
-func (c *Controller) Serve(ctx context.Context, ln net.Listener) error {
+// Serve answers the management API on ln and routers' control links on pc until ctx
+// ends. pc may be nil for a controller without a control plane (tests).
+func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketConn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctrlErr := make(chan error, 1)
+	if pc != nil {
+		go func() { ctrlErr <- c.serveControl(ctx, pc) }()
+	} else {
+		ctrlErr <- nil
+	}
 	srv := &http.Server{
 		Handler:           c.Handler(),
 		TLSConfig:         c.tlsConfig(),
@@ -211,7 +217,11 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	c.log.Info("management API listening", "addr", ln.Addr().String(), "url", c.cfg.URL)
 	err := srv.ServeTLS(ln, "", "")
+	cancel()
 	<-done
+	if cerr := <-ctrlErr; cerr != nil {
+		return cerr
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"crypto/ecdsa"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -45,7 +44,7 @@ type testController struct {
 func startController(t testing.TB) *testController {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, pc, err := ListenPair("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +59,7 @@ func startController(t testing.TB) *testController {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
+	go func() { done <- c.Serve(ctx, ln, pc) }()
 	admin, err := identity.Load(filepath.Join(cfg.DataDir, AdminFile))
 	if err != nil {
 		t.Fatal(err)

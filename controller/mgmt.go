@@ -332,7 +332,11 @@ func (c *Controller) withOnline(recs []json.RawMessage) []json.RawMessage {
 			continue
 		}
 		id, _ := m["id"].(string)
-		_, m["online"] = c.online[id]
+		st, online := c.online[id]
+		m["online"] = online
+		if online {
+			m["advertise"] = st.advertise
+		}
 		out[i], _ = json.Marshal(m)
 	}
 	return out

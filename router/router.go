@@ -6,6 +6,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -38,10 +39,12 @@ type Config struct {
 
 // Router is a listening router.
 type Router struct {
-	cfg      Config
-	log      *slog.Logger
-	listener *quic.Listener
-	closeKey func() error
+	cfg       Config
+	log       *slog.Logger
+	cert      tls.Certificate
+	transport *quic.Transport
+	listener  *quic.Listener
+	closeKey  func() error
 
 	mu    sync.Mutex
 	conns map[*quic.Conn]pki.Subject
@@ -67,10 +70,18 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		key.Close()
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger, closeKey: key.Close, conns: map[*quic.Conn]pki.Subject{}}
+	r := &Router{cfg: cfg, log: cfg.Logger, cert: cert, closeKey: key.Close, conns: map[*quic.Conn]pki.Subject{}}
 	tlsConf := transport.ServerTLS(cert, roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
-	ln, err := quic.ListenAddr(cfg.Listen, tlsConf, cfg.Profile.QUIC())
+	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
+		key.Close()
+		return nil, fmt.Errorf("router: listen %s: %w", cfg.Listen, err)
+	}
+	// One UDP socket serves agents and routers and carries the router's own dials.
+	r.transport = &quic.Transport{Conn: pc}
+	ln, err := r.transport.Listen(tlsConf, cfg.Profile.QUIC())
+	if err != nil {
+		pc.Close()
 		key.Close()
 		return nil, fmt.Errorf("router: listen %s: %w", cfg.Listen, err)
 	}
@@ -101,13 +112,21 @@ func (r *Router) checkPeer(alpn string, peer pki.Subject, _ *x509.Certificate) e
 // Serve accepts connections until ctx ends, then closes the router.
 func (r *Router) Serve(ctx context.Context) error {
 	defer r.closeKey()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		<-ctx.Done()
 		r.listener.Close()
+		r.transport.Close()
 	}()
-	r.log.Info("router listening", "addr", r.listener.Addr().String(), "name", r.cfg.Identity.Name)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.runControlLink(ctx)
+	}()
+	r.log.Info("router listening", "addr", r.listener.Addr().String(), "name", r.cfg.Identity.Name)
 	for {
 		conn, err := r.listener.Accept(ctx)
 		if err != nil {

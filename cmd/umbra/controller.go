@@ -53,12 +53,12 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ln, err := c.Listen()
+			ln, pc, err := c.Listen()
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "controller listening on %s\n", ln.Addr())
-			return c.Serve(cmd.Context(), ln)
+			return c.Serve(cmd.Context(), ln, pc)
 		},
 	}
 	runCmd.Flags().StringVar(&runData, "data", "", "data directory (required)")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,11 +76,12 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 	}
 
 	// The controller's port must be known before its PKI and tokens name it.
-	ctrlLn, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(ctrlPort)))
+	ctrlLn, ctrlPC, err := controller.ListenPair(net.JoinHostPort(host, strconv.Itoa(ctrlPort)))
 	if err != nil {
 		return fmt.Errorf("quickstart: controller port: %w", err)
 	}
 	defer ctrlLn.Close()
+	defer ctrlPC.Close()
 	ctrlAddr := ctrlLn.Addr().String()
 	ctrlDir := filepath.Join(dir, qsControllerDir)
 	adminPath := filepath.Join(dir, qsAdminFile)
@@ -95,7 +97,7 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 	}
 	defer ctrl.Close()
 	errc := make(chan error, 2)
-	go func() { errc <- ctrl.Serve(ctx, ctrlLn) }()
+	go func() { errc <- ctrl.Serve(ctx, ctrlLn, ctrlPC) }()
 
 	routerID, err := quickstartRouter(ctx, dir, adminPath)
 	if err != nil {
@@ -106,6 +108,9 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 		return err
 	}
 	go func() { errc <- r.Serve(ctx) }()
+	if err := waitOnline(ctx, ctrl, routerID.ID, errc); err != nil {
+		return err
+	}
 
 	state := quickstartState{Controller: ctrl.URL(), Router: r.Addr().String(), Admin: adminPath}
 	data, _ := json.MarshalIndent(state, "", "  ")
@@ -153,6 +158,32 @@ func quickstartRouter(ctx context.Context, dir, adminPath string) (*identity.Fil
 		return nil, err
 	}
 	return identity.Load(idPath)
+}
+
+// Readiness of the quickstart: the router must report online within this time.
+const (
+	onlineTimeout = 10 * time.Second
+	onlinePoll    = 10 * time.Millisecond
+)
+
+// waitOnline polls until the controller sees the router's control link.
+func waitOnline(ctx context.Context, ctrl *controller.Controller, routerID string, errc <-chan error) error {
+	deadline := time.NewTimer(onlineTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(onlinePoll)
+	defer tick.Stop()
+	for !ctrl.RouterOnline(routerID) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errc:
+			return fmt.Errorf("quickstart: %w", err)
+		case <-deadline.C:
+			return fmt.Errorf("quickstart: %s did not come online within %v", qsRouterName, onlineTimeout)
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 func readQuickstartState(path string) quickstartState {

@@ -94,8 +94,8 @@ func TestQuickstartEnrollListRestartDelete(t *testing.T) {
 	}
 	env := []string{"UMBRA_ADMIN=" + first.Admin}
 
-	if r := find(listJSON(t, env, "routers"), "router1"); r == nil {
-		t.Fatalf("router1 missing from `edge list routers`")
+	if r := find(listJSON(t, env, "routers"), "router1"); r == nil || r["online"] != true {
+		t.Fatalf("router1 in `edge list routers` = %v, want listed and online once ready", r)
 	}
 	if p := find(listJSON(t, env, "edge-router-policies"), "all-routers"); p == nil {
 		t.Errorf("edge-router policy #all → #all missing")

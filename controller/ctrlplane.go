@@ -1,0 +1,157 @@
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"umbra/controller/store"
+	"umbra/internal/pki"
+	"umbra/internal/transport"
+	"umbra/internal/wire"
+)
+
+// Bounds of the control plane.
+const (
+	// ctrlHelloTimeout bounds the wait for a router's Hello on a new control link.
+	ctrlHelloTimeout = 10 * time.Second
+	// listenPairAttempts bounds the search for a port free on both TCP and UDP.
+	listenPairAttempts = 20
+)
+
+// QUIC application error codes of the control plane.
+const (
+	ctrlCodeShutdown quic.ApplicationErrorCode = 0x200
+	ctrlCodeRefused  quic.ApplicationErrorCode = 0x201
+)
+
+// ListenPair opens the management API's TCP port and the control plane's UDP port on
+// the same address; with port 0 it finds a port free for both.
+func ListenPair(addr string) (net.Listener, net.PacketConn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("controller: listen %q: %w", addr, err)
+	}
+	for range listenPairAttempts {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("controller: listen: %w", err)
+		}
+		_, bound, _ := net.SplitHostPort(ln.Addr().String())
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, bound))
+		if err == nil {
+			return ln, pc, nil
+		}
+		ln.Close()
+		if port != "0" {
+			return nil, nil, fmt.Errorf("controller: listen udp: %w", err)
+		}
+	}
+	return nil, nil, errors.New("controller: no port free on both TCP and UDP")
+}
+
+// serveControl accepts routers' control links on pc until ctx ends.
+func (c *Controller) serveControl(ctx context.Context, pc net.PacketConn) error {
+	chain, key := c.ca.ServerChain()
+	cert := tls.Certificate{Certificate: chain[:2], PrivateKey: key, Leaf: c.ca.Server}
+	tlsConf := transport.ServerTLS(cert, c.ca.Roots(), []string{transport.ALPNCtrl}, c.checkRouter)
+	tr := &quic.Transport{Conn: pc}
+	ln, err := tr.Listen(tlsConf, transport.LAN.QUIC())
+	if err != nil {
+		return fmt.Errorf("controller: control plane: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		tr.Close()
+	}()
+	c.log.Info("control plane listening", "addr", pc.LocalAddr().String())
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("controller: control plane: %w", err)
+		}
+		go c.serveRouter(ctx, conn)
+	}
+}
+
+// checkRouter admits routers the store knows, with their current, unrevoked certificate.
+func (c *Controller) checkRouter(alpn string, peer pki.Subject, leaf *x509.Certificate) error {
+	if alpn != transport.ALPNCtrl || peer.Kind != pki.KindRouter {
+		return fmt.Errorf("controller: %s %q may not open a control link", peer.Kind, peer.Name)
+	}
+	var r store.Router
+	if err := c.store.GetByID(store.Routers, peer.ID, &r); err != nil {
+		return fmt.Errorf("controller: router %q unknown or deleted", peer.Name)
+	}
+	serial := pki.SerialString(leaf)
+	if revoked, _ := c.store.Revoked(serial); revoked || r.Cert == nil || r.Cert.Serial != serial {
+		return fmt.Errorf("controller: router %q: certificate revoked or replaced", peer.Name)
+	}
+	return nil
+}
+
+// serveRouter marks a router online from its Hello until its control link ends.
+func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
+	subj, err := pki.SubjectOf(conn.ConnectionState().TLS.PeerCertificates[0])
+	if err != nil {
+		conn.CloseWithError(ctrlCodeRefused, "no subject")
+		return
+	}
+	s, err := conn.AcceptStream(ctx)
+	if err != nil {
+		return
+	}
+	s.SetReadDeadline(time.Now().Add(ctrlHelloTimeout))
+	var hello wire.Hello
+	if err := wire.Expect(s, wire.TypeHello, &hello); err != nil {
+		conn.CloseWithError(ctrlCodeRefused, "expected hello")
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	if err := wire.Write(s, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: "controller"}); err != nil {
+		return
+	}
+	c.setOnline(subj.ID, hello.Advertise, true)
+	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
+	select {
+	case <-ctx.Done():
+		conn.CloseWithError(ctrlCodeShutdown, "controller shutting down")
+	case <-conn.Context().Done():
+	}
+	c.setOnline(subj.ID, "", false)
+	c.log.Info("router offline", "name", subj.Name)
+}
+
+// routerState is what the controller knows of a router's control link.
+type routerState struct {
+	since     time.Time
+	advertise string
+}
+
+func (c *Controller) setOnline(id, advertise string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		c.online[id] = routerState{since: c.cfg.Now(), advertise: advertise}
+	} else {
+		delete(c.online, id)
+	}
+}
+
+// RouterOnline reports whether the router with id has a control link up.
+func (c *Controller) RouterOnline(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.online[id]
+	return ok
+}

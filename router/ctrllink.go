@@ -1,0 +1,100 @@
+package router
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"umbra/internal/pki"
+	"umbra/internal/transport"
+	"umbra/internal/wire"
+)
+
+// Reconnect policy of the control link: exponential with jitter and a low cap, so a
+// router finds the controller again within seconds of it returning.
+const (
+	ctrlBackoffInitial = 200 * time.Millisecond
+	ctrlBackoffMax     = 5 * time.Second
+	ctrlBackoffJitter  = 0.5
+	ctrlDialTimeout    = 10 * time.Second
+)
+
+// runControlLink keeps the router's control link to the controller up until ctx ends.
+func (r *Router) runControlLink(ctx context.Context) {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(ctrlBackoffInitial),
+		backoff.WithMaxInterval(ctrlBackoffMax),
+		backoff.WithRandomizationFactor(ctrlBackoffJitter),
+		backoff.WithMaxElapsedTime(0),
+	)
+	for ctx.Err() == nil {
+		up, err := r.controlLinkOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if up {
+			b.Reset()
+		}
+		wait := b.NextBackOff()
+		r.log.Warn("control link down", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// controlLinkOnce dials the controller, says Hello and holds the link until it ends. It
+// reports whether the link came up.
+func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
+	u, err := url.Parse(r.cfg.Identity.Controller)
+	if err != nil {
+		return false, fmt.Errorf("control link: controller URL: %w", err)
+	}
+	roots, err := r.cfg.Identity.Roots()
+	if err != nil {
+		return false, err
+	}
+	tlsConf := transport.ClientTLS(r.cert, roots, u.Hostname(), transport.ALPNCtrl, func(_ string, peer pki.Subject, _ *x509.Certificate) error {
+		if peer.Kind != pki.KindController {
+			return fmt.Errorf("control link: peer is a %s, not the controller", peer.Kind)
+		}
+		return nil
+	})
+	dctx, cancel := context.WithTimeout(ctx, ctrlDialTimeout)
+	defer cancel()
+	addr, err := net.ResolveUDPAddr("udp", u.Host)
+	if err != nil {
+		return false, fmt.Errorf("control link: %w", err)
+	}
+	conn, err := r.transport.Dial(dctx, addr, tlsConf, transport.LAN.QUIC())
+	if err != nil {
+		return false, fmt.Errorf("control link: dial %s: %w", u.Host, err)
+	}
+	defer conn.CloseWithError(errCodeShutdown, "")
+	s, err := conn.OpenStreamSync(dctx)
+	if err != nil {
+		return false, fmt.Errorf("control link: %w", err)
+	}
+	s.SetDeadline(time.Now().Add(ctrlDialTimeout))
+	if err := wire.Write(s, wire.TypeHello, wire.Hello{Version: wire.Version, Name: r.cfg.Identity.Name, Advertise: r.cfg.Advertise}); err != nil {
+		return false, fmt.Errorf("control link: %w", err)
+	}
+	var ack wire.HelloAck
+	if err := wire.Expect(s, wire.TypeHelloAck, &ack); err != nil {
+		return false, fmt.Errorf("control link: %w", err)
+	}
+	s.SetDeadline(time.Time{})
+	r.log.Info("control link up", "controller", u.Host)
+	select {
+	case <-ctx.Done():
+	case <-conn.Context().Done():
+	}
+	return true, context.Cause(conn.Context())
+}
