@@ -93,8 +93,10 @@ type Controller struct {
 	store store.Store
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	online map[string]routerState // router id → its live control link
+	mu       sync.Mutex
+	online   map[string]routerState // router id → its live control link
+	bindings map[*binding]struct{}
+	circuits map[*circuit]struct{}
 }
 
 // Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
@@ -166,7 +168,8 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]routerState{}}, nil
+	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]routerState{},
+		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}, nil
 }
 
 // Close closes the store.
@@ -259,6 +262,7 @@ func (c *Controller) IssueAdmin(ctx context.Context, name string) (*identity.Fil
 	return &identity.File{
 		Name: rec.Name, ID: rec.ID, Kind: pki.KindIdentity, Controller: c.cfg.URL,
 		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)), Key: ref,
+		Signer: string(pki.EncodeCerts(c.ca.Signer, c.ca.Intermediate)),
 	}, nil
 }
 

@@ -100,7 +100,8 @@ func (c *Controller) checkRouter(alpn string, peer pki.Subject, leaf *x509.Certi
 	return nil
 }
 
-// serveRouter marks a router online from its Hello until its control link ends.
+// serveRouter marks a router online from its Hello until its control link ends, and
+// answers the requests it relays for its agents.
 func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 	subj, err := pki.SubjectOf(conn.ConnectionState().TLS.PeerCertificates[0])
 	if err != nil {
@@ -118,17 +119,36 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	s.SetReadDeadline(time.Time{})
-	if err := wire.Write(s, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: "controller"}); err != nil {
+	revs, err := c.store.Revocations()
+	if err != nil {
+		conn.CloseWithError(ctrlCodeRefused, "store unavailable")
 		return
 	}
-	c.setOnline(subj.ID, hello.Advertise, true)
+	ack := wire.HelloAck{Version: wire.Version, Name: "controller"}
+	for _, r := range revs {
+		ack.Revoked = append(ack.Revoked, r.Serial)
+	}
+	if err := wire.Write(s, wire.TypeHelloAck, ack); err != nil {
+		return
+	}
+	s.Close()
+	c.setOnline(subj.ID, hello.Advertise, conn)
 	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
+	go func() {
+		for {
+			rs, err := conn.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go c.serveRouterStream(ctx, subj, rs)
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		conn.CloseWithError(ctrlCodeShutdown, "controller shutting down")
 	case <-conn.Context().Done():
 	}
-	c.setOnline(subj.ID, "", false)
+	c.setOffline(subj.ID, conn)
 	c.log.Info("router offline", "name", subj.Name)
 }
 
@@ -136,14 +156,23 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 type routerState struct {
 	since     time.Time
 	advertise string
+	conn      *quic.Conn
 }
 
-func (c *Controller) setOnline(id, advertise string, on bool) {
+func (c *Controller) setOnline(id, advertise string, conn *quic.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if on {
-		c.online[id] = routerState{since: c.cfg.Now(), advertise: advertise}
-	} else {
+	if old, ok := c.online[id]; ok {
+		old.conn.CloseWithError(ctrlCodeShutdown, "replaced by a newer control link")
+	}
+	c.online[id] = routerState{since: c.cfg.Now(), advertise: advertise, conn: conn}
+}
+
+// setOffline forgets the router's control link, unless a newer one replaced it.
+func (c *Controller) setOffline(id string, conn *quic.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.online[id]; ok && st.conn == conn {
 		delete(c.online, id)
 	}
 }

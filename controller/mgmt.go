@@ -151,6 +151,7 @@ func (c *Controller) serveDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("deleted", "kind", k, "name", cmd.Name)
+	c.enforce(r.Context())
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -3,12 +3,14 @@ package router
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/quic-go/quic-go"
 
 	"umbra/internal/pki"
 	"umbra/internal/transport"
@@ -91,10 +93,72 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("control link: %w", err)
 	}
 	s.SetDeadline(time.Time{})
+	s.Close()
+	r.revoke(ack.Revoked)
+	r.setControl(conn)
+	defer r.setControl(nil)
 	r.log.Info("control link up", "controller", u.Host)
+	go r.acceptControlPushes(conn)
 	select {
 	case <-ctx.Done():
 	case <-conn.Context().Done():
 	}
 	return true, context.Cause(conn.Context())
+}
+
+// acceptControlPushes handles what the controller sends unasked: revoked certificates.
+func (r *Router) acceptControlPushes(conn *quic.Conn) {
+	for {
+		s, err := conn.AcceptStream(conn.Context())
+		if err != nil {
+			return
+		}
+		go func() {
+			defer s.Close()
+			s.SetReadDeadline(time.Now().Add(ctrlDialTimeout))
+			var rev wire.Revoke
+			if err := wire.Expect(s, wire.TypeRevoke, &rev); err != nil {
+				r.log.Warn("control push", "err", err)
+				return
+			}
+			r.revoke(rev.Serials)
+		}()
+	}
+}
+
+// setControl records the current control link (nil when down) and wakes its waiters.
+func (r *Router) setControl(conn *quic.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ctrl = conn
+	if conn != nil {
+		close(r.ctrlUp)
+		r.ctrlUp = make(chan struct{})
+	}
+}
+
+// errNoController is returned for requests while the control link is down.
+var errNoController = errors.New("controller unreachable")
+
+// controlStream opens a stream to the controller on the current control link.
+func (r *Router) controlStream(ctx context.Context) (*quic.Stream, error) {
+	r.mu.Lock()
+	conn := r.ctrl
+	r.mu.Unlock()
+	if conn == nil {
+		return nil, errNoController
+	}
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoController, err)
+	}
+	return s, nil
+}
+
+// controlUp returns a channel closed the next time the control link comes up, and
+// whether it is up now.
+func (r *Router) controlUp() (<-chan struct{}, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ctrlUp, r.ctrl != nil
 }

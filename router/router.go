@@ -1,11 +1,13 @@
 // Package router is umbra's data plane: one UDP port where agents (ALPN umbra-edge/1) and
 // other routers (umbra-link/1) connect over QUIC with mutual TLS. It refuses every peer
-// without a certificate from the controller's CA at the handshake, and serves nobody the
-// controller has not authorized.
+// without a certificate from the controller's CA at the handshake, relays its agents'
+// control requests to the controller, and carries circuits the controller granted: TCP
+// as spliced QUIC streams, UDP as QUIC datagrams. It sees only end-to-end ciphertext.
 package router
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,14 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/identity"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
-	"umbra/internal/wire"
 )
 
 // Config is what a router needs to run.
@@ -37,18 +37,34 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// QUIC application error codes the router closes connections with.
+const (
+	errCodeShutdown quic.ApplicationErrorCode = 0x100
+	errCodeRefused  quic.ApplicationErrorCode = 0x101
+	errCodeRevoked  quic.ApplicationErrorCode = 0x102
+)
+
 // Router is a listening router.
 type Router struct {
 	cfg       Config
 	log       *slog.Logger
 	cert      tls.Certificate
+	roots     *x509.CertPool
+	signer    *ecdsa.PublicKey
 	transport *quic.Transport
 	listener  *quic.Listener
 	closeKey  func() error
 
-	mu    sync.Mutex
-	conns map[*quic.Conn]pki.Subject
+	mu          sync.Mutex
+	ctrl        *quic.Conn             // the control link, nil while down
+	ctrlUp      chan struct{}          // closed and replaced whenever the control link comes up
+	revoked     map[string]bool        // certificate serials to refuse
+	sessions    map[*quic.Conn]*session
+	terminators map[terminatorKey]*session
 }
+
+// terminatorKey names a binding: a service hosted by an identity.
+type terminatorKey struct{ service, identity string }
 
 // Listen opens the router's UDP port and returns the router, not yet accepting.
 func Listen(ctx context.Context, cfg Config) (*Router, error) {
@@ -61,16 +77,23 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	cert, key, err := cfg.Identity.Certificate(ctx)
+	signer, err := cfg.Identity.SignerKey()
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	roots, err := cfg.Identity.Roots()
 	if err != nil {
-		key.Close()
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger, cert: cert, closeKey: key.Close, conns: map[*quic.Conn]pki.Subject{}}
+	cert, key, err := cfg.Identity.Certificate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	r := &Router{
+		cfg: cfg, log: cfg.Logger, cert: cert, roots: roots, signer: signer, closeKey: key.Close,
+		ctrlUp: make(chan struct{}), revoked: map[string]bool{},
+		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
+	}
 	tlsConf := transport.ServerTLS(cert, roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
@@ -98,9 +121,15 @@ func (r *Router) Addr() net.Addr { return r.listener.Addr() }
 // Advertise is the address others are told to use.
 func (r *Router) Advertise() string { return r.cfg.Advertise }
 
-// checkPeer lets agents in on the edge ALPN and routers on the link ALPN, nobody else.
-func (r *Router) checkPeer(alpn string, peer pki.Subject, _ *x509.Certificate) error {
+// checkPeer lets agents in on the edge ALPN and routers on the link ALPN, nobody else,
+// and nobody whose certificate the controller revoked.
+func (r *Router) checkPeer(alpn string, peer pki.Subject, leaf *x509.Certificate) error {
+	r.mu.Lock()
+	revoked := r.revoked[pki.SerialString(leaf)]
+	r.mu.Unlock()
 	switch {
+	case revoked:
+		return fmt.Errorf("router: certificate of %s %q is revoked", peer.Kind, peer.Name)
 	case alpn == transport.ALPNEdge && peer.Kind == pki.KindIdentity:
 		return nil
 	case alpn == transport.ALPNLink && peer.Kind == pki.KindRouter:
@@ -121,11 +150,7 @@ func (r *Router) Serve(ctx context.Context) error {
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.runControlLink(ctx)
-	}()
+	wg.Go(func() { r.runControlLink(ctx) })
 	r.log.Info("router listening", "addr", r.listener.Addr().String(), "name", r.cfg.Identity.Name)
 	for {
 		conn, err := r.listener.Accept(ctx)
@@ -135,68 +160,53 @@ func (r *Router) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("router: accept: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.handle(ctx, conn)
-		}()
+		wg.Go(func() { r.handle(ctx, conn) })
 	}
 }
 
-// handle keeps a peer's connection until it or the router ends.
+// handle serves a peer's connection until it or the router ends.
 func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 	cs := conn.ConnectionState().TLS
-	subj, err := pki.SubjectOf(cs.PeerCertificates[0])
+	leaf := cs.PeerCertificates[0]
+	subj, err := pki.SubjectOf(leaf)
 	if err != nil {
 		conn.CloseWithError(errCodeRefused, "no subject")
 		return
 	}
+	if cs.NegotiatedProtocol != transport.ALPNEdge {
+		// Router links arrive with the relay mesh.
+		conn.CloseWithError(errCodeRefused, "router links are not supported yet")
+		return
+	}
+	sess := newSession(r, conn, subj, pki.SerialString(leaf))
 	r.mu.Lock()
-	r.conns[conn] = subj
+	r.sessions[conn] = sess
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		delete(r.conns, conn)
+		delete(r.sessions, conn)
 		r.mu.Unlock()
 	}()
-	r.log.Info("peer connected", "kind", subj.Kind, "name", subj.Name, "alpn", cs.NegotiatedProtocol, "remote", conn.RemoteAddr().String())
-	go r.acceptStreams(conn)
-	select {
-	case <-ctx.Done():
-		conn.CloseWithError(errCodeShutdown, "router shutting down")
-	case <-conn.Context().Done():
-	}
+	r.log.Info("agent connected", "identity", subj.Name, "remote", conn.RemoteAddr().String())
+	sess.serve(ctx)
+	r.log.Info("agent disconnected", "identity", subj.Name)
 }
 
-// acceptStreams answers the control streams a peer opens.
-func (r *Router) acceptStreams(conn *quic.Conn) {
-	for {
-		s, err := conn.AcceptStream(conn.Context())
-		if err != nil {
-			return
+// revoke records serials as revoked and closes the connections that present them.
+func (r *Router) revoke(serials []string) {
+	r.mu.Lock()
+	var drop []*session
+	for _, s := range serials {
+		r.revoked[s] = true
+	}
+	for _, sess := range r.sessions {
+		if r.revoked[sess.serial] {
+			drop = append(drop, sess)
 		}
-		go r.serveControl(s)
+	}
+	r.mu.Unlock()
+	for _, sess := range drop {
+		r.log.Info("closing revoked identity", "identity", sess.peer.Name)
+		sess.conn.CloseWithError(errCodeRevoked, "certificate revoked")
 	}
 }
-
-// serveControl answers a peer's Hello with the router's name.
-func (r *Router) serveControl(s *quic.Stream) {
-	defer s.Close()
-	s.SetReadDeadline(time.Now().Add(helloTimeout))
-	var hello wire.Hello
-	if err := wire.Expect(s, wire.TypeHello, &hello); err != nil {
-		wire.Write(s, wire.TypeError, wire.Error{Message: "expected hello: " + err.Error()})
-		return
-	}
-	s.SetReadDeadline(time.Time{})
-	wire.Write(s, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: r.cfg.Identity.Name})
-}
-
-// helloTimeout bounds the wait for a peer's first control message.
-const helloTimeout = 10 * time.Second
-
-// QUIC application error codes the router closes connections with.
-const (
-	errCodeShutdown quic.ApplicationErrorCode = 0x100
-	errCodeRefused  quic.ApplicationErrorCode = 0x101
-)

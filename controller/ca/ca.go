@@ -97,7 +97,7 @@ func Create(dir string, hosts []string, now time.Time) (*CA, error) {
 		return nil, err
 	}
 	signer.KeyUsage = x509.KeyUsageDigitalSignature
-	signer.URIs = append(signer.URIs, pki.Subject{Kind: pki.KindController, ID: "signer"}.URI())
+	signer.URIs = append(signer.URIs, pki.Subject{Kind: pki.KindController, ID: pki.SignerID}.URI())
 	if c.Signer, err = pki.Issue(signer, c.Intermediate, &c.signerKey.PublicKey, c.interKey); err != nil {
 		return nil, err
 	}
@@ -222,6 +222,12 @@ func (c *CA) IssueFor(subj pki.Subject, pub any, lifetime time.Duration, now tim
 		// and the router's identity rides in the URI SAN.
 		t.ExtKeyUsage = append(t.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 		t.DNSNames = []string{pki.RouterServerName}
+	}
+	if subj.Kind == pki.KindIdentity {
+		// Inside a circuit the hosting agent serves TLS to the dialer, which checks the
+		// host's identity by server name.
+		t.ExtKeyUsage = append(t.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		t.DNSNames = []string{pki.IdentityServerName(subj.ID)}
 	}
 	t.URIs = []*url.URL{subj.URI()}
 	return pki.Issue(t, c.Intermediate, pub, c.interKey)

@@ -84,7 +84,7 @@ func Enroll(ctx context.Context, token string, key crypto.Signer) (*identity.Fil
 	}
 	defer client.CloseIdleConnections()
 
-	signer, err := fetchSigner(ctx, client, claims.Issuer, root)
+	signer, signerChain, err := fetchSigner(ctx, client, claims.Issuer, root)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +124,7 @@ func Enroll(ctx context.Context, token string, key crypto.Signer) (*identity.Fil
 		Controller: claims.Issuer,
 		Cert:       string(pki.EncodeCerts(chain...)),
 		CA:         string(pki.EncodeCerts(root)),
+		Signer:     string(pki.EncodeCerts(signerChain...)),
 	}, nil
 }
 
@@ -157,24 +158,24 @@ func pinRoot(ctx context.Context, host, fingerprint string) (*x509.Certificate, 
 }
 
 // fetchSigner gets the CA bundle and returns the public key of the controller's token
-// signer, after checking that it chains to root.
-func fetchSigner(ctx context.Context, client *http.Client, base string, root *x509.Certificate) (*ecdsa.PublicKey, error) {
+// signer and its chain, after checking that it chains to root.
+func fetchSigner(ctx context.Context, client *http.Client, base string, root *x509.Certificate) (*ecdsa.PublicKey, []*x509.Certificate, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+PathCACerts, nil)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
+		return nil, nil, fmt.Errorf("enroll: %w", err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: fetch CA bundle: %w", err)
+		return nil, nil, fmt.Errorf("enroll: fetch CA bundle: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("enroll: fetch CA bundle: status %d %v", resp.StatusCode, err)
+		return nil, nil, fmt.Errorf("enroll: fetch CA bundle: status %d %v", resp.StatusCode, err)
 	}
 	certs, err := pki.ParseCerts(data)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: CA bundle: %w", err)
+		return nil, nil, fmt.Errorf("enroll: CA bundle: %w", err)
 	}
 	var inter []*x509.Certificate
 	for _, c := range certs {
@@ -187,14 +188,25 @@ func fetchSigner(ctx context.Context, client *http.Client, base string, root *x5
 			continue
 		}
 		subj, err := pki.Verify(append([]*x509.Certificate{c}, inter...), pki.Pool(root), x509.ExtKeyUsageAny)
-		if err != nil || subj.Kind != pki.KindController || subj.ID != "signer" {
+		if err != nil || subj.Kind != pki.KindController || subj.ID != pki.SignerID {
 			continue
 		}
 		if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok {
-			return k, nil
+			return k, append([]*x509.Certificate{c}, nonRoot(inter, root)...), nil
 		}
 	}
-	return nil, errors.New("enroll: CA bundle holds no valid token signer certificate")
+	return nil, nil, errors.New("enroll: CA bundle holds no valid token signer certificate")
+}
+
+// nonRoot drops root from certs.
+func nonRoot(certs []*x509.Certificate, root *x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range certs {
+		if !c.Equal(root) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // call sends a JSON request and decodes a JSON answer or the controller's error.

@@ -5,6 +5,7 @@ package identity
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -33,6 +34,9 @@ type File struct {
 	Cert string `json:"cert"`
 	// CA is the PEM root certificate this subject trusts.
 	CA string `json:"ca"`
+	// Signer is the PEM chain (signer certificate, intermediate) of the controller's
+	// token and grant signer, checked against CA at enrollment.
+	Signer string `json:"signer"`
 	// Key says where the private key lives.
 	Key keystore.Ref `json:"key"`
 }
@@ -109,6 +113,28 @@ func (f *File) Roots() (*x509.CertPool, error) {
 		return nil, fmt.Errorf("identity: CA: %w", err)
 	}
 	return pki.Pool(c...), nil
+}
+
+// SignerKey returns the controller's grant-signing key, after checking its chain
+// against the root.
+func (f *File) SignerKey() (*ecdsa.PublicKey, error) {
+	chain, err := pki.ParseCerts([]byte(f.Signer))
+	if err != nil {
+		return nil, fmt.Errorf("identity: signer: %w", err)
+	}
+	roots, err := f.Roots()
+	if err != nil {
+		return nil, err
+	}
+	subj, err := pki.Verify(chain, roots, x509.ExtKeyUsageAny)
+	if err != nil || subj.Kind != pki.KindController || subj.ID != pki.SignerID {
+		return nil, fmt.Errorf("identity: signer certificate does not chain to the root: %v", err)
+	}
+	pub, ok := chain[0].PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, errors.New("identity: signer key is not ECDSA")
+	}
+	return pub, nil
 }
 
 // Certificate opens the key and returns the TLS certificate for this identity. The

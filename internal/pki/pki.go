@@ -27,6 +27,15 @@ const (
 	KindController = "controller"
 )
 
+// SignerID is the subject id of the controller's certificate that signs tokens and
+// grants.
+const SignerID = "signer"
+
+// IdentityServerName is the TLS server name an identity's certificate carries, so that
+// an agent dialing through a circuit checks, by ordinary hostname verification, that the
+// far end is the identity its grant names.
+func IdentityServerName(id string) string { return id + ".identity.umbra" }
+
 // RouterServerName is the TLS server name every router certificate carries; who the
 // router is comes from its subject URI.
 const RouterServerName = "router.umbra"

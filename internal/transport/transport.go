@@ -39,6 +39,9 @@ type Profile struct {
 	// they should cover the path's bandwidth × delay.
 	MaxStreamReceiveWindow     uint64
 	MaxConnectionReceiveWindow uint64
+	// MaxIncomingStreams caps the streams a peer may have open at once; every circuit
+	// and every binding holds one.
+	MaxIncomingStreams int64
 }
 
 // LAN is the profile for wired or loopback paths: prompt failure detection, large
@@ -49,6 +52,7 @@ var LAN = Profile{
 	KeepAlivePeriod:            10 * time.Second,
 	MaxStreamReceiveWindow:     16 << 20,
 	MaxConnectionReceiveWindow: 32 << 20,
+	MaxIncomingStreams:         4096,
 }
 
 // Radio is the profile for a drone's radio: long handshakes and idle timeouts that ride
@@ -60,6 +64,7 @@ var Radio = Profile{
 	InitialPacketSize:          1200,
 	MaxStreamReceiveWindow:     4 << 20,
 	MaxConnectionReceiveWindow: 8 << 20,
+	MaxIncomingStreams:         1024,
 }
 
 // QUIC returns the quic-go configuration of the profile.
@@ -71,6 +76,7 @@ func (p Profile) QUIC() *quic.Config {
 		InitialPacketSize:          p.InitialPacketSize,
 		MaxStreamReceiveWindow:     p.MaxStreamReceiveWindow,
 		MaxConnectionReceiveWindow: p.MaxConnectionReceiveWindow,
+		MaxIncomingStreams:         p.MaxIncomingStreams,
 		EnableDatagrams:            true,
 	}
 }

@@ -33,6 +33,22 @@ const (
 	TypeHello    Type = 1 // agent/router → router/controller: who I am, what I speak
 	TypeHelloAck Type = 2 // the answer: who accepted
 	TypeError    Type = 3 // a refusal, with a one-line reason
+
+	// Agent ↔ router, relayed router ↔ controller with the agent's identity filled in.
+	TypeServicesRequest Type = 10 // what may I dial and bind?
+	TypeServicesReply   Type = 11 // the services, with the caller's rights
+	TypeBind            Type = 12 // host this service here; the stream is the lease
+	TypeBindAck         Type = 13 // the binding is in place
+	TypeDial            Type = 14 // open a circuit to this service
+	TypeDialAck         Type = 15 // router → dialer: the circuit is up
+	TypeDialGrant       Type = 16 // controller → router: the signed grant for a dial
+
+	// Router → hosting agent.
+	TypeCircuit    Type = 20 // a circuit for a service you host
+	TypeCircuitAck Type = 21 // accepted
+
+	// Controller → router.
+	TypeRevoke Type = 30 // end what this stream set up; or, on its own stream, drop these certificates
 )
 
 // Version is the control protocol version carried in Hello.
@@ -50,6 +66,76 @@ type Hello struct {
 type HelloAck struct {
 	Version uint   `cbor:"1,keyasint"`
 	Name    string `cbor:"2,keyasint"`
+	// Revoked lists certificate serials the receiver must refuse (controller → router).
+	Revoked []string `cbor:"3,keyasint,omitempty"`
+}
+
+// ServicesRequest asks for the services an identity may use. Identity is set by the
+// router when it relays the request, never by the agent.
+type ServicesRequest struct {
+	Identity string `cbor:"1,keyasint,omitempty"`
+}
+
+// ServiceInfo is one service and what the asker may do with it.
+type ServiceInfo struct {
+	Name      string `cbor:"1,keyasint"`
+	ID        string `cbor:"2,keyasint"`
+	Host      string `cbor:"3,keyasint,omitempty"`
+	Intercept string `cbor:"4,keyasint,omitempty"`
+	Dial      bool   `cbor:"5,keyasint,omitempty"`
+	Bind      bool   `cbor:"6,keyasint,omitempty"`
+}
+
+// ServicesReply answers a ServicesRequest.
+type ServicesReply struct {
+	Services []ServiceInfo `cbor:"1,keyasint"`
+}
+
+// Bind asks to host a service. The stream it opens stays open for as long as the
+// binding lasts.
+type Bind struct {
+	Service  string `cbor:"1,keyasint"`
+	Identity string `cbor:"2,keyasint,omitempty"` // set by the router
+}
+
+// BindAck confirms a Bind.
+type BindAck struct{}
+
+// Dial asks for a circuit to Service, on the hosting identity named Host if set.
+type Dial struct {
+	Service  string `cbor:"1,keyasint"`
+	Host     string `cbor:"2,keyasint,omitempty"`
+	Proto    string `cbor:"3,keyasint"`
+	Identity string `cbor:"4,keyasint,omitempty"` // set by the router
+}
+
+// DialGrant is the controller's answer to a relayed Dial.
+type DialGrant struct {
+	Grant []byte `cbor:"1,keyasint"`
+}
+
+// DialAck tells the dialer its circuit is up. Circuit is the id its datagrams carry on
+// this connection.
+type DialAck struct {
+	Circuit uint64 `cbor:"1,keyasint"`
+	Grant   []byte `cbor:"2,keyasint"`
+}
+
+// Circuit hands a hosting agent a new circuit; Circuit is the id its datagrams carry on
+// this connection.
+type Circuit struct {
+	Circuit uint64 `cbor:"1,keyasint"`
+	Grant   []byte `cbor:"2,keyasint"`
+}
+
+// CircuitAck accepts a Circuit.
+type CircuitAck struct{}
+
+// Revoke ends what its stream set up (a binding or circuit), or lists certificate
+// serials the router must drop and refuse from now on.
+type Revoke struct {
+	Reason  string   `cbor:"1,keyasint,omitempty"`
+	Serials []string `cbor:"2,keyasint,omitempty"`
 }
 
 // Error refuses a request.

@@ -1,0 +1,326 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"umbra/controller/policy"
+	"umbra/controller/store"
+	"umbra/internal/grant"
+	"umbra/internal/pki"
+	"umbra/internal/wire"
+)
+
+// errNoService is the one answer to a dial of a service that does not exist and of a
+// service the dialer may not reach, so that a dialer cannot tell them apart.
+const errNoService = "service not found or not authorized"
+
+// binding is a hosting agent's terminator at a router, held by a control stream.
+type binding struct {
+	service  string // service id
+	identity string // hosting identity id
+	router   string // router id
+	stream   *quic.Stream
+}
+
+// circuit is a granted circuit, held by a control stream until it ends.
+type circuit struct {
+	grant  grant.Grant
+	stream *quic.Stream
+}
+
+// serveRouterStream answers one request a router relays for an agent.
+func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, s *quic.Stream) {
+	defer s.Close()
+	s.SetReadDeadline(time.Now().Add(ctrlHelloTimeout))
+	typ, body, err := wire.Read(s)
+	if err != nil {
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	refuse := func(msg string) { wire.Write(s, wire.TypeError, wire.Error{Message: msg}) }
+	switch typ {
+	case wire.TypeServicesRequest:
+		var req wire.ServicesRequest
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse("malformed services request")
+			return
+		}
+		reply, err := c.services(router.ID, req.Identity)
+		if err != nil {
+			refuse(err.Error())
+			return
+		}
+		wire.Write(s, wire.TypeServicesReply, reply)
+	case wire.TypeBind:
+		var req wire.Bind
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse("malformed bind")
+			return
+		}
+		b, err := c.bind(router.ID, req)
+		if err != nil {
+			refuse(err.Error())
+			return
+		}
+		b.stream = s
+		c.hold(s, func() { c.bindings[b] = struct{}{} }, func() { delete(c.bindings, b) },
+			func() error { return wire.Write(s, wire.TypeBindAck, wire.BindAck{}) })
+	case wire.TypeDial:
+		var req wire.Dial
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse("malformed dial")
+			return
+		}
+		g, signed, err := c.dial(router.ID, req)
+		if err != nil {
+			refuse(err.Error())
+			return
+		}
+		ci := &circuit{grant: g, stream: s}
+		c.hold(s, func() { c.circuits[ci] = struct{}{} }, func() { delete(c.circuits, ci) },
+			func() error { return wire.Write(s, wire.TypeDialGrant, wire.DialGrant{Grant: signed}) })
+		c.log.Debug("circuit ended", "circuit", g.Circuit)
+	default:
+		refuse(fmt.Sprintf("unexpected message type %d", typ))
+	}
+}
+
+// hold registers what a stream set up, answers, and keeps it registered until the router
+// closes the stream (the binding or circuit ended) or its link drops.
+func (c *Controller) hold(s *quic.Stream, add, remove func(), answer func() error) {
+	c.mu.Lock()
+	add()
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		remove()
+		c.mu.Unlock()
+	}()
+	if answer() != nil {
+		return
+	}
+	// Nothing more is expected from the router on this stream; a read ends when it closes.
+	buf := make([]byte, 1)
+	for {
+		if _, err := s.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+func (c *Controller) identityByID(id string) (store.Identity, error) {
+	var rec store.Identity
+	err := c.store.GetByID(store.Identities, id, &rec)
+	return rec, err
+}
+
+func (c *Controller) routerByID(id string) (store.Router, error) {
+	var rec store.Router
+	err := c.store.GetByID(store.Routers, id, &rec)
+	return rec, err
+}
+
+// services lists what identity may dial and bind, if it may use the router at all.
+func (c *Controller) services(routerID, identityID string) (wire.ServicesReply, error) {
+	var reply wire.ServicesReply
+	id, _, pol, err := c.edgeContext(routerID, identityID)
+	if err != nil {
+		return reply, err
+	}
+	acc, err := pol.Services(c.store, id)
+	if err != nil {
+		return reply, err
+	}
+	reply.Services = []wire.ServiceInfo{}
+	for _, a := range acc {
+		reply.Services = append(reply.Services, wire.ServiceInfo{
+			Name: a.Service.Name, ID: a.Service.ID, Host: a.Service.Host, Intercept: a.Service.Intercept,
+			Dial: a.Dial, Bind: a.Bind,
+		})
+	}
+	return reply, nil
+}
+
+// edgeContext loads an identity, the router it speaks through and the policies, and
+// checks that the identity may use that router.
+func (c *Controller) edgeContext(routerID, identityID string) (store.Identity, store.Router, *policy.Policies, error) {
+	id, err := c.identityByID(identityID)
+	if err != nil {
+		return id, store.Router{}, nil, errors.New("identity unknown or deleted")
+	}
+	r, err := c.routerByID(routerID)
+	if err != nil {
+		return id, r, nil, errors.New("router unknown or deleted")
+	}
+	pol, err := policy.Load(c.store)
+	if err != nil {
+		return id, r, nil, err
+	}
+	if !pol.MayUseRouter(id, r) {
+		return id, r, nil, fmt.Errorf("identity %q may not use router %q", id.Name, r.Name)
+	}
+	return id, r, pol, nil
+}
+
+func (c *Controller) bind(routerID string, req wire.Bind) (*binding, error) {
+	id, _, pol, err := c.edgeContext(routerID, req.Identity)
+	if err != nil {
+		return nil, err
+	}
+	var svc store.Service
+	if err := c.store.Get(store.Services, req.Service, &svc); err != nil || !pol.Allowed(store.PolicyBind, id, svc) {
+		return nil, fmt.Errorf("bind %q: %s", req.Service, errNoService)
+	}
+	c.log.Info("bound", "service", svc.Name, "identity", id.Name)
+	return &binding{service: svc.ID, identity: id.ID, router: routerID}, nil
+}
+
+// dial checks the dialer's right, picks a host bound at the dialer's router and signs
+// the grant.
+func (c *Controller) dial(routerID string, req wire.Dial) (grant.Grant, []byte, error) {
+	var g grant.Grant
+	dialer, _, pol, err := c.edgeContext(routerID, req.Identity)
+	if err != nil {
+		return g, nil, err
+	}
+	var svc store.Service
+	if err := c.store.Get(store.Services, req.Service, &svc); err != nil || !pol.Allowed(store.PolicyDial, dialer, svc) {
+		return g, nil, errors.New(errNoService)
+	}
+	if proto, _, _ := strings.Cut(svc.Host, ":"); svc.Host != "" && proto != req.Proto {
+		return g, nil, fmt.Errorf("service %q is %s, not %s", svc.Name, proto, req.Proto)
+	}
+	host, err := c.pickHost(svc, req.Host, routerID, pol)
+	if err != nil {
+		return g, nil, err
+	}
+	g = grant.Grant{
+		Circuit: newID(), Op: grant.OpDial, Service: svc.ID, ServiceName: svc.Name, Proto: req.Proto,
+		Dialer: dialer.ID, Host: host, Routers: []string{routerID},
+		Expires: c.cfg.Now().Add(grant.Lifetime).Unix(),
+	}
+	signed, err := grant.Sign(g, c.ca.SignerKey())
+	if err != nil {
+		return g, nil, err
+	}
+	c.log.Info("circuit granted", "service", svc.Name, "dialer", dialer.Name, "circuit", g.Circuit)
+	return g, signed, nil
+}
+
+// pickHost finds an identity bound to svc at routerID (and named hostName, if given)
+// that may still bind it.
+func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol *policy.Policies) (string, error) {
+	c.mu.Lock()
+	var candidates []*binding
+	for b := range c.bindings {
+		if b.service == svc.ID {
+			candidates = append(candidates, b)
+		}
+	}
+	c.mu.Unlock()
+	elsewhere := false
+	for _, b := range candidates {
+		host, err := c.identityByID(b.identity)
+		if err != nil || (hostName != "" && host.Name != hostName) || !pol.Allowed(store.PolicyBind, host, svc) {
+			continue
+		}
+		if b.router != routerID {
+			elsewhere = true // reaching another router needs the relay mesh
+			continue
+		}
+		return host.ID, nil
+	}
+	switch {
+	case elsewhere:
+		return "", fmt.Errorf("service %q is hosted only beyond this router, and router links are not built yet", svc.Name)
+	case hostName != "":
+		return "", fmt.Errorf("no host %q online for service %q", hostName, svc.Name)
+	}
+	return "", fmt.Errorf("no host online for service %q", svc.Name)
+}
+
+// enforce ends every binding and circuit the current records no longer allow, and tells
+// every router which certificates are now revoked. It runs after every deletion.
+func (c *Controller) enforce(ctx context.Context) {
+	pol, err := policy.Load(c.store)
+	if err != nil {
+		c.log.Error("enforce: load policies", "err", err)
+		return
+	}
+	c.mu.Lock()
+	var bs []*binding
+	for b := range c.bindings {
+		bs = append(bs, b)
+	}
+	var cs []*circuit
+	for ci := range c.circuits {
+		cs = append(cs, ci)
+	}
+	var conns []*quic.Conn
+	for _, st := range c.online {
+		conns = append(conns, st.conn)
+	}
+	c.mu.Unlock()
+
+	for _, b := range bs {
+		if !c.stillAllowed(pol, store.PolicyBind, b.identity, b.service, b.router) {
+			revokeStream(b.stream, "binding no longer authorized")
+		}
+	}
+	for _, ci := range cs {
+		g := ci.grant
+		if !c.stillAllowed(pol, store.PolicyDial, g.Dialer, g.Service, g.Routers[0]) ||
+			!c.stillAllowed(pol, store.PolicyBind, g.Host, g.Service, g.Routers[len(g.Routers)-1]) {
+			c.log.Info("circuit revoked", "circuit", g.Circuit, "service", g.ServiceName)
+			revokeStream(ci.stream, "circuit no longer authorized")
+		}
+	}
+	revs, err := c.store.Revocations()
+	if err != nil || len(revs) == 0 {
+		return
+	}
+	msg := wire.Revoke{Reason: "certificates revoked"}
+	for _, r := range revs {
+		msg.Serials = append(msg.Serials, r.Serial)
+	}
+	for _, conn := range conns {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ctrlHelloTimeout)
+			defer cancel()
+			s, err := conn.OpenStreamSync(ctx)
+			if err != nil {
+				return
+			}
+			wire.Write(s, wire.TypeRevoke, msg)
+			s.Close()
+		}()
+	}
+}
+
+func (c *Controller) stillAllowed(pol *policy.Policies, op, identityID, serviceID, routerID string) bool {
+	id, err := c.identityByID(identityID)
+	if err != nil {
+		return false
+	}
+	var svc store.Service
+	if err := c.store.GetByID(store.Services, serviceID, &svc); err != nil {
+		return false
+	}
+	r, err := c.routerByID(routerID)
+	if err != nil {
+		return false
+	}
+	return pol.Allowed(op, id, svc) && pol.MayUseRouter(id, r)
+}
+
+func revokeStream(s *quic.Stream, reason string) {
+	s.SetWriteDeadline(time.Now().Add(ctrlHelloTimeout))
+	wire.Write(s, wire.TypeRevoke, wire.Revoke{Reason: reason})
+	s.CancelRead(0)
+}

@@ -1,0 +1,232 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"umbra/internal/pki"
+	"umbra/internal/wire"
+)
+
+// Bounds of an agent's requests.
+const (
+	// requestTimeout bounds reading an agent's request and the controller's answer.
+	requestTimeout = 15 * time.Second
+)
+
+// session is one agent's connection to this router.
+type session struct {
+	r      *Router
+	conn   *quic.Conn
+	peer   pki.Subject
+	serial string
+
+	mu      sync.Mutex
+	nextCID uint64           // the next datagram circuit id on this connection
+	routes  map[uint64]route // datagram circuit id on this connection → where it goes
+}
+
+// route is the far side of a circuit's datagrams.
+type route struct {
+	to  *session
+	cid uint64
+}
+
+func newSession(r *Router, conn *quic.Conn, peer pki.Subject, serial string) *session {
+	return &session{r: r, conn: conn, peer: peer, serial: serial, nextCID: 1, routes: map[uint64]route{}}
+}
+
+// serve answers the streams the agent opens until the connection ends.
+func (s *session) serve(ctx context.Context) {
+	go s.forwardDatagrams(ctx)
+	for {
+		st, err := s.conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go s.serveStream(ctx, st)
+	}
+}
+
+// serveStream dispatches one request of the agent.
+func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
+	st.SetReadDeadline(time.Now().Add(requestTimeout))
+	typ, body, err := wire.Read(st)
+	if err != nil {
+		st.CancelRead(0)
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	switch typ {
+	case wire.TypeHello:
+		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name})
+		st.Close()
+	case wire.TypeServicesRequest:
+		s.relayServices(ctx, st)
+	case wire.TypeBind:
+		var req wire.Bind
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse(st, "malformed bind")
+			return
+		}
+		s.bind(ctx, st, req)
+	case wire.TypeDial:
+		var req wire.Dial
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse(st, "malformed dial")
+			return
+		}
+		s.dial(ctx, st, req)
+	default:
+		refuse(st, fmt.Sprintf("unexpected message type %d", typ))
+	}
+}
+
+// refuse answers a request with an error and closes its stream.
+func refuse(st *quic.Stream, msg string) {
+	st.SetWriteDeadline(time.Now().Add(requestTimeout))
+	wire.Write(st, wire.TypeError, wire.Error{Message: msg})
+	st.Close()
+	st.CancelRead(0)
+}
+
+// ask sends msg to the controller on a new control stream and returns the stream with
+// the answer's type and body. The caller closes the stream.
+func (r *Router) ask(ctx context.Context, typ wire.Type, msg any) (*quic.Stream, wire.Type, []byte, error) {
+	cs, err := r.controlStream(ctx)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	cs.SetDeadline(time.Now().Add(requestTimeout))
+	if err := wire.Write(cs, typ, msg); err != nil {
+		cs.CancelRead(0)
+		return nil, 0, nil, fmt.Errorf("%w: %v", errNoController, err)
+	}
+	rt, body, err := wire.Read(cs)
+	if err != nil {
+		cs.CancelRead(0)
+		return nil, 0, nil, fmt.Errorf("%w: %v", errNoController, err)
+	}
+	cs.SetDeadline(time.Time{})
+	if rt == wire.TypeError {
+		var e wire.Error
+		wire.Unmarshal(body, &e)
+		cs.Close()
+		return nil, rt, nil, fmt.Errorf("%s", e.Message)
+	}
+	return cs, rt, body, nil
+}
+
+// relayServices asks the controller what the agent may use and passes the answer on.
+func (s *session) relayServices(ctx context.Context, st *quic.Stream) {
+	cs, _, body, err := s.r.ask(ctx, wire.TypeServicesRequest, wire.ServicesRequest{Identity: s.peer.ID})
+	if err != nil {
+		refuse(st, err.Error())
+		return
+	}
+	cs.Close()
+	var reply wire.ServicesReply
+	if err := wire.Unmarshal(body, &reply); err != nil {
+		refuse(st, "malformed answer from controller")
+		return
+	}
+	wire.Write(st, wire.TypeServicesReply, reply)
+	st.Close()
+}
+
+// bind registers the agent as a host of req.Service for as long as its stream stays
+// open. The controller holds a lease on a control stream; when the control link drops
+// the binding stays and the lease is renewed once the link is back.
+func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
+	req.Identity = s.peer.ID
+	key := terminatorKey{service: req.Service, identity: s.peer.ID}
+	agentGone := make(chan struct{})
+	go func() {
+		// The agent sends nothing more on a bind stream: a read ends when it closes.
+		buf := make([]byte, 1)
+		for {
+			if _, err := st.Read(buf); err != nil {
+				close(agentGone)
+				return
+			}
+		}
+	}()
+	registered := false
+	defer func() {
+		if registered {
+			s.r.mu.Lock()
+			if s.r.terminators[key] == s {
+				delete(s.r.terminators, key)
+			}
+			s.r.mu.Unlock()
+		}
+		st.Close()
+	}()
+	for {
+		cs, _, _, err := s.r.ask(ctx, wire.TypeBind, req)
+		if err != nil {
+			if !registered || !isNoController(err) {
+				refuse(st, "bind: "+err.Error())
+				return
+			}
+		} else {
+			if !registered {
+				s.r.mu.Lock()
+				s.r.terminators[key] = s
+				s.r.mu.Unlock()
+				registered = true
+				wire.Write(st, wire.TypeBindAck, wire.BindAck{})
+				s.r.log.Info("terminator bound", "service", req.Service, "identity", s.peer.Name)
+			}
+			revoked := watchRevoke(cs)
+			select {
+			case <-agentGone:
+				cs.Close()
+				cs.CancelRead(0)
+				return
+			case <-ctx.Done():
+				return
+			case rev := <-revoked:
+				if rev != nil {
+					refuse(st, "bind revoked: "+rev.Reason)
+					return
+				}
+				// The control link dropped; keep the binding and renew below.
+			}
+		}
+		up, isUp := s.r.controlUp()
+		if isUp {
+			continue
+		}
+		select {
+		case <-agentGone:
+			return
+		case <-ctx.Done():
+			return
+		case <-up:
+		}
+	}
+}
+
+// watchRevoke reads a held control stream: it yields the Revoke the controller sends, or
+// nil when the stream ends without one (the control link dropped).
+func watchRevoke(cs *quic.Stream) <-chan *wire.Revoke {
+	out := make(chan *wire.Revoke, 1)
+	go func() {
+		var rev wire.Revoke
+		if err := wire.Expect(cs, wire.TypeRevoke, &rev); err != nil {
+			out <- nil
+			return
+		}
+		out <- &rev
+	}()
+	return out
+}
+
+func isNoController(err error) bool { return errors.Is(err, errNoController) }

@@ -1,0 +1,154 @@
+// Command bench measures umbra against peers measured in the same run and rewrites
+// docs/BENCHMARKS.md. Every figure stands beside its peer as a ratio, since absolute
+// times on a shared machine drift. `make bench` builds the binaries and runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Sizes of the runs, as flags so a quick run can shrink them.
+type config struct {
+	bin         string
+	out         string
+	quickRuns   int
+	enrollments int
+	identities  int
+	listRuns    int
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.bin, "bin", "bin", "directory holding umbra and umbra-agent")
+	flag.StringVar(&c.out, "out", "docs/BENCHMARKS.md", "report to write")
+	flag.IntVar(&c.quickRuns, "quickstart-runs", 5, "quickstart starts to take the median of")
+	flag.IntVar(&c.enrollments, "enrollments", 200, "enrollments to time")
+	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
+	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
+	flag.Parse()
+	log.SetFlags(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+
+	r := &report{}
+	r.header()
+	if err := benchGroundStation(ctx, c, r); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	if err := os.WriteFile(c.out, []byte(r.String()), 0o644); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	fmt.Print(r.String())
+}
+
+// report accumulates the Markdown document.
+type report struct{ b strings.Builder }
+
+func (r *report) String() string { return r.b.String() }
+
+func (r *report) printf(format string, args ...any) { fmt.Fprintf(&r.b, format, args...) }
+
+func (r *report) header() {
+	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	r.printf("# umbra benchmarks\n\n")
+	r.printf("Written by `make bench` (scripts/bench). Each figure stands beside a peer measured in the\n")
+	r.printf("same run on the same machine; compare ratios, not absolute times, across runs.\n\n")
+	r.printf("- date: %s\n- commit: %s\n- machine: %s, %d cores, %s\n\n",
+		time.Now().UTC().Format(time.RFC3339), strings.TrimSpace(string(commit)), cpuModel(), runtime.NumCPU(), runtime.Version())
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// rssKB reads a process's resident set size.
+func rssKB(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
+// startUntil starts bin and returns once a line of its stdout starts with prefix, with
+// the time that took.
+func startUntil(ctx context.Context, prefix, bin string, args ...string) (*exec.Cmd, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd.Stderr = io.Discard
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), prefix) {
+			d := time.Since(t0)
+			go io.Copy(io.Discard, out)
+			return cmd, d, nil
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil, 0, fmt.Errorf("%s exited before printing %q", filepath.Base(bin), prefix)
+}
+
+func stop(cmd *exec.Cmd) {
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
