@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 
+	"umbra/controller/policy"
 	"umbra/controller/store"
 	"umbra/internal/api"
 	"umbra/internal/enroll"
@@ -35,6 +36,7 @@ func (c *Controller) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+enroll.PathCACerts, c.serveCACerts)
 	mux.HandleFunc("POST "+enroll.PathEnroll, c.serveEnroll)
+	mux.Handle("GET "+api.PathEdgeRouters, c.identity(c.serveEdgeRouters))
 	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
 	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
 	mux.Handle("GET /v1/{kind}/{name}", c.admin(c.serveGet))
@@ -62,22 +64,71 @@ func (c *Controller) admin(h http.HandlerFunc) http.Handler {
 }
 
 func (c *Controller) checkAdmin(leaf *x509.Certificate) error {
-	subj, err := pki.SubjectOf(leaf)
-	if err != nil || subj.Kind != pki.KindIdentity {
-		return errors.New("only admin identities may use the management API")
-	}
-	var id store.Identity
-	if err := c.store.GetByID(store.Identities, subj.ID, &id); err != nil {
-		return errors.New("identity unknown or deleted")
-	}
-	serial := pki.SerialString(leaf)
-	if revoked, _ := c.store.Revoked(serial); revoked || id.Cert == nil || id.Cert.Serial != serial {
-		return errors.New("certificate revoked or replaced")
+	id, err := c.currentIdentity(leaf)
+	if err != nil {
+		return err
 	}
 	if !id.Admin {
 		return fmt.Errorf("identity %q is not an admin", id.Name)
 	}
 	return nil
+}
+
+// currentIdentity returns the identity whose current, unrevoked certificate leaf is.
+func (c *Controller) currentIdentity(leaf *x509.Certificate) (store.Identity, error) {
+	var id store.Identity
+	subj, err := pki.SubjectOf(leaf)
+	if err != nil || subj.Kind != pki.KindIdentity {
+		return id, errors.New("only identities may use the management API")
+	}
+	if err := c.store.GetByID(store.Identities, subj.ID, &id); err != nil {
+		return id, errors.New("identity unknown or deleted")
+	}
+	serial := pki.SerialString(leaf)
+	if revoked, _ := c.store.Revoked(serial); revoked || id.Cert == nil || id.Cert.Serial != serial {
+		return id, errors.New("certificate revoked or replaced")
+	}
+	return id, nil
+}
+
+// identity lets a request through with any identity's current certificate, and hands
+// the handler that identity.
+func (c *Controller) identity(h func(http.ResponseWriter, *http.Request, store.Identity)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			writeError(w, http.StatusUnauthorized, "a client certificate of an identity is required")
+			return
+		}
+		id, err := c.currentIdentity(r.TLS.VerifiedChains[0][0])
+		if err != nil {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+		h(w, r, id)
+	})
+}
+
+// serveEdgeRouters lists the routers the caller's edge-router policies allow.
+func (c *Controller) serveEdgeRouters(w http.ResponseWriter, r *http.Request, id store.Identity) {
+	pol, err := policy.Load(c.store)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	routers, err := pol.Routers(c.store, id)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	recs := []json.RawMessage{}
+	for _, rt := range routers {
+		raw, _ := json.Marshal(struct {
+			Name string `json:"name"`
+			ID   string `json:"id"`
+		}{rt.Name, rt.ID})
+		recs = append(recs, raw)
+	}
+	writeJSON(w, http.StatusOK, c.withOnline(recs))
 }
 
 func (c *Controller) serveCACerts(w http.ResponseWriter, r *http.Request) {

@@ -42,6 +42,8 @@ func newRoot() *cobra.Command {
 			},
 		},
 		newEnrollCmd(),
+		newRunCmd(),
+		newStatusCmd(),
 	)
 	return root
 }

@@ -32,6 +32,10 @@ const (
 // PathPrefix starts every management path: /v1/KIND[/NAME].
 const PathPrefix = "/v1/"
 
+// PathEdgeRouters lists the routers the calling identity may use, with their advertised
+// addresses; any enrolled identity may call it.
+const PathEdgeRouters = "/v1/self/routers"
+
 // CreateIdentity is the body of POST /v1/identities.
 type CreateIdentity struct {
 	Name       string   `json:"name"`

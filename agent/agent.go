@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+
+	"umbra/internal/transport"
+	"umbra/internal/wire"
+)
+
+// Agent is a running edge agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	cert   tls.Certificate
+	roots  *x509.CertPool
+	signer *ecdsa.PublicKey
+
+	// runCtx and run bound everything that lives as long as Run: listeners, status.
+	runCtx context.Context
+	run    sync.WaitGroup
+
+	mu       sync.Mutex
+	conn     *quic.Conn            // the link in use, nil while none is up
+	linkUp   chan struct{}         // closed and replaced whenever a link comes up
+	links    map[string]*linkState // by router address
+	services map[string]wire.ServiceInfo
+	hosting  map[string]*hostState // by service name
+	dialing  map[string]*dialState // by listen address
+}
+
+// New checks cfg and opens the identity's key. Run starts the agent.
+func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
+	if cfg.Identity == nil {
+		return nil, nil, errors.New("agent: no identity")
+	}
+	if cfg.Profile == (transport.Profile{}) {
+		cfg.Profile = transport.LAN
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	signer, err := cfg.Identity.SignerKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: %w", err)
+	}
+	roots, err := cfg.Identity.Roots()
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: %w", err)
+	}
+	cert, key, err := cfg.Identity.Certificate(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger, cert: cert, roots: roots, signer: signer,
+		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
+		hosting: map[string]*hostState{}, dialing: map[string]*dialState{},
+	}
+	return a, key.Close, nil
+}
+
+// Run links to the routers, hosts and dials services, and serves status until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.runCtx = ctx
+	defer a.run.Wait()
+	if a.cfg.StatusSocket != "" {
+		ln, err := listenStatus(a.cfg.StatusSocket)
+		if err != nil {
+			return err
+		}
+		a.run.Go(func() { a.serveStatus(ctx, ln) })
+	}
+	for _, d := range a.cfg.Dials {
+		if err := a.startDial(d); err != nil {
+			return err
+		}
+	}
+	routers := a.cfg.Routers
+	if len(routers) == 0 {
+		var err error
+		if routers, err = a.fetchRouters(ctx); err != nil {
+			return err
+		}
+	}
+	a.log.Info("agent starting", "identity", a.cfg.Identity.Name, "routers", routers)
+	a.runLinks(ctx, routers)
+	return nil
+}
+
+// setConn makes conn the link in use (nil: none) and wakes those waiting for one.
+func (a *Agent) setConn(conn *quic.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.conn = conn
+	if conn != nil {
+		close(a.linkUp)
+		a.linkUp = make(chan struct{})
+	}
+}
+
+// waitConn returns the link in use, waiting for one until ctx ends.
+func (a *Agent) waitConn(ctx context.Context) (*quic.Conn, error) {
+	for {
+		a.mu.Lock()
+		conn, up := a.conn, a.linkUp
+		a.mu.Unlock()
+		if conn != nil && conn.Context().Err() == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.New("no router link")
+		case <-up:
+		}
+	}
+}
+
+// Status is what `umbra-agent status` prints.
+type Status struct {
+	Identity string          `json:"identity"`
+	Links    []LinkStatus    `json:"links"`
+	Hosting  []HostingStatus `json:"hosting"`
+	Dialing  []DialingStatus `json:"dialing"`
+}
+
+// LinkStatus is one router link.
+type LinkStatus struct {
+	Router string  `json:"router"`
+	State  string  `json:"state"` // "up", "connecting" or "down"
+	RTTms  float64 `json:"rtt_ms"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// HostingStatus is one service this agent hosts.
+type HostingStatus struct {
+	Service  string `json:"service"`
+	Address  string `json:"address"`
+	State    string `json:"state"` // "bound" or "binding"
+	Circuits int    `json:"circuits"`
+	Error    string `json:"error,omitempty"`
+}
+
+// DialingStatus is one local listener for a service.
+type DialingStatus struct {
+	Service   string `json:"service"`
+	Host      string `json:"host,omitempty"`
+	Listen    string `json:"listen"`
+	Circuits  int    `json:"circuits"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Status reports the agent's links, hosted services and dial listeners.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{Identity: a.cfg.Identity.Name, Links: []LinkStatus{}, Hosting: []HostingStatus{}, Dialing: []DialingStatus{}}
+	for _, l := range a.links {
+		st.Links = append(st.Links, l.status())
+	}
+	for _, h := range a.hosting {
+		st.Hosting = append(st.Hosting, HostingStatus{Service: h.service, Address: h.proto + ":" + h.addr, State: h.state, Circuits: h.circuits, Error: h.err})
+	}
+	for _, d := range a.dialing {
+		st.Dialing = append(st.Dialing, DialingStatus{Service: d.spec.Service, Host: d.spec.Host, Listen: d.spec.Proto + ":" + d.spec.Listen, Circuits: d.circuits, LastError: d.lastErr})
+	}
+	sort.Slice(st.Links, func(i, j int) bool { return st.Links[i].Router < st.Links[j].Router })
+	sort.Slice(st.Hosting, func(i, j int) bool { return st.Hosting[i].Service < st.Hosting[j].Service })
+	sort.Slice(st.Dialing, func(i, j int) bool { return st.Dialing[i].Listen < st.Dialing[j].Listen })
+	return st
+}

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"umbra/internal/identity"
+	"umbra/internal/transport"
+)
+
+// Config is what an agent needs to run. cmd/umbra-agent fills it from flags.
+type Config struct {
+	// Identity is the enrolled identity file.
+	Identity *identity.File
+	// Routers pins the edge routers to use, HOST:PORT each; empty asks the controller for
+	// the routers this identity's edge-router policies allow.
+	Routers []string
+	// Dials are local listeners for services, beside every dialable service's intercept.
+	Dials []DialSpec
+	// StatusSocket is the unix socket `umbra-agent status` reads; empty disables it.
+	StatusSocket string
+	// Profile is the QUIC profile of router links; zero means transport.LAN.
+	Profile transport.Profile
+	// Logger receives the agent's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Protocols a service speaks.
+const (
+	ProtoTCP = "tcp"
+	ProtoUDP = "udp"
+)
+
+// DialSpec is one local listener that reaches a service: SERVICE[@IDENTITY]=PROTO:ADDR.
+type DialSpec struct {
+	Service string
+	// Host picks one hosting identity among several; empty means any authorized host.
+	Host   string
+	Proto  string
+	Listen string
+}
+
+// String formats the spec as it is written on the command line.
+func (d DialSpec) String() string {
+	svc := d.Service
+	if d.Host != "" {
+		svc += "@" + d.Host
+	}
+	return svc + "=" + d.Proto + ":" + d.Listen
+}
+
+// ParseDialSpec reads SERVICE[@IDENTITY]=PROTO:LISTEN_ADDR. The listen address must be
+// on loopback: the agent opens no port to the network.
+func ParseDialSpec(s string) (DialSpec, error) {
+	var d DialSpec
+	lhs, rhs, ok := strings.Cut(s, "=")
+	if !ok || lhs == "" {
+		return d, fmt.Errorf("dial %q: want SERVICE[@IDENTITY]=PROTO:ADDR", s)
+	}
+	d.Service, d.Host, _ = strings.Cut(lhs, "@")
+	proto, addr, err := splitAddress(rhs)
+	if err != nil {
+		return d, fmt.Errorf("dial %q: %w", s, err)
+	}
+	d.Proto, d.Listen = proto, addr
+	if err := checkLoopback(addr); err != nil {
+		return d, fmt.Errorf("dial %q: %w", s, err)
+	}
+	return d, nil
+}
+
+// splitAddress reads PROTO:HOST:PORT with PROTO tcp or udp.
+func splitAddress(s string) (proto, addr string, err error) {
+	proto, addr, ok := strings.Cut(s, ":")
+	if !ok || (proto != ProtoTCP && proto != ProtoUDP) {
+		return "", "", fmt.Errorf("%q: want tcp:HOST:PORT or udp:HOST:PORT", s)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", "", fmt.Errorf("%q: %v", s, err)
+	}
+	return proto, addr, nil
+}
+
+// checkLoopback refuses listen addresses off loopback.
+func checkLoopback(addr string) error {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("listen address %q is not on loopback: the agent opens no port to the network", addr)
+	}
+	return nil
+}

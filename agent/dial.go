@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"umbra/internal/grant"
+	"umbra/internal/wire"
+)
+
+// dialSetupTimeout bounds setting up one circuit: the grant, the host's answer and the
+// end-to-end handshake.
+const dialSetupTimeout = 30 * time.Second
+
+// copyBuffer is the size of each direction's copy buffer between a local socket and a
+// circuit.
+const copyBuffer = 64 << 10
+
+// dialState is one local listener that reaches a service.
+type dialState struct {
+	spec     DialSpec
+	circuits int
+	lastErr  string
+}
+
+// startDial listens on d.Listen for the agent's lifetime; each local connection becomes
+// a circuit. A listener already open on the address is kept.
+func (a *Agent) startDial(d DialSpec) error {
+	a.mu.Lock()
+	if _, ok := a.dialing[d.Listen]; ok {
+		a.mu.Unlock()
+		return nil
+	}
+	st := &dialState{spec: d}
+	a.dialing[d.Listen] = st
+	a.mu.Unlock()
+	switch d.Proto {
+	case ProtoTCP:
+		ln, err := net.Listen("tcp", d.Listen)
+		if err != nil {
+			a.forgetDial(d.Listen)
+			return fmt.Errorf("agent: dial listener %s: %w", d, err)
+		}
+		a.run.Go(func() { a.serveTCPDial(ln, st) })
+	case ProtoUDP:
+		pc, err := net.ListenPacket("udp", d.Listen)
+		if err != nil {
+			a.forgetDial(d.Listen)
+			return fmt.Errorf("agent: dial listener %s: %w", d, err)
+		}
+		a.run.Go(func() { a.serveUDPDial(pc, st) })
+	}
+	a.log.Info("dial listener", "service", d.Service, "host", d.Host, "listen", d.Proto+":"+d.Listen)
+	return nil
+}
+
+func (a *Agent) forgetDial(listen string) {
+	a.mu.Lock()
+	delete(a.dialing, listen)
+	a.mu.Unlock()
+}
+
+func (a *Agent) dialResult(st *dialState, err error, delta int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st.circuits += delta
+	if err != nil {
+		st.lastErr = err.Error()
+	}
+}
+
+// serveTCPDial turns each local TCP connection into a circuit.
+func (a *Agent) serveTCPDial(ln net.Listener, st *dialState) {
+	go func() {
+		<-a.runCtx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		local, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Go(func() {
+			defer local.Close()
+			if err := a.tcpCircuit(a.runCtx, local.(*net.TCPConn), st); err != nil {
+				a.log.Warn("dial", "service", st.spec.Service, "err", err)
+			}
+		})
+	}
+}
+
+// tcpCircuit opens a circuit for one local connection and copies bytes both ways.
+func (a *Agent) tcpCircuit(ctx context.Context, local *net.TCPConn, st *dialState) error {
+	sctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
+	tc, err := a.openCircuit(sctx, st.spec)
+	cancel()
+	if err != nil {
+		a.dialResult(st, err, 0)
+		return err
+	}
+	defer tc.Close()
+	a.dialResult(st, nil, 1)
+	defer a.dialResult(st, nil, -1)
+	return splice(ctx, local, tc)
+}
+
+// openCircuit asks the router for a circuit to spec's service and runs the end-to-end
+// handshake with the host the grant names.
+func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, error) {
+	conn, err := a.waitConn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
+	}
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
+	}
+	fail := func(err error) (*tls.Conn, error) {
+		s.CancelRead(0)
+		s.CancelWrite(0)
+		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
+	}
+	deadline, _ := ctx.Deadline()
+	s.SetDeadline(deadline)
+	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: spec.Host, Proto: spec.Proto}); err != nil {
+		return fail(err)
+	}
+	var ack wire.DialAck
+	if err := wire.Expect(s, wire.TypeDialAck, &ack); err != nil {
+		return fail(err)
+	}
+	g, err := grant.Verify(ack.Grant, a.signer, time.Now())
+	if err != nil {
+		return fail(err)
+	}
+	if g.Dialer != a.cfg.Identity.ID || g.ServiceName != spec.Service {
+		return fail(errors.New("grant names another dialer or service"))
+	}
+	tc := tlsClient(streamConn{Stream: s, conn: conn}, a.dialerTLS(g.Host))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fail(fmt.Errorf("end-to-end handshake: %w", err))
+	}
+	s.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// halfCloser is a connection whose sending side can be closed alone.
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// splice copies a to b and b to a until both directions end. The end of one direction
+// is passed on as a half-close, so request/response protocols work through circuits.
+func splice(ctx context.Context, a, b halfCloser) error {
+	errc := make(chan error, 2)
+	cp := func(dst, src halfCloser) {
+		buf := make([]byte, copyBuffer)
+		_, err := io.CopyBuffer(dst, src, buf)
+		if err == nil {
+			err = dst.CloseWrite()
+		}
+		errc <- err
+	}
+	go cp(a, b)
+	go cp(b, a)
+	var first error
+	for range 2 {
+		select {
+		case err := <-errc:
+			if err != nil && first == nil {
+				first = err
+				// A failed direction ends the circuit: unblock the other one.
+				a.Close()
+				b.Close()
+			}
+		case <-ctx.Done():
+			a.Close()
+			b.Close()
+			return ctx.Err()
+		}
+	}
+	return first
+}

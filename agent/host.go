@@ -1,0 +1,201 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/quic-go/quic-go"
+
+	"umbra/internal/grant"
+	"umbra/internal/wire"
+)
+
+// Hosting states, as `umbra-agent status` shows them.
+const (
+	hostBound   = "bound"
+	hostBinding = "binding"
+)
+
+// hostDialTimeout bounds connecting to the local service a circuit is delivered to.
+const hostDialTimeout = 5 * time.Second
+
+// hostState is one service this agent hosts.
+type hostState struct {
+	service  string
+	proto    string
+	addr     string
+	state    string
+	circuits int
+	err      string
+	conn     *quic.Conn // the link the binding is held on
+}
+
+// startHosting binds s at the router on conn, unless it is bound there already. The
+// binding is held by a stream for as long as the link lasts.
+func (a *Agent) startHosting(ctx context.Context, wg *sync.WaitGroup, conn *quic.Conn, s wire.ServiceInfo) {
+	proto, addr, err := splitAddress(s.Host)
+	if err != nil {
+		a.log.Warn("host address", "service", s.Name, "err", err)
+		return
+	}
+	a.mu.Lock()
+	h, ok := a.hosting[s.Name]
+	if ok && h.conn == conn {
+		a.mu.Unlock()
+		return
+	}
+	h = &hostState{service: s.Name, proto: proto, addr: addr, state: hostBinding, conn: conn}
+	a.hosting[s.Name] = h
+	a.mu.Unlock()
+	wg.Go(func() { a.holdBinding(ctx, conn, h) })
+}
+
+// holdBinding binds h's service and keeps the binding, rebinding with backoff when the
+// router drops it while the link stays up.
+func (a *Agent) holdBinding(ctx context.Context, conn *quic.Conn, h *hostState) {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(linkBackoffInitial),
+		backoff.WithMaxInterval(serviceRefresh),
+		backoff.WithMaxElapsedTime(0),
+	)
+	for ctx.Err() == nil {
+		err := a.bindOnce(ctx, conn, h)
+		a.mu.Lock()
+		h.state = hostBinding
+		if err != nil {
+			h.err = err.Error()
+		}
+		a.mu.Unlock()
+		if err != nil {
+			a.log.Warn("binding ended", "service", h.service, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(b.NextBackOff()):
+		}
+	}
+	a.mu.Lock()
+	if a.hosting[h.service] == h {
+		delete(a.hosting, h.service)
+	}
+	a.mu.Unlock()
+}
+
+// bindOnce sends Bind and holds the stream until the router ends it.
+func (a *Agent) bindOnce(ctx context.Context, conn *quic.Conn, h *hostState) error {
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(requestTimeout))
+	if err := wire.Write(s, wire.TypeBind, wire.Bind{Service: h.service}); err != nil {
+		return err
+	}
+	var ack wire.BindAck
+	if err := wire.Expect(s, wire.TypeBindAck, &ack); err != nil {
+		return err
+	}
+	s.SetDeadline(time.Time{})
+	a.mu.Lock()
+	h.state, h.err = hostBound, ""
+	a.mu.Unlock()
+	a.log.Info("hosting", "service", h.service, "address", h.proto+":"+h.addr)
+	stop := context.AfterFunc(ctx, func() { s.CancelRead(0) })
+	defer stop()
+	// The router says nothing more unless it revokes the binding.
+	typ, body, err := wire.Read(s)
+	if err != nil {
+		return err
+	}
+	if typ == wire.TypeError {
+		var e wire.Error
+		wire.Unmarshal(body, &e)
+		return errors.New(e.Message)
+	}
+	return fmt.Errorf("unexpected message %d on binding", typ)
+}
+
+// acceptCircuits takes the circuits the router hands this agent until the link ends.
+func (a *Agent) acceptCircuits(ctx context.Context, conn *quic.Conn) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		s, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		wg.Go(func() {
+			if err := a.hostCircuit(ctx, conn, s); err != nil {
+				a.log.Warn("circuit", "err", err)
+			}
+		})
+	}
+}
+
+// hostCircuit checks a circuit's grant, runs the end-to-end handshake with the dialer it
+// names and delivers the circuit to the local service.
+func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream) error {
+	s.SetDeadline(time.Now().Add(dialSetupTimeout))
+	refuse := func(msg string) error {
+		wire.Write(s, wire.TypeError, wire.Error{Message: msg})
+		s.Close()
+		s.CancelRead(0)
+		return errors.New(msg)
+	}
+	var c wire.Circuit
+	if err := wire.Expect(s, wire.TypeCircuit, &c); err != nil {
+		s.CancelRead(0)
+		s.CancelWrite(0)
+		return err
+	}
+	g, err := grant.Verify(c.Grant, a.signer, time.Now())
+	if err != nil {
+		return refuse(err.Error())
+	}
+	a.mu.Lock()
+	h := a.hosting[g.ServiceName]
+	a.mu.Unlock()
+	if g.Host != a.cfg.Identity.ID || h == nil || h.proto != g.Proto {
+		return refuse("this agent does not host " + g.ServiceName)
+	}
+	if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
+		return err
+	}
+	tc := tlsServer(streamConn{Stream: s, conn: conn}, a.hostTLS(g.Dialer))
+	hctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		tc.Close()
+		return fmt.Errorf("end-to-end handshake for %s: %w", g.ServiceName, err)
+	}
+	s.SetDeadline(time.Time{})
+	defer tc.Close()
+	a.hostResult(h, 1)
+	defer a.hostResult(h, -1)
+	switch g.Proto {
+	case ProtoTCP:
+		d := net.Dialer{Timeout: hostDialTimeout}
+		local, err := d.DialContext(ctx, "tcp", h.addr)
+		if err != nil {
+			return fmt.Errorf("deliver %s to %s: %w", g.ServiceName, h.addr, err)
+		}
+		defer local.Close()
+		return splice(ctx, local.(*net.TCPConn), tc)
+	case ProtoUDP:
+		return a.hostUDP(ctx, conn, c.Circuit, tc, h)
+	}
+	return fmt.Errorf("unknown protocol %q", g.Proto)
+}
+
+func (a *Agent) hostResult(h *hostState, delta int) {
+	a.mu.Lock()
+	h.circuits += delta
+	a.mu.Unlock()
+}
