@@ -19,6 +19,9 @@ type Config struct {
 	Routers []string
 	// Dials are local listeners for services, beside every dialable service's intercept.
 	Dials []DialSpec
+	// Hosts overrides, per service name, where this agent delivers a hosted service
+	// (PROTO:ADDR); by default it is the service's own host address.
+	Hosts map[string]string
 	// StatusSocket is the unix socket `umbra-agent status` reads; empty disables it.
 	StatusSocket string
 	// Profile is the QUIC profile of router links; zero means transport.LAN.
@@ -94,4 +97,16 @@ func checkLoopback(addr string) error {
 		return fmt.Errorf("listen address %q is not on loopback: the agent opens no port to the network", addr)
 	}
 	return nil
+}
+
+// ParseHostOverride reads SERVICE=PROTO:ADDR.
+func ParseHostOverride(s string) (service, address string, err error) {
+	service, address, ok := strings.Cut(s, "=")
+	if !ok || service == "" {
+		return "", "", fmt.Errorf("host %q: want SERVICE=PROTO:ADDR", s)
+	}
+	if _, _, err := splitAddress(address); err != nil {
+		return "", "", fmt.Errorf("host %q: %w", s, err)
+	}
+	return service, address, nil
 }

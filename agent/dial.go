@@ -123,10 +123,12 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, erro
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
 	}
+	// The error names no service: an unauthorized dial and a dial of a service that does
+	// not exist must read the same.
 	fail := func(err error) (*tls.Conn, error) {
 		s.CancelRead(0)
 		s.CancelWrite(0)
-		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
+		return nil, fmt.Errorf("dial: %w", err)
 	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)

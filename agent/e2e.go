@@ -53,7 +53,6 @@ func expectPeer(cs tls.ConnectionState, id string) error {
 	return nil
 }
 
-
 // tlsClient and tlsServer wrap a circuit stream in the end-to-end TLS session.
 func tlsClient(c streamConn, conf *tls.Config) *tls.Conn { return tls.Client(c, conf) }
 func tlsServer(c streamConn, conf *tls.Config) *tls.Conn { return tls.Server(c, conf) }

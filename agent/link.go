@@ -130,7 +130,7 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	})
 	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
-	conn, err := quic.DialAddr(dctx, router, tlsConf, a.cfg.Profile.QUIC())
+	conn, err := transport.DialConnected(dctx, router, tlsConf, a.cfg.Profile.QUIC())
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +191,9 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 	}
 	a.mu.Unlock()
 	for _, s := range svcs {
+		if addr, ok := a.cfg.Hosts[s.Name]; ok {
+			s.Host = addr
+		}
 		if s.Bind && s.Host != "" {
 			a.startHosting(ctx, wg, conn, s)
 		}

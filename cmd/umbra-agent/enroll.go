@@ -4,29 +4,57 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"umbra/agent"
 	"umbra/hal/keystore"
 )
 
+const (
+	// defaultI2CAddr is the --i2c-addr default: the ATECC608's factory address, in the
+	// hex form i2cdetect shows.
+	defaultI2CAddr = "0x60"
+	// maxI2CAddr is the highest 7-bit I2C address.
+	maxI2CAddr = 0x7f
+)
+
+// storeFlags are the flags that only mean something with one --key store.
+var storeFlags = []struct{ flag, store string }{
+	{"tpm", keystore.StoreTPM},
+	{"i2c", keystore.StoreATECC608},
+	{"i2c-addr", keystore.StoreATECC608},
+	{"slot", keystore.StoreATECC608},
+}
+
 func newEnrollCmd() *cobra.Command {
-	var jwtFile, out, store string
+	var (
+		jwtFile, out, i2cAddr string
+		ks                    agent.KeyStore
+	)
 	cmd := &cobra.Command{
 		Use:   "enroll",
 		Short: "redeem a one-time token and write the identity file (mode 0600)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkStoreFlags(cmd.Flags(), ks.Store); err != nil {
+				return err
+			}
+			if ks.Store == keystore.StoreATECC608 {
+				addr, err := parseI2CAddr(i2cAddr)
+				if err != nil {
+					return err
+				}
+				ks.I2CAddr = addr
+			}
 			token, err := readToken(jwtFile)
 			if err != nil {
 				return err
 			}
-			if store != keystore.StoreFile {
-				return fmt.Errorf("enroll: key store %q is not available in this build", store)
-			}
-			id, err := agent.Enroll(cmd.Context(), token, out)
+			id, err := agent.Enroll(cmd.Context(), token, out, ks)
 			if err != nil {
 				return err
 			}
@@ -34,12 +62,44 @@ func newEnrollCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&jwtFile, "jwt", "", "file holding the enrollment token (required)")
-	cmd.Flags().StringVar(&out, "out", "", "identity file to write (required)")
-	cmd.Flags().StringVar(&store, "key", keystore.StoreFile, "key store: file, tpm or atecc608")
+	f := cmd.Flags()
+	f.StringVar(&jwtFile, "jwt", "", "file holding the enrollment token (required)")
+	f.StringVar(&out, "out", "", "identity file to write (required)")
+	f.StringVar(&ks.Store, "key", keystore.StoreFile, "key store: file (the key is in the identity file), tpm or atecc608")
+	f.StringVar(&ks.TPM, "tpm", keystore.DefaultTPM, "TPM 2.0 device, or tcp:HOST:PORT for swtpm (--key tpm)")
+	f.StringVar(&ks.I2CBus, "i2c", "", `I2C bus of the secure element by name or number; "" is the first bus (--key atecc608)`)
+	f.StringVar(&i2cAddr, "i2c-addr", defaultI2CAddr, "7-bit I2C address of the secure element, hex (--key atecc608)")
+	f.IntVar(&ks.Slot, "slot", 0, "key slot of the secure element; its old key is replaced (--key atecc608)")
 	cmd.MarkFlagRequired("jwt")
 	cmd.MarkFlagRequired("out")
 	return cmd
+}
+
+// checkStoreFlags refuses an unknown store and flags given for another store than the
+// chosen one, which would otherwise be silently ignored.
+func checkStoreFlags(flags *pflag.FlagSet, store string) error {
+	switch store {
+	case keystore.StoreFile, keystore.StoreTPM, keystore.StoreATECC608:
+	default:
+		return fmt.Errorf("enroll: --key %q: want %s, %s or %s", store, keystore.StoreFile, keystore.StoreTPM, keystore.StoreATECC608)
+	}
+	for _, sf := range storeFlags {
+		if flags.Changed(sf.flag) && sf.store != store {
+			return fmt.Errorf("enroll: --%s applies only to --key %s", sf.flag, sf.store)
+		}
+	}
+	return nil
+}
+
+// parseI2CAddr reads a 7-bit I2C address in hex, with or without 0x, as i2cdetect and
+// datasheets write it.
+func parseI2CAddr(s string) (uint16, error) {
+	hex := strings.TrimPrefix(strings.ToLower(s), "0x")
+	v, err := strconv.ParseUint(hex, 16, 16)
+	if err != nil || v == 0 || v > maxI2CAddr {
+		return 0, fmt.Errorf("enroll: --i2c-addr %q: want a 7-bit address in hex, 0x01 to %#x", s, maxI2CAddr)
+	}
+	return uint16(v), nil
 }
 
 // maxTokenFile bounds what is read of a token file.

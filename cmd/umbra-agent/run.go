@@ -14,7 +14,7 @@ import (
 func newRunCmd() *cobra.Command {
 	var (
 		idPath, statusSocket, logLevel string
-		routers, dials                 []string
+		routers, dials, hosts          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -33,6 +33,16 @@ func newRunCmd() *cobra.Command {
 				}
 				cfg.Dials = append(cfg.Dials, spec)
 			}
+			for _, h := range hosts {
+				svc, addr, err := agent.ParseHostOverride(h)
+				if err != nil {
+					return err
+				}
+				if cfg.Hosts == nil {
+					cfg.Hosts = map[string]string{}
+				}
+				cfg.Hosts[svc] = addr
+			}
 			a, closeKey, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -44,6 +54,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringVar(&idPath, "identity", "", "identity file written by enroll (required)")
 	cmd.Flags().StringSliceVar(&routers, "routers", nil, "edge routers HOST:PORT to use instead of the controller's list (comma-separated)")
 	cmd.Flags().StringArrayVar(&dials, "dial", nil, "SERVICE[@IDENTITY]=PROTO:LISTEN_ADDR to listen for locally (repeatable)")
+	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.MarkFlagRequired("identity")

@@ -1,0 +1,46 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/quic-go/quic-go"
+)
+
+// DialConnected opens a QUIC connection to addr from a UDP socket connected to that one
+// peer. A connected socket is not listening: the kernel takes datagrams only from the
+// router, and nothing on the network can reach the device through it. This is how an
+// agent stays dark while it dials out.
+func DialConnected(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	uc, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	conn, err := quic.Dial(ctx, connectedUDP{uc}, raddr, tlsConf, conf)
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	go func() {
+		<-conn.Context().Done()
+		uc.Close()
+	}()
+	return conn, nil
+}
+
+// connectedUDP lets quic-go use a connected UDP socket: writes drop the destination
+// (the kernel refuses one on a connected socket), everything else, batch reads and
+// segmentation offload included, is the socket's own.
+type connectedUDP struct{ *net.UDPConn }
+
+func (c connectedUDP) WriteTo(b []byte, _ net.Addr) (int, error) { return c.UDPConn.Write(b) }
+
+func (c connectedUDP) WriteMsgUDP(b, oob []byte, _ *net.UDPAddr) (int, int, error) {
+	return c.UDPConn.WriteMsgUDP(b, oob, nil)
+}
