@@ -56,9 +56,9 @@ type Router struct {
 	closeKey  func() error
 
 	mu          sync.Mutex
-	ctrl        *quic.Conn             // the control link, nil while down
-	ctrlUp      chan struct{}          // closed and replaced whenever the control link comes up
-	revoked     map[string]bool        // certificate serials to refuse
+	ctrl        *quic.Conn      // the control link, nil while down
+	ctrlUp      chan struct{}   // closed and replaced whenever the control link comes up
+	revoked     map[string]bool // certificate serials to refuse
 	sessions    map[*quic.Conn]*session
 	terminators map[terminatorKey]*session
 }

@@ -273,4 +273,3 @@ func processMemoryContains(t *testing.T, pid int, needle []byte) bool {
 	}
 	return false
 }
-
