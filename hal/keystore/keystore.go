@@ -81,11 +81,16 @@ func OpenFileKey(ref Ref) (Key, error) {
 	return fileKey{ek}, nil
 }
 
-// Open returns the key a Ref names, opening the device that holds it.
+// Open returns the key a Ref names, opening the device that holds it. Closing the Key
+// releases that device.
 func Open(ctx context.Context, ref Ref) (Key, error) {
 	switch ref.Store {
 	case StoreFile, "":
 		return OpenFileKey(ref)
+	case StoreTPM:
+		return openTPMKey(ctx, ref)
+	case StoreATECC608:
+		return openATECC608Key(ctx, ref)
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnknownStore, ref.Store)
 	}

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"umbra/hal/keystore/tpm/swtpmtest"
 )
 
 const (
@@ -39,13 +41,13 @@ const (
 var message = []byte("umbra telemetry frame")
 
 // newTestKey opens a fresh swtpm and creates a key in it; both close on cleanup.
-func newTestKey(tb testing.TB) (*swtpm, *TPM, *Key, []byte, []byte) {
+func newTestKey(tb testing.TB) (*swtpmtest.TPM, *TPM, *Key, []byte, []byte) {
 	tb.Helper()
-	sw := startSwtpm(tb)
+	sw := swtpmtest.Start(tb)
 	ctx := context.Background()
-	tp, err := Open(ctx, sw.path())
+	tp, err := Open(ctx, sw.Path())
 	if err != nil {
-		tb.Fatalf("Open(%q): %v", sw.path(), err)
+		tb.Fatalf("Open(%q): %v", sw.Path(), err)
 	}
 	tb.Cleanup(func() { tp.Close() })
 	key, pub, priv, err := tp.CreateKey(ctx)
@@ -188,10 +190,10 @@ func TestKeyServesTLS13HandshakeBothWays(t *testing.T) {
 func TestLoadKeyFromBlobsSignsAsTheSameKey(t *testing.T) {
 	tests := []struct {
 		name    string
-		between func(*swtpm)
+		between func(*swtpmtest.TPM)
 	}{
-		{"after-reopening-the-connection", func(*swtpm) {}},
-		{"after-restarting-the-tpm", func(sw *swtpm) { sw.stop(); sw.start() }},
+		{"after-reopening-the-connection", func(*swtpmtest.TPM) {}},
+		{"after-restarting-the-tpm", func(sw *swtpmtest.TPM) { sw.Restart() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,7 +204,7 @@ func TestLoadKeyFromBlobsSignsAsTheSameKey(t *testing.T) {
 			tt.between(sw)
 
 			ctx := context.Background()
-			tp2, err := Open(ctx, sw.path())
+			tp2, err := Open(ctx, sw.Path())
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
@@ -231,9 +233,9 @@ func TestLoadKeyFailsAfterTPMWipe(t *testing.T) {
 	sw, tp, key, pub, priv := newTestKey(t)
 	key.Close()
 	tp.Close()
-	sw.wipe()
+	sw.Wipe()
 
-	tp2, err := Open(context.Background(), sw.path())
+	tp2, err := Open(context.Background(), sw.Path())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
