@@ -95,6 +95,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.log.Info("agent starting", "identity", a.cfg.Identity.Name, "routers", routers)
+	a.run.Go(func() { a.renewLoop(ctx) })
 	a.runLinks(ctx, routers)
 	return nil
 }

@@ -14,6 +14,9 @@ import (
 type Config struct {
 	// Identity is the enrolled identity file.
 	Identity *identity.File
+	// IdentityPath is where Identity lives; renewed certificates are written there.
+	// Empty keeps renewals in memory.
+	IdentityPath string
 	// Routers pins the edge routers to use, HOST:PORT each; empty asks the controller for
 	// the routers this identity's edge-router policies allow.
 	Routers []string

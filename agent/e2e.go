@@ -16,10 +16,12 @@ import (
 // only the host the grant names.
 func (a *Agent) dialerTLS(hostID string) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{a.cert},
-		RootCAs:      a.roots,
-		ServerName:   pki.IdentityServerName(hostID),
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return a.currentCert(), nil
+		},
+		RootCAs:    a.roots,
+		ServerName: pki.IdentityServerName(hostID),
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			return expectPeer(cs, hostID)
 		},
@@ -29,10 +31,12 @@ func (a *Agent) dialerTLS(hostID string) *tls.Config {
 // hostTLS is the hosting agent's configuration: it requires the dialer the grant names.
 func (a *Agent) hostTLS(dialerID string) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{a.cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    a.roots,
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return a.currentCert(), nil
+		},
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientCAs:  a.roots,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			return expectPeer(cs, dialerID)
 		},

@@ -122,7 +122,7 @@ func (a *Agent) linkOnce(ctx context.Context, router string) bool {
 
 // connect dials router over QUIC with the identity's certificate and says Hello.
 func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) {
-	tlsConf := transport.ClientTLS(a.cert, a.roots, pki.RouterServerName, transport.ALPNEdge, func(_ string, peer pki.Subject, _ *x509.Certificate) error {
+	tlsConf := transport.ClientTLS(*a.currentCert(), a.roots, pki.RouterServerName, transport.ALPNEdge, func(_ string, peer pki.Subject, _ *x509.Certificate) error {
 		if peer.Kind != pki.KindRouter {
 			return fmt.Errorf("peer at %s is a %s, not a router", router, peer.Kind)
 		}

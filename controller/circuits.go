@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -86,9 +87,61 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 		c.hold(s, func() { c.circuits[ci] = struct{}{} }, func() { delete(c.circuits, ci) },
 			func() error { return wire.Write(s, wire.TypeDialGrant, wire.DialGrant{Grant: signed}) })
 		c.log.Debug("circuit ended", "circuit", g.Circuit)
+	case wire.TypeRenew:
+		var req wire.Renew
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse("malformed renew")
+			return
+		}
+		chain, err := c.renew(ctx, req)
+		if err != nil {
+			refuse(err.Error())
+			return
+		}
+		wire.Write(s, wire.TypeRenewed, wire.Renewed{Cert: chain})
 	default:
 		refuse(fmt.Sprintf("unexpected message type %d", typ))
 	}
+}
+
+// renew issues an identity a new certificate for the key it already holds: the current,
+// unrevoked certificate and a CSR over the same key prove it.
+func (c *Controller) renew(ctx context.Context, req wire.Renew) (string, error) {
+	cur, err := x509.ParseCertificate(req.Cert)
+	if err != nil {
+		return "", errors.New("renew: no current certificate")
+	}
+	if _, err := pki.Verify([]*x509.Certificate{cur, c.ca.Intermediate}, c.ca.Roots(), x509.ExtKeyUsageClientAuth); err != nil {
+		return "", fmt.Errorf("renew: %w", err)
+	}
+	// Any unexpired, unrevoked certificate of the identity renews, not only the newest: an
+	// agent that never received its last renewal must not be locked out.
+	subj, err := pki.SubjectOf(cur)
+	if err != nil || subj.ID != req.Identity {
+		return "", errors.New("renew: certificate names another identity")
+	}
+	id, err := c.identityByID(subj.ID)
+	if err != nil {
+		return "", errors.New("renew: identity unknown or deleted")
+	}
+	if revoked, _ := c.store.Revoked(pki.SerialString(cur)); revoked {
+		return "", errors.New("renew: certificate revoked")
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil || csr.CheckSignature() != nil || !pki.SameKey(csr.PublicKey, cur.PublicKey) {
+		return "", errors.New("renew: the CSR must be signed by the certificate's own key")
+	}
+	now := c.cfg.Now()
+	cert, err := c.ca.IssueFor(pki.Subject{Kind: pki.KindIdentity, ID: id.ID, Name: id.Name}, csr.PublicKey, c.cfg.IdentityLifetime, now)
+	if err != nil {
+		return "", err
+	}
+	cmd := store.Command{Op: store.OpSetCert, Kind: store.Identities, Name: id.Name, Cert: certInfo(cert), At: now.UTC()}
+	if err := c.store.Apply(ctx, cmd); err != nil {
+		return "", fmt.Errorf("renew: %w", err)
+	}
+	c.log.Info("renewed", "identity", id.Name, "serial", pki.SerialString(cert), "not_after", cert.NotAfter)
+	return string(c.ca.ChainFor(cert)), nil
 }
 
 // hold registers what a stream set up, answers, and keeps it registered until the router

@@ -178,7 +178,7 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(errCodeRefused, "router links are not supported yet")
 		return
 	}
-	sess := newSession(r, conn, subj, pki.SerialString(leaf))
+	sess := newSession(r, conn, subj, leaf)
 	r.mu.Lock()
 	r.sessions[conn] = sess
 	r.mu.Unlock()

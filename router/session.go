@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -25,6 +26,7 @@ type session struct {
 	conn   *quic.Conn
 	peer   pki.Subject
 	serial string
+	leaf   []byte // the agent's certificate, DER
 
 	mu      sync.Mutex
 	nextCID uint64           // the next datagram circuit id on this connection
@@ -37,8 +39,8 @@ type route struct {
 	cid uint64
 }
 
-func newSession(r *Router, conn *quic.Conn, peer pki.Subject, serial string) *session {
-	return &session{r: r, conn: conn, peer: peer, serial: serial, nextCID: 1, routes: map[uint64]route{}}
+func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) *session {
+	return &session{r: r, conn: conn, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, nextCID: 1, routes: map[uint64]route{}}
 }
 
 // serve answers the streams the agent opens until the connection ends.
@@ -69,6 +71,26 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 		st.Close()
 	case wire.TypeServicesRequest:
 		s.relayServices(ctx, st)
+	case wire.TypeRenew:
+		var req wire.Renew
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse(st, "malformed renew")
+			return
+		}
+		req.Identity, req.Cert = s.peer.ID, s.leaf
+		cs, _, body, err := s.r.ask(ctx, wire.TypeRenew, req)
+		if err != nil {
+			refuse(st, err.Error())
+			return
+		}
+		cs.Close()
+		var out wire.Renewed
+		if err := wire.Unmarshal(body, &out); err != nil {
+			refuse(st, "malformed answer from controller")
+			return
+		}
+		wire.Write(st, wire.TypeRenewed, out)
+		st.Close()
 	case wire.TypeBind:
 		var req wire.Bind
 		if err := wire.Unmarshal(body, &req); err != nil {

@@ -25,7 +25,7 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := agent.Config{Identity: id, Routers: routers, StatusSocket: statusSocket, Logger: newLogger(logLevel)}
+			cfg := agent.Config{Identity: id, IdentityPath: idPath, Routers: routers, StatusSocket: statusSocket, Logger: newLogger(logLevel)}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)
 				if err != nil {

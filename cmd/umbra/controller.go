@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	var (
 		data, listen, url, adminOut string
 		hosts                       []string
+		idLifetime, routerLifetime  time.Duration
 	)
 	initCmd := &cobra.Command{
 		Use:   "init",
@@ -27,7 +29,7 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 				host := listen[:strings.LastIndex(listen, ":")]
 				hosts = []string{host, "localhost"}
 			}
-			cfg := controller.Config{DataDir: data, Listen: listen, URL: url}
+			cfg := controller.Config{DataDir: data, Listen: listen, URL: url, IdentityLifetime: idLifetime, RouterLifetime: routerLifetime}
 			if err := controller.Init(cmd.Context(), cfg, hosts, adminOut); err != nil {
 				return err
 			}
@@ -40,6 +42,8 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	initCmd.Flags().StringVar(&url, "url", "", "URL devices reach the controller at (default https://LISTEN)")
 	initCmd.Flags().StringSliceVar(&hosts, "host", nil, "name or IP the server certificate is valid for (repeatable; default the listen host and localhost)")
 	initCmd.Flags().StringVar(&adminOut, "admin-out", "", "where to write the admin identity (default DATA/admin.json)")
+	initCmd.Flags().DurationVar(&idLifetime, "identity-lifetime", 0, "lifetime of identity certificates (default 90 days)")
+	initCmd.Flags().DurationVar(&routerLifetime, "router-lifetime", 0, "lifetime of router certificates (default 1 year)")
 	initCmd.MarkFlagRequired("data")
 
 	var runData, runListen string

@@ -40,23 +40,25 @@ type quickstartState struct {
 func newQuickstartCmd(g *globalFlags) *cobra.Command {
 	var dir, host string
 	var ctrlPort, routerPort int
+	var idLifetime time.Duration
 	cmd := &cobra.Command{
 		Use:   "quickstart",
 		Short: "run a controller and an edge router from one directory, creating it on first use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runQuickstart(cmd, g, dir, host, ctrlPort, routerPort)
+			return runQuickstart(cmd, g, dir, host, ctrlPort, routerPort, idLifetime)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "quickstart directory (required)")
 	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to listen on and advertise")
 	cmd.Flags().IntVar(&ctrlPort, "ctrl-port", 0, "controller port (0: as before in DIR, else a free one)")
 	cmd.Flags().IntVar(&routerPort, "router-port", 0, "router port (0: as before in DIR, else a free one)")
+	cmd.Flags().DurationVar(&idLifetime, "identity-lifetime", 0, "lifetime of identity certificates (default 90 days)")
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
-func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPort, routerPort int) error {
+func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPort, routerPort int, idLifetime time.Duration) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	log := g.logger()
@@ -85,7 +87,7 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 	ctrlAddr := ctrlLn.Addr().String()
 	ctrlDir := filepath.Join(dir, qsControllerDir)
 	adminPath := filepath.Join(dir, qsAdminFile)
-	cfg := controller.Config{DataDir: ctrlDir, Listen: ctrlAddr, URL: "https://" + ctrlAddr, Logger: log}
+	cfg := controller.Config{DataDir: ctrlDir, Listen: ctrlAddr, URL: "https://" + ctrlAddr, IdentityLifetime: idLifetime, Logger: log}
 	if _, err := os.Stat(filepath.Join(ctrlDir, "controller.json")); errors.Is(err, os.ErrNotExist) {
 		if err := controller.Init(ctx, cfg, []string{host, "localhost"}, adminPath); err != nil {
 			return err

@@ -28,8 +28,10 @@ const (
 	IdentityLifetime = 90 * 24 * time.Hour
 	// RouterLifetime is the default lifetime of a router certificate.
 	RouterLifetime = 365 * 24 * time.Hour
-	// backdate covers clock skew between the ground station and devices.
-	backdate = 5 * time.Minute
+	// maxBackdate covers clock skew between the ground station and devices; short-lived
+	// certificates are backdated by a tenth of their lifetime at most, so that renewal at
+	// two thirds of the lifetime still comes before expiry.
+	maxBackdate = 5 * time.Minute
 )
 
 // Files in the CA directory. Keys are written 0600.
@@ -244,7 +246,7 @@ func template(cn string, now time.Time, lifetime time.Duration) (*x509.Certifica
 	return &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"umbra"}},
-		NotBefore:    now.Add(-backdate),
+		NotBefore:    now.Add(-min(maxBackdate, lifetime/10)),
 		NotAfter:     now.Add(lifetime),
 	}, nil
 }

@@ -42,6 +42,8 @@ const (
 	TypeDial            Type = 14 // open a circuit to this service
 	TypeDialAck         Type = 15 // router → dialer: the circuit is up
 	TypeDialGrant       Type = 16 // controller → router: the signed grant for a dial
+	TypeRenew           Type = 17 // renew my certificate: same key, new certificate
+	TypeRenewed         Type = 18 // the new certificate chain
 
 	// Router → hosting agent.
 	TypeCircuit    Type = 20 // a circuit for a service you host
@@ -130,6 +132,19 @@ type Circuit struct {
 
 // CircuitAck accepts a Circuit.
 type CircuitAck struct{}
+
+// Renew asks for a new certificate over the same key. CSR is DER. Cert is the caller's
+// current certificate (DER), filled in by the router from the connection's handshake.
+type Renew struct {
+	CSR      []byte `cbor:"1,keyasint"`
+	Identity string `cbor:"2,keyasint,omitempty"`
+	Cert     []byte `cbor:"3,keyasint,omitempty"`
+}
+
+// Renewed carries the new PEM certificate chain.
+type Renewed struct {
+	Cert string `cbor:"1,keyasint"`
+}
 
 // Revoke ends what its stream set up (a binding or circuit), or lists certificate
 // serials the router must drop and refuse from now on.
