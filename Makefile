@@ -10,7 +10,7 @@ BINARIES  := umbra umbra-agent
 # TEST_TIMEOUT bounds the whole test run well inside CI's 90 minutes.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build cross test quickstart bench qemu-test deps fuzz clean
+.PHONY: build cross test quickstart bench qemu-test qemu-user-test deps fuzz clean
 
 build:
 	@mkdir -p bin
@@ -33,6 +33,12 @@ deps:
 test: deps
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory qemu-user-test
+
+# qemu-user-test runs the hal, boards and internal tests as arm64 and armv7 binaries under
+# qemu-user, and checks that `make cross` is static and that the armv6 agent runs on an ARM1176.
+qemu-user-test:
+	bash scripts/qemu-user-test.sh
 
 quickstart: build
 	bin/umbra quickstart --dir ./quickstart

@@ -6,7 +6,9 @@ set -euo pipefail
 # swtpm*/tpm2-tools: the TPM 2.0 key store is tested against swtpm.
 # openssh-server: the `ssh -L` tunnel benchmarks compare against.
 # iproute2/iptables: network namespaces for link tests.
-PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables)
+# qemu-user-static: runs the arm64/armv7/armv6 cross builds and their tests
+#   (scripts/qemu-user-test.sh, test/cross).
+PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables qemu-user-static)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -42,6 +42,7 @@ func newRoot() *cobra.Command {
 			},
 		},
 		newEnrollCmd(),
+		newBoardCmd(),
 		newRunCmd(),
 		newStatusCmd(),
 	)

@@ -27,6 +27,7 @@ type config struct {
 	enrollments int
 	identities  int
 	listRuns    int
+	bulk        int64
 }
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	flag.IntVar(&c.enrollments, "enrollments", 200, "enrollments to time")
 	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
 	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
+	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
 	flag.Parse()
 	log.SetFlags(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -45,6 +47,9 @@ func main() {
 	r := &report{}
 	r.header()
 	if err := benchGroundStation(ctx, c, r); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	if err := benchDataPlane(ctx, c, r); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 	if err := os.WriteFile(c.out, []byte(r.String()), 0o644); err != nil {
@@ -68,6 +73,8 @@ func (r *report) header() {
 	r.printf("- date: %s\n- commit: %s\n- machine: %s, %d cores, %s\n\n",
 		time.Now().UTC().Format(time.RFC3339), strings.TrimSpace(string(commit)), cpuModel(), runtime.NumCPU(), runtime.Version())
 }
+
+func hostArch() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
 func cpuModel() string {
 	f, err := os.Open("/proc/cpuinfo")

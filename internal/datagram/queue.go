@@ -1,0 +1,131 @@
+package datagram
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// DefaultQueueCapacity is a Queue size for one circuit direction: twice quic-go's
+// 32-datagram send queue, so a short stall of the sender loses nothing and a long one
+// loses the oldest, stalest datagrams.
+const DefaultQueueCapacity = 64
+
+// ErrClosed is returned by Pop once the Queue is closed.
+var ErrClosed = errors.New("datagram: queue closed")
+
+// Queue is a bounded FIFO of datagrams between a reader that must never block (the
+// agent's UDP read loop) and a sender that may (a goroutine calling quic-go's
+// SendDatagram, which blocks once 32 datagrams wait). When full, Push drops the oldest
+// datagram: for telemetry and video the newest data is worth the most.
+//
+// Push may be called from any number of goroutines; Pop from one goroutine at a time,
+// because the slice it returns is recycled by its next call. Queued datagrams are
+// copied into buffers the Queue reuses, so it holds at most capacity of them (each as
+// large as the largest pushed) and allocates nothing in steady state.
+type Queue struct {
+	mu      sync.Mutex
+	slots   [][]byte // ring of queued datagrams
+	head    int      // oldest queued
+	n       int      // queued
+	spare   []byte   // buffer last returned by Pop, recycled by the next Pop
+	dropped uint64
+	closed  bool
+
+	ready chan struct{} // holds a token while datagrams may be waiting
+	done  chan struct{} // closed by Close
+}
+
+// NewQueue returns a Queue holding up to capacity datagrams; capacity < 1 means
+// DefaultQueueCapacity.
+func NewQueue(capacity int) *Queue {
+	if capacity < 1 {
+		capacity = DefaultQueueCapacity
+	}
+	return &Queue{
+		slots: make([][]byte, capacity),
+		ready: make(chan struct{}, 1),
+		done:  make(chan struct{}),
+	}
+}
+
+// Push copies b to the back of the queue without blocking, dropping the oldest
+// datagram if the queue is full. It returns false, queuing nothing, once the Queue is
+// closed.
+func (q *Queue) Push(b []byte) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	if q.n == len(q.slots) {
+		q.head = (q.head + 1) % len(q.slots)
+		q.n--
+		q.dropped++
+	}
+	tail := (q.head + q.n) % len(q.slots)
+	q.slots[tail] = append(q.slots[tail][:0], b...)
+	q.n++
+	q.mu.Unlock()
+
+	select {
+	case q.ready <- struct{}{}:
+	default: // a token is already waiting
+	}
+	return true
+}
+
+// Pop removes and returns the oldest datagram, waiting until there is one. The slice is
+// valid until the next call to Pop. It returns ctx's error when ctx ends first, and
+// ErrClosed once the Queue is closed (datagrams still queued are discarded).
+func (q *Queue) Pop(ctx context.Context) ([]byte, error) {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if q.n > 0 {
+			b := q.slots[q.head]
+			q.slots[q.head] = q.spare[:0]
+			q.spare = b
+			q.head = (q.head + 1) % len(q.slots)
+			q.n--
+			q.mu.Unlock()
+			return b, nil
+		}
+		q.mu.Unlock()
+
+		select {
+		case <-q.ready:
+		case <-q.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close wakes Pop with ErrClosed and makes Push refuse datagrams. Calling it again
+// does nothing.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.closed = true
+		close(q.done)
+	}
+}
+
+// Len returns the number of datagrams queued.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// Dropped returns how many datagrams Push has dropped to make room.
+func (q *Queue) Dropped() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
+}

@@ -1,0 +1,183 @@
+package datagram
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stuck is how long a test waits before deciding Pop is not coming back.
+const stuck = 5 * time.Second
+
+func TestQueueDropsOldestWhenFull(t *testing.T) {
+	tests := []struct {
+		name     string
+		capacity int
+		pushed   []string
+		want     []string
+		dropped  uint64
+	}{
+		{"a queue below capacity keeps everything in order", 3, []string{"a", "b"}, []string{"a", "b"}, 0},
+		{"a queue at capacity keeps everything in order", 3, []string{"a", "b", "c"}, []string{"a", "b", "c"}, 0},
+		{"one push beyond capacity drops the oldest", 3, []string{"a", "b", "c", "d"}, []string{"b", "c", "d"}, 1},
+		{"many pushes beyond capacity keep the newest", 2, []string{"a", "b", "c", "d", "e"}, []string{"d", "e"}, 3},
+		{"a queue of one keeps only the newest", 1, []string{"a", "b"}, []string{"b"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(tt.capacity)
+			for _, p := range tt.pushed {
+				if !q.Push([]byte(p)) {
+					t.Fatalf("got Push(%q) refused on an open queue, want accepted", p)
+				}
+			}
+			if got := q.Dropped(); got != tt.dropped {
+				t.Errorf("got %d dropped, want %d", got, tt.dropped)
+			}
+			if got := q.Len(); got != len(tt.want) {
+				t.Errorf("got Len %d, want %d", got, len(tt.want))
+			}
+			for _, want := range tt.want {
+				b, err := q.Pop(context.Background())
+				if err != nil || string(b) != want {
+					t.Errorf("got Pop = %q, %v, want %q", b, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestQueuePushCopies(t *testing.T) {
+	q := NewQueue(2)
+	buf := []byte("first")
+	q.Push(buf)
+	copy(buf, "XXXXX") // the UDP read loop reuses its buffer
+	if b, _ := q.Pop(context.Background()); string(b) != "first" {
+		t.Errorf("got %q, want %q", b, "first")
+	}
+}
+
+func TestQueuePopWaitsForPush(t *testing.T) {
+	q := NewQueue(DefaultQueueCapacity)
+	got := make(chan string)
+	go func() {
+		b, _ := q.Pop(context.Background())
+		got <- string(b)
+	}()
+	q.Push([]byte("late"))
+	select {
+	case s := <-got:
+		if s != "late" {
+			t.Errorf("got %q, want %q", s, "late")
+		}
+	case <-time.After(stuck):
+		t.Fatalf("got Pop still blocked %v after Push, want it to return", stuck)
+	}
+}
+
+func TestQueuePopUnblocks(t *testing.T) {
+	tests := []struct {
+		name string
+		stop func(q *Queue, cancel context.CancelFunc)
+		want error
+	}{
+		{"cancelling the context unblocks Pop", func(_ *Queue, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"closing the queue unblocks Pop", func(q *Queue, _ context.CancelFunc) { q.Close() }, ErrClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(DefaultQueueCapacity)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			errc := make(chan error)
+			go func() {
+				_, err := q.Pop(ctx)
+				errc <- err
+			}()
+			tt.stop(q, cancel)
+			select {
+			case err := <-errc:
+				if !errors.Is(err, tt.want) {
+					t.Errorf("got Pop error %v, want %v", err, tt.want)
+				}
+			case <-time.After(stuck):
+				t.Fatalf("got Pop still blocked %v later, want it to return", stuck)
+			}
+		})
+	}
+}
+
+func TestQueueClosedRefusesPushAndDiscards(t *testing.T) {
+	q := NewQueue(4)
+	q.Push([]byte("queued"))
+	q.Close()
+	q.Close() // a second Close does nothing
+	if q.Push([]byte("after")) {
+		t.Errorf("got Push accepted after Close, want refused")
+	}
+	if _, err := q.Pop(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("got Pop error %v after Close, want %v", err, ErrClosed)
+	}
+}
+
+func TestQueueOneProducerOneConsumer(t *testing.T) {
+	const sent = 20_000
+	q := NewQueue(8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var received, outOfOrder uint64
+	go func() {
+		defer wg.Done()
+		var last uint64
+		for {
+			b, err := q.Pop(ctx)
+			if err != nil {
+				return
+			}
+			seq := binary.BigEndian.Uint64(b)
+			if received > 0 && seq <= last {
+				outOfOrder++
+			}
+			last = seq
+			received++
+			if seq == sent-1 {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 1200)
+	for i := range uint64(sent) {
+		binary.BigEndian.PutUint64(buf, i)
+		q.Push(buf)
+	}
+	wg.Wait()
+	if outOfOrder != 0 {
+		t.Errorf("got %d datagrams out of order, want 0", outOfOrder)
+	}
+	if got := received + q.Dropped(); got != sent {
+		t.Errorf("got %d received + %d dropped = %d, want %d sent", received, q.Dropped(), got, sent)
+	}
+}
+
+func TestQueueAllocatesNothingOnceWarm(t *testing.T) {
+	q := NewQueue(4)
+	ctx := context.Background()
+	b := make([]byte, 1200)
+	for range 8 {
+		q.Push(b)
+		q.Pop(ctx)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		q.Push(b)
+		q.Pop(ctx)
+	})
+	if allocs != 0 {
+		t.Errorf("got %v allocations per Push and Pop, want 0", allocs)
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"umbra/scripts/bench/peers"
+)
+
+// Sizes of the data-plane runs.
+const (
+	latencyRounds = 2000
+	latencySize   = 64
+)
+
+// benchDataPlane measures one TCP circuit agent → router → agent against raw quic-go,
+// plain TCP, TLS over TCP and an ssh -L tunnel, all in this run, plus the agent's memory.
+func benchDataPlane(ctx context.Context, c config, r *report) error {
+	umbra, agentBin := filepath.Join(c.bin, "umbra"), filepath.Join(c.bin, "umbra-agent")
+	tmp, err := os.MkdirTemp("", "umbra-bench-dp")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	echo, stopEcho, err := peers.StartTCPEcho(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopEcho()
+
+	qs, _, err := startUntil(ctx, "ready", umbra, "quickstart", "--dir", filepath.Join(tmp, "qs"))
+	if err != nil {
+		return err
+	}
+	defer stop(qs)
+	env := append(os.Environ(), "UMBRA_ADMIN="+filepath.Join(tmp, "qs", "admin.json"))
+	sh := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %v\n%s", args, err, out)
+		}
+		return nil
+	}
+	steps := [][]string{
+		{umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
+		{umbra, "edge", "create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
+		{umbra, "edge", "create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
+		{umbra, "edge", "create", "identity", "drone", "--attr", "drone", "--jwt-out", filepath.Join(tmp, "d.jwt")},
+		{umbra, "edge", "create", "identity", "op", "--attr", "operator", "--jwt-out", filepath.Join(tmp, "o.jwt")},
+		{agentBin, "enroll", "--jwt", filepath.Join(tmp, "d.jwt"), "--out", filepath.Join(tmp, "d.json")},
+		{agentBin, "enroll", "--jwt", filepath.Join(tmp, "o.jwt"), "--out", filepath.Join(tmp, "o.json")},
+	}
+	for _, s := range steps {
+		if err := sh(s...); err != nil {
+			return err
+		}
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	listen := ln.Addr().String()
+	ln.Close()
+	drone, err := startBackground(ctx, agentBin, "run", "--identity", filepath.Join(tmp, "d.json"), "--status-socket", filepath.Join(tmp, "d.sock"))
+	if err != nil {
+		return err
+	}
+	defer stop(drone)
+	op, err := startBackground(ctx, agentBin, "run", "--identity", filepath.Join(tmp, "o.json"), "--status-socket", filepath.Join(tmp, "o.sock"), "--dial", "echo=tcp:"+listen)
+	if err != nil {
+		return err
+	}
+	defer stop(op)
+	if err := waitDial(ctx, listen); err != nil {
+		return err
+	}
+	time.Sleep(idleSettle)
+	droneIdle := rssKB(drone.Process.Pid)
+
+	// umbra, with the CPU of the router and both agents.
+	meter, err := peers.StartCPUMeter(qs.Process.Pid, drone.Process.Pid, op.Process.Pid)
+	if err != nil {
+		return err
+	}
+	um, err := peers.TunnelThroughput(ctx, listen, c.bulk)
+	if err != nil {
+		return fmt.Errorf("umbra circuit: %w", err)
+	}
+	umCPU, _ := meter.Seconds()
+	um.CPUSeconds += umCPU
+	droneBusy := rssKB(drone.Process.Pid)
+	umLat, err := peers.TCPEchoLatency(ctx, listen, latencyRounds, latencySize)
+	if err != nil {
+		return err
+	}
+
+	quic, err := peers.QUICThroughput(ctx, c.bulk)
+	if err != nil {
+		return err
+	}
+	tcp, err := peers.TCPThroughput(ctx, c.bulk)
+	if err != nil {
+		return err
+	}
+	tlsr, err := peers.TLSThroughput(ctx, c.bulk)
+	if err != nil {
+		return err
+	}
+	quicLat, err := peers.QUICEchoLatency(ctx, latencyRounds, latencySize)
+	if err != nil {
+		return err
+	}
+	tun, err := peers.SSHTunnel(ctx, echo)
+	if err != nil {
+		return err
+	}
+	defer tun.Close()
+	sshMeter, err := peers.StartCPUMeter(tun.PIDs()...)
+	if err != nil {
+		return err
+	}
+	ssh, err := peers.TunnelThroughput(ctx, tun.Addr(), c.bulk)
+	if err != nil {
+		return fmt.Errorf("ssh -L: %w", err)
+	}
+	sshCPU, _ := sshMeter.Seconds()
+	ssh.CPUSeconds += sshCPU
+	sshLat, err := peers.TCPEchoLatency(ctx, tun.Addr(), latencyRounds, latencySize)
+	if err != nil {
+		return err
+	}
+
+	r.printf("## Data plane: one TCP circuit agent → router → agent\n\n")
+	r.printf("Echo of %d MB through each path on loopback (MB/s of payload one way); the circuit's\n", c.bulk>>20)
+	r.printf("bytes cross QUIC twice (agent→router, router→agent) and end-to-end TLS once.\n\n")
+	r.printf("| path | MB/s | umbra ÷ path | CPU s/GB (all processes on the path) |\n|---|---|---|---|\n")
+	row := func(name string, x peers.Result) {
+		r.printf("| %s | %.0f | %.2f | %.1f |\n", name, x.MBps, um.MBps/x.MBps, x.CPUSecondsPerGB())
+	}
+	row("**umbra circuit** (agent → router → agent)", um)
+	row("raw quic-go, one stream", quic)
+	row("plain TCP", tcp)
+	row("TLS 1.3 over TCP", tlsr)
+	row("`ssh -L` tunnel ("+peers.SSHCipher+")", ssh)
+	r.printf("\nTargets: ≥ 0.40 of raw quic-go (a relay does twice its QUIC work) and above `ssh -L`.\n\n")
+	r.printf("| 64-byte echo, %d round trips | p50 | p99 | p50 − raw quic-go p50 |\n|---|---|---|---|\n", latencyRounds)
+	r.printf("| **umbra circuit** | %s | %s | %+.0f µs |\n", us(umLat.P50), us(umLat.P99), float64((umLat.P50-quicLat.P50).Microseconds()))
+	r.printf("| raw quic-go | %s | %s | — |\n", us(quicLat.P50), us(quicLat.P99))
+	r.printf("| `ssh -L` tunnel | %s | %s | %+.0f µs |\n\n", us(sshLat.P50), us(sshLat.P99), float64((sshLat.P50-quicLat.P50).Microseconds()))
+	r.printf("Target: umbra's p50 within 300 µs of raw quic-go's.\n\n")
+
+	r.printf("## Agent footprint\n\n| figure | value | budget |\n|---|---|---|\n")
+	r.printf("| hosting agent resident memory, idle | %.1f MB | < 12 MB |\n", float64(droneIdle)/1024)
+	r.printf("| hosting agent resident memory, right after the %d MB transfer | %.1f MB | — |\n", c.bulk>>20, float64(droneBusy)/1024)
+	if fi, err := os.Stat(agentBin); err == nil {
+		r.printf("| `umbra-agent` binary, this machine (%s) | %.1f MB | — |\n", hostArch(), float64(fi.Size())/(1<<20))
+	}
+	for _, arch := range []string{"arm64", "armv7", "armv6"} {
+		if fi, err := os.Stat(filepath.Join(c.bin, "linux_"+arch, "umbra-agent")); err == nil {
+			r.printf("| `umbra-agent` binary, linux/%s | %.1f MB | arm64 < 15 MB |\n", arch, float64(fi.Size())/(1<<20))
+		}
+	}
+	r.printf("\n")
+	return nil
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
+
+// waitDial polls addr until a connection through it gets an answer.
+func waitDial(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := peers.TunnelThroughput(ctx, addr, 1024); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no circuit through %s within 30s", addr)
+}
+
+// startBackground starts bin with its output discarded.
+func startBackground(ctx context.Context, bin string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
