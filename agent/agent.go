@@ -36,6 +36,9 @@ type Agent struct {
 	services map[string]wire.ServiceInfo
 	hosting  map[string]*hostState // by service name
 	dialing  map[string]*dialState // by listen address
+
+	udpMu   sync.Mutex
+	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 }
 
 // New checks cfg and opens the identity's key. Run starts the agent.
@@ -65,6 +68,7 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		cfg: cfg, log: cfg.Logger, cert: cert, roots: roots, signer: signer,
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{},
+		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{},
 	}
 	return a, key.Close, nil
 }

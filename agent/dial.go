@@ -100,7 +100,7 @@ func (a *Agent) serveTCPDial(ln net.Listener, st *dialState) {
 // tcpCircuit opens a circuit for one local connection and copies bytes both ways.
 func (a *Agent) tcpCircuit(ctx context.Context, local *net.TCPConn, st *dialState) error {
 	sctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
-	tc, err := a.openCircuit(sctx, st.spec)
+	tc, _, err := a.openCircuit(sctx, st.spec)
 	cancel()
 	if err != nil {
 		a.dialResult(st, err, 0)
@@ -113,22 +113,22 @@ func (a *Agent) tcpCircuit(ctx context.Context, local *net.TCPConn, st *dialStat
 }
 
 // openCircuit asks the router for a circuit to spec's service and runs the end-to-end
-// handshake with the host the grant names.
-func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, error) {
+// handshake with the host the grant names. It returns the circuit's datagram id too.
+func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint64, error) {
 	conn, err := a.waitConn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
+		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", spec.Service, err)
+		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
 	// The error names no service: an unauthorized dial and a dial of a service that does
 	// not exist must read the same.
-	fail := func(err error) (*tls.Conn, error) {
+	fail := func(err error) (*tls.Conn, uint64, error) {
 		s.CancelRead(0)
 		s.CancelWrite(0)
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)
@@ -151,7 +151,7 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, erro
 		return fail(fmt.Errorf("end-to-end handshake: %w", err))
 	}
 	s.SetDeadline(time.Time{})
-	return tc, nil
+	return tc, ack.Circuit, nil
 }
 
 // halfCloser is a connection whose sending side can be closed alone.

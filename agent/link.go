@@ -106,6 +106,7 @@ func (a *Agent) linkOnce(ctx context.Context, router string) bool {
 	lctx, cancel := context.WithCancel(ctx)
 	var lwg sync.WaitGroup
 	lwg.Go(func() { a.acceptCircuits(lctx, conn) })
+	lwg.Go(func() { a.readDatagrams(lctx, conn) })
 	lwg.Go(func() { a.manageServices(lctx, conn) })
 	select {
 	case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"umbra/internal/datagram"
 	"umbra/internal/grant"
 	"umbra/internal/wire"
 )
@@ -18,6 +19,10 @@ const (
 	spliceBuffer = 64 << 10
 	// circuitSetupTimeout bounds the hosting agent's answer to a new circuit.
 	circuitSetupTimeout = 15 * time.Second
+	// datagramQueue is the depth of each session's outgoing datagram queue.
+	datagramQueue = 512
+	// maxDatagram bounds a forwarded QUIC datagram's payload.
+	maxDatagram = 1500
 )
 
 // Stream error codes a router cancels circuit streams with.
@@ -156,8 +161,40 @@ func (s *session) dropRoute(cid uint64) {
 	s.mu.Unlock()
 }
 
-// forwardDatagrams carries the agent's circuit datagrams to the far side of each circuit.
+// forwardDatagrams carries the agent's circuit datagrams to the far side of each
+// circuit, rewriting the circuit id for the far connection. Routers never open them.
 func (s *session) forwardDatagrams(ctx context.Context) {
-	// Datagram forwarding arrives with the datagram lane.
-	<-ctx.Done()
+	go s.sendDatagrams(ctx)
+	buf := make([]byte, 0, datagram.MaxCircuitIDLen+maxDatagram)
+	for {
+		pkt, err := s.conn.ReceiveDatagram(ctx)
+		if err != nil {
+			return
+		}
+		cid, _, err := datagram.CircuitID(pkt)
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		rt, ok := s.routes[cid]
+		s.mu.Unlock()
+		if !ok {
+			continue
+		}
+		rt.to.out.Push(datagram.Rewrite(buf[:0], pkt, rt.cid))
+	}
+}
+
+// sendDatagrams sends what other sessions forward to this agent. Forwarding never waits
+// on this connection: when it falls behind, the oldest datagrams are dropped.
+func (s *session) sendDatagrams(ctx context.Context) {
+	for {
+		pkt, err := s.out.Pop(ctx)
+		if err != nil {
+			return
+		}
+		if err := s.conn.SendDatagram(pkt); err != nil && s.conn.Context().Err() != nil {
+			return
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"umbra/internal/datagram"
 	"umbra/internal/pki"
 	"umbra/internal/wire"
 )
@@ -28,6 +29,8 @@ type session struct {
 	serial string
 	leaf   []byte // the agent's certificate, DER
 
+	out *datagram.Queue // datagrams forwarded to this agent
+
 	mu      sync.Mutex
 	nextCID uint64           // the next datagram circuit id on this connection
 	routes  map[uint64]route // datagram circuit id on this connection → where it goes
@@ -40,7 +43,7 @@ type route struct {
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) *session {
-	return &session{r: r, conn: conn, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, nextCID: 1, routes: map[uint64]route{}}
+	return &session{r: r, conn: conn, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, out: datagram.NewQueue(datagramQueue), nextCID: 1, routes: map[uint64]route{}}
 }
 
 // serve answers the streams the agent opens until the connection ends.

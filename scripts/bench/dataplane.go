@@ -147,9 +147,9 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	row("`ssh -L` tunnel ("+peers.SSHCipher+")", ssh)
 	r.printf("\nTargets: ≥ 0.40 of raw quic-go (a relay does twice its QUIC work) and above `ssh -L`.\n\n")
 	r.printf("| 64-byte echo, %d round trips | p50 | p99 | p50 − raw quic-go p50 |\n|---|---|---|---|\n", latencyRounds)
-	r.printf("| **umbra circuit** | %s | %s | %+.0f µs |\n", us(umLat.P50), us(umLat.P99), float64((umLat.P50-quicLat.P50).Microseconds()))
+	r.printf("| **umbra circuit** | %s | %s | %+.0f µs |\n", us(umLat.P50), us(umLat.P99), float64((umLat.P50 - quicLat.P50).Microseconds()))
 	r.printf("| raw quic-go | %s | %s | — |\n", us(quicLat.P50), us(quicLat.P99))
-	r.printf("| `ssh -L` tunnel | %s | %s | %+.0f µs |\n\n", us(sshLat.P50), us(sshLat.P99), float64((sshLat.P50-quicLat.P50).Microseconds()))
+	r.printf("| `ssh -L` tunnel | %s | %s | %+.0f µs |\n\n", us(sshLat.P50), us(sshLat.P99), float64((sshLat.P50 - quicLat.P50).Microseconds()))
 	r.printf("Target: umbra's p50 within 300 µs of raw quic-go's.\n\n")
 
 	r.printf("## Agent footprint\n\n| figure | value | budget |\n|---|---|---|\n")
