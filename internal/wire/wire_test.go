@@ -63,6 +63,18 @@ func TestReadRefusals(t *testing.T) {
 	}
 }
 
+// messages makes an empty message of every type, for the fuzzer.
+var messages = map[Type]func() any{
+	TypeHello: func() any { return &Hello{} }, TypeHelloAck: func() any { return &HelloAck{} },
+	TypeError: func() any { return &Error{} }, TypeServicesRequest: func() any { return &ServicesRequest{} },
+	TypeServicesReply: func() any { return &ServicesReply{} }, TypeBind: func() any { return &Bind{} },
+	TypeBindAck: func() any { return &BindAck{} }, TypeDial: func() any { return &Dial{} },
+	TypeDialAck: func() any { return &DialAck{} }, TypeDialGrant: func() any { return &DialGrant{} },
+	TypeRenew: func() any { return &Renew{} }, TypeRenewed: func() any { return &Renewed{} },
+	TypeCircuit: func() any { return &Circuit{} }, TypeCircuitAck: func() any { return &CircuitAck{} },
+	TypeRevoke: func() any { return &Revoke{} },
+}
+
 // FuzzRead feeds arbitrary bytes to the frame reader and every message decoder: no
 // panic, and whatever decodes re-encodes within the size limit.
 func FuzzRead(f *testing.F) {
@@ -73,22 +85,27 @@ func FuzzRead(f *testing.F) {
 	Write(&buf, TypeError, Error{Message: "no"})
 	f.Add(buf.Bytes())
 	f.Add([]byte{0, 0, 0, 1, 0xa0})
+	for typ, msg := range map[Type]any{
+		TypeServicesReply: ServicesReply{Services: []ServiceInfo{{Name: "mavlink", ID: "x", Host: "udp:127.0.0.1:14550", Dial: true}}},
+		TypeDial:          Dial{Service: "mavlink", Host: "drone1", Proto: "udp"},
+		TypeDialAck:       DialAck{Circuit: 7, Grant: []byte{1, 2, 3}},
+		TypeRevoke:        Revoke{Reason: "gone", Serials: []string{"abc"}},
+		TypeRenew:         Renew{CSR: []byte{0x30}},
+	} {
+		buf.Reset()
+		Write(&buf, typ, msg)
+		f.Add(append([]byte(nil), buf.Bytes()...))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		typ, body, err := Read(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
-		var v any
-		switch typ {
-		case TypeHello:
-			v = &Hello{}
-		case TypeHelloAck:
-			v = &HelloAck{}
-		case TypeError:
-			v = &Error{}
-		default:
+		newMsg, ok := messages[typ]
+		if !ok {
 			return
 		}
+		v := newMsg()
 		if Unmarshal(body, v) != nil {
 			return
 		}

@@ -1,0 +1,63 @@
+package grant
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"umbra/internal/pki"
+)
+
+func sample(exp time.Time) Grant {
+	return Grant{Circuit: "c1", Op: OpDial, Service: "s1", ServiceName: "mavlink", Proto: "udp",
+		Dialer: "op", Host: "drone1", Routers: []string{"r1"}, Expires: exp.Unix()}
+}
+
+func TestVerify(t *testing.T) {
+	key, _ := pki.NewKey()
+	other, _ := pki.NewKey()
+	now := time.Now()
+	good, _ := Sign(sample(now.Add(time.Minute)), key)
+	expired, _ := Sign(sample(now.Add(-time.Second)), key)
+	foreign, _ := Sign(sample(now.Add(time.Minute)), other)
+	tampered := append([]byte(nil), good...)
+	tampered[20] ^= 1
+	cases := []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"signed-grant-verifies", good, nil},
+		{"expired-grant-refused", expired, ErrExpired},
+		{"grant-of-another-signer-refused", foreign, ErrSignature},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := Verify(tt.data, &key.PublicKey, now)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if tt.want == nil && (g.Host != "drone1" || g.Routers[0] != "r1") {
+				t.Errorf("got %+v, want the signed grant", g)
+			}
+		})
+	}
+	if _, err := Verify(tampered, &key.PublicKey, now); err == nil {
+		t.Errorf("a grant with a flipped byte verified")
+	}
+}
+
+// FuzzVerify: nothing but the signed grant verifies, and nothing panics.
+func FuzzVerify(f *testing.F) {
+	key, _ := pki.NewKey()
+	good, _ := Sign(sample(time.Now().Add(time.Hour)), key)
+	f.Add(good)
+	f.Add([]byte{0xa0})
+	f.Add(good[:len(good)/2])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := Verify(data, &key.PublicKey, time.Now())
+		if err == nil && g.Circuit != "c1" {
+			t.Fatalf("a forged grant verified: %+v", g)
+		}
+	})
+}
