@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"umbra/internal/profile"
 	"umbra/internal/version"
 )
 
@@ -32,6 +33,15 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	var cpuprofile string
+	var stopProfile func()
+	root.PersistentFlags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of this run to FILE")
+	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
+		stopProfile, err = profile.Start(cpuprofile)
+		return err
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) { stopProfile() }
 	root.AddCommand(
 		&cobra.Command{
 			Use:   "version",
