@@ -43,7 +43,7 @@ qemu-user-test:
 quickstart: build
 	bin/umbra quickstart --dir ./quickstart
 
-bench: build
+bench: build cross
 	bash scripts/bench.sh
 
 # fuzz runs every fuzz target for FUZZTIME each (the seed corpora run in `make test`).

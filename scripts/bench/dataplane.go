@@ -33,6 +33,10 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	}
 	defer stopEcho()
 
+	udpEcho, err := udpEchoServer(ctx)
+	if err != nil {
+		return err
+	}
 	qs, _, err := startUntil(ctx, "ready", umbra, "quickstart", "--dir", filepath.Join(tmp, "qs"))
 	if err != nil {
 		return err
@@ -49,8 +53,9 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	}
 	steps := [][]string{
 		{umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
-		{umbra, "edge", "create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
-		{umbra, "edge", "create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
+		{umbra, "edge", "create", "service", "uecho", "--host", "udp:" + udpEcho},
+		{umbra, "edge", "create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo,@uecho"},
+		{umbra, "edge", "create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo,@uecho"},
 		{umbra, "edge", "create", "identity", "drone", "--attr", "drone", "--jwt-out", filepath.Join(tmp, "d.jwt")},
 		{umbra, "edge", "create", "identity", "op", "--attr", "operator", "--jwt-out", filepath.Join(tmp, "o.jwt")},
 		{agentBin, "enroll", "--jwt", filepath.Join(tmp, "d.jwt"), "--out", filepath.Join(tmp, "d.json")},
@@ -64,12 +69,15 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	listen := ln.Addr().String()
 	ln.Close()
+	upc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	udpListen := upc.LocalAddr().String()
+	upc.Close()
 	drone, err := startBackground(ctx, agentBin, "run", "--identity", filepath.Join(tmp, "d.json"), "--status-socket", filepath.Join(tmp, "d.sock"))
 	if err != nil {
 		return err
 	}
 	defer stop(drone)
-	op, err := startBackground(ctx, agentBin, "run", "--identity", filepath.Join(tmp, "o.json"), "--status-socket", filepath.Join(tmp, "o.sock"), "--dial", "echo=tcp:"+listen)
+	op, err := startBackground(ctx, agentBin, "run", "--identity", filepath.Join(tmp, "o.json"), "--status-socket", filepath.Join(tmp, "o.sock"), "--dial", "echo=tcp:"+listen, "--dial", "uecho=udp:"+udpListen)
 	if err != nil {
 		return err
 	}
@@ -151,6 +159,20 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	r.printf("| raw quic-go | %s | %s | — |\n", us(quicLat.P50), us(quicLat.P99))
 	r.printf("| `ssh -L` tunnel | %s | %s | %+.0f µs |\n\n", us(sshLat.P50), us(sshLat.P99), float64((sshLat.P50 - quicLat.P50).Microseconds()))
 	r.printf("Target: umbra's p50 within 300 µs of raw quic-go's.\n\n")
+
+	umUDP, err := measureUDP(udpListen)
+	if err != nil {
+		return fmt.Errorf("umbra UDP: %w", err)
+	}
+	directUDP, err := measureUDP(udpEcho)
+	if err != nil {
+		return err
+	}
+	r.printf("## Data plane: UDP datagrams through one circuit\n\n")
+	r.printf("%d datagrams of %d bytes, at most %d in flight, echoed by the far end; then %d ping-pongs.\n\n", udpRateDatagrams, udpPayload, udpRateWindow, udpPingRounds)
+	r.printf("| path | datagrams/s echoed | delivered | p50 | p99 |\n|---|---|---|---|---|\n")
+	r.printf("| **umbra circuit** (QUIC datagrams, sealed end to end) | %.0f | %.2f%% | %s | %s |\n", umUDP.rate, 100*umUDP.delivered, us(umUDP.p50), us(umUDP.p99))
+	r.printf("| plain UDP on loopback | %.0f | %.2f%% | %s | %s |\n\n", directUDP.rate, 100*directUDP.delivered, us(directUDP.p50), us(directUDP.p99))
 
 	r.printf("## Agent footprint\n\n| figure | value | budget |\n|---|---|---|\n")
 	r.printf("| hosting agent resident memory, idle | %.1f MB | < 12 MB |\n", float64(droneIdle)/1024)
