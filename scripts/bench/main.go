@@ -12,11 +12,14 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"time"
+
+	"umbra/scripts/bench/peers"
 )
 
 // Sizes of the runs, as flags so a quick run can shrink them.
@@ -39,8 +42,17 @@ func main() {
 	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
 	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
 	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
+	serveQUIC := flag.Bool("serve-quic-echo", false, "run as the cross-process quic-go echo peer (internal)")
 	flag.Parse()
 	log.SetFlags(0)
+	if *serveQUIC {
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer cancel()
+		if err := peers.ServeQUICEcho(ctx, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 

@@ -59,7 +59,7 @@ func startQUICEcho(ctx context.Context) (*quicEcho, *quicClientConf, error) {
 			s.wg.Go(func() { s.serveConn(conn) })
 		}
 	})
-	return s, &quicClientConf{addr: ln.Addr().String(), tls: clientTLS}, nil
+	return s, &quicClientConf{addr: ln.Addr().String(), tls: clientTLS, certDER: serverTLS.Certificates[0].Certificate[0]}, nil
 }
 
 // serveConn echoes each stream of conn until conn or the server closes.
@@ -90,8 +90,9 @@ func (s *quicEcho) stop() {
 
 // quicClientConf is what a client needs to reach a quicEcho.
 type quicClientConf struct {
-	addr string
-	tls  *tls.Config
+	addr    string
+	tls     *tls.Config
+	certDER []byte // the server's self-signed certificate, for clients in other processes
 }
 
 // dialQUICStream connects to an echo server started by startQUICEcho and opens one
