@@ -48,15 +48,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	var cpuprofile string
-	var stopProfile func()
-	root.PersistentFlags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of this run to FILE")
-	root.PersistentFlags().MarkHidden("cpuprofile")
-	root.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
-		stopProfile, err = profile.Start(cpuprofile)
-		return err
-	}
-	root.PersistentPostRun = func(*cobra.Command, []string) { stopProfile() }
+	profile.AddFlag(root)
 	root.AddCommand(
 		&cobra.Command{
 			Use:   "version",

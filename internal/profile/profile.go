@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+
+	"github.com/spf13/cobra"
 )
 
 // Start profiles the CPU into path until the returned stop is called; an empty path
@@ -26,4 +28,17 @@ func Start(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// AddFlag gives root the hidden --cpuprofile FILE flag, profiling whichever command runs.
+func AddFlag(root *cobra.Command) {
+	var path string
+	var stop func()
+	root.PersistentFlags().StringVar(&path, "cpuprofile", "", "write a CPU profile of this run to FILE")
+	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
+		stop, err = Start(path)
+		return err
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) { stop() }
 }
