@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -12,6 +10,7 @@ import (
 
 	"umbra/agent"
 	"umbra/hal/keystore"
+	"umbra/internal/enroll"
 )
 
 const (
@@ -50,7 +49,7 @@ func newEnrollCmd() *cobra.Command {
 				}
 				ks.I2CAddr = addr
 			}
-			token, err := readToken(jwtFile)
+			token, err := enroll.ReadTokenFile(jwtFile)
 			if err != nil {
 				return err
 			}
@@ -100,23 +99,4 @@ func parseI2CAddr(s string) (uint16, error) {
 		return 0, fmt.Errorf("enroll: --i2c-addr %q: want a 7-bit address in hex, 0x01 to %#x", s, maxI2CAddr)
 	}
 	return uint16(v), nil
-}
-
-// maxTokenFile bounds what is read of a token file.
-const maxTokenFile = 8 << 10
-
-func readToken(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("enroll: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
-	if err != nil {
-		return "", fmt.Errorf("enroll: %w", err)
-	}
-	if len(data) > maxTokenFile {
-		return "", fmt.Errorf("enroll: %s is larger than a token", path)
-	}
-	return strings.TrimSpace(string(data)), nil
 }

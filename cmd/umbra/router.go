@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -76,7 +74,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 // enrollFileKey redeems the token in jwtFile with a new file key and writes the identity
 // to out. A failure writes nothing.
 func enrollFileKey(cmd *cobra.Command, jwtFile, out string) error {
-	token, err := readToken(jwtFile)
+	token, err := enroll.ReadTokenFile(jwtFile)
 	if err != nil {
 		return err
 	}
@@ -99,21 +97,4 @@ func enrollFileKeyToken(ctx context.Context, token, out string) error {
 		return fmt.Errorf("enroll: %w", err)
 	}
 	return id.Save(out)
-}
-
-// readToken reads a token file, refusing anything larger than a token can be.
-func readToken(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("enroll: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, enroll.MaxTokenSize+1))
-	if err != nil {
-		return "", fmt.Errorf("enroll: %w", err)
-	}
-	if len(data) > enroll.MaxTokenSize {
-		return "", fmt.Errorf("enroll: %s is larger than a token", path)
-	}
-	return strings.TrimSpace(string(data)), nil
 }
