@@ -52,25 +52,17 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	signer, err := cfg.Identity.SignerKey()
-	if err != nil {
-		return nil, nil, fmt.Errorf("agent: %w", err)
-	}
-	roots, err := cfg.Identity.Roots()
-	if err != nil {
-		return nil, nil, fmt.Errorf("agent: %w", err)
-	}
-	cert, key, err := cfg.Identity.Certificate(ctx)
+	cred, err := cfg.Identity.Open(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger, cert: cert, roots: roots, signer: signer,
+		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer,
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{},
 	}
-	return a, key.Close, nil
+	return a, cred.Key.Close, nil
 }
 
 // Run links to the routers, hosts and dials services, and serves status until ctx ends.

@@ -51,7 +51,8 @@ type udpEnd struct {
 	dropped atomic.Uint64
 }
 
-func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, deliver func([]byte)) (*udpEnd, error) {
+// newUDPEnd makes a circuit end that sends what is pushed onto queue.
+func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte)) (*udpEnd, error) {
 	send, recv, err := datagramKeys(tc.ConnectionState(), dialer)
 	if err != nil {
 		return nil, err
@@ -60,7 +61,7 @@ func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, deliver f
 		conn: conn, cid: cid, seal: sealer{aead: send}, open: &opener{aead: recv},
 		split:   datagram.NewSplitter(sealOverhead),
 		reasm:   datagram.NewReassembler(datagram.ReassemblerConfig{}),
-		queue:   datagram.NewQueue(udpQueue),
+		queue:   queue,
 		deliver: deliver,
 	}
 	e.touch()
@@ -234,13 +235,12 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	}
 	defer tc.Close()
 	conn := tc.NetConn().(streamConn).conn
-	e, err := newUDPEnd(conn, cid, tc, true, func(msg []byte) { pc.WriteTo(msg, f.peer) })
+	// What the peer sent while the circuit was set up goes first.
+	e, err := newUDPEnd(conn, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) })
 	if err != nil {
 		a.dialResult(st, err, 0)
 		return
 	}
-	e.queue.Close()
-	e.queue = f.queue // what the peer sent while the circuit was set up goes first
 	f.end.Store(e)
 	a.dialResult(st, nil, 1)
 	defer a.dialResult(st, nil, -1)
@@ -285,7 +285,7 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
 	}
 	defer local.Close()
-	e, err := newUDPEnd(conn, cid, tc, false, func(msg []byte) { local.Write(msg) })
+	e, err := newUDPEnd(conn, cid, tc, false, datagram.NewQueue(udpQueue), func(msg []byte) { local.Write(msg) })
 	if err != nil {
 		return err
 	}

@@ -77,24 +77,17 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	signer, err := cfg.Identity.SignerKey()
+	cred, err := cfg.Identity.Open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	roots, err := cfg.Identity.Roots()
-	if err != nil {
-		return nil, fmt.Errorf("router: %w", err)
-	}
-	cert, key, err := cfg.Identity.Certificate(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("router: %w", err)
-	}
+	key := cred.Key
 	r := &Router{
-		cfg: cfg, log: cfg.Logger, cert: cert, roots: roots, signer: signer, closeKey: key.Close,
+		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer, closeKey: key.Close,
 		ctrlUp: make(chan struct{}), revoked: map[string]bool{},
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
 	}
-	tlsConf := transport.ServerTLS(cert, roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
+	tlsConf := transport.ServerTLS(cred.Cert, cred.Roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
 		key.Close()

@@ -158,3 +158,32 @@ func (f *File) Certificate(ctx context.Context) (tls.Certificate, keystore.Key, 
 	}
 	return cert, key, nil
 }
+
+// Credentials is what a running agent or router needs of its identity.
+type Credentials struct {
+	// Cert is the TLS certificate chain with the key that signs for it.
+	Cert tls.Certificate
+	// Key is the opened key; the caller closes it when done.
+	Key keystore.Key
+	// Roots trusts the controller's root CA.
+	Roots *x509.CertPool
+	// Signer is the controller's grant-signing key, checked against Roots.
+	Signer *ecdsa.PublicKey
+}
+
+// Open checks the signer and root certificates and opens the key.
+func (f *File) Open(ctx context.Context) (*Credentials, error) {
+	signer, err := f.SignerKey()
+	if err != nil {
+		return nil, err
+	}
+	roots, err := f.Roots()
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := f.Certificate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Credentials{Cert: cert, Key: key, Roots: roots, Signer: signer}, nil
+}
