@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +89,13 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 		c.hold(s, func() { c.circuits[ci] = struct{}{} }, func() { delete(c.circuits, ci) },
 			func() error { return wire.Write(s, wire.TypeDialGrant, wire.DialGrant{Grant: signed}) })
 		c.log.Debug("circuit ended", "circuit", g.Circuit)
+	case wire.TypeLinkReport:
+		var rep wire.LinkReport
+		if err := wire.Unmarshal(body, &rep); err != nil {
+			refuse("malformed link report")
+			return
+		}
+		c.setLinks(router.ID, rep)
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {
@@ -249,13 +258,13 @@ func (c *Controller) dial(routerID string, req wire.Dial) (grant.Grant, []byte, 
 	if proto, _, _ := strings.Cut(svc.Host, ":"); svc.Host != "" && proto != req.Proto {
 		return g, nil, fmt.Errorf("service %q is %s, not %s", svc.Name, proto, req.Proto)
 	}
-	host, err := c.pickHost(svc, req.Host, routerID, pol)
+	host, path, err := c.pickHost(svc, req.Host, routerID, pol)
 	if err != nil {
 		return g, nil, err
 	}
 	g = grant.Grant{
 		Circuit: newID(), Op: grant.OpDial, Service: svc.ID, ServiceName: svc.Name, Proto: req.Proto,
-		Dialer: dialer.ID, Host: host, Routers: []string{routerID},
+		Dialer: dialer.ID, Host: host, Routers: path,
 		Expires: c.cfg.Now().Add(grant.Lifetime).Unix(),
 	}
 	signed, err := grant.Sign(g, c.ca.SignerKey())
@@ -266,9 +275,10 @@ func (c *Controller) dial(routerID string, req wire.Dial) (grant.Grant, []byte, 
 	return g, signed, nil
 }
 
-// pickHost finds an identity bound to svc at routerID (and named hostName, if given)
-// that may still bind it.
-func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol *policy.Policies) (string, error) {
+// pickHost finds an identity bound to svc (named hostName, or with that id, if given)
+// that may still bind it, and the cheapest path to it from routerID through the mesh:
+// a host bound at routerID itself needs no relay.
+func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol *policy.Policies) (string, []string, error) {
 	c.mu.Lock()
 	var candidates []*binding
 	for b := range c.bindings {
@@ -277,25 +287,38 @@ func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol 
 		}
 	}
 	c.mu.Unlock()
-	elsewhere := false
+	hosts := map[string][]string{} // router id → hosting identity ids
 	for _, b := range candidates {
 		host, err := c.identityByID(b.identity)
-		if err != nil || (hostName != "" && host.Name != hostName) || !pol.Allowed(store.PolicyBind, host, svc) {
+		if err != nil || (hostName != "" && host.Name != hostName && host.ID != hostName) || !pol.Allowed(store.PolicyBind, host, svc) {
 			continue
 		}
-		if b.router != routerID {
-			elsewhere = true // reaching another router needs the relay mesh
-			continue
+		hosts[b.router] = append(hosts[b.router], host.ID)
+	}
+	if len(hosts) == 0 {
+		if hostName != "" {
+			return "", nil, fmt.Errorf("no host %q online for service %q", hostName, svc.Name)
 		}
-		return host.ID, nil
+		return "", nil, fmt.Errorf("no host online for service %q", svc.Name)
 	}
-	switch {
-	case elsewhere:
-		return "", fmt.Errorf("service %q is hosted only beyond this router, and router links are not built yet", svc.Name)
-	case hostName != "":
-		return "", fmt.Errorf("no host %q online for service %q", hostName, svc.Name)
+	pick := func(router string) string {
+		ids := hosts[router]
+		slices.Sort(ids)
+		return ids[0]
 	}
-	return "", fmt.Errorf("no host online for service %q", svc.Name)
+	if _, ok := hosts[routerID]; ok {
+		return pick(routerID), []string{routerID}, nil
+	}
+	g, err := c.graph()
+	if err != nil {
+		return "", nil, fmt.Errorf("mesh: %w", err)
+	}
+	ends := slices.Sorted(maps.Keys(hosts))
+	p, err := g.Shortest(routerID, ends)
+	if err != nil {
+		return "", nil, fmt.Errorf("no path through the mesh to a host of service %q", svc.Name)
+	}
+	return pick(p.Routers[len(p.Routers)-1]), p.Routers, nil
 }
 
 // enforce ends every binding and circuit the current records no longer allow, and tells

@@ -174,6 +174,7 @@ func (c *Controller) setOffline(id string, conn *quic.Conn) {
 	defer c.mu.Unlock()
 	if st, ok := c.online[id]; ok && st.conn == conn {
 		delete(c.online, id)
+		delete(c.links, id)
 	}
 }
 

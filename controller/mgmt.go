@@ -140,7 +140,7 @@ func (c *Controller) serveList(w http.ResponseWriter, r *http.Request) {
 	kind := r.PathValue("kind")
 	switch kind {
 	case "links":
-		writeJSON(w, http.StatusOK, []any{}) // router links arrive with the relay mesh
+		writeJSON(w, http.StatusOK, c.linkInfos())
 		return
 	case "revocations":
 		revs, err := c.store.Revocations()

@@ -2,13 +2,13 @@ package router
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
-	"umbra/internal/datagram"
 	"umbra/internal/grant"
 	"umbra/internal/wire"
 )
@@ -17,9 +17,9 @@ import (
 const (
 	// spliceBuffer is the copy buffer of each direction of a TCP circuit.
 	spliceBuffer = 64 << 10
-	// circuitSetupTimeout bounds the hosting agent's answer to a new circuit.
+	// circuitSetupTimeout bounds the rest of the path's answer to a new circuit.
 	circuitSetupTimeout = 15 * time.Second
-	// datagramQueue is the depth of each session's outgoing datagram queue.
+	// datagramQueue is the depth of each connection's outgoing datagram queue.
 	datagramQueue = 512
 	// maxDatagram bounds a forwarded QUIC datagram's payload.
 	maxDatagram = 1500
@@ -33,9 +33,18 @@ const (
 
 var splicePool = sync.Pool{New: func() any { b := make([]byte, spliceBuffer); return &b }}
 
-// dial sets up a circuit for the agent: the controller grants it, the hosting agent's
-// session accepts it, and the two streams are spliced. The control stream that carried
-// the grant stays open for the circuit's life, so the controller can revoke it.
+// circuitEnd is one side of a circuit at this router: the stream that carries its bytes
+// and, for its datagrams, the connection and the circuit's id there.
+type circuitEnd struct {
+	stream *quic.Stream
+	ep     *endpoint
+	cid    uint64
+}
+
+// dial sets up a circuit for the agent: the controller grants it and picks its path, the
+// rest of the path and the hosting agent accept it, and the streams are spliced. The
+// control stream that carried the grant stays open for the circuit's life, so the
+// controller can revoke it.
 func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 	req.Identity = s.peer.ID
 	cs, _, body, err := s.r.ask(ctx, wire.TypeDial, req)
@@ -57,49 +66,21 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		refuse(st, "controller's grant does not verify here")
 		return
 	}
-	s.r.mu.Lock()
-	host := s.r.terminators[terminatorKey{service: g.ServiceName, identity: g.Host}]
-	s.r.mu.Unlock()
-	if host == nil {
-		refuse(st, "host went offline")
-		return
-	}
-	hostCID := host.allocCID()
-	hs, err := host.conn.OpenStreamSync(ctx)
+	down, err := s.r.extend(ctx, g, dg.Grant, 0, req.Resume)
 	if err != nil {
-		refuse(st, "host unreachable")
+		refuse(st, err.Error())
 		return
 	}
-	hs.SetDeadline(time.Now().Add(circuitSetupTimeout))
-	if err := wire.Write(hs, wire.TypeCircuit, wire.Circuit{Circuit: hostCID, Grant: dg.Grant}); err != nil {
-		hs.CancelRead(0)
-		refuse(st, "host unreachable")
+	up := circuitEnd{stream: st, ep: &s.endpoint, cid: s.allocCID()}
+	if err := wire.Write(st, wire.TypeDialAck, wire.DialAck{Circuit: up.cid, Grant: dg.Grant}); err != nil {
+		cancelStream(down.stream, codeCircuitFailed)
 		return
 	}
-	var ack wire.CircuitAck
-	if err := wire.Expect(hs, wire.TypeCircuitAck, &ack); err != nil {
-		hs.CancelRead(0)
-		refuse(st, "host refused the circuit: "+err.Error())
-		return
-	}
-	hs.SetDeadline(time.Time{})
-	cid := s.allocCID()
-	s.setRoute(cid, route{to: host, cid: hostCID})
-	host.setRoute(hostCID, route{to: s, cid: cid})
-	defer func() {
-		s.dropRoute(cid)
-		host.dropRoute(hostCID)
-	}()
-	if err := wire.Write(st, wire.TypeDialAck, wire.DialAck{Circuit: cid, Grant: dg.Grant}); err != nil {
-		hs.CancelRead(codeCircuitFailed)
-		hs.CancelWrite(codeCircuitFailed)
-		return
-	}
-	s.r.log.Debug("circuit up", "circuit", g.Circuit, "service", g.ServiceName, "dialer", s.peer.Name)
+	s.r.log.Debug("circuit up", "circuit", g.Circuit, "service", g.ServiceName, "dialer", s.peer.Name, "path", g.Routers)
 
 	done := make(chan struct{})
 	go func() {
-		splice(st, hs)
+		carry(up, down)
 		close(done)
 	}()
 	revoked := watchRevoke(cs)
@@ -111,90 +92,107 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 			break
 		}
 		s.r.log.Info("circuit revoked", "circuit", g.Circuit, "reason", rev.Reason)
-		for _, x := range []*quic.Stream{st, hs} {
-			x.CancelRead(codeCircuitRevoked)
-			x.CancelWrite(codeCircuitRevoked)
-		}
+		cancelStream(up.stream, codeCircuitRevoked)
+		cancelStream(down.stream, codeCircuitRevoked)
 		<-done
 	}
 }
 
+// extend carries a granted circuit onward from this router, which is g.Routers[index]:
+// to the hosting agent when this router ends the path, otherwise over the link to the
+// next router, which does the same. It returns once the rest of the path is up.
+func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index int, resume []byte) (circuitEnd, error) {
+	ctx, cancel := context.WithTimeout(ctx, circuitSetupTimeout)
+	defer cancel()
+	var (
+		ep    *endpoint
+		typ   wire.Type
+		msg   any
+		want  wire.Type
+		reply any
+	)
+	if index == len(g.Routers)-1 {
+		r.mu.Lock()
+		host := r.terminators[terminatorKey{service: g.ServiceName, identity: g.Host}]
+		r.mu.Unlock()
+		if host == nil {
+			return circuitEnd{}, errors.New("host went offline")
+		}
+		ep = &host.endpoint
+		cid := ep.allocCID()
+		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume}, wire.TypeCircuitAck, &wire.CircuitAck{}
+	} else {
+		l := r.linkTo(g.Routers[index+1])
+		if l == nil {
+			return circuitEnd{}, errors.New("no link to the next router on the path")
+		}
+		ep = &l.endpoint
+		cid := ep.allocCID()
+		typ, msg, want, reply = wire.TypeHop, wire.Hop{Grant: raw, Index: uint(index + 1), Circuit: cid, Resume: resume}, wire.TypeHopAck, &wire.HopAck{}
+	}
+	st, err := ep.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return circuitEnd{}, errors.New("next hop unreachable")
+	}
+	deadline, _ := ctx.Deadline()
+	st.SetDeadline(deadline)
+	if err := wire.Write(st, typ, msg); err != nil {
+		cancelStream(st, codeCircuitFailed)
+		return circuitEnd{}, errors.New("next hop unreachable")
+	}
+	if err := wire.Expect(st, want, reply); err != nil {
+		cancelStream(st, codeCircuitFailed)
+		return circuitEnd{}, err
+	}
+	st.SetDeadline(time.Time{})
+	var cid uint64
+	switch m := msg.(type) {
+	case wire.Circuit:
+		cid = m.Circuit
+	case wire.Hop:
+		cid = m.Circuit
+	}
+	return circuitEnd{stream: st, ep: ep, cid: cid}, nil
+}
+
+// carry joins a circuit's two ends at this router, bytes and datagrams, until both
+// directions of its bytes end.
+func carry(a, b circuitEnd) {
+	unjoin := join(a.ep, a.cid, b.ep, b.cid)
+	defer unjoin()
+	splice(a.stream, b.stream)
+}
+
+// cancelStream resets both directions of st with code.
+func cancelStream(st *quic.Stream, code quic.StreamErrorCode) {
+	st.CancelRead(code)
+	st.CancelWrite(code)
+}
+
 // splice copies a to b and b to a until both directions end; an end of stream is passed
-// on as one, an error as a reset.
+// on as one. A failure in either direction breaks the whole circuit here: both streams
+// are reset, so the agents at its ends learn at once and resume it on another path.
 func splice(a, b *quic.Stream) {
+	var once sync.Once
+	fail := func() {
+		once.Do(func() {
+			cancelStream(a, codeCircuitFailed)
+			cancelStream(b, codeCircuitFailed)
+		})
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { pipe(b, a) })
-	wg.Go(func() { pipe(a, b) })
+	wg.Go(func() { pipe(b, a, fail) })
+	wg.Go(func() { pipe(a, b, fail) })
 	wg.Wait()
 }
 
-// pipe copies src to dst and closes dst's sending side at the end.
-func pipe(dst, src *quic.Stream) {
+// pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.
+func pipe(dst, src *quic.Stream, fail func()) {
 	bp := splicePool.Get().(*[]byte)
 	defer splicePool.Put(bp)
-	_, err := io.CopyBuffer(dst, src, *bp)
-	if err != nil {
-		src.CancelRead(codeCircuitFailed)
-		dst.CancelWrite(codeCircuitFailed)
+	if _, err := io.CopyBuffer(dst, src, *bp); err != nil {
+		fail()
 		return
 	}
 	dst.Close()
-}
-
-func (s *session) allocCID() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := s.nextCID
-	s.nextCID++
-	return id
-}
-
-func (s *session) setRoute(cid uint64, rt route) {
-	s.mu.Lock()
-	s.routes[cid] = rt
-	s.mu.Unlock()
-}
-
-func (s *session) dropRoute(cid uint64) {
-	s.mu.Lock()
-	delete(s.routes, cid)
-	s.mu.Unlock()
-}
-
-// forwardDatagrams carries the agent's circuit datagrams to the far side of each
-// circuit, rewriting the circuit id for the far connection. Routers never open them.
-func (s *session) forwardDatagrams(ctx context.Context) {
-	go s.sendDatagrams(ctx)
-	buf := make([]byte, 0, datagram.MaxCircuitIDLen+maxDatagram)
-	for {
-		pkt, err := s.conn.ReceiveDatagram(ctx)
-		if err != nil {
-			return
-		}
-		cid, _, err := datagram.CircuitID(pkt)
-		if err != nil {
-			continue
-		}
-		s.mu.Lock()
-		rt, ok := s.routes[cid]
-		s.mu.Unlock()
-		if !ok {
-			continue
-		}
-		rt.to.out.Push(datagram.Rewrite(buf[:0], pkt, rt.cid))
-	}
-}
-
-// sendDatagrams sends what other sessions forward to this agent. Forwarding never waits
-// on this connection: when it falls behind, the oldest datagrams are dropped.
-func (s *session) sendDatagrams(ctx context.Context) {
-	for {
-		pkt, err := s.out.Pop(ctx)
-		if err != nil {
-			return
-		}
-		if err := s.conn.SendDatagram(pkt); err != nil && s.conn.Context().Err() != nil {
-			return
-		}
-	}
 }

@@ -31,7 +31,9 @@ type Config struct {
 	Listen string
 	// Advertise is the HOST:PORT given to others; empty means the bound Listen address.
 	Advertise string
-	// Profile is the QUIC profile of the listener; zero means transport.LAN.
+	// LinkTo lists HOST:PORT of routers to keep links to.
+	LinkTo []string
+	// Profile is the QUIC profile of the listener and of links; zero means transport.LAN.
 	Profile transport.Profile
 	// Logger receives the router's logs; nil discards them.
 	Logger *slog.Logger
@@ -61,6 +63,8 @@ type Router struct {
 	revoked     map[string]bool // certificate serials to refuse
 	sessions    map[*quic.Conn]*session
 	terminators map[terminatorKey]*session
+	links       map[*link]struct{}
+	linkEvents  chan struct{} // a link came up or went down
 }
 
 // terminatorKey names a binding: a service hosted by an identity.
@@ -86,6 +90,7 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer, closeKey: key.Close,
 		ctrlUp: make(chan struct{}), revoked: map[string]bool{},
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
+		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
 	}
 	tlsConf := transport.ServerTLS(cred.Cert, cred.Roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
 	pc, err := net.ListenPacket("udp", cfg.Listen)
@@ -144,6 +149,10 @@ func (r *Router) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { r.runControlLink(ctx) })
+	wg.Go(func() { r.reportLinks(ctx) })
+	for _, addr := range r.cfg.LinkTo {
+		wg.Go(func() { r.runLinkTo(ctx, addr) })
+	}
 	r.log.Info("router listening", "addr", r.listener.Addr().String(), "name", r.cfg.Identity.Name)
 	for {
 		conn, err := r.listener.Accept(ctx)
@@ -166,9 +175,8 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(errCodeRefused, "no subject")
 		return
 	}
-	if cs.NegotiatedProtocol != transport.ALPNEdge {
-		// Router links arrive with the relay mesh.
-		conn.CloseWithError(errCodeRefused, "router links are not supported yet")
+	if cs.NegotiatedProtocol == transport.ALPNLink {
+		r.serveLink(ctx, conn, subj, false)
 		return
 	}
 	sess := newSession(r, conn, subj, leaf)
@@ -197,7 +205,17 @@ func (r *Router) revoke(serials []string) {
 			drop = append(drop, sess)
 		}
 	}
+	var cut []*link
+	for l := range r.links {
+		if r.revoked[l.serial] {
+			cut = append(cut, l)
+		}
+	}
 	r.mu.Unlock()
+	for _, l := range cut {
+		r.log.Info("closing link to revoked router", "router", l.peer.Name)
+		l.conn.CloseWithError(errCodeRevoked, "certificate revoked")
+	}
 	for _, sess := range drop {
 		r.log.Info("closing revoked identity", "identity", sess.peer.Name)
 		sess.conn.CloseWithError(errCodeRevoked, "certificate revoked")

@@ -5,12 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
-	"umbra/internal/datagram"
 	"umbra/internal/pki"
 	"umbra/internal/wire"
 )
@@ -23,27 +21,15 @@ const (
 
 // session is one agent's connection to this router.
 type session struct {
+	endpoint
 	r      *Router
-	conn   *quic.Conn
 	peer   pki.Subject
 	serial string
 	leaf   []byte // the agent's certificate, DER
-
-	out *datagram.Queue // datagrams forwarded to this agent
-
-	mu      sync.Mutex
-	nextCID uint64           // the next datagram circuit id on this connection
-	routes  map[uint64]route // datagram circuit id on this connection → where it goes
-}
-
-// route is the far side of a circuit's datagrams.
-type route struct {
-	to  *session
-	cid uint64
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) *session {
-	return &session{r: r, conn: conn, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, out: datagram.NewQueue(datagramQueue), nextCID: 1, routes: map[uint64]route{}}
+	return &session{endpoint: newEndpoint(conn, 1, 1), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw}
 }
 
 // serve answers the streams the agent opens until the connection ends.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,14 +45,11 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 		Short: "run the router in the foreground",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(linkTo) > 0 {
-				return errors.New("router run: --link-to needs router links, which are not built yet")
-			}
 			id, err := identity.Load(filepath.Join(runData, routerIdentityFile))
 			if err != nil {
 				return err
 			}
-			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, Logger: g.logger()})
+			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, LinkTo: linkTo, Logger: g.logger()})
 			if err != nil {
 				return err
 			}

@@ -51,6 +51,15 @@ const (
 
 	// Controller → router.
 	TypeRevoke Type = 30 // end what this stream set up; or, on its own stream, drop these certificates
+
+	// Router ↔ router, on a link (umbra-link/1).
+	TypeHop      Type = 40 // carry this circuit onward: the next router or the hosting agent
+	TypeHopAck   Type = 41 // the rest of the path is up
+	TypeLinkPing Type = 42 // heartbeat; the peer echoes it as a LinkPong
+	TypeLinkPong Type = 43 // the echo of a LinkPing
+
+	// Router → controller.
+	TypeLinkReport Type = 50 // the state of this router's links, replacing the last report
 )
 
 // Version is the control protocol version carried in Hello.
@@ -103,12 +112,14 @@ type Bind struct {
 // BindAck confirms a Bind.
 type BindAck struct{}
 
-// Dial asks for a circuit to Service, on the hosting identity named Host if set.
+// Dial asks for a circuit to Service, on the hosting identity named Host if set. Resume,
+// when set, moves an existing circuit to a new path; the hosting agent matches it.
 type Dial struct {
 	Service  string `cbor:"1,keyasint"`
 	Host     string `cbor:"2,keyasint,omitempty"`
 	Proto    string `cbor:"3,keyasint"`
 	Identity string `cbor:"4,keyasint,omitempty"` // set by the router
+	Resume   []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // DialGrant is the controller's answer to a relayed Dial.
@@ -124,10 +135,12 @@ type DialAck struct {
 }
 
 // Circuit hands a hosting agent a new circuit; Circuit is the id its datagrams carry on
-// this connection.
+// this connection. Resume, when set, is the dialer's token for a circuit that already
+// exists and is moving to this stream.
 type Circuit struct {
 	Circuit uint64 `cbor:"1,keyasint"`
 	Grant   []byte `cbor:"2,keyasint"`
+	Resume  []byte `cbor:"3,keyasint,omitempty"`
 }
 
 // CircuitAck accepts a Circuit.
@@ -151,6 +164,50 @@ type Renewed struct {
 type Revoke struct {
 	Reason  string   `cbor:"1,keyasint,omitempty"`
 	Serials []string `cbor:"2,keyasint,omitempty"`
+}
+
+// Hop asks the next router on a circuit's path to carry it onward. Index is the
+// receiver's position in the grant's router list; Circuit is the id the circuit's
+// datagrams carry on this link, chosen by the sender.
+type Hop struct {
+	Grant   []byte `cbor:"1,keyasint"`
+	Index   uint   `cbor:"2,keyasint"`
+	Circuit uint64 `cbor:"3,keyasint"`
+	Resume  []byte `cbor:"4,keyasint,omitempty"`
+}
+
+// HopAck tells the previous router the rest of the path is up.
+type HopAck struct{}
+
+// LinkPing is a link heartbeat; Sent is the sender's clock in nanoseconds, echoed back.
+type LinkPing struct {
+	Seq  uint64 `cbor:"1,keyasint"`
+	Sent int64  `cbor:"2,keyasint"`
+}
+
+// LinkPong echoes a LinkPing.
+type LinkPong struct {
+	Seq  uint64 `cbor:"1,keyasint"`
+	Sent int64  `cbor:"2,keyasint"`
+}
+
+// LinkState is one router link as its reporter sees it.
+type LinkState struct {
+	// Peer is the router id at the link's far end.
+	Peer string `cbor:"1,keyasint"`
+	// Up is whether the link carries heartbeats now.
+	Up bool `cbor:"2,keyasint,omitempty"`
+	// RTTMicros is the smoothed heartbeat round trip.
+	RTTMicros uint64 `cbor:"3,keyasint,omitempty"`
+	// LossPermille is the share of recent heartbeats unanswered, in thousandths.
+	LossPermille uint16 `cbor:"4,keyasint,omitempty"`
+	// Dialed is whether the reporter dialed this link (it may redial it).
+	Dialed bool `cbor:"5,keyasint,omitempty"`
+}
+
+// LinkReport is every link of the reporting router, replacing its previous report.
+type LinkReport struct {
+	Links []LinkState `cbor:"1,keyasint"`
 }
 
 // Error refuses a request.

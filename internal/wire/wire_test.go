@@ -72,7 +72,9 @@ var messages = map[Type]func() any{
 	TypeDialAck: func() any { return &DialAck{} }, TypeDialGrant: func() any { return &DialGrant{} },
 	TypeRenew: func() any { return &Renew{} }, TypeRenewed: func() any { return &Renewed{} },
 	TypeCircuit: func() any { return &Circuit{} }, TypeCircuitAck: func() any { return &CircuitAck{} },
-	TypeRevoke: func() any { return &Revoke{} },
+	TypeRevoke: func() any { return &Revoke{} }, TypeHop: func() any { return &Hop{} },
+	TypeHopAck: func() any { return &HopAck{} }, TypeLinkPing: func() any { return &LinkPing{} },
+	TypeLinkPong: func() any { return &LinkPong{} }, TypeLinkReport: func() any { return &LinkReport{} },
 }
 
 // FuzzRead feeds arbitrary bytes to the frame reader and every message decoder: no
@@ -91,6 +93,9 @@ func FuzzRead(f *testing.F) {
 		TypeDialAck:       DialAck{Circuit: 7, Grant: []byte{1, 2, 3}},
 		TypeRevoke:        Revoke{Reason: "gone", Serials: []string{"abc"}},
 		TypeRenew:         Renew{CSR: []byte{0x30}},
+		TypeHop:           Hop{Grant: []byte{1}, Index: 2, Circuit: 3, Resume: []byte{4}},
+		TypeLinkPing:      LinkPing{Seq: 9, Sent: 1 << 40},
+		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}},
 	} {
 		buf.Reset()
 		Write(&buf, typ, msg)

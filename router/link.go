@@ -1,0 +1,390 @@
+package router
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/quic-go/quic-go"
+
+	"umbra/internal/grant"
+	"umbra/internal/pki"
+	"umbra/internal/transport"
+	"umbra/internal/wire"
+)
+
+// Link health. A link is declared dead once no heartbeat has been heard for
+// linkDeadAfter (or four round trips, if longer): about a second on a LAN, so circuits
+// through a relay that died move to another path promptly.
+const (
+	linkHeartbeat   = 200 * time.Millisecond
+	linkDeadAfter   = time.Second
+	linkDialTimeout = 10 * time.Second
+	// linkReportEvery is how often a router tells the controller its links' health even
+	// when nothing changed.
+	linkReportEvery                           = 2 * time.Second
+	errCodeLinkDead quic.ApplicationErrorCode = 0x103
+)
+
+// link is a QUIC connection to another router (ALPN umbra-link/1). The router that
+// dialed it sends heartbeats on one stream and the other echoes them; either side
+// closes the link when they stop.
+type link struct {
+	endpoint
+	r      *Router
+	peer   pki.Subject
+	serial string // the peer's certificate serial
+	dialed bool
+
+	hmu       sync.Mutex
+	lastHeard time.Time
+	rtt       time.Duration // smoothed heartbeat round trip (dialing side)
+	lastSent  uint64        // packets sent at the last loss sample
+	lastLost  uint64        // packets lost at the last loss sample
+	loss      float64       // share of packets lost since the previous sample
+}
+
+// LinkStatus is one router link as this router sees it.
+type LinkStatus struct {
+	Peer   string        `json:"peer"`
+	Up     bool          `json:"up"`
+	RTT    time.Duration `json:"rtt"`
+	Loss   float64       `json:"loss"`
+	Dialed bool          `json:"dialed"`
+}
+
+// linkTo returns the live link to the router with id, or nil.
+func (r *Router) linkTo(id string) *link {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for l := range r.links {
+		if l.peer.ID == id && l.conn.Context().Err() == nil {
+			return l
+		}
+	}
+	return nil
+}
+
+// Links reports the router's live links.
+func (r *Router) Links() []LinkStatus {
+	r.mu.Lock()
+	ls := make([]*link, 0, len(r.links))
+	for l := range r.links {
+		ls = append(ls, l)
+	}
+	r.mu.Unlock()
+	out := make([]LinkStatus, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.status())
+	}
+	return out
+}
+
+func (l *link) status() LinkStatus {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	rtt := l.rtt
+	if rtt == 0 {
+		rtt = l.conn.ConnectionStats().SmoothedRTT
+	}
+	return LinkStatus{Peer: l.peer.ID, Up: l.conn.Context().Err() == nil, RTT: rtt, Loss: l.loss, Dialed: l.dialed}
+}
+
+// heard records that the peer is alive.
+func (l *link) heard() {
+	l.hmu.Lock()
+	l.lastHeard = time.Now()
+	l.hmu.Unlock()
+}
+
+// sampleLoss updates the loss estimate from QUIC's packet counters.
+func (l *link) sampleLoss() {
+	st := l.conn.ConnectionStats()
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if sent := st.PacketsSent - l.lastSent; sent > 0 && st.PacketsLost >= l.lastLost {
+		l.loss = float64(st.PacketsLost-l.lastLost) / float64(sent)
+	}
+	l.lastSent, l.lastLost = st.PacketsSent, st.PacketsLost
+}
+
+// deadline is how long the link may stay silent before it is declared dead.
+func (l *link) deadline() time.Duration {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	return max(linkDeadAfter, 4*l.rtt)
+}
+
+// runLinkTo keeps a link to the router listening at addr until ctx ends, redialing with
+// backoff whenever it drops.
+func (r *Router) runLinkTo(ctx context.Context, addr string) {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(ctrlBackoffInitial),
+		backoff.WithMaxInterval(ctrlBackoffMax),
+		backoff.WithRandomizationFactor(ctrlBackoffJitter),
+		backoff.WithMaxElapsedTime(0),
+	)
+	for ctx.Err() == nil {
+		conn, peer, err := r.dialLink(ctx, addr)
+		if err == nil {
+			b.Reset()
+			r.serveLink(ctx, conn, peer, true)
+			err = context.Cause(conn.Context())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := b.NextBackOff()
+		r.log.Warn("router link down", "to", addr, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// dialLink connects to the router at addr with this router's certificate.
+func (r *Router) dialLink(ctx context.Context, addr string) (*quic.Conn, pki.Subject, error) {
+	var peer pki.Subject
+	tlsConf := transport.ClientTLS(r.cert, r.roots, pki.RouterServerName, transport.ALPNLink, func(_ string, p pki.Subject, leaf *x509.Certificate) error {
+		if p.Kind != pki.KindRouter {
+			return fmt.Errorf("router link: peer at %s is a %s, not a router", addr, p.Kind)
+		}
+		r.mu.Lock()
+		revoked := r.revoked[pki.SerialString(leaf)]
+		r.mu.Unlock()
+		if revoked {
+			return fmt.Errorf("router link: certificate of router %q is revoked", p.Name)
+		}
+		peer = p
+		return nil
+	})
+	udp, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, peer, fmt.Errorf("router link: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
+	defer cancel()
+	conn, err := r.transport.Dial(dctx, udp, tlsConf, r.cfg.Profile.QUIC())
+	if err != nil {
+		return nil, peer, fmt.Errorf("router link: dial %s: %w", addr, err)
+	}
+	return conn, peer, nil
+}
+
+// serveLink runs a link until it ends: heartbeats, circuits the peer extends through
+// this router, and datagrams.
+func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subject, dialed bool) {
+	// The dialing side hands out odd circuit ids and the accepting side even ones.
+	first := uint64(2)
+	if dialed {
+		first = 1
+	}
+	l := &link{endpoint: newEndpoint(conn, first, 2), r: r, peer: peer, dialed: dialed, lastHeard: time.Now()}
+	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+		l.serial = pki.SerialString(certs[0])
+	}
+	r.mu.Lock()
+	r.links[l] = struct{}{}
+	r.mu.Unlock()
+	r.log.Info("router link up", "peer", peer.Name, "dialed", dialed, "remote", conn.RemoteAddr().String())
+	r.linksChanged()
+	defer func() {
+		r.mu.Lock()
+		delete(r.links, l)
+		r.mu.Unlock()
+		r.linksChanged()
+		r.log.Info("router link down", "peer", peer.Name, "err", context.Cause(conn.Context()))
+	}()
+
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go l.forwardDatagrams(lctx)
+	go l.acceptStreams(lctx)
+	if dialed {
+		go l.sendHeartbeats(lctx)
+	}
+	tick := time.NewTicker(linkHeartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			conn.CloseWithError(errCodeShutdown, "router stopping")
+			return
+		case <-conn.Context().Done():
+			return
+		case <-tick.C:
+			l.hmu.Lock()
+			silent := time.Since(l.lastHeard)
+			l.hmu.Unlock()
+			if silent > l.deadline() {
+				conn.CloseWithError(errCodeLinkDead, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)))
+				return
+			}
+		}
+	}
+}
+
+// sendHeartbeats opens the heartbeat stream and pings on it; the pongs measure the RTT.
+func (l *link) sendHeartbeats(ctx context.Context) {
+	st, err := l.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return
+	}
+	defer cancelStream(st, 0)
+	go func() {
+		for {
+			var pong wire.LinkPong
+			if err := wire.Expect(st, wire.TypeLinkPong, &pong); err != nil {
+				return
+			}
+			sample := time.Duration(time.Now().UnixNano() - pong.Sent)
+			l.hmu.Lock()
+			l.lastHeard = time.Now()
+			if l.rtt == 0 {
+				l.rtt = sample
+			} else {
+				l.rtt = (7*l.rtt + sample) / 8
+			}
+			l.hmu.Unlock()
+		}
+	}()
+	tick := time.NewTicker(linkHeartbeat)
+	defer tick.Stop()
+	for seq := uint64(1); ; seq++ {
+		if err := wire.Write(st, wire.TypeLinkPing, wire.LinkPing{Seq: seq, Sent: time.Now().UnixNano()}); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// acceptStreams serves the streams the peer opens: its heartbeats and its circuits.
+func (l *link) acceptStreams(ctx context.Context) {
+	for {
+		st, err := l.conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go l.serveStream(ctx, st)
+	}
+}
+
+func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
+	st.SetReadDeadline(time.Now().Add(requestTimeout))
+	typ, body, err := wire.Read(st)
+	if err != nil {
+		cancelStream(st, 0)
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	switch typ {
+	case wire.TypeLinkPing:
+		l.echoHeartbeats(st, body)
+	case wire.TypeHop:
+		var h wire.Hop
+		if err := wire.Unmarshal(body, &h); err != nil {
+			refuse(st, "malformed hop")
+			return
+		}
+		l.relay(ctx, st, h)
+	default:
+		refuse(st, fmt.Sprintf("unexpected message type %d on a router link", typ))
+	}
+}
+
+// echoHeartbeats answers the peer's pings on their stream until it ends.
+func (l *link) echoHeartbeats(st *quic.Stream, first []byte) {
+	defer cancelStream(st, 0)
+	var ping wire.LinkPing
+	if err := wire.Unmarshal(first, &ping); err != nil {
+		return
+	}
+	for {
+		l.heard()
+		if err := wire.Write(st, wire.TypeLinkPong, wire.LinkPong(ping)); err != nil {
+			return
+		}
+		if err := wire.Expect(st, wire.TypeLinkPing, &ping); err != nil {
+			return
+		}
+	}
+}
+
+// relay checks a circuit the previous router extends through this one and carries it on.
+func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
+	r := l.r
+	g, err := grant.Verify(h.Grant, r.signer, time.Now())
+	idx := int(h.Index)
+	if err != nil || idx < 1 || idx >= len(g.Routers) || g.Routers[idx] != r.cfg.Identity.ID || g.Routers[idx-1] != l.peer.ID {
+		refuse(st, "grant does not name this hop")
+		return
+	}
+	down, err := r.extend(ctx, g, h.Grant, idx, h.Resume)
+	if err != nil {
+		refuse(st, err.Error())
+		return
+	}
+	if err := wire.Write(st, wire.TypeHopAck, wire.HopAck{}); err != nil {
+		cancelStream(down.stream, codeCircuitFailed)
+		return
+	}
+	r.log.Info("circuit relayed", "circuit", g.Circuit, "from", l.peer.Name)
+	carry(circuitEnd{stream: st, ep: &l.endpoint, cid: h.Circuit}, down)
+}
+
+// linksChanged asks the reporter to tell the controller about the links now.
+func (r *Router) linksChanged() {
+	select {
+	case r.linkEvents <- struct{}{}:
+	default:
+	}
+}
+
+// reportLinks tells the controller the state of this router's links whenever they
+// change, and every linkReportEvery with fresh health figures.
+func (r *Router) reportLinks(ctx context.Context) {
+	tick := time.NewTicker(linkReportEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.linkEvents:
+		}
+		r.mu.Lock()
+		ls := make([]*link, 0, len(r.links))
+		for l := range r.links {
+			ls = append(ls, l)
+		}
+		r.mu.Unlock()
+		var rep wire.LinkReport
+		for _, l := range ls {
+			l.sampleLoss()
+			st := l.status()
+			rep.Links = append(rep.Links, wire.LinkState{
+				Peer: st.Peer, Up: st.Up, RTTMicros: uint64(st.RTT.Microseconds()),
+				LossPermille: uint16(min(1000, st.Loss*1000)), Dialed: st.Dialed,
+			})
+		}
+		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		if cs, err := r.controlStream(sctx); err == nil {
+			cs.SetDeadline(time.Now().Add(requestTimeout))
+			if err := wire.Write(cs, wire.TypeLinkReport, rep); err != nil {
+				cs.CancelRead(0)
+			}
+			cs.Close()
+		}
+		cancel()
+	}
+}

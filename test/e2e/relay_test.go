@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// relayMesh is a controller with routers linked as the issue draws them:
+// r1–r2–r4 and r1–r3–r4, the operator on r1 and the drone hosting "echo" on r4.
+type relayMesh struct {
+	t       *testing.T
+	dir     string
+	env     []string
+	routers map[string]*proc
+	addrs   map[string]string
+	drone   *agentProc
+	op      *agentProc
+	listen  string // the operator's listener for echo
+}
+
+// startRouter enrolls router name and runs it on addr with links to linkTo.
+func (m *relayMesh) startRouter(name, addr string, linkTo ...string) {
+	m.t.Helper()
+	jwt := filepath.Join(m.dir, name+".jwt")
+	must(m.t, m.env, bins.umbra, "edge", "create", "router", name, "--jwt-out", jwt)
+	data := filepath.Join(m.dir, name)
+	must(m.t, nil, bins.umbra, "router", "enroll", "--jwt", jwt, "--data", data)
+	args := []string{"router", "run", "--data", data, "--listen", addr}
+	if len(linkTo) > 0 {
+		args = append(args, "--link-to", strings.Join(linkTo, ","))
+	}
+	p := start(m.t, bins.umbra, args...)
+	p.waitFor(m.t, "router "+name+" listening", readyTimeout)
+	m.routers[name] = p
+	m.addrs[name] = addr
+}
+
+// waitLinks waits until `umbra edge list links` shows every named link up from both ends.
+func (m *relayMesh) waitLinks(pairs ...[2]string) {
+	m.t.Helper()
+	waitUntil(m.t, readyTimeout, "router links up", func() bool {
+		recs := listJSON(m.t, m.env, "links")
+		for _, p := range pairs {
+			for _, name := range []string{p[0] + "->" + p[1], p[1] + "->" + p[0]} {
+				if l := find(recs, name); l == nil || l["state"] != "up" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func startRelayMesh(t *testing.T) *relayMesh {
+	dir := t.TempDir()
+	ctrlData := filepath.Join(dir, "ctrl")
+	must(t, nil, bins.umbra, "controller", "init", "--data", ctrlData, "--listen", freePort(t))
+	ctrl := start(t, bins.umbra, "controller", "run", "--data", ctrlData)
+	ctrl.waitFor(t, "controller listening", readyTimeout)
+	m := &relayMesh{t: t, dir: dir, env: []string{"UMBRA_ADMIN=" + filepath.Join(ctrlData, "admin.json")},
+		routers: map[string]*proc{}, addrs: map[string]string{}}
+	a1, a2, a3, a4 := freePort(t), freePort(t), freePort(t), freePort(t)
+	m.startRouter("r4", a4)
+	m.startRouter("r2", a2, a4)
+	m.startRouter("r3", a3, a4)
+	m.startRouter("r1", a1, a2, a3)
+
+	edge := func(args ...string) { must(t, m.env, bins.umbra, append([]string{"edge"}, args...)...) }
+	edge("create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
+	edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
+	edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	enroll := func(name, attr string) string {
+		jwt := filepath.Join(dir, name+".jwt")
+		edge("create", "identity", name, "--attr", attr, "--jwt-out", jwt)
+		out := filepath.Join(dir, name+".json")
+		must(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", out)
+		return out
+	}
+	agent := func(name, id, router string, args ...string) *agentProc {
+		sock := filepath.Join(dir, name+".sock")
+		all := append([]string{"run", "--identity", id, "--routers", router, "--status-socket", sock}, args...)
+		return &agentProc{proc: start(t, bins.agent, all...), socket: sock}
+	}
+	m.listen = freeTCP(t)
+	m.drone = agent("drone", enroll("drone", "drone"), a4, "--host", "echo=tcp:"+echoServer(t, "drone"))
+	m.op = agent("op", enroll("op", "operator"), a1, "--dial", "echo=tcp:"+m.listen)
+	m.waitLinks([2]string{"r1", "r2"}, [2]string{"r1", "r3"}, [2]string{"r2", "r4"}, [2]string{"r3", "r4"})
+	m.drone.waitHosting(t, "echo")
+	m.op.waitLinkUp(t)
+	return m
+}
+
+// relayOf returns the relay router whose log shows it carried a circuit.
+func (m *relayMesh) relayOf() string {
+	for _, name := range []string{"r2", "r3"} {
+		if strings.Contains(m.routers[name].output(), "circuit relayed") {
+			return name
+		}
+	}
+	return ""
+}
+
+// echoBytes sends n pseudo-random bytes through c and checks the echo is byte-exact.
+func echoBytes(t *testing.T, c net.Conn, n int64, during func(sent int64)) {
+	t.Helper()
+	sent, got := sha256.New(), sha256.New()
+	done := make(chan int64, 1)
+	go func() {
+		k, _ := io.Copy(got, c)
+		done <- k
+	}()
+	src := io.LimitReader(rngReader(), n)
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			c.SetWriteDeadline(time.Now().Add(commandTimeout))
+			if _, err := c.Write(buf[:k]); err != nil {
+				t.Fatalf("send after %d bytes: %v", total, err)
+			}
+			sent.Write(buf[:k])
+			total += int64(k)
+			if during != nil {
+				during(total)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case k := <-done:
+		if k != n || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
+			t.Fatalf("echo of %d bytes came back as %d bytes, equal digest %v", n, k, bytes.Equal(got.Sum(nil), sent.Sum(nil)))
+		}
+	case <-time.After(2 * commandTimeout):
+		t.Fatalf("echo of %d bytes did not finish", n)
+	}
+}
+
+// TestRelayMesh carries circuits across two relay hops with the real binaries.
+func TestRelayMesh(t *testing.T) {
+	m := startRelayMesh(t)
+
+	t.Run("circuit-crosses-two-hops-byte-exact", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", m.listen, commandTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if g := bufioLine(t, c); g != "drone" {
+			t.Fatalf("greeting = %q, want drone", g)
+		}
+		echoBytes(t, c, 8<<20, nil)
+		if m.relayOf() == "" {
+			t.Fatal("neither relay logged the circuit")
+		}
+	})
+
+	t.Run("links-listed", func(t *testing.T) {
+		recs := listJSON(t, m.env, "links")
+		if len(recs) != 8 {
+			t.Fatalf("edge list links = %d rows, want 8 (4 links seen from both ends): %v", len(recs), recs)
+		}
+	})
+}
