@@ -64,6 +64,9 @@ func main() {
 	if err := benchDataPlane(ctx, c, r); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
+	if err := benchPaths(ctx, r); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
 	if err := os.WriteFile(c.out, []byte(r.String()), 0o644); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
