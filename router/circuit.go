@@ -171,13 +171,19 @@ func cancelStream(st *quic.Stream, code quic.StreamErrorCode) {
 
 // splice copies a to b and b to a until both directions end; an end of stream is passed
 // on as one. A failure in either direction breaks the whole circuit here: both streams
-// are reset, so the agents at its ends learn at once and resume it on another path.
+// are reset, so the agents at its ends learn at once and resume it on another path. A
+// revocation is passed on as one, so the far agent does not wait to resume.
 func splice(a, b *quic.Stream) {
 	var once sync.Once
-	fail := func() {
+	fail := func(err error) {
 		once.Do(func() {
-			cancelStream(a, codeCircuitFailed)
-			cancelStream(b, codeCircuitFailed)
+			code := codeCircuitFailed
+			var se *quic.StreamError
+			if errors.As(err, &se) && se.ErrorCode == codeCircuitRevoked {
+				code = codeCircuitRevoked
+			}
+			cancelStream(a, code)
+			cancelStream(b, code)
 		})
 	}
 	var wg sync.WaitGroup
@@ -187,11 +193,11 @@ func splice(a, b *quic.Stream) {
 }
 
 // pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.
-func pipe(dst, src *quic.Stream, fail func()) {
+func pipe(dst, src *quic.Stream, fail func(error)) {
 	bp := splicePool.Get().(*[]byte)
 	defer splicePool.Put(bp)
 	if _, err := io.CopyBuffer(dst, src, *bp); err != nil {
-		fail()
+		fail(err)
 		return
 	}
 	dst.Close()
