@@ -135,7 +135,7 @@ type Status struct {
 // LinkStatus is one router link.
 type LinkStatus struct {
 	Router string  `json:"router"`
-	State  string  `json:"state"` // "up", "connecting" or "down"
+	State  string  `json:"state"` // "up", "stalled", "connecting" or "down"
 	RTTms  float64 `json:"rtt_ms"`
 	Error  string  `json:"error,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -30,12 +31,26 @@ const (
 	serviceRefresh = 10 * time.Second
 	// requestTimeout bounds one control request to the router.
 	requestTimeout = 15 * time.Second
+
+	// heartbeatEvery is how often the agent pings its router on the link's heartbeat
+	// stream. A link whose pongs stop for stallAfter (or a few round trips, if longer)
+	// is stalled: the agent keeps it but races fresh connections against it.
+	heartbeatEvery = 250 * time.Millisecond
+	stallAfter     = 1500 * time.Millisecond
+	// raceEvery is how often a stalled or lost link starts another fresh connection
+	// attempt; each attempt lives for linkDialTimeout. A new attempt sends its first
+	// packet at once, while an old one's retransmissions have backed off, so traffic
+	// resumes within about raceEvery of the radio returning however long it was black.
+	raceEvery = time.Second
+	// codeReplaced closes a stalled connection that a fresh one replaced.
+	codeReplaced quic.ApplicationErrorCode = 0x10
 )
 
 // Link states, as `umbra-agent status` shows them.
 const (
 	stateUp         = "up"
 	stateConnecting = "connecting"
+	stateStalled    = "stalled"
 	stateDown       = "down"
 )
 
@@ -90,35 +105,230 @@ func (a *Agent) setLink(router, state string, conn *quic.Conn, err error) {
 	}
 }
 
-// linkOnce connects to router and serves the link until it ends. It reports whether the
+// linkOnce connects to router and serves the link until it ends, moving to a fresh
+// connection whenever one wins a race against a stalled link. It reports whether the
 // link came up.
 func (a *Agent) linkOnce(ctx context.Context, router string) bool {
 	a.setLink(router, stateConnecting, nil, nil)
-	conn, err := a.connect(ctx, router)
+	conn, err := a.race(ctx, router, nil)
 	if err != nil {
 		a.setLink(router, stateDown, nil, err)
 		a.log.Warn("router link failed", "router", router, "err", err)
 		return false
 	}
-	a.setLink(router, stateUp, conn, nil)
-	a.setConn(conn)
-	a.log.Info("router link up", "router", router)
-	lctx, cancel := context.WithCancel(ctx)
-	var lwg sync.WaitGroup
-	lwg.Go(func() { a.acceptCircuits(lctx, conn) })
-	lwg.Go(func() { a.readDatagrams(lctx, conn) })
-	lwg.Go(func() { a.manageServices(lctx, conn) })
-	select {
-	case <-ctx.Done():
-		conn.CloseWithError(0, "agent stopping")
-	case <-conn.Context().Done():
+	for conn != nil {
+		a.setLink(router, stateUp, conn, nil)
+		a.setConn(conn)
+		a.log.Info("router link up", "router", router)
+		lctx, cancel := context.WithCancel(ctx)
+		var lwg sync.WaitGroup
+		lwg.Go(func() { a.acceptCircuits(lctx, conn) })
+		lwg.Go(func() { a.readDatagrams(lctx, conn) })
+		lwg.Go(func() { a.manageServices(lctx, conn) })
+		next := a.watch(ctx, router, conn)
+		if next != nil {
+			// The circuits on the stalled connection resume on the fresh one.
+			a.log.Info("stalled router link replaced by a fresh connection", "router", router)
+			conn.CloseWithError(codeReplaced, "replaced by a fresh connection")
+		} else if ctx.Err() != nil {
+			conn.CloseWithError(0, "agent stopping")
+		}
+		cancel()
+		lwg.Wait()
+		if next == nil {
+			a.setConn(nil)
+			a.setLink(router, stateDown, nil, context.Cause(conn.Context()))
+			a.log.Warn("router link down", "router", router, "err", context.Cause(conn.Context()))
+		}
+		conn = next
 	}
-	cancel()
-	lwg.Wait()
-	a.setConn(nil)
-	a.setLink(router, stateDown, nil, context.Cause(conn.Context()))
-	a.log.Warn("router link down", "router", router, "err", context.Cause(conn.Context()))
 	return true
+}
+
+// watch pings the router over conn until conn ends (it returns nil) or, once conn has
+// stalled, a fresh connection wins the race against it (it returns that one).
+func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) *quic.Conn {
+	var (
+		mu        sync.Mutex
+		lastHeard = time.Now()
+		rtt       time.Duration
+	)
+	go func() {
+		st, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			return
+		}
+		defer func() {
+			st.CancelRead(0)
+			st.CancelWrite(0)
+		}()
+		go func() {
+			for {
+				var pong wire.LinkPong
+				if err := wire.Expect(st, wire.TypeLinkPong, &pong); err != nil {
+					return
+				}
+				sample := time.Duration(time.Now().UnixNano() - pong.Sent)
+				mu.Lock()
+				lastHeard = time.Now()
+				rtt = sample
+				mu.Unlock()
+			}
+		}()
+		tick := time.NewTicker(heartbeatEvery)
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			if err := wire.Write(st, wire.TypeLinkPing, wire.LinkPing{Seq: seq, Sent: time.Now().UnixNano()}); err != nil {
+				return
+			}
+			select {
+			case <-conn.Context().Done():
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	var (
+		racing    context.CancelFunc // set while fresh attempts race the stalled link
+		raceWon   = make(chan *quic.Conn, 1)
+		raceEnded = make(chan struct{}, 1)
+	)
+	stopRace := func() {
+		if racing != nil {
+			racing()
+			racing = nil
+		}
+	}
+	defer stopRace()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-conn.Context().Done():
+			// A race already under way may still win: the link comes back on it.
+			if racing == nil {
+				return nil
+			}
+			a.setLink(router, stateConnecting, conn, context.Cause(conn.Context()))
+			select {
+			case next := <-raceWon:
+				return next
+			case <-raceEnded:
+			case <-ctx.Done():
+			case <-time.After(linkDialTimeout):
+			}
+			return nil
+		case next := <-raceWon:
+			return next
+		case <-raceEnded:
+			racing = nil
+		case <-tick.C:
+		}
+		mu.Lock()
+		silent, limit := time.Since(lastHeard), max(stallAfter, 4*rtt)
+		mu.Unlock()
+		switch {
+		case silent > limit && racing == nil:
+			a.log.Warn("router link stalled", "router", router, "silent", silent.Round(time.Millisecond))
+			a.setLink(router, stateStalled, conn, fmt.Errorf("no answer for %s", silent.Round(time.Millisecond)))
+			rctx, cancel := context.WithCancel(ctx)
+			racing = cancel
+			go func() {
+				next, err := a.race(rctx, router, conn)
+				if err == nil && next != nil {
+					if rctx.Err() != nil { // the old link recovered or the agent stops
+						next.CloseWithError(codeReplaced, "not needed")
+						return
+					}
+					raceWon <- next
+					return
+				}
+				raceEnded <- struct{}{}
+			}()
+		case silent <= limit && racing != nil:
+			a.log.Info("router link recovered", "router", router)
+			stopRace()
+			a.setLink(router, stateUp, conn, nil)
+		}
+	}
+}
+
+// race connects to router, starting a fresh attempt every raceEvery until one succeeds or
+// ctx ends; the first to finish its handshake wins and the others are abandoned. With no
+// old link (a first connection) it stops starting attempts after linkDialTimeout and
+// reports the last error, so the caller may back off or try another router; racing a
+// stalled link goes on until the caller stops it.
+func (a *Agent) race(ctx context.Context, router string, old *quic.Conn) (*quic.Conn, error) {
+	giveUp := time.Now().Add(linkDialTimeout)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		conn *quic.Conn
+		err  error
+	}
+	results := make(chan result)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		go func() { // close the losers that finish after the winner
+			wg.Wait()
+			close(results)
+		}()
+		go func() {
+			for r := range results {
+				if r.conn != nil {
+					r.conn.CloseWithError(codeReplaced, "lost the race")
+				}
+			}
+		}()
+	}()
+	start := func() {
+		wg.Go(func() {
+			conn, err := a.connect(ctx, router)
+			results <- result{conn, err}
+		})
+	}
+	start()
+	inFlight := 1
+	tick := time.NewTicker(raceEvery)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+			if old == nil && time.Now().After(giveUp) {
+				if inFlight == 0 {
+					return nil, lastErr
+				}
+				continue
+			}
+			start()
+			inFlight++
+		case r := <-results:
+			inFlight--
+			if r.err == nil {
+				return r.conn, nil
+			}
+			lastErr = r.err
+			if old == nil && inFlight == 0 && (!isTimeout(r.err) || time.Now().After(giveUp)) {
+				return nil, r.err // refused, not lost: backing off is the caller's
+			}
+		}
+	}
+}
+
+// isTimeout reports whether err is a handshake that heard nothing back in time.
+func isTimeout(err error) bool {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	return errors.As(err, &idle) || errors.As(err, &hs) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // connect dials router over QUIC with the identity's certificate and says Hello.

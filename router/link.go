@@ -289,7 +289,7 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	st.SetReadDeadline(time.Time{})
 	switch typ {
 	case wire.TypeLinkPing:
-		l.echoHeartbeats(st, body)
+		echoHeartbeats(st, body, l.heard)
 	case wire.TypeHop:
 		var h wire.Hop
 		if err := wire.Unmarshal(body, &h); err != nil {
@@ -302,15 +302,16 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	}
 }
 
-// echoHeartbeats answers the peer's pings on their stream until it ends.
-func (l *link) echoHeartbeats(st *quic.Stream, first []byte) {
+// echoHeartbeats answers a peer's pings on their stream until it ends, calling heard
+// for each. Links and agents' sessions both use it.
+func echoHeartbeats(st *quic.Stream, first []byte, heard func()) {
 	defer cancelStream(st, 0)
 	var ping wire.LinkPing
 	if err := wire.Unmarshal(first, &ping); err != nil {
 		return
 	}
 	for {
-		l.heard()
+		heard()
 		if err := wire.Write(st, wire.TypeLinkPong, wire.LinkPong(ping)); err != nil {
 			return
 		}
