@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ func main() {
 	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
 	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
 	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
+	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,paths,keystore); empty runs all")
 	serveQUIC := flag.Bool("serve-quic-echo", false, "run as the cross-process quic-go echo peer (internal)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -58,14 +60,22 @@ func main() {
 
 	r := &report{}
 	r.header()
-	if err := benchGroundStation(ctx, c, r); err != nil {
-		log.Fatalf("bench: %v", err)
+	sections := []struct {
+		name string
+		run  func() error
+	}{
+		{"groundstation", func() error { return benchGroundStation(ctx, c, r) }},
+		{"dataplane", func() error { return benchDataPlane(ctx, c, r) }},
+		{"relay", func() error { return benchRelay(ctx, c, r) }},
+		{"paths", func() error { return benchPaths(ctx, r) }},
 	}
-	if err := benchDataPlane(ctx, c, r); err != nil {
-		log.Fatalf("bench: %v", err)
-	}
-	if err := benchPaths(ctx, r); err != nil {
-		log.Fatalf("bench: %v", err)
+	for _, s := range sections {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), s.name) {
+			continue
+		}
+		if err := s.run(); err != nil {
+			log.Fatalf("bench %s: %v", s.name, err)
+		}
 	}
 	if err := os.WriteFile(c.out, []byte(r.String()), 0o644); err != nil {
 		log.Fatalf("bench: %v", err)
