@@ -43,7 +43,7 @@ func main() {
 	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
 	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
 	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
-	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,paths,keystore); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,heal,paths,keystore); empty runs all")
 	serveQUIC := flag.Bool("serve-quic-echo", false, "run as the cross-process quic-go echo peer (internal)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -67,6 +67,7 @@ func main() {
 		{"groundstation", func() error { return benchGroundStation(ctx, c, r) }},
 		{"dataplane", func() error { return benchDataPlane(ctx, c, r) }},
 		{"relay", func() error { return benchRelay(ctx, c, r) }},
+		{"heal", func() error { return benchHeal(ctx, c, r) }},
 		{"paths", func() error { return benchPaths(ctx, r) }},
 	}
 	for _, s := range sections {

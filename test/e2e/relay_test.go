@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"umbra/internal/linksim"
 )
 
 // relayMesh is a controller with routers linked as the issue draws them:
@@ -57,7 +60,9 @@ func (m *relayMesh) waitLinks(pairs ...[2]string) {
 	})
 }
 
-func startRelayMesh(t *testing.T) *relayMesh {
+// newRelayMesh starts a controller with the policies of the relay tests: every identity
+// may use every router, drones bind "echo", operators dial it.
+func newRelayMesh(t *testing.T) *relayMesh {
 	dir := t.TempDir()
 	ctrlData := filepath.Join(dir, "ctrl")
 	must(t, nil, bins.umbra, "controller", "init", "--data", ctrlData, "--listen", freePort(t))
@@ -65,42 +70,80 @@ func startRelayMesh(t *testing.T) *relayMesh {
 	ctrl.waitFor(t, "controller listening", readyTimeout)
 	m := &relayMesh{t: t, dir: dir, env: []string{"UMBRA_ADMIN=" + filepath.Join(ctrlData, "admin.json")},
 		routers: map[string]*proc{}, addrs: map[string]string{}}
+	m.edge("create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
+	m.edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
+	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	return m
+}
+
+func (m *relayMesh) edge(args ...string) {
+	must(m.t, m.env, bins.umbra, append([]string{"edge"}, args...)...)
+}
+
+// startAgents runs the drone (hosting echo) on droneRouter and the operator (dialing it)
+// on opRouter, and waits until both are ready.
+func (m *relayMesh) startAgents(opRouter, droneRouter string) {
+	t := m.t
+	enroll := func(name, attr string) string {
+		jwt := filepath.Join(m.dir, name+".jwt")
+		m.edge("create", "identity", name, "--attr", attr, "--jwt-out", jwt)
+		out := filepath.Join(m.dir, name+".json")
+		must(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", out)
+		return out
+	}
+	agent := func(name, id, router string, args ...string) *agentProc {
+		sock := filepath.Join(m.dir, name+".sock")
+		all := append([]string{"run", "--identity", id, "--routers", router, "--status-socket", sock}, args...)
+		return &agentProc{proc: start(t, bins.agent, all...), socket: sock}
+	}
+	m.listen = freeTCP(t)
+	m.drone = agent("drone", enroll("drone", "drone"), droneRouter, "--host", "echo=tcp:"+echoServer(t, "drone"))
+	m.op = agent("op", enroll("op", "operator"), opRouter, "--dial", "echo=tcp:"+m.listen)
+	m.drone.waitHosting(t, "echo")
+	m.op.waitLinkUp(t)
+}
+
+// startRelayMesh builds the diamond r1–r2–r4, r1–r3–r4.
+func startRelayMesh(t *testing.T) *relayMesh {
+	m := newRelayMesh(t)
 	a1, a2, a3, a4 := freePort(t), freePort(t), freePort(t), freePort(t)
 	m.startRouter("r4", a4)
 	m.startRouter("r2", a2, a4)
 	m.startRouter("r3", a3, a4)
 	m.startRouter("r1", a1, a2, a3)
-
-	edge := func(args ...string) { must(t, m.env, bins.umbra, append([]string{"edge"}, args...)...) }
-	edge("create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
-	edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
-	edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo")
-	edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo")
-	enroll := func(name, attr string) string {
-		jwt := filepath.Join(dir, name+".jwt")
-		edge("create", "identity", name, "--attr", attr, "--jwt-out", jwt)
-		out := filepath.Join(dir, name+".json")
-		must(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", out)
-		return out
-	}
-	agent := func(name, id, router string, args ...string) *agentProc {
-		sock := filepath.Join(dir, name+".sock")
-		all := append([]string{"run", "--identity", id, "--routers", router, "--status-socket", sock}, args...)
-		return &agentProc{proc: start(t, bins.agent, all...), socket: sock}
-	}
-	m.listen = freeTCP(t)
-	m.drone = agent("drone", enroll("drone", "drone"), a4, "--host", "echo=tcp:"+echoServer(t, "drone"))
-	m.op = agent("op", enroll("op", "operator"), a1, "--dial", "echo=tcp:"+m.listen)
 	m.waitLinks([2]string{"r1", "r2"}, [2]string{"r1", "r3"}, [2]string{"r2", "r4"}, [2]string{"r3", "r4"})
-	m.drone.waitHosting(t, "echo")
-	m.op.waitLinkUp(t)
+	m.startAgents(a1, a4)
 	return m
 }
 
-// relayOf returns the relay router whose log shows it carried a circuit.
-func (m *relayMesh) relayOf() string {
+// dialEcho connects to the operator's echo listener and reads the drone's greeting.
+func (m *relayMesh) dialEcho(t *testing.T) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", m.listen, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if g := bufioLine(t, c); g != "drone" {
+		t.Fatalf("greeting = %q, want drone", g)
+	}
+	return c
+}
+
+// relayed counts the circuits each relay router has logged carrying.
+func (m *relayMesh) relayed() map[string]int {
+	out := map[string]int{}
 	for _, name := range []string{"r2", "r3"} {
-		if strings.Contains(m.routers[name].output(), "circuit relayed") {
+		out[name] = strings.Count(m.routers[name].output(), "circuit relayed")
+	}
+	return out
+}
+
+// relayOf returns the relay that carried a circuit since the counts in before.
+func (m *relayMesh) relayOf(before map[string]int) string {
+	for name, n := range m.relayed() {
+		if n > before[name] {
 			return name
 		}
 	}
@@ -152,16 +195,9 @@ func TestRelayMesh(t *testing.T) {
 	m := startRelayMesh(t)
 
 	t.Run("circuit-crosses-two-hops-byte-exact", func(t *testing.T) {
-		c, err := net.DialTimeout("tcp", m.listen, commandTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if g := bufioLine(t, c); g != "drone" {
-			t.Fatalf("greeting = %q, want drone", g)
-		}
-		echoBytes(t, c, 8<<20, nil)
-		if m.relayOf() == "" {
+		before := m.relayed()
+		echoBytes(t, m.dialEcho(t), 8<<20, nil)
+		if m.relayOf(before) == "" {
 			t.Fatal("neither relay logged the circuit")
 		}
 	})
@@ -172,4 +208,56 @@ func TestRelayMesh(t *testing.T) {
 			t.Fatalf("edge list links = %d rows, want 8 (4 links seen from both ends): %v", len(recs), recs)
 		}
 	})
+
+	t.Run("transfer-survives-kill-9-of-its-relay", func(t *testing.T) {
+		before := m.relayed()
+		c := m.dialEcho(t)
+		relay := m.relayOf(before)
+		if relay == "" {
+			t.Fatal("neither relay logged the circuit")
+		}
+		var killedAt time.Time
+		echoBytes(t, c, 48<<20, func(sent int64) {
+			if sent >= 8<<20 && killedAt.IsZero() {
+				m.routers[relay].cmd.Process.Kill() // kill -9, mid-transfer
+				killedAt = time.Now()
+			}
+		})
+		t.Logf("killed %s mid-transfer; the echo finished byte-exact %v later", relay, time.Since(killedAt).Round(time.Millisecond))
+		if other := map[string]string{"r2": "r3", "r3": "r2"}[relay]; m.relayOf(before) != other && m.relayed()[other] == before[other] {
+			t.Errorf("the circuit did not move to %s", other)
+		}
+	})
+
+}
+
+// TestRelayOverLossyLink runs a router link through the link emulator at 10 % loss each
+// way: the link stays up and carries a circuit byte-exact.
+func TestRelayOverLossyLink(t *testing.T) {
+	m := newRelayMesh(t)
+	a1, a2 := freePort(t), freePort(t)
+	m.startRouter("r2", a2)
+	lk, err := linksim.NewLink(linksim.Impairment{Loss: 0.1}, linksim.Impairment{Loss: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", a2, lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	m.startRouter("r1", a1, proxy.Addr().String())
+	m.waitLinks([2]string{"r1", "r2"})
+	m.startAgents(a1, a2)
+
+	echoBytes(t, m.dialEcho(t), 2<<20, nil)
+	st := proxy.Stats()
+	if st.Up.Dropped.Loss == 0 || st.Down.Dropped.Loss == 0 {
+		t.Fatalf("the emulator dropped nothing (%+v): the link was not lossy", st)
+	}
+	if l := find(listJSON(t, m.env, "links"), "r1->r2"); l == nil || l["state"] != "up" {
+		t.Fatalf("r1->r2 after the transfer = %v, want up", l)
+	}
 }
