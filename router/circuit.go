@@ -66,7 +66,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		refuse(st, "controller's grant does not verify here")
 		return
 	}
-	down, err := s.r.extend(ctx, g, dg.Grant, 0, req.Resume)
+	down, err := s.r.extend(ctx, g, dg.Grant, 0, req.Resume, req.Moving)
 	if err != nil {
 		refuse(st, err.Error())
 		return
@@ -101,7 +101,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 // extend carries a granted circuit onward from this router, which is g.Routers[index]:
 // to the hosting agent when this router ends the path, otherwise over the link to the
 // next router, which does the same. It returns once the rest of the path is up.
-func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index int, resume []byte) (circuitEnd, error) {
+func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index int, resume []byte, moving bool) (circuitEnd, error) {
 	ctx, cancel := context.WithTimeout(ctx, circuitSetupTimeout)
 	defer cancel()
 	var (
@@ -120,7 +120,7 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 		}
 		ep = &host.endpoint
 		cid := ep.allocCID()
-		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume}, wire.TypeCircuitAck, &wire.CircuitAck{}
+		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume, Moving: moving}, wire.TypeCircuitAck, &wire.CircuitAck{}
 	} else {
 		l := r.linkTo(g.Routers[index+1])
 		if l == nil {
@@ -128,7 +128,7 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 		}
 		ep = &l.endpoint
 		cid := ep.allocCID()
-		typ, msg, want, reply = wire.TypeHop, wire.Hop{Grant: raw, Index: uint(index + 1), Circuit: cid, Resume: resume}, wire.TypeHopAck, &wire.HopAck{}
+		typ, msg, want, reply = wire.TypeHop, wire.Hop{Grant: raw, Index: uint(index + 1), Circuit: cid, Resume: resume, Moving: moving}, wire.TypeHopAck, &wire.HopAck{}
 	}
 	st, err := ep.conn.OpenStreamSync(ctx)
 	if err != nil {

@@ -330,7 +330,7 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 		refuse(st, "grant does not name this hop")
 		return
 	}
-	down, err := r.extend(ctx, g, h.Grant, idx, h.Resume)
+	down, err := r.extend(ctx, g, h.Grant, idx, h.Resume, h.Moving)
 	if err != nil {
 		refuse(st, err.Error())
 		return

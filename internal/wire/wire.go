@@ -120,6 +120,8 @@ type Dial struct {
 	Proto    string `cbor:"3,keyasint"`
 	Identity string `cbor:"4,keyasint,omitempty"` // set by the router
 	Resume   []byte `cbor:"5,keyasint,omitempty"`
+	// Moving says the circuit named by Resume exists and moves to a new path.
+	Moving bool `cbor:"6,keyasint,omitempty"`
 }
 
 // DialGrant is the controller's answer to a relayed Dial.
@@ -141,6 +143,7 @@ type Circuit struct {
 	Circuit uint64 `cbor:"1,keyasint"`
 	Grant   []byte `cbor:"2,keyasint"`
 	Resume  []byte `cbor:"3,keyasint,omitempty"`
+	Moving  bool   `cbor:"4,keyasint,omitempty"`
 }
 
 // CircuitAck accepts a Circuit.
@@ -174,6 +177,7 @@ type Hop struct {
 	Index   uint   `cbor:"2,keyasint"`
 	Circuit uint64 `cbor:"3,keyasint"`
 	Resume  []byte `cbor:"4,keyasint,omitempty"`
+	Moving  bool   `cbor:"5,keyasint,omitempty"`
 }
 
 // HopAck tells the previous router the rest of the path is up.
