@@ -62,6 +62,7 @@ func newRoot() *cobra.Command {
 		newControllerCmd(g),
 		newRouterCmd(g),
 		newEdgeCmd(),
+		newLinksimCmd(),
 	)
 	return root
 }

@@ -63,6 +63,12 @@ func startSink(t testing.TB, echo bool) *sink {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	return serveSink(t, conn, echo)
+}
+
+// serveSink records (and echoes, if echo is set) what conn receives until the test ends.
+func serveSink(t testing.TB, conn *net.UDPConn, echo bool) *sink {
+	t.Helper()
 	tuneBuffers(conn)
 	s := &sink{conn: conn, echo: echo, done: make(chan struct{})}
 	go s.serve()

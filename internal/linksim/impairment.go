@@ -65,7 +65,8 @@ type Impairment struct {
 
 	// MTU is the largest packet the link carries, in bytes at the IP level: the UDP
 	// proxy counts a datagram as its payload plus its IP and UDP headers (28 bytes
-	// over IPv4, 48 over IPv6). Larger packets are dropped. Zero means no limit.
+	// over IPv4, 48 over IPv6), the netns link the whole IP packet. Larger packets
+	// are dropped. Zero means no limit.
 	MTU int
 
 	// Blackout drops every packet while true, as when the radio is out of range.
@@ -76,6 +77,14 @@ type Impairment struct {
 
 // Validate reports the first field that is out of range, or nil.
 func (imp Impairment) Validate() error {
+	if err := imp.check(); err != nil {
+		return fmt.Errorf("%w", err)
+	}
+	return nil
+}
+
+// check is Validate without the package prefix, for callers that add their own context.
+func (imp Impairment) check() error {
 	probs := []struct {
 		name string
 		v    float64
@@ -91,7 +100,7 @@ func (imp Impairment) Validate() error {
 	for _, p := range probs {
 		// The negated form also rejects NaN.
 		if !(p.v >= 0 && p.v <= 1) {
-			return fmt.Errorf("linksim: %s = %v, want a probability in [0, 1]", p.name, p.v)
+			return fmt.Errorf("%s = %v, want a probability in [0, 1]", p.name, p.v)
 		}
 	}
 	durs := []struct {
@@ -104,16 +113,16 @@ func (imp Impairment) Validate() error {
 	}
 	for _, d := range durs {
 		if d.v < 0 {
-			return fmt.Errorf("linksim: %s = %v, want >= 0", d.name, d.v)
+			return fmt.Errorf("%s = %v, want >= 0", d.name, d.v)
 		}
 	}
 	switch {
 	case imp.RateBitsPerSec < 0:
-		return fmt.Errorf("linksim: RateBitsPerSec = %d, want >= 0", imp.RateBitsPerSec)
+		return fmt.Errorf("RateBitsPerSec = %d, want >= 0", imp.RateBitsPerSec)
 	case imp.QueuePackets < 0:
-		return fmt.Errorf("linksim: QueuePackets = %d, want >= 0", imp.QueuePackets)
+		return fmt.Errorf("QueuePackets = %d, want >= 0", imp.QueuePackets)
 	case imp.MTU < 0:
-		return fmt.Errorf("linksim: MTU = %d, want >= 0", imp.MTU)
+		return fmt.Errorf("MTU = %d, want >= 0", imp.MTU)
 	}
 	return nil
 }

@@ -24,8 +24,8 @@ type Link struct {
 	blackoutUntil atomic.Int64
 }
 
-// NewLink returns a Link whose Up (client to target) and Down (target to client)
-// directions start with the given impairments.
+// NewLink returns a Link whose Up (client to target, side A to side B) and Down (the
+// other way) directions start with the given impairments.
 func NewLink(up, down Impairment) (*Link, error) {
 	l := &Link{epoch: time.Now()}
 	if err := l.SetUp(up); err != nil {

@@ -114,7 +114,8 @@ type Drops struct {
 // Total returns the number of drops for all reasons.
 func (d Drops) Total() uint64 { return d.Loss + d.Blackout + d.MTU + d.Queue }
 
-// DirStats counts what one direction did with its packets; bytes are payload bytes.
+// DirStats counts what one direction did with its packets. Bytes are UDP payload
+// bytes for the UDP proxy and whole IP packets for the netns link.
 type DirStats struct {
 	// PacketsIn and BytesIn count the datagrams offered to the direction.
 	PacketsIn, BytesIn uint64
@@ -127,13 +128,14 @@ type DirStats struct {
 	// Reordered counts the packets held back by Impairment.Reorder.
 	Reordered uint64
 	// SendErrors counts deliveries the operating system refused, such as writes to an
-	// upstream socket closed by Rebind or idle expiry while the packet was in flight.
+	// upstream socket closed by Rebind or idle expiry while the packet was in flight,
+	// or to a TUN device being closed.
 	SendErrors uint64
 }
 
 // Stats is a snapshot of both directions' counters.
 type Stats struct {
-	// Up is client to target, Down is target to client.
+	// Up is client to target (side A to side B), Down the other way.
 	Up, Down DirStats
 }
 
@@ -158,7 +160,7 @@ func (c *counters) snapshot() DirStats {
 }
 
 // pipe is the impairment engine for one direction of a Link. A mode (the UDP proxy
-// today, a TUN pair later) hands it packets with submit; one goroutine, run, delivers
+// or the netns link's TUN readers) hands it packets with submit; one goroutine, run, delivers
 // them at their scheduled times through deliver, in delivery-time order.
 type pipe struct {
 	link *Link
