@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"umbra/agent"
+	"umbra/hal/led"
+	"umbra/hal/watchdog"
 	"umbra/internal/identity"
 )
 
@@ -15,17 +18,21 @@ func newRunCmd() *cobra.Command {
 	var (
 		idPath, statusSocket, logLevel string
 		routers, dials, hosts          []string
+		watchdogPath, ledSpec          string
+		watchdogTimeout                time.Duration
+		ledActiveLow                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "link to the mesh, host this device's services and dial the ones it may reach",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := newLogger(logLevel)
 			id, err := identity.Load(idPath)
 			if err != nil {
 				return err
 			}
-			cfg := agent.Config{Identity: id, IdentityPath: idPath, Routers: routers, StatusSocket: statusSocket, Logger: newLogger(logLevel)}
+			cfg := agent.Config{Identity: id, IdentityPath: idPath, Routers: routers, StatusSocket: statusSocket, Logger: log}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)
 				if err != nil {
@@ -43,12 +50,29 @@ func newRunCmd() *cobra.Command {
 				}
 				cfg.Hosts[svc] = addr
 			}
+			pin, err := openStatusLED(ledSpec, ledActiveLow, log)
+			if err != nil {
+				return err
+			}
 			a, closeKey, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
 			defer closeKey()
-			return a.Run(cmd.Context())
+			s := &supervisor{agent: a, log: log}
+			if pin != nil {
+				s.led = led.New(led.Config{Pin: pin})
+			}
+			s.notify, s.sdWatchdog = systemdNotify(log)
+			if watchdogPath != "" {
+				// Armed last, just before the agent runs: from here on a hang reboots.
+				wd, err := watchdog.Open(watchdogPath, watchdogTimeout)
+				if err != nil {
+					return err
+				}
+				s.watchdog = wd
+			}
+			return s.run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&idPath, "identity", "", "identity file written by enroll (required)")
@@ -57,6 +81,10 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&watchdogPath, "watchdog", "", "hardware watchdog to arm and pet while the agent is healthy, e.g. "+watchdog.DefaultPath+" (empty: none)")
+	cmd.Flags().DurationVar(&watchdogTimeout, "watchdog-timeout", watchdog.DefaultTimeout, "hardware watchdog timeout, whole seconds (a Raspberry Pi allows at most 15s)")
+	cmd.Flags().StringVar(&ledSpec, "led", ledAuto, "status LED: auto (the board's, if it has one), none, sysfs:NAME, or a GPIO name (gpio:NAME)")
+	cmd.Flags().BoolVar(&ledActiveLow, "led-active-low", false, "the --led GPIO lights when driven low")
 	cmd.MarkFlagRequired("identity")
 	return cmd
 }

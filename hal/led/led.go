@@ -41,6 +41,12 @@ const (
 // ErrNoLED is returned by Open for a board with no status LED umbra can drive.
 var ErrNoLED = errors.New("led: the board has no status LED")
 
+// ErrAbsent is returned by Open when the board's data names a status LED but this
+// machine has neither its kernel LED nor its GPIO line: an image without the LED's
+// device-tree node, a board detected wrongly, or a test machine. Like ErrNoLED it is a
+// normal state, not a fault.
+var ErrAbsent = errors.New("led: the status LED is not on this machine")
+
 // Step is one part of a pattern: the LED at Level for For. A For of zero holds the level
 // until the state changes.
 type Step struct {

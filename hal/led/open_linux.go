@@ -55,12 +55,15 @@ func Open(b boards.Board) (gpio.PinOut, error) {
 	if name := b.StatusLED.GPIO; name != "" {
 		p := gpioreg.ByName(name)
 		if p == nil {
-			return nil, fmt.Errorf("led: no GPIO %s on this machine", name)
+			return nil, fmt.Errorf("%w: no GPIO %s", ErrAbsent, name)
 		}
 		if b.StatusLED.ActiveLow {
 			return ActiveLow(p), nil
 		}
 		return p, nil
+	}
+	if b.StatusLED.Sysfs != "" {
+		return nil, fmt.Errorf("%w: no %s under %s", ErrAbsent, b.StatusLED.Sysfs, sysfsLEDs)
 	}
 	return nil, fmt.Errorf("%w (board %s)", ErrNoLED, b.ID)
 }

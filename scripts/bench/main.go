@@ -69,6 +69,7 @@ func main() {
 		{"relay", func() error { return benchRelay(ctx, c, r) }},
 		{"heal", func() error { return benchHeal(ctx, c, r) }},
 		{"paths", func() error { return benchPaths(ctx, r) }},
+		{"keystore", func() error { return benchKeystores(ctx, r) }},
 	}
 	for _, s := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), s.name) {
