@@ -34,11 +34,18 @@ test: deps
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory qemu-user-test
+	$(MAKE) --no-print-directory qemu-test
 
 # qemu-user-test runs the hal, boards and internal tests as arm64 and armv7 binaries under
 # qemu-user, and checks that `make cross` is static and that the armv6 agent runs on an ARM1176.
 qemu-user-test:
 	bash scripts/qemu-user-test.sh
+
+# qemu-test boots the firmware initramfs on an emulated arm64 virt board (Debian's
+# cloud-arm64 kernel, fetched with apt and cached in ~/.cache/umbra/qemu); its agent enrolls
+# and hosts a service that an agent on the host dials end to end. Needs root.
+qemu-test: deps
+	bash scripts/qemu-system-test.sh
 
 quickstart: build
 	bin/umbra quickstart --dir ./quickstart

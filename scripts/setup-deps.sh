@@ -8,7 +8,12 @@ set -euo pipefail
 # iproute2/iptables: network namespaces for link tests.
 # qemu-user-static: runs the arm64/armv7/armv6 cross builds and their tests
 #   (scripts/qemu-user-test.sh, test/cross).
-PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables qemu-user-static)
+# qemu-system-arm: qemu-system-aarch64, the emulated arm64 board of `make qemu-test`
+#   (scripts/qemu-system-test.sh; the kernel it boots comes from apt-get download).
+# fdisk/dosfstools/mtools/e2fsprogs: scripts/flash.sh and its tests build and fill a
+#   Raspberry Pi OS-like image (sfdisk, mkfs.vfat, mcopy, mkfs.ext4 and debugfs).
+PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables qemu-user-static qemu-system-arm
+	fdisk dosfstools mtools e2fsprogs)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
