@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -29,16 +30,21 @@ type Agent struct {
 	runCtx context.Context
 	run    sync.WaitGroup
 
-	mu       sync.Mutex
-	conn     *quic.Conn            // the link in use, nil while none is up
-	linkUp   chan struct{}         // closed and replaced whenever a link comes up
-	links    map[string]*linkState // by router address
-	services map[string]wire.ServiceInfo
-	hosting  map[string]*hostState // by service name
-	dialing  map[string]*dialState // by listen address
+	mu     sync.Mutex
+	conn   *quic.Conn            // the link in use, nil while none is up
+	linkUp chan struct{}         // closed and replaced whenever a link comes up
+	links  map[string]*linkState // by router address
+	// routerList is every router the agent may link to, in order of preference.
+	routerList []string
+	services   map[string]wire.ServiceInfo
+	hosting    map[string]*hostState // by service name
+	dialing    map[string]*dialState // by listen address
+	// resumable holds the TCP circuits this agent hosts, by resumption token.
+	resumable map[string]*hostedCircuit
 
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
+	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 }
 
 // New checks cfg and opens the identity's key. Run starts the agent.
@@ -59,8 +65,8 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer,
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
-		hosting: map[string]*hostState{}, dialing: map[string]*dialState{},
-		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{},
+		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
+		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
 	}
 	return a, cred.Key.Close, nil
 }

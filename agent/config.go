@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 
+	"umbra/internal/fec"
 	"umbra/internal/identity"
 	"umbra/internal/transport"
 )
@@ -29,6 +30,10 @@ type Config struct {
 	StatusSocket string
 	// Profile is the QUIC profile of router links; zero means transport.LAN.
 	Profile transport.Profile
+	// UDPFEC, when its K is set, adds forward error correction to the datagrams this
+	// agent sends on UDP circuits: M parity packets per K. The far end decodes whatever
+	// arrives, with or without it.
+	UDPFEC fec.Config
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -113,7 +113,9 @@ func (a *Agent) tcpCircuit(ctx context.Context, local *net.TCPConn, st *dialStat
 }
 
 // openCircuit asks the router for a circuit to spec's service and runs the end-to-end
-// handshake with the host the grant names. It returns the circuit's datagram id too.
+// handshake with the host the grant names. It returns the circuit's datagram id too. A
+// TCP circuit is resumable: its TLS session runs over a stream that moves to a new path
+// when the old one breaks.
 func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint64, error) {
 	conn, err := a.waitConn(ctx)
 	if err != nil {
@@ -130,9 +132,13 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 		s.CancelWrite(0)
 		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
+	var token []byte
+	if spec.Proto == ProtoTCP {
+		token = newToken()
+	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)
-	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: spec.Host, Proto: spec.Proto}); err != nil {
+	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: spec.Host, Proto: spec.Proto, Resume: token}); err != nil {
 		return fail(err)
 	}
 	var ack wire.DialAck
@@ -146,11 +152,22 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 	if g.Dialer != a.cfg.Identity.ID || g.ServiceName != spec.Service {
 		return fail(errors.New("grant names another dialer or service"))
 	}
-	tc := tlsClient(streamConn{Stream: s, conn: conn}, a.dialerTLS(g.Host))
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return fail(fmt.Errorf("end-to-end handshake: %w", err))
+	if token == nil {
+		tc := tlsClient(streamConn{Stream: s, conn: conn}, a.dialerTLS(g.Host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(fmt.Errorf("end-to-end handshake: %w", err))
+		}
+		s.SetDeadline(time.Time{})
+		return tc, ack.Circuit, nil
 	}
 	s.SetDeadline(time.Time{})
+	rc := newResumable(conn)
+	go a.keepDialed(rc, s, spec, g, token)
+	tc := tls.Client(rc, a.dialerTLS(g.Host))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		rc.Abort(err)
+		return nil, 0, fmt.Errorf("dial: end-to-end handshake: %w", err)
+	}
 	return tc, ack.Circuit, nil
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -164,6 +165,9 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	if g.Host != a.cfg.Identity.ID || h == nil || h.proto != g.Proto {
 		return refuse("this agent does not host " + g.ServiceName)
 	}
+	if len(c.Resume) > 0 {
+		return a.hostResumable(conn, s, c, g, h, refuse)
+	}
 	if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
 		return err
 	}
@@ -197,5 +201,78 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 func (a *Agent) hostResult(h *hostState, delta int) {
 	a.mu.Lock()
 	h.circuits += delta
+	a.mu.Unlock()
+}
+
+// hostResumable takes a resumable circuit: a new one is registered under its token and
+// delivered to the local service for the agent's lifetime, not the link's; a known token
+// moves its circuit to this stream.
+func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, refuse func(string) error) error {
+	key := string(c.Resume)
+	a.mu.Lock()
+	hc := a.resumable[key]
+	a.mu.Unlock()
+	if c.Moving {
+		if hc == nil || hc.dialer != g.Dialer || hc.service != g.ServiceName {
+			return refuse(errUnknownCircuit)
+		}
+		if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
+			return err
+		}
+		s.SetDeadline(time.Time{})
+		hc.attach(s)
+		return nil
+	}
+	if hc != nil || len(c.Resume) != tokenSize || g.Proto != ProtoTCP {
+		return refuse(errUnknownCircuit)
+	}
+	hc = &hostedCircuit{dialer: g.Dialer, service: g.ServiceName, rc: newResumable(conn), next: make(chan *quic.Stream, 1)}
+	a.mu.Lock()
+	if a.resumable[key] != nil { // the same token twice at once: refuse the second
+		a.mu.Unlock()
+		return refuse(errUnknownCircuit)
+	}
+	a.resumable[key] = hc
+	a.mu.Unlock()
+	if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
+		hc.rc.Abort(err)
+		a.forgetResumable(key, hc)
+		return err
+	}
+	s.SetDeadline(time.Time{})
+	a.run.Go(func() { a.keepHosted(hc, s) })
+	a.run.Go(func() {
+		ctx := a.runCtx
+		tc := tls.Server(hc.rc, a.hostTLS(g.Dialer))
+		defer tc.Close()
+		hctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			hc.rc.Abort(err)
+			a.log.Warn("circuit", "err", fmt.Errorf("end-to-end handshake for %s: %w", g.ServiceName, err))
+			return
+		}
+		a.hostResult(h, 1)
+		defer a.hostResult(h, -1)
+		d := net.Dialer{Timeout: hostDialTimeout}
+		local, err := d.DialContext(ctx, "tcp", h.addr)
+		if err != nil {
+			a.log.Warn("circuit", "err", fmt.Errorf("deliver %s to %s: %w", g.ServiceName, h.addr, err))
+			return
+		}
+		defer local.Close()
+		if err := splice(ctx, local.(*net.TCPConn), tc); err != nil {
+			a.log.Debug("circuit ended", "service", g.ServiceName, "err", err)
+		}
+	})
+	return nil
+}
+
+func (a *Agent) forgetResumable(key string, hc *hostedCircuit) {
+	a.mu.Lock()
+	if a.resumable[key] == hc {
+		delete(a.resumable, key)
+	}
 	a.mu.Unlock()
 }

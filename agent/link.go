@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +74,7 @@ func (l *linkState) status() LinkStatus {
 // runLinks keeps a link to one of routers up until ctx ends, trying them in order.
 func (a *Agent) runLinks(ctx context.Context, routers []string) {
 	a.mu.Lock()
+	a.routerList = routers
 	for _, r := range routers {
 		a.links[r] = &linkState{router: r, state: stateDown}
 	}
@@ -110,7 +112,7 @@ func (a *Agent) setLink(router, state string, conn *quic.Conn, err error) {
 // link came up.
 func (a *Agent) linkOnce(ctx context.Context, router string) bool {
 	a.setLink(router, stateConnecting, nil, nil)
-	conn, err := a.race(ctx, router, nil)
+	conn, _, err := a.race(ctx, []string{router}, nil)
 	if err != nil {
 		a.setLink(router, stateDown, nil, err)
 		a.log.Warn("router link failed", "router", router, "err", err)
@@ -125,10 +127,10 @@ func (a *Agent) linkOnce(ctx context.Context, router string) bool {
 		lwg.Go(func() { a.acceptCircuits(lctx, conn) })
 		lwg.Go(func() { a.readDatagrams(lctx, conn) })
 		lwg.Go(func() { a.manageServices(lctx, conn) })
-		next := a.watch(ctx, router, conn)
+		next, nextRouter := a.watch(ctx, router, conn)
 		if next != nil {
 			// The circuits on the stalled connection resume on the fresh one.
-			a.log.Info("stalled router link replaced by a fresh connection", "router", router)
+			a.log.Info("stalled router link replaced by a fresh connection", "router", router, "now", nextRouter)
 			conn.CloseWithError(codeReplaced, "replaced by a fresh connection")
 		} else if ctx.Err() != nil {
 			conn.CloseWithError(0, "agent stopping")
@@ -139,48 +141,65 @@ func (a *Agent) linkOnce(ctx context.Context, router string) bool {
 			a.setConn(nil)
 			a.setLink(router, stateDown, nil, context.Cause(conn.Context()))
 			a.log.Warn("router link down", "router", router, "err", context.Cause(conn.Context()))
+		} else if nextRouter != router {
+			a.setLink(router, stateDown, nil, errors.New("replaced by a link to "+nextRouter))
+			router = nextRouter
 		}
 		conn = next
 	}
 	return true
 }
 
+// raceOrder lists the routers a stalled link to router races: router itself first, then
+// the others the agent may use, so a router that died is left behind promptly.
+func (a *Agent) raceOrder(router string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := []string{router}
+	for _, r := range a.routerList {
+		if r != router {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // watch pings the router over conn until conn ends (it returns nil) or, once conn has
-// stalled, a fresh connection wins the race against it (it returns that one).
-func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) *quic.Conn {
+// stalled, a fresh connection wins the race against it (it returns that one and the
+// router it reached).
+func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*quic.Conn, string) {
 	var (
 		mu        sync.Mutex
 		lastHeard = time.Now()
 		rtt       time.Duration
 	)
+	// Heartbeats are QUIC datagrams on circuit id 0, which the router echoes: unlike a
+	// stream they are never held up behind a lost packet, so on a lossy radio a pong that
+	// gets through proves the link works, whatever QUIC's retransmission timers say.
+	pongs := a.watchPongs(conn)
+	defer a.unwatchPongs(conn)
 	go func() {
-		st, err := conn.OpenStreamSync(ctx)
-		if err != nil {
-			return
-		}
-		defer func() {
-			st.CancelRead(0)
-			st.CancelWrite(0)
-		}()
-		go func() {
-			for {
-				var pong wire.LinkPong
-				if err := wire.Expect(st, wire.TypeLinkPong, &pong); err != nil {
-					return
-				}
-				sample := time.Duration(time.Now().UnixNano() - pong.Sent)
+		for {
+			select {
+			case sent := <-pongs:
 				mu.Lock()
 				lastHeard = time.Now()
-				rtt = sample
+				rtt = time.Since(sent)
 				mu.Unlock()
-			}
-		}()
-		tick := time.NewTicker(heartbeatEvery)
-		defer tick.Stop()
-		for seq := uint64(1); ; seq++ {
-			if err := wire.Write(st, wire.TypeLinkPing, wire.LinkPing{Seq: seq, Sent: time.Now().UnixNano()}); err != nil {
+			case <-conn.Context().Done():
+				return
+			case <-ctx.Done():
 				return
 			}
+		}
+	}()
+	go func() {
+		tick := time.NewTicker(heartbeatEvery)
+		defer tick.Stop()
+		ping := make([]byte, 0, 16)
+		for {
+			ping = binary.BigEndian.AppendUint64(append(ping[:0], heartbeatCID), uint64(time.Now().UnixNano()))
+			conn.SendDatagram(ping) // a full queue drops it: a lost ping is a lost ping
 			select {
 			case <-conn.Context().Done():
 				return
@@ -195,7 +214,7 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) *quic
 	defer tick.Stop()
 	var (
 		racing    context.CancelFunc // set while fresh attempts race the stalled link
-		raceWon   = make(chan *quic.Conn, 1)
+		raceWon   = make(chan raced, 1)
 		raceEnded = make(chan struct{}, 1)
 	)
 	stopRace := func() {
@@ -208,23 +227,23 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) *quic
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, ""
 		case <-conn.Context().Done():
 			// A race already under way may still win: the link comes back on it.
 			if racing == nil {
-				return nil
+				return nil, ""
 			}
 			a.setLink(router, stateConnecting, conn, context.Cause(conn.Context()))
 			select {
 			case next := <-raceWon:
-				return next
+				return next.conn, next.router
 			case <-raceEnded:
 			case <-ctx.Done():
 			case <-time.After(linkDialTimeout):
 			}
-			return nil
+			return nil, ""
 		case next := <-raceWon:
-			return next
+			return next.conn, next.router
 		case <-raceEnded:
 			racing = nil
 		case <-tick.C:
@@ -239,13 +258,13 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) *quic
 			rctx, cancel := context.WithCancel(ctx)
 			racing = cancel
 			go func() {
-				next, err := a.race(rctx, router, conn)
+				next, to, err := a.race(rctx, a.raceOrder(router), conn)
 				if err == nil && next != nil {
 					if rctx.Err() != nil { // the old link recovered or the agent stops
 						next.CloseWithError(codeReplaced, "not needed")
 						return
 					}
-					raceWon <- next
+					raceWon <- raced{next, to}
 					return
 				}
 				raceEnded <- struct{}{}
@@ -258,18 +277,24 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) *quic
 	}
 }
 
-// race connects to router, starting a fresh attempt every raceEvery until one succeeds or
-// ctx ends; the first to finish its handshake wins and the others are abandoned. With no
-// old link (a first connection) it stops starting attempts after linkDialTimeout and
-// reports the last error, so the caller may back off or try another router; racing a
-// stalled link goes on until the caller stops it.
-func (a *Agent) race(ctx context.Context, router string, old *quic.Conn) (*quic.Conn, error) {
+// raced is a connection that won a race, and the router it reached.
+type raced struct {
+	conn   *quic.Conn
+	router string
+}
+
+// race connects to one of routers, starting a fresh attempt every raceEvery (to each
+// router in turn) until one succeeds or ctx ends; the first to finish its handshake wins
+// and the others are abandoned. With no old link (a first connection) it stops starting
+// attempts after linkDialTimeout and reports the last error, so the caller may back off
+// or try another router; racing a stalled link goes on until the caller stops it.
+func (a *Agent) race(ctx context.Context, routers []string, old *quic.Conn) (*quic.Conn, string, error) {
 	giveUp := time.Now().Add(linkDialTimeout)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		conn *quic.Conn
-		err  error
+		raced
+		err error
 	}
 	results := make(chan result)
 	var wg sync.WaitGroup
@@ -287,10 +312,13 @@ func (a *Agent) race(ctx context.Context, router string, old *quic.Conn) (*quic.
 			}
 		}()
 	}()
+	attempt := 0
 	start := func() {
+		router := routers[attempt%len(routers)]
+		attempt++
 		wg.Go(func() {
 			conn, err := a.connect(ctx, router)
-			results <- result{conn, err}
+			results <- result{raced{conn, router}, err}
 		})
 	}
 	start()
@@ -301,11 +329,11 @@ func (a *Agent) race(ctx context.Context, router string, old *quic.Conn) (*quic.
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		case <-tick.C:
 			if old == nil && time.Now().After(giveUp) {
 				if inFlight == 0 {
-					return nil, lastErr
+					return nil, "", lastErr
 				}
 				continue
 			}
@@ -314,11 +342,11 @@ func (a *Agent) race(ctx context.Context, router string, old *quic.Conn) (*quic.
 		case r := <-results:
 			inFlight--
 			if r.err == nil {
-				return r.conn, nil
+				return r.conn, r.router, nil
 			}
 			lastErr = r.err
 			if old == nil && inFlight == 0 && (!isTimeout(r.err) || time.Now().After(giveUp)) {
-				return nil, r.err // refused, not lost: backing off is the caller's
+				return nil, "", r.err // refused, not lost: backing off is the caller's
 			}
 		}
 	}
@@ -450,4 +478,39 @@ func (a *Agent) fetchRouters(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("agent: no online router this identity may use (controller listed %s); pass --routers", b)
 	}
 	return out, nil
+}
+
+// heartbeatCID is the datagram circuit id of heartbeats: a one-byte varint 0, which no
+// circuit uses. The router sends such datagrams straight back.
+const heartbeatCID = 0
+
+// watchPongs returns the channel the datagram reader delivers conn's heartbeat echoes
+// on, as the times their pings were sent.
+func (a *Agent) watchPongs(conn *quic.Conn) <-chan time.Time {
+	ch := make(chan time.Time, 4)
+	a.udpMu.Lock()
+	a.pongs[conn] = ch
+	a.udpMu.Unlock()
+	return ch
+}
+
+func (a *Agent) unwatchPongs(conn *quic.Conn) {
+	a.udpMu.Lock()
+	delete(a.pongs, conn)
+	a.udpMu.Unlock()
+}
+
+// pong hands a heartbeat echo arriving on conn to its watcher.
+func (a *Agent) pong(conn *quic.Conn, body []byte) {
+	if len(body) != 8 {
+		return
+	}
+	sent := time.Unix(0, int64(binary.BigEndian.Uint64(body)))
+	a.udpMu.Lock()
+	ch := a.pongs[conn]
+	a.udpMu.Unlock()
+	select {
+	case ch <- sent:
+	default:
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/datagram"
+	"umbra/internal/fec"
 )
 
 // The UDP lane: each local UDP peer of a dial listener is a flow with its own circuit;
@@ -36,6 +37,14 @@ const (
 	datagramBudget = 1100
 )
 
+// Inside the seal, each datagram starts with its lane: a plain fragment, or a packet of
+// the forward-error-correction code (internal/fec) carrying a fragment or parity. The
+// receiver reads either, so each end chooses for what it sends.
+const (
+	lanePlain = 0x00
+	laneFEC   = 0x01
+)
+
 // udpEnd is one end of a UDP circuit on one link: it seals what it sends and opens,
 // reassembles and delivers what arrives.
 type udpEnd struct {
@@ -44,6 +53,8 @@ type udpEnd struct {
 	seal    sealer
 	open    *opener
 	split   *datagram.Splitter
+	fecOut  *fec.Encoder          // nil: no FEC on what this end sends
+	fecIn   *fec.Decoder          // used only by the link's datagram reader
 	reasm   *datagram.Reassembler // used only by the link's datagram reader
 	queue   *datagram.Queue
 	deliver func([]byte)
@@ -51,15 +62,30 @@ type udpEnd struct {
 	dropped atomic.Uint64
 }
 
-// newUDPEnd makes a circuit end that sends what is pushed onto queue.
-func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte)) (*udpEnd, error) {
+// newUDPEnd makes a circuit end that sends what is pushed onto queue, with forward error
+// correction when fc has a K.
+func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config) (*udpEnd, error) {
 	send, recv, err := datagramKeys(tc.ConnectionState(), dialer)
 	if err != nil {
 		return nil, err
 	}
+	in, err := fec.NewDecoder(fec.Config{})
+	if err != nil {
+		return nil, err
+	}
+	overhead := sealOverhead + 1
+	var out *fec.Encoder
+	if fc.K > 0 {
+		if out, err = fec.NewEncoder(fc); err != nil {
+			return nil, fmt.Errorf("udp fec: %w", err)
+		}
+		overhead += fec.PacketOverhead
+	}
 	e := &udpEnd{
 		conn: conn, cid: cid, seal: sealer{aead: send}, open: &opener{aead: recv},
-		split:   datagram.NewSplitter(sealOverhead),
+		split:   datagram.NewSplitter(overhead),
+		fecOut:  out,
+		fecIn:   in,
 		reasm:   datagram.NewReassembler(datagram.ReassemblerConfig{}),
 		queue:   queue,
 		deliver: deliver,
@@ -72,31 +98,77 @@ func (e *udpEnd) touch() { e.active.Store(time.Now().UnixNano()) }
 
 func (e *udpEnd) idle() time.Duration { return time.Since(time.Unix(0, e.active.Load())) }
 
-// send carries the queued payloads until ctx ends.
+// send carries the queued payloads until ctx ends. With FEC, parity follows each block
+// once it is full or its flush delay has passed.
 func (e *udpEnd) send(ctx context.Context) {
 	budget := datagramBudget
-	buf := make([]byte, 0, datagramBudget+sealOverhead+datagram.MaxCircuitIDLen)
+	buf := make([]byte, 0, datagramBudget+sealOverhead+1+fec.PacketOverhead+datagram.MaxCircuitIDLen)
+	inner := make([]byte, 0, datagramBudget+1+fec.PacketOverhead)
+	// sendOne seals and sends one inner datagram; false means the link is gone.
+	sendOne := func(lane byte, body []byte) (ok, tooLarge bool) {
+		inner = append(append(inner[:0], lane), body...)
+		pkt, _ := datagram.AppendCircuitID(buf[:0], e.cid)
+		pkt = e.seal.seal(pkt, inner)
+		err := e.conn.SendDatagram(pkt)
+		var tl *quic.DatagramTooLargeError
+		if errors.As(err, &tl) {
+			if int(tl.MaxDatagramPayloadSize) < budget {
+				budget = int(tl.MaxDatagramPayloadSize) // the rest of this message is lost; later ones fit
+			}
+			e.dropped.Add(1)
+			return true, true
+		}
+		return err == nil, false
+	}
+	sendFEC := func(pkts [][]byte) bool {
+		for _, p := range pkts {
+			if ok, _ := sendOne(laneFEC, p); !ok {
+				return false
+			}
+		}
+		return true
+	}
 	for {
-		payload, err := e.queue.Pop(ctx)
+		wait, cancel := ctx, context.CancelFunc(func() {})
+		if e.fecOut != nil {
+			if d, ok := e.fecOut.Deadline(); ok {
+				wait, cancel = context.WithDeadline(ctx, d)
+			}
+		}
+		payload, err := e.queue.Pop(wait)
+		cancel()
 		if err != nil {
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			if !sendFEC(e.fecOut.Poll(time.Now())) { // the block's flush delay passed
+				return
+			}
+			continue
 		}
 		frags, err := e.split.Split(payload, budget)
 		if err != nil {
 			e.dropped.Add(1)
 			continue
 		}
+		now := time.Now()
 		for _, f := range frags {
-			pkt, _ := datagram.AppendCircuitID(buf[:0], e.cid)
-			pkt = e.seal.seal(pkt, f)
-			err := e.conn.SendDatagram(pkt)
-			var tooLarge *quic.DatagramTooLargeError
-			if errors.As(err, &tooLarge) && int(tooLarge.MaxDatagramPayloadSize) < budget {
-				budget = int(tooLarge.MaxDatagramPayloadSize) // the rest of this message is lost; later ones fit
+			if e.fecOut == nil {
+				ok, tooLarge := sendOne(lanePlain, f)
+				if !ok {
+					return
+				}
+				if tooLarge {
+					break
+				}
+				continue
+			}
+			pkts, err := e.fecOut.Add(f, now)
+			if err != nil {
 				e.dropped.Add(1)
 				break
 			}
-			if err != nil {
+			if !sendFEC(pkts) {
 				return
 			}
 		}
@@ -104,13 +176,32 @@ func (e *udpEnd) send(ctx context.Context) {
 	}
 }
 
-// receive opens, reassembles and delivers one datagram of this circuit.
+// receive opens, decodes, reassembles and delivers one datagram of this circuit.
 func (e *udpEnd) receive(sealed []byte, buf []byte) {
-	frag, err := e.open.open(buf[:0], sealed)
-	if err != nil {
+	inner, err := e.open.open(buf[:0], sealed)
+	if err != nil || len(inner) == 0 {
 		e.dropped.Add(1)
 		return
 	}
+	switch inner[0] {
+	case lanePlain:
+		e.reassemble(inner[1:])
+	case laneFEC:
+		frags, err := e.fecIn.Add(inner[1:], time.Now())
+		if err != nil && len(frags) == 0 {
+			e.dropped.Add(1)
+			return
+		}
+		for _, f := range frags {
+			e.reassemble(f)
+		}
+	default:
+		e.dropped.Add(1)
+	}
+}
+
+// reassemble adds one fragment and delivers the message it completes.
+func (e *udpEnd) reassemble(frag []byte) {
 	msg, ok, err := e.reasm.Add(frag)
 	if err != nil {
 		e.dropped.Add(1)
@@ -151,6 +242,10 @@ func (a *Agent) readDatagrams(ctx context.Context, conn *quic.Conn) {
 		}
 		cid, n, err := datagram.CircuitID(pkt)
 		if err != nil {
+			continue
+		}
+		if cid == heartbeatCID {
+			a.pong(conn, pkt[n:])
 			continue
 		}
 		a.udpMu.Lock()
@@ -236,7 +331,7 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	defer tc.Close()
 	conn := tc.NetConn().(streamConn).conn
 	// What the peer sent while the circuit was set up goes first.
-	e, err := newUDPEnd(conn, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) })
+	e, err := newUDPEnd(conn, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
 	if err != nil {
 		a.dialResult(st, err, 0)
 		return
@@ -285,7 +380,7 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
 	}
 	defer local.Close()
-	e, err := newUDPEnd(conn, cid, tc, false, datagram.NewQueue(udpQueue), func(msg []byte) { local.Write(msg) })
+	e, err := newUDPEnd(conn, cid, tc, false, datagram.NewQueue(udpQueue), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,12 @@ type endpoint struct {
 	nextCID uint64           // the next circuit id this router hands out here
 	cidStep uint64           // 1 on agent sessions; 2 on links, whose two ends share the id space
 	routes  map[uint64]route // circuit id on this connection → where its datagrams go
+	// echoHeartbeats sends datagrams of circuit id heartbeatCID straight back (agents').
+	echoHeartbeats bool
 }
+
+// heartbeatCID is the circuit id of an agent's heartbeat datagrams, which no circuit uses.
+const heartbeatCID = 0
 
 // route is the far side of a circuit's datagrams.
 type route struct {
@@ -65,6 +70,10 @@ func (e *endpoint) forwardDatagrams(ctx context.Context) {
 		}
 		cid, _, err := datagram.CircuitID(pkt)
 		if err != nil {
+			continue
+		}
+		if cid == heartbeatCID && e.echoHeartbeats {
+			e.conn.SendDatagram(pkt) // an agent's heartbeat: straight back
 			continue
 		}
 		e.mu.Lock()

@@ -29,7 +29,9 @@ type session struct {
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) *session {
-	return &session{endpoint: newEndpoint(conn, 1, 1), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw}
+	s := &session{endpoint: newEndpoint(conn, 1, 1), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw}
+	s.echoHeartbeats = true
+	return s
 }
 
 // serve answers the streams the agent opens until the connection ends.

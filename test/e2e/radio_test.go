@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +24,16 @@ type radioMesh struct {
 	proxy  *linksim.UDPProxy
 	op     *agentProc
 	drone  *agentProc
-	listen string
+	listen string // the operator's listener for echo
+	sink   string // the operator's listener for sink, which answers a digest of what it read
 }
 
-func startRadioMesh(t *testing.T) *radioMesh {
+func startRadioMesh(t *testing.T, opArgs ...string) *radioMesh {
 	m := startMesh(t)
 	m.edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
-	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo")
-	m.edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	m.edge("create", "service", "sink", "--host", "tcp:127.0.0.1:1")
+	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo,@sink")
+	m.edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo,@sink")
 	radio, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
 	if err != nil {
 		t.Fatal(err)
@@ -37,14 +45,65 @@ func startRadioMesh(t *testing.T) *radioMesh {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	rm := &radioMesh{mesh: m, radio: radio, proxy: proxy, listen: freeTCP(t)}
-	rm.drone = m.agent("drone", m.enroll("drone", "drone"), "--host", "echo=tcp:"+echoServer(t, "drone"))
+	rm := &radioMesh{mesh: m, radio: radio, proxy: proxy, listen: freeTCP(t), sink: freeTCP(t)}
+	rm.drone = m.agent("drone", m.enroll("drone", "drone"), "--host", "echo=tcp:"+echoServer(t, "drone"),
+		"--host", "sink=tcp:"+digestServer(t))
 	sock := filepath.Join(m.dir, "op.sock")
-	rm.op = &agentProc{proc: start(t, bins.agent, "run", "--identity", m.enroll("op", "operator"),
-		"--routers", proxy.Addr().String(), "--status-socket", sock, "--dial", "echo=tcp:"+rm.listen), socket: sock}
+	opCmd := append([]string{"run", "--identity", m.enroll("op", "operator"), "--routers", proxy.Addr().String(),
+		"--status-socket", sock, "--dial", "echo=tcp:" + rm.listen, "--dial", "sink=tcp:" + rm.sink}, opArgs...)
+	rm.op = &agentProc{proc: start(t, bins.agent, opCmd...), socket: sock}
 	rm.drone.waitHosting(t, "echo")
 	rm.op.waitLinkUp(t)
 	return rm
+}
+
+// digestServer reads each TCP connection to its end and answers the hex SHA-256 of what
+// it read: a one-way transfer whose receiver proves it got every byte.
+func digestServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				h := sha256.New()
+				io.Copy(h, c)
+				fmt.Fprintf(c, "%x\n", h.Sum(nil))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// sendDigest sends n pseudo-random bytes to addr and checks the digest it answers.
+func sendDigest(t *testing.T, addr string, n int64, timeout time.Duration) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rngReader(), n)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no digest back: %v", err)
+	}
+	if want := fmt.Sprintf("%x", h.Sum(nil)); strings.TrimSpace(line) != want {
+		t.Fatalf("the far end read other bytes: digest %q, want %q", strings.TrimSpace(line), want)
+	}
 }
 
 // linkState returns the operator's router link state as status shows it.
@@ -63,6 +122,16 @@ func TestRadioBlackout(t *testing.T) {
 	rm := startRadioMesh(t)
 	if g, err := dialGreeting(rm.listen); err != nil || g != "drone" {
 		t.Fatalf("before the blackout: greeting %q, %v", g, err)
+	}
+
+	// A circuit open before the blackout must carry on after it, no byte lost.
+	held, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if g := bufioLine(t, held); g != "drone" {
+		t.Fatalf("greeting on the held circuit = %q", g)
 	}
 
 	const blackout = 8 * time.Second
@@ -92,4 +161,176 @@ func TestRadioBlackout(t *testing.T) {
 		t.Errorf("recovery took %v; want about a second", recovery)
 	}
 	waitUntil(t, 5*time.Second, "link reported up again", func() bool { return rm.linkState(t) == "up" })
+	echoBytes(t, held, 1<<20, nil)
+}
+
+// TestLossyRadio carries 1 MB byte-exact over a radio losing 20 % of packets each way
+// with 400 ms of round trip. It is slow (QUIC's congestion control reads every random loss
+// as congestion), so it runs beside the other slow radio tests.
+func TestLossyRadio(t *testing.T) {
+	t.Parallel()
+	rm := startRadioMesh(t, "--link-profile", "radio")
+	bad := linksim.Impairment{Loss: 0.2, Delay: 200 * time.Millisecond}
+	if err := rm.radio.SetBoth(bad); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	sendDigest(t, rm.sink, 1<<20, 10*time.Minute)
+	st := rm.proxy.Stats()
+	t.Logf("1 MB delivered in %v at 20 %% loss, 400 ms RTT (emulator dropped %d up, %d down)",
+		time.Since(began).Round(time.Millisecond), st.Up.Dropped.Loss, st.Down.Dropped.Loss)
+}
+
+// TestLongBlackout: after a 3-minute blackout, longer than every QUIC timeout, dial
+// listeners are still up and a new circuit works promptly once the radio returns.
+func TestLongBlackout(t *testing.T) {
+	t.Parallel()
+	rm := startRadioMesh(t, "--link-profile", "radio")
+	const blackout = 3 * time.Minute
+	rm.radio.SetBlackout(true)
+	time.Sleep(blackout) // the blackout's length is the test's subject
+	rm.radio.SetBlackout(false)
+	back := time.Now()
+	waitUntil(t, readyTimeout, "a new circuit after the 3-minute blackout", func() bool {
+		g, err := dialGreeting(rm.listen)
+		return err == nil && g == "drone"
+	})
+	t.Logf("a new circuit worked %v after a %v blackout ended", time.Since(back).Round(time.Millisecond), blackout)
+	if d := time.Since(back); d > 10*time.Second {
+		t.Errorf("new circuit took %v after the radio returned; want a few seconds at most", d)
+	}
+}
+
+// TestBlackoutMidTransfer blacks the radio out for 20 s in the middle of a TCP transfer:
+// the same connection finishes byte-exact once the radio returns.
+func TestBlackoutMidTransfer(t *testing.T) {
+	rm := startRadioMesh(t, "--link-profile", "radio")
+	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if g := bufioLine(t, c); g != "drone" {
+		t.Fatalf("greeting = %q", g)
+	}
+	const blackout = 20 * time.Second
+	var back time.Time
+	echoBytes(t, c, 16<<20, func(sent int64) {
+		if sent >= 4<<20 && back.IsZero() {
+			rm.radio.Blackout(blackout)
+			back = time.Now().Add(blackout)
+		}
+	})
+	t.Logf("transfer finished byte-exact %v after a %v blackout ended", time.Since(back).Round(time.Millisecond), blackout)
+}
+
+// TestAddressChange gives the operator's agent a new source address mid-transfer (the
+// emulator rebinds, as when a drone moves from LTE to Wi-Fi): its circuit carries on.
+func TestAddressChange(t *testing.T) {
+	rm := startRadioMesh(t)
+	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if g := bufioLine(t, c); g != "drone" {
+		t.Fatalf("greeting = %q", g)
+	}
+	rebound := false
+	echoBytes(t, c, 16<<20, func(sent int64) {
+		if sent >= 4<<20 && !rebound {
+			if err := rm.proxy.Rebind(); err != nil {
+				t.Error(err)
+			}
+			rebound = true
+		}
+	})
+}
+
+// udpOverLossyRadio sends n telemetry-sized datagrams, one a millisecond, from an
+// operator behind a radio losing 10 % of packets each way to an echoing drone, both agents
+// run with --udp-fec fecFlag; it returns the share delivered to the drone and the share
+// that came back.
+func udpOverLossyRadio(t *testing.T, fecFlag string, n int) (up, down float64) {
+	m := startMesh(t)
+	echo, seen := udpEcho(t)
+	m.edge("create", "service", "mavlink", "--host", "udp:"+echo)
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@mavlink")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@mavlink")
+	radio, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", m.q.Router, radio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	drone := m.agent("drone", m.enroll("drone", "drone"), "--udp-fec", fecFlag)
+	listen := freeUDP(t)
+	sock := filepath.Join(m.dir, "op.sock")
+	op := &agentProc{proc: start(t, bins.agent, "run", "--identity", m.enroll("op", "operator"), "--routers", proxy.Addr().String(),
+		"--status-socket", sock, "--dial", "mavlink=udp:"+listen, "--udp-fec", fecFlag), socket: sock}
+	drone.waitHosting(t, "mavlink")
+	op.waitLinkUp(t)
+	c, err := net.Dial("udp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitUntil(t, readyTimeout, "first echo through the circuit", func() bool {
+		c.Write([]byte("hello"))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, 16)
+		k, err := c.Read(buf)
+		return err == nil && string(buf[:k]) == "hello"
+	})
+	if err := radio.SetBoth(linksim.Impairment{Loss: 0.1}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]bool{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		for {
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if k == 64 {
+				got[binary.BigEndian.Uint32(buf)] = true
+			}
+		}
+	}()
+	before := seen.Load()
+	payload := make([]byte, 64)
+	tick := time.NewTicker(time.Millisecond) // a 64 KB/s telemetry stream
+	for i := range uint32(n) {
+		binary.BigEndian.PutUint32(payload, i)
+		c.Write(payload)
+		<-tick.C
+	}
+	tick.Stop()
+	<-done
+	return float64(seen.Load()-before) / float64(n), float64(len(got)) / float64(n)
+}
+
+// TestUDPWithFECOnLossyRadio compares telemetry over a radio losing 10 % of packets each
+// way without and with forward error correction (8 data packets, 4 parity).
+func TestUDPWithFECOnLossyRadio(t *testing.T) {
+	const n = 3000
+	plainUp, plainDown := udpOverLossyRadio(t, "off", n)
+	fecUp, fecDown := udpOverLossyRadio(t, "8:4", n)
+	t.Logf("at 10 %% loss each way: without FEC %.2f%% reached the drone and %.2f%% came back; with FEC 8:4 %.2f%% and %.2f%%",
+		100*plainUp, 100*plainDown, 100*fecUp, 100*fecDown)
+	if fecUp < 0.97 || fecUp < plainUp+0.05 {
+		t.Errorf("with FEC %.2f%% reached the drone (without: %.2f%%); want ≥ 97%% and 5 points better", 100*fecUp, 100*plainUp)
+	}
+	if fecDown < plainDown+0.08 {
+		t.Errorf("with FEC %.2f%% came back (without: %.2f%%); want 8 points better", 100*fecDown, 100*plainDown)
+	}
 }

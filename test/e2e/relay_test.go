@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +32,13 @@ type relayMesh struct {
 // startRouter enrolls router name and runs it on addr with links to linkTo.
 func (m *relayMesh) startRouter(name, addr string, linkTo ...string) {
 	m.t.Helper()
+	m.startRouterWith([]string{bins.umbra}, name, addr, linkTo...)
+}
+
+// startRouterWith is startRouter with the router run by the command line runner (the
+// umbra binary, or an emulator followed by another build of it).
+func (m *relayMesh) startRouterWith(runner []string, name, addr string, linkTo ...string) {
+	m.t.Helper()
 	jwt := filepath.Join(m.dir, name+".jwt")
 	must(m.t, m.env, bins.umbra, "edge", "create", "router", name, "--jwt-out", jwt)
 	data := filepath.Join(m.dir, name)
@@ -38,7 +47,7 @@ func (m *relayMesh) startRouter(name, addr string, linkTo ...string) {
 	if len(linkTo) > 0 {
 		args = append(args, "--link-to", strings.Join(linkTo, ","))
 	}
-	p := start(m.t, bins.umbra, args...)
+	p := start(m.t, runner[0], append(runner[1:], args...)...)
 	p.waitFor(m.t, "router "+name+" listening", readyTimeout)
 	m.routers[name] = p
 	m.addrs[name] = addr
@@ -150,6 +159,10 @@ func (m *relayMesh) relayOf(before map[string]int) string {
 	return ""
 }
 
+// echoTimeout bounds one echoBytes after its last byte was sent; the lossy-radio tests
+// move megabytes at tens of kilobytes a second.
+var echoTimeout = 2 * commandTimeout
+
 // echoBytes sends n pseudo-random bytes through c and checks the echo is byte-exact.
 func echoBytes(t *testing.T, c net.Conn, n int64, during func(sent int64)) {
 	t.Helper()
@@ -185,8 +198,8 @@ func echoBytes(t *testing.T, c net.Conn, n int64, during func(sent int64)) {
 		if k != n || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
 			t.Fatalf("echo of %d bytes came back as %d bytes, equal digest %v", n, k, bytes.Equal(got.Sum(nil), sent.Sum(nil)))
 		}
-	case <-time.After(2 * commandTimeout):
-		t.Fatalf("echo of %d bytes did not finish", n)
+	case <-time.After(echoTimeout):
+		t.Fatalf("echo of %d bytes did not finish within %v", n, echoTimeout)
 	}
 }
 
@@ -259,5 +272,62 @@ func TestRelayOverLossyLink(t *testing.T) {
 	}
 	if l := find(listJSON(t, m.env, "links"), "r1->r2"); l == nil || l["state"] != "up" {
 		t.Fatalf("r1->r2 after the transfer = %v, want up", l)
+	}
+}
+
+// TestDeadEdgeRouter kills (-9) the router the operator's agent is linked to during a
+// transfer: the agent notices the silence, races a connection to its other router, and
+// the circuit resumes there byte-exact.
+func TestDeadEdgeRouter(t *testing.T) {
+	m := newRelayMesh(t)
+	a1, a2, a3 := freePort(t), freePort(t), freePort(t)
+	m.startRouter("r2", a2)
+	m.startRouter("r1", a1, a2)
+	m.startRouter("r3", a3, a2)
+	m.waitLinks([2]string{"r1", "r2"}, [2]string{"r3", "r2"})
+	m.startAgents(a1+","+a3, a2)
+
+	c := m.dialEcho(t)
+	var killedAt time.Time
+	echoBytes(t, c, 32<<20, func(sent int64) {
+		if sent >= 4<<20 && killedAt.IsZero() {
+			m.routers["r1"].cmd.Process.Kill()
+			killedAt = time.Now()
+		}
+	})
+	t.Logf("killed the operator's router mid-transfer; the echo finished byte-exact %v later", time.Since(killedAt).Round(time.Millisecond))
+	st, err := m.op.status(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range st.Links {
+		if l.Router == a3 && l.State != "up" {
+			t.Errorf("link to r3 = %q, want up: %+v", l.State, st.Links)
+		}
+	}
+}
+
+// TestArm64Relay runs the middle relay of a chain as the linux/arm64 build under
+// qemu-user, as on a relay drone's board: a circuit crosses it byte-exact.
+func TestArm64Relay(t *testing.T) {
+	if _, err := exec.LookPath("qemu-aarch64-static"); err != nil {
+		t.Fatal("qemu-aarch64-static is not installed; run scripts/setup-deps.sh (Debian package qemu-user-static)")
+	}
+	armBin := filepath.Join(t.TempDir(), "umbra-arm64")
+	build := exec.Command("go", "build", "-o", armBin, "umbra/cmd/umbra")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build linux/arm64 umbra: %v\n%s", err, out)
+	}
+	m := newRelayMesh(t)
+	a1, a2, a3 := freePort(t), freePort(t), freePort(t)
+	m.startRouter("r1", a1)
+	m.startRouterWith([]string{"qemu-aarch64-static", "-cpu", "cortex-a53", armBin}, "relay", a2, a1)
+	m.startRouter("r3", a3, a2)
+	m.waitLinks([2]string{"r1", "relay"}, [2]string{"relay", "r3"})
+	m.startAgents(a1, a3)
+	echoBytes(t, m.dialEcho(t), 1<<20, nil)
+	if !strings.Contains(m.routers["relay"].output(), "circuit relayed") {
+		t.Fatal("the arm64 relay did not log the circuit")
 	}
 }

@@ -1,0 +1,182 @@
+package fec
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// EncoderStats counts what an Encoder has sent since it was made.
+type EncoderStats struct {
+	// Messages counts data packets: one per message.
+	Messages uint64
+	// Parity counts parity packets.
+	Parity uint64
+	// Blocks counts blocks closed, full or not.
+	Blocks uint64
+	// Flushed counts blocks closed by the flush delay (Poll, Flush, or an Add past the
+	// deadline) with fewer than K messages.
+	Flushed uint64
+}
+
+// Encoder protects one flow direction: it sends each message at once as a data packet,
+// and after K messages, or when the flush delay has passed since the block's first,
+// the block's M parity packets. The packets it returns live in buffers it reuses:
+// valid until the next call. It allocates nothing after the first blocks, and is not
+// safe for concurrent use: the goroutine that sends a direction owns its Encoder.
+type Encoder struct {
+	cfg   Config
+	codec reedsolomon.Encoder
+
+	block   uint16    // ID of the open block
+	n       int       // messages in the open block
+	opened  time.Time // when the open block got its first message
+	longest int       // longest message in the open block
+
+	data   [][]byte    // K buffers: header, message, padding (HeaderLen + MaxMessage + 1)
+	lens   []int       // message length in each data buffer
+	parity [2][][]byte // two sets of M buffers, alternating by block: header and shard
+	set    int         // parity set of the open block
+	shards [][]byte    // K+M shard views handed to the codec
+	zero   []byte      // MaxMessage+1 zeros: the absent messages of a short block
+	out    [][]byte    // packets returned by the current call
+	stats  EncoderStats
+}
+
+// NewEncoder returns an Encoder for cfg.
+func NewEncoder(cfg Config) (*Encoder, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	codec, err := newCodec(cfg.K, cfg.M)
+	if err != nil {
+		return nil, err
+	}
+	stride := cfg.MaxMessage + 1
+	e := &Encoder{
+		cfg:    cfg,
+		codec:  codec,
+		data:   make([][]byte, cfg.K),
+		lens:   make([]int, cfg.K),
+		shards: make([][]byte, cfg.K+cfg.M),
+		zero:   make([]byte, stride),
+		out:    make([][]byte, 0, 2*cfg.M+1),
+	}
+	for i := range e.data {
+		e.data[i] = make([]byte, HeaderLen+stride)
+	}
+	for s := range e.parity {
+		e.parity[s] = make([][]byte, cfg.M)
+		for j := range e.parity[s] {
+			e.parity[s][j] = make([]byte, parityHeaderLen+stride)
+		}
+	}
+	return e, nil
+}
+
+// Add sends msg: it returns the packets to send now, in order. The first is msg's data
+// packet, unless the open block's flush delay had passed at now, in which case that
+// block's parity comes first; the block msg completes adds its parity after. A message
+// longer than MaxMessage is refused with ErrTooLarge and changes nothing.
+func (e *Encoder) Add(msg []byte, now time.Time) ([][]byte, error) {
+	if len(msg) > e.cfg.MaxMessage {
+		return nil, fmt.Errorf("%w: %d bytes, max %d", ErrTooLarge, len(msg), e.cfg.MaxMessage)
+	}
+	e.out = e.out[:0]
+	if e.n > 0 && !now.Before(e.opened.Add(e.cfg.FlushDelay)) {
+		e.close()
+	}
+	if e.n == 0 {
+		e.opened = now
+	}
+	i := e.n
+	h := header{block: e.block, index: uint8(i), k: uint8(e.cfg.K), m: uint8(e.cfg.M)}
+	pkt := e.data[i][:HeaderLen+len(msg)]
+	h.put(pkt)
+	copy(pkt[HeaderLen:], msg)
+	e.lens[i] = len(msg)
+	e.longest = max(e.longest, len(msg))
+	e.n++
+	e.stats.Messages++
+	// Capped, so a caller appending to the packet cannot reach the padding.
+	e.out = append(e.out, pkt[:len(pkt):len(pkt)])
+	if e.n == e.cfg.K {
+		e.close()
+	}
+	return e.out, nil
+}
+
+// Poll returns the open block's parity packets if its flush delay has passed at now,
+// and nothing otherwise. Call it at Deadline.
+func (e *Encoder) Poll(now time.Time) [][]byte {
+	e.out = e.out[:0]
+	if e.n > 0 && !now.Before(e.opened.Add(e.cfg.FlushDelay)) {
+		e.close()
+	}
+	return e.out
+}
+
+// Flush returns the open block's parity packets now, whatever its deadline; nothing if
+// no block is open. Call it before a flow falls silent, e.g. when it ends.
+func (e *Encoder) Flush() [][]byte {
+	e.out = e.out[:0]
+	if e.n > 0 {
+		e.close()
+	}
+	return e.out
+}
+
+// Deadline returns when the open block must be flushed with Poll, and false if no
+// block is open.
+func (e *Encoder) Deadline() (time.Time, bool) {
+	if e.n == 0 {
+		return time.Time{}, false
+	}
+	return e.opened.Add(e.cfg.FlushDelay), true
+}
+
+// Stats returns the counters so far.
+func (e *Encoder) Stats() EncoderStats { return e.stats }
+
+// close computes the open block's parity, appends its packets to e.out and starts the
+// next block. Each shard is its message, the padding marker and zeros up to one byte
+// past the block's longest message; a short block's missing messages are all zeros,
+// which the decoder knows without being sent them.
+func (e *Encoder) close() {
+	size := e.longest + 1
+	for i := range e.cfg.K {
+		if i >= e.n {
+			e.shards[i] = e.zero[:size]
+			continue
+		}
+		shard := e.data[i][HeaderLen : HeaderLen+size]
+		shard[e.lens[i]] = paddingMarker
+		clear(shard[e.lens[i]+1:])
+		e.shards[i] = shard
+	}
+	parity := e.parity[e.set]
+	for j := range e.cfg.M {
+		h := header{block: e.block, index: uint8(e.cfg.K + j), k: uint8(e.cfg.K), m: uint8(e.cfg.M), count: uint8(e.n)}
+		pkt := parity[j][:parityHeaderLen+size]
+		h.put(pkt)
+		e.shards[e.cfg.K+j] = pkt[parityHeaderLen:]
+	}
+	// Cannot fail: K+M shards, all of size ≥ 1, the codec's own shape.
+	if err := e.codec.Encode(e.shards); err != nil {
+		panic(fmt.Sprintf("fec: encode: %v", err))
+	}
+	for j := range e.cfg.M {
+		pkt := parity[j][:parityHeaderLen+size]
+		e.out = append(e.out, pkt[:len(pkt):len(pkt)])
+	}
+	e.stats.Parity += uint64(e.cfg.M)
+	e.stats.Blocks++
+	if e.n < e.cfg.K {
+		e.stats.Flushed++
+	}
+	e.block++
+	e.n, e.longest = 0, 0
+	e.set ^= 1
+}

@@ -1,0 +1,229 @@
+package resume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testTimeout bounds every wait in these tests; generous for -race on a loaded 2-core machine.
+const testTimeout = 2 * time.Minute
+
+// maxStreams bounds how many streams a harness attaches, so a bug cannot loop forever.
+const maxStreams = 200
+
+// checkGoroutines fails the test if, once everything else has cleaned up, more
+// goroutines run than before it started (polled with a deadline, never a fixed sleep).
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(testTimeout)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines = %d, want at most %d as before the test:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// streamPair returns the two ends of a fresh underlying stream: net.Pipe, or a TCP
+// connection over loopback.
+func streamPair(t testing.TB, tcp bool) (net.Conn, net.Conn) {
+	t.Helper()
+	if !tcp {
+		return net.Pipe()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	acc := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		acc <- res{c, err}
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	r := <-acc
+	if r.err != nil {
+		a.Close()
+		t.Fatalf("accept: %v", r.err)
+	}
+	return a, r.c
+}
+
+// errCut is the error of a cut stream's write.
+var errCut = errors.New("test: stream cut")
+
+// cutStream is a stream that breaks after budget written bytes: it writes the bytes
+// that fit (typically half a frame), closes the underlying stream and fails.
+type cutStream struct {
+	net.Conn
+	budget int64
+	cut    *atomic.Int32 // counts cuts that happened
+}
+
+func (s *cutStream) Write(p []byte) (int, error) {
+	if int64(len(p)) < s.budget {
+		n, err := s.Conn.Write(p)
+		s.budget -= int64(n)
+		return n, err
+	}
+	n, _ := s.Conn.Write(p[:s.budget])
+	s.budget = 0
+	s.Conn.Close()
+	s.cut.Add(1)
+	return n, errCut
+}
+
+// harness keeps two Conns attached to each other, replacing the stream each time one
+// breaks; the first `cuts` streams break after a random number of written bytes on a
+// random side.
+type harness struct {
+	a, b   *Conn
+	tcp    bool
+	cuts   int
+	budget func(i int) int64 // bytes the i'th stream carries (on its cut side) before it breaks
+	rng    *rand.Rand
+
+	streams  int          // streams attached
+	cutCount atomic.Int32 // cuts that happened
+	serveErr []error      // every Serve result, in order
+}
+
+// run attaches streams until both Conns have ended, ctx ends or maxStreams is reached.
+func (h *harness) run(ctx context.Context, t testing.TB) {
+	for h.streams = 0; h.streams < maxStreams && ctx.Err() == nil; h.streams++ {
+		sa, sb := streamPair(t, h.tcp)
+		var ra, rb io.ReadWriteCloser = sa, sb
+		if h.streams < h.cuts {
+			cs := &cutStream{budget: h.budget(h.streams), cut: &h.cutCount}
+			if h.rng.IntN(2) == 0 {
+				cs.Conn = sa
+				ra = cs
+			} else {
+				cs.Conn = sb
+				rb = cs
+			}
+		}
+		errs := make(chan error, 2)
+		go func() { errs <- h.a.Serve(ctx, ra) }()
+		go func() { errs <- h.b.Serve(ctx, rb) }()
+		h.serveErr = append(h.serveErr, <-errs, <-errs)
+		if isClosed(h.a.done) && isClosed(h.b.done) {
+			return
+		}
+	}
+}
+
+// randomBudget gives every third stream a budget of under 64 bytes (cutting the resume
+// header or the first frames) and the others up to max bytes.
+func randomBudget(rng *rand.Rand, max int64) func(int) int64 {
+	return func(i int) int64 {
+		if i%3 == 0 {
+			return 1 + rng.Int64N(64)
+		}
+		return 1 + rng.Int64N(max)
+	}
+}
+
+// sendAll writes data to c in random-sized writes, then CloseWrite.
+func sendAll(c *Conn, data []byte, rng *rand.Rand) error {
+	for len(data) > 0 {
+		n := min(len(data), 1+rng.IntN(200<<10))
+		if _, err := c.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return c.CloseWrite()
+}
+
+// recvAll reads c to io.EOF in random-sized reads and returns what it read.
+func recvAll(c io.Reader, size int, rng *rand.Rand) ([]byte, error) {
+	got := make([]byte, 0, size)
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := c.Read(buf[:1+rng.IntN(len(buf))])
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+	}
+}
+
+// randomBytes returns n bytes from a seeded generator.
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	var s [32]byte
+	s[0] = byte(seed)
+	s[1] = byte(seed >> 8)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+// firstDiff describes where got and want part, for failure messages.
+func firstDiff(got, want []byte) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("first difference at offset %d of %d", i, len(want))
+		}
+	}
+	return fmt.Sprintf("got %d bytes, want %d", len(got), len(want))
+}
+
+// waitFor polls cond until it holds or testTimeout passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// result runs f in a goroutine and returns a channel with its error.
+func result(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	return ch
+}
+
+// await returns the error from ch, failing the test after testTimeout.
+func await(t *testing.T, what string, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(testTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		return nil
+	}
+}
