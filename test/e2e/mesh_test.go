@@ -132,7 +132,15 @@ func (a *agentProc) waitLinkUp(t *testing.T) {
 	t.Helper()
 	waitUntil(t, readyTimeout, a.socket+" link up", func() bool {
 		st, err := a.status(t)
-		return err == nil && len(st.Links) > 0 && st.Links[0].State == "up"
+		if err != nil {
+			return false
+		}
+		for _, l := range st.Links {
+			if l.State == "up" {
+				return true
+			}
+		}
+		return false
 	})
 }
 

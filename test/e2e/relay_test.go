@@ -92,7 +92,7 @@ func (m *relayMesh) edge(args ...string) {
 
 // startAgents runs the drone (hosting echo) on droneRouter and the operator (dialing it)
 // on opRouter, and waits until both are ready.
-func (m *relayMesh) startAgents(opRouter, droneRouter string) {
+func (m *relayMesh) startAgents(opRouter, droneRouter string, opArgs ...string) {
 	t := m.t
 	enroll := func(name, attr string) string {
 		jwt := filepath.Join(m.dir, name+".jwt")
@@ -108,7 +108,7 @@ func (m *relayMesh) startAgents(opRouter, droneRouter string) {
 	}
 	m.listen = freeTCP(t)
 	m.drone = agent("drone", enroll("drone", "drone"), droneRouter, "--host", "echo=tcp:"+echoServer(t, "drone"))
-	m.op = agent("op", enroll("op", "operator"), opRouter, "--dial", "echo=tcp:"+m.listen)
+	m.op = agent("op", enroll("op", "operator"), opRouter, append([]string{"--dial", "echo=tcp:" + m.listen}, opArgs...)...)
 	m.drone.waitHosting(t, "echo")
 	m.op.waitLinkUp(t)
 }
@@ -330,4 +330,40 @@ func TestArm64Relay(t *testing.T) {
 	if !strings.Contains(m.routers["relay"].output(), "circuit relayed") {
 		t.Fatal("the arm64 relay did not log the circuit")
 	}
+}
+
+// TestDeadEdgeRouterUDPFlow kills (-9) the operator's router while a UDP flow runs: the
+// agent moves to its second router and the same local flow's datagrams echo again.
+func TestDeadEdgeRouterUDPFlow(t *testing.T) {
+	m := newRelayMesh(t)
+	echo, _ := udpEcho(t)
+	m.edge("create", "service", "telemetry", "--host", "udp:"+echo)
+	m.edge("create", "service-policy", "tb", "--type", "bind", "--identities", "#drone", "--services", "@telemetry")
+	m.edge("create", "service-policy", "td", "--type", "dial", "--identities", "#operator", "--services", "@telemetry")
+	a1, a2, a3 := freePort(t), freePort(t), freePort(t)
+	m.startRouter("r2", a2)
+	m.startRouter("r1", a1, a2)
+	m.startRouter("r3", a3, a2)
+	m.waitLinks([2]string{"r1", "r2"}, [2]string{"r3", "r2"})
+	udpListen := freeUDP(t)
+	m.startAgents(a1+","+a3, a2, "--dial", "telemetry=udp:"+udpListen)
+	m.drone.waitHosting(t, "telemetry")
+
+	c, err := net.Dial("udp", udpListen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoOnce := func() bool {
+		c.Write([]byte("telemetry"))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == "telemetry"
+	}
+	waitUntil(t, readyTimeout, "telemetry echo through r1", echoOnce)
+	m.routers["r1"].cmd.Process.Kill()
+	killed := time.Now()
+	waitUntil(t, readyTimeout, "telemetry echo through r3 after r1 died", echoOnce)
+	t.Logf("the UDP flow echoed again %v after its router was killed", time.Since(killed).Round(time.Millisecond))
 }
