@@ -43,7 +43,7 @@ func main() {
 	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
 	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
 	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
-	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,heal,paths,keystore); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,heal,paths,keystore,boards,radio); empty runs all")
 	serveQUIC := flag.Bool("serve-quic-echo", false, "run as the cross-process quic-go echo peer (internal)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -70,6 +70,7 @@ func main() {
 		{"heal", func() error { return benchHeal(ctx, c, r) }},
 		{"paths", func() error { return benchPaths(ctx, r) }},
 		{"keystore", func() error { return benchKeystores(ctx, r) }},
+		{"boards", func() error { return benchBoards(ctx, c, r) }},
 	}
 	for _, s := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), s.name) {
