@@ -114,6 +114,12 @@ func TestNotPettedWhileTheProgramHangs(t *testing.T) {
 		h.clock.Advance(healthTimeout)
 		h.expect(t, false, 1)
 	}
+	// The one call runs on its own goroutine, which a slow (emulated) machine may not
+	// have scheduled yet: wait for it, then check no second call was started.
+	deadline := time.Now().Add(eventTimeout)
+	for calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // poll interval
+	}
 	if got := calls.Load(); got != 1 {
 		t.Errorf("health called %d times while hung, want 1: checks must not pile up", got)
 	}
