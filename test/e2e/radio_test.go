@@ -28,23 +28,31 @@ type radioMesh struct {
 	sink   string // the operator's listener for sink, which answers a digest of what it read
 }
 
-func startRadioMesh(t *testing.T, opArgs ...string) *radioMesh {
-	m := startMesh(t)
-	m.edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
-	m.edge("create", "service", "sink", "--host", "tcp:127.0.0.1:1")
-	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo,@sink")
-	m.edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo,@sink")
+// newRadio puts a clean emulated radio in front of the router at target: agents given
+// the proxy's address reach the router only through it.
+func newRadio(t *testing.T, target string) (*linksim.Link, *linksim.UDPProxy) {
+	t.Helper()
 	radio, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", m.q.Router, radio)
+	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", target, radio)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
+	return radio, proxy
+}
+
+func startRadioMesh(t *testing.T, opArgs ...string) *radioMesh {
+	m := startMesh(t)
+	m.edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
+	m.edge("create", "service", "sink", "--host", "tcp:127.0.0.1:1")
+	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo,@sink")
+	m.edge("create", "service-policy", "echo-dial", "--type", "dial", "--identities", "#operator", "--services", "@echo,@sink")
+	radio, proxy := newRadio(t, m.q.Router)
 	rm := &radioMesh{mesh: m, radio: radio, proxy: proxy, listen: freeTCP(t), sink: freeTCP(t)}
 	rm.drone = m.agent("drone", m.enroll("drone", "drone"), "--host", "echo=tcp:"+echoServer(t, "drone"),
 		"--host", "sink=tcp:"+digestServer(t))
@@ -257,17 +265,7 @@ func udpOverLossyRadio(t *testing.T, fecFlag string, n int) (up, down float64) {
 	m.edge("create", "service", "mavlink", "--host", "udp:"+echo)
 	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@mavlink")
 	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@mavlink")
-	radio, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", m.q.Router, radio)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	radio, proxy := newRadio(t, m.q.Router)
 	drone := m.agent("drone", m.enroll("drone", "drone"), "--udp-fec", fecFlag)
 	listen := freeUDP(t)
 	sock := filepath.Join(m.dir, "op.sock")
@@ -280,13 +278,7 @@ func udpOverLossyRadio(t *testing.T, fecFlag string, n int) (up, down float64) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitUntil(t, readyTimeout, "first echo through the circuit", func() bool {
-		c.Write([]byte("hello"))
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		buf := make([]byte, 16)
-		k, err := c.Read(buf)
-		return err == nil && string(buf[:k]) == "hello"
-	})
+	waitFirstUDPEcho(t, c)
 	if err := radio.SetBoth(linksim.Impairment{Loss: 0.1}); err != nil {
 		t.Fatal(err)
 	}

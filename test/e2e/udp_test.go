@@ -43,6 +43,20 @@ func udpEcho(t *testing.T) (string, *atomic.Int64) {
 	return pc.LocalAddr().String(), &seen
 }
 
+// waitFirstUDPEcho sends until a datagram comes back through c: the first datagram of a
+// flow sets its circuit up.
+func waitFirstUDPEcho(t *testing.T, c net.Conn) {
+	t.Helper()
+	waitUntil(t, readyTimeout, "first echo through the circuit", func() bool {
+		c.Write([]byte("hello"))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == "hello"
+	})
+	c.SetReadDeadline(time.Time{})
+}
+
 func freeUDP(t *testing.T) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -72,15 +86,7 @@ func TestUDPCircuits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// The first datagram sets the flow's circuit up; wait for its echo.
-	waitUntil(t, readyTimeout, "first echo through the circuit", func() bool {
-		c.Write([]byte("hello"))
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		buf := make([]byte, 16)
-		n, err := c.Read(buf)
-		return err == nil && string(buf[:n]) == "hello"
-	})
-	c.SetReadDeadline(time.Time{})
+	waitFirstUDPEcho(t, c)
 
 	t.Run("ten-thousand-datagrams-each-way", func(t *testing.T) {
 		before := seen.Load()
