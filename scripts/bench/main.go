@@ -71,6 +71,7 @@ func main() {
 		{"paths", func() error { return benchPaths(ctx, r) }},
 		{"keystore", func() error { return benchKeystores(ctx, r) }},
 		{"boards", func() error { return benchBoards(ctx, c, r) }},
+		{"radio", func() error { return benchRadio(ctx, c, r) }},
 	}
 	for _, s := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), s.name) {

@@ -1,0 +1,1423 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"umbra/internal/linksim"
+	"umbra/internal/transport"
+	"umbra/scripts/bench/peers"
+)
+
+// The radio section puts umbra and TCP-based tunnels behind one emulated radio: two
+// network namespaces joined by linksim's IP mode. Side A is the operator (umbra's
+// dialing agent, the ssh client, the bench's own sockets); side B is the ground station
+// (quickstart, the drone agent hosting the echo service, sshd, TLS and QUIC echo
+// servers). Every path crosses the link exactly once. These are its sizes and bounds; every loop below is
+// bounded by one of them in count and in time.
+const (
+	// radioTimeout bounds the whole section, set-up and clean-up included.
+	radioTimeout = 10 * time.Minute
+	// radioSetupTimeout bounds each command, start-up and first echo of the set-up.
+	radioSetupTimeout = 60 * time.Second
+	// radioBulkTime is how long each bulk run keeps a path full.
+	radioBulkTime = 8 * time.Second
+	// radioWindowTime sizes a bulk run's bytes in flight (sent, not yet echoed) as this
+	// much of the profile's rate, and at least radioMinWindow: enough to fill the link
+	// and to keep several 16 KiB TLS records or ssh packets (what the tunnels cut a
+	// stream into) in flight, little enough that what is still queued when the run
+	// stops drains in seconds, not the minutes a tunnel's own buffers hold at 64 kbit/s.
+	radioWindowTime = time.Second
+	radioMinWindow  = 32 << 10
+	// radioChunk is the most a bulk run writes at once.
+	radioChunk = 4 << 10
+	// radioEchoSize is the size of every echo request.
+	radioEchoSize = 64
+	// radioEchoRounds and radioEchoTime bound each latency run, whichever ends first,
+	// after radioEchoWarmup untimed rounds; radioEchoGrace lets the last one finish.
+	radioEchoRounds = 60
+	radioEchoTime   = 10 * time.Second
+	radioEchoWarmup = 3
+	radioEchoGrace  = 20 * time.Second
+	// radioSettleEchoes and radioSettleTime bound the echoes that settle a path.
+	radioSettleEchoes = 30
+	radioSettleTime   = 5 * time.Second
+	// radioEchoEvery paces the echo kept up on each connection across a blackout, and
+	// radioSteady is how long it runs before the blackout starts.
+	radioEchoEvery = 50 * time.Millisecond
+	radioSteady    = 2 * time.Second
+	// radioCap is how long after the link returns a path has to carry an echo again.
+	radioCap = 90 * time.Second
+	// radioRetryEvery paces the new-connection attempts after a blackout, at most
+	// radioRetryInFlight of them at once: a user retrying, without piling up hundreds
+	// of waiting connections on a stalled tunnel.
+	radioRetryEvery    = 250 * time.Millisecond
+	radioRetryInFlight = 8
+	// A link is drained when one radioDrainStep carries fewer than radioQuietBytes
+	// (umbra's heartbeats alone are well under that); radioDrainMax bounds the wait.
+	radioDrainStep  = time.Second
+	radioQuietBytes = 3000
+	radioDrainMax   = 20 * time.Second
+	// radioPoll is how often waits look again.
+	radioPoll = 100 * time.Millisecond
+	// radioStopTimeout bounds a process's exit after SIGINT before it is killed.
+	radioStopTimeout = 10 * time.Second
+)
+
+// Fixed addresses inside the namespaces, which are fresh and hold nothing else.
+const (
+	radioUmbraListen = "127.0.0.1:7000" // side A: the operator agent's --dial listener
+	radioSSHListen   = "127.0.0.1:7001" // side A: ssh -L's local end
+	radioSSHDPort    = 2222             // side B: sshd, on B's link address
+	radioSSHD        = "/usr/sbin/sshd" // absolute: sshd re-executes itself
+	radioPrivsepDir  = "/run/sshd"      // sshd's privilege-separation directory
+)
+
+// radioPath is one way from side A to the echo service on side B.
+type radioPath struct {
+	name string
+	// dial opens a new connection through the path, from side A, ready to echo.
+	dial func(ctx context.Context) (net.Conn, error)
+}
+
+// radioLab is the link, its namespaces and the processes started in them.
+type radioLab struct {
+	ctx   context.Context
+	nl    *linksim.NetnsLink
+	link  *linksim.Link
+	dir   string
+	env   []string
+	umbra string
+	agent string
+	procs []*exec.Cmd
+	stops []func()
+}
+
+// radioProfile is a linksim profile to measure under, and whether to run bulk on it.
+type radioProfile struct {
+	name string
+	bulk bool
+}
+
+// radioFigures are one path's figures under one profile.
+type radioFigures struct {
+	rate    float64 // bytes per second echoed, one way
+	rateErr error
+	noBulk  bool // bulk was not run
+	lat     []time.Duration
+	latErr  error
+}
+
+// radioRecovery is one path's recovery from one blackout.
+type radioRecovery struct {
+	same     time.Duration // from the link's return to the next echo on the open connection
+	sameErr  error         // the open connection failed instead, or never came back
+	fresh    time.Duration // from the link's return to a new connection's first echo
+	freshErr error
+}
+
+// benchRadio measures umbra, ssh -L, TLS over TCP and raw quic-go behind the same
+// emulated radio: echo latency and bulk throughput under radio profiles, and how soon
+// traffic flows again after blackouts of 5 s and 30 s, on the connection that was open
+// and on a new one.
+func benchRadio(ctx context.Context, c config, r *report) error {
+	if err := linksim.CheckNetns(); err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, radioTimeout)
+	defer cancel()
+	// An interrupt ends the section through its deferred clean-up, so that no namespace
+	// or process outlives the bench.
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	lab, err := newRadioLab(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer lab.close()
+	paths, err := lab.startPaths()
+	if err != nil {
+		return fmt.Errorf("radio: %w\n%s", err, lab.logs())
+	}
+
+	// No bulk over the telemetry radio: at 64 kbit/s behind a 16-packet modem queue it
+	// measures the queue and TCP's backoff more than the tunnel, takes tens of seconds to
+	// drain, and starves whatever runs next.
+	profiles := []radioProfile{{"telemetry-radio", false}, {"lte-bad", true}, {"mesh-radio", true}}
+	figures := map[string][]radioFigures{}
+	began := time.Now()
+	progress := func(format string, args ...any) {
+		log.Printf("radio: %3.0f s: %s", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+	}
+	for _, pr := range profiles {
+		if err := lab.settle(ctx, paths); err != nil {
+			return err
+		}
+		prof, _ := linksim.Profile(pr.name)
+		if err := lab.setConditions(prof.Up, prof.Down); err != nil {
+			return err
+		}
+		window := max(int64(radioMinWindow), int64(float64(prof.Up.RateBitsPerSec)/8*radioWindowTime.Seconds()))
+		for _, p := range paths {
+			if ctx.Err() != nil {
+				return fmt.Errorf("radio: %w", ctx.Err())
+			}
+			progress("%s, %s", pr.name, p.name)
+			figures[pr.name] = append(figures[pr.name], lab.measure(ctx, p, pr.bulk, window))
+		}
+	}
+
+	blackouts := []time.Duration{5 * time.Second, 30 * time.Second}
+	recoveries := map[time.Duration][]radioRecovery{}
+	for _, d := range blackouts {
+		if err := lab.settle(ctx, paths); err != nil {
+			return err
+		}
+		progress("blackout of %v", d)
+		rec, err := lab.blackoutRound(ctx, paths, d)
+		if err != nil {
+			return err
+		}
+		recoveries[d] = rec
+		for i, x := range rec {
+			progress("%v blackout, %s: same connection %v %v; new connection %v %v", d, paths[i].name, x.same, x.sameErr, x.fresh, x.freshErr)
+		}
+	}
+	progress("done")
+	if ctx.Err() != nil {
+		return fmt.Errorf("radio: %w", ctx.Err())
+	}
+	writeRadio(r, paths, profiles, figures, blackouts, recoveries)
+	return nil
+}
+
+// newRadioLab makes the link (clean to start with), its namespaces and a temp dir.
+func newRadioLab(ctx context.Context, c config) (*radioLab, error) {
+	umbra, err := filepath.Abs(filepath.Join(c.bin, "umbra"))
+	if err != nil {
+		return nil, fmt.Errorf("radio: %w", err)
+	}
+	agent, err := filepath.Abs(filepath.Join(c.bin, "umbra-agent"))
+	if err != nil {
+		return nil, fmt.Errorf("radio: %w", err)
+	}
+	link, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
+	if err != nil {
+		return nil, fmt.Errorf("radio: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "umbra-bench-radio")
+	if err != nil {
+		return nil, fmt.Errorf("radio: %w", err)
+	}
+	nl, err := linksim.NewNetnsLink(ctx, linksim.NetnsConfig{}, link)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("radio: %w", err)
+	}
+	return &radioLab{ctx: ctx, nl: nl, link: link, dir: dir, umbra: umbra, agent: agent, env: os.Environ()}, nil
+}
+
+// close stops every process (and whatever is still left in the namespaces, which are
+// this lab's own), the echo servers and the link, and removes the temp dir.
+func (l *radioLab) close() {
+	for i := len(l.procs) - 1; i >= 0; i-- {
+		stopWithin(l.procs[i], radioStopTimeout)
+	}
+	// sshd's per-connection children start sessions of their own and outlive it.
+	for _, side := range []linksim.Side{linksim.SideA, linksim.SideB} {
+		out, _ := exec.Command("ip", "netns", "pids", l.nl.Namespace(side)).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	for i := len(l.stops) - 1; i >= 0; i-- {
+		l.stops[i]()
+	}
+	if err := l.nl.Close(); err != nil {
+		log.Printf("radio: %v", err)
+	}
+	os.RemoveAll(l.dir)
+}
+
+// stopWithin interrupts cmd and kills it if it has not exited within d.
+func stopWithin(cmd *exec.Cmd, d time.Duration) {
+	if cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// setConditions sets both directions of the link.
+func (l *radioLab) setConditions(up, down linksim.Impairment) error {
+	if err := l.link.SetUp(up); err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	if err := l.link.SetDown(down); err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	return nil
+}
+
+// addr is side's address on the link, with port.
+func (l *radioLab) addr(side linksim.Side, port int) string {
+	return netip.AddrPortFrom(l.nl.Addr(side), uint16(port)).String()
+}
+
+// start starts bin inside side's namespace, its output in name.log.
+func (l *radioLab) start(side linksim.Side, name, bin string, args ...string) error {
+	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
+	if err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	defer logf.Close() // the child holds its own descriptor
+	cmd := l.nl.CommandContext(l.ctx, side, bin, args...)
+	cmd.Env = l.env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("radio: start %s: %w", name, err)
+	}
+	l.procs = append(l.procs, cmd)
+	return nil
+}
+
+// run runs bin inside side's namespace to completion.
+func (l *radioLab) run(side linksim.Side, bin string, args ...string) error {
+	ctx, cancel := context.WithTimeout(l.ctx, radioSetupTimeout)
+	defer cancel()
+	cmd := l.nl.CommandContext(ctx, side, bin, args...)
+	cmd.Env = l.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// logs returns the processes' logs, for a failure's message.
+func (l *radioLab) logs() string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		if len(data) > 4<<10 {
+			data = data[len(data)-4<<10:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(f), data)
+	}
+	return b.String()
+}
+
+// startPaths starts the echo servers, umbra, sshd and ssh -L, and returns the paths
+// (umbra's first) once each has carried an echo.
+func (l *radioLab) startPaths() ([]radioPath, error) {
+	var echo string
+	err := l.nl.Do(linksim.SideB, func() error {
+		addr, stop, err := peers.StartTCPEcho(l.ctx)
+		if err == nil {
+			echo = addr
+			l.stops = append(l.stops, stop)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	um, err := l.startUmbra(echo)
+	if err != nil {
+		return nil, err
+	}
+	ssh, err := l.startSSH(echo)
+	if err != nil {
+		return nil, err
+	}
+	tl, err := l.startTLS()
+	if err != nil {
+		return nil, err
+	}
+	rq, err := l.startQUIC()
+	if err != nil {
+		return nil, err
+	}
+	paths := []radioPath{um, ssh, tl, rq}
+	for _, p := range paths {
+		if err := l.waitPath(p); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+// startUmbra runs the quickstart and the drone agent hosting echo on side B and the
+// operator's agent dialing it on side A.
+func (l *radioLab) startUmbra(echo string) (radioPath, error) {
+	var none radioPath
+	qs := filepath.Join(l.dir, "qs")
+	if err := l.start(linksim.SideB, "quickstart", l.umbra, "quickstart", "--dir", qs, "--host", l.nl.Addr(linksim.SideB).String()); err != nil {
+		return none, err
+	}
+	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller="); err != nil {
+		return none, err
+	}
+	var state struct{ Router string }
+	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &state)
+	}
+	if err != nil {
+		return none, fmt.Errorf("quickstart.json: %w", err)
+	}
+	l.env = append(l.env, "UMBRA_ADMIN="+filepath.Join(qs, "admin.json"))
+	// Admin commands and enrollment talk to the controller, which is on side B.
+	ids := func(name string) (string, string) {
+		return filepath.Join(l.dir, name+".jwt"), filepath.Join(l.dir, name+".json")
+	}
+	dJWT, dID := ids("drone")
+	oJWT, oID := ids("op")
+	for _, s := range [][]string{
+		{l.umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
+		{l.umbra, "edge", "create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
+		{l.umbra, "edge", "create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
+		{l.umbra, "edge", "create", "identity", "drone", "--attr", "drone", "--jwt-out", dJWT},
+		{l.umbra, "edge", "create", "identity", "op", "--attr", "operator", "--jwt-out", oJWT},
+		{l.agent, "enroll", "--jwt", dJWT, "--out", dID},
+		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
+	} {
+		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
+			return none, err
+		}
+	}
+	if err := l.start(linksim.SideB, "drone", l.agent, "run", "--identity", dID, "--routers", state.Router,
+		"--status-socket", filepath.Join(l.dir, "drone.sock")); err != nil {
+		return none, err
+	}
+	if err := l.start(linksim.SideA, "op", l.agent, "run", "--identity", oID, "--routers", state.Router,
+		"--status-socket", filepath.Join(l.dir, "op.sock"), "--link-profile", "radio", "--dial", "echo=tcp:"+radioUmbraListen); err != nil {
+		return none, err
+	}
+	return radioPath{name: "umbra circuit", dial: l.dialer(radioUmbraListen, nil)}, nil
+}
+
+// startSSH runs sshd on side B's link address and `ssh -N -L` on side A forwarding
+// radioSSHListen to target, both with OpenSSH's defaults for keep-alives (none in ssh;
+// TCP keep-alive after two hours), as an operator would run them.
+func (l *radioLab) startSSH(target string) (radioPath, error) {
+	var none radioPath
+	sshPath, err := exec.LookPath("ssh")
+	if err != nil {
+		return none, fmt.Errorf("%w: %v", peers.ErrNoOpenSSH, err)
+	}
+	keygen, err := exec.LookPath("ssh-keygen")
+	if err != nil {
+		return none, fmt.Errorf("%w: %v", peers.ErrNoOpenSSH, err)
+	}
+	if _, err := os.Stat(radioSSHD); err != nil {
+		return none, fmt.Errorf("%w: %v", peers.ErrNoOpenSSH, err)
+	}
+	hostKey, clientKey := filepath.Join(l.dir, "host_ed25519"), filepath.Join(l.dir, "client_ed25519")
+	for _, k := range []string{hostKey, clientKey} {
+		if out, err := exec.CommandContext(l.ctx, keygen, "-q", "-t", "ed25519", "-N", "", "-C", "umbra-bench", "-f", k).CombinedOutput(); err != nil {
+			return none, fmt.Errorf("ssh-keygen: %w: %s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(clientKey + ".pub")
+	if err != nil {
+		return none, err
+	}
+	authorized := filepath.Join(l.dir, "authorized_keys")
+	if err := os.WriteFile(authorized, pub, 0o600); err != nil {
+		return none, err
+	}
+	if err := os.MkdirAll(radioPrivsepDir, 0o755); err != nil {
+		return none, fmt.Errorf("sshd privilege separation dir: %w", err)
+	}
+	me, err := user.Current()
+	if err != nil {
+		return none, err
+	}
+	conf := filepath.Join(l.dir, "sshd_config")
+	if err := os.WriteFile(conf, []byte(radioSSHDConfig(l.nl.Addr(linksim.SideB), hostKey, authorized)), 0o600); err != nil {
+		return none, err
+	}
+	if err := l.start(linksim.SideB, "sshd", radioSSHD, "-D", "-e", "-f", conf); err != nil {
+		return none, err
+	}
+	if err := l.waitListen(linksim.SideA, l.addr(linksim.SideB, radioSSHDPort)); err != nil {
+		return none, fmt.Errorf("sshd: %w", err)
+	}
+	if err := l.start(linksim.SideA, "ssh", sshPath, "-N", "-F", "/dev/null",
+		"-L", radioSSHListen+":"+target,
+		"-i", clientKey,
+		"-o", "IdentitiesOnly=yes",
+		"-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null",
+		"-o", "ExitOnForwardFailure=yes",
+		"-o", "Ciphers="+peers.SSHCipher,
+		"-o", "LogLevel=ERROR",
+		"-p", strconv.Itoa(radioSSHDPort),
+		me.Username+"@"+l.nl.Addr(linksim.SideB).String()); err != nil {
+		return none, err
+	}
+	return radioPath{name: "`ssh -L` tunnel", dial: l.dialer(radioSSHListen, nil)}, nil
+}
+
+// radioSSHDConfig lets one key forward TCP ports on a private sshd listening on addr.
+func radioSSHDConfig(addr netip.Addr, hostKey, authorizedKeys string) string {
+	return fmt.Sprintf(`Port %d
+ListenAddress %s
+HostKey %s
+PidFile none
+UsePAM no
+AuthorizedKeysFile %s
+StrictModes no
+PermitRootLogin yes
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+LogLevel ERROR
+`, radioSSHDPort, addr, hostKey, authorizedKeys)
+}
+
+// startTLS runs a TLS 1.3 echo server on side B's link address.
+func (l *radioLab) startTLS() (radioPath, error) {
+	var none radioPath
+	server, client, err := radioTLSPair(l.nl.Addr(linksim.SideB))
+	if err != nil {
+		return none, err
+	}
+	ln, err := l.nl.Listen(linksim.SideB, "tcp", l.addr(linksim.SideB, 0))
+	if err != nil {
+		return none, err
+	}
+	l.stops = append(l.stops, serveRadioEcho(tls.NewListener(ln, server)))
+	return radioPath{name: "TLS 1.3 over TCP", dial: l.dialer(ln.Addr().String(), client)}, nil
+}
+
+// startQUIC runs a raw quic-go echo server on side B's link address with the router's
+// QUIC configuration (transport.LAN), dialed with the operator agent's (transport.Radio,
+// as --link-profile radio gives): one QUIC hop, one stream per connection and nothing of
+// umbra's on top, to tell what in umbra's figures is QUIC's own.
+func (l *radioLab) startQUIC() (radioPath, error) {
+	var none radioPath
+	server, client, err := radioTLSPair(l.nl.Addr(linksim.SideB))
+	if err != nil {
+		return none, err
+	}
+	server.NextProtos, client.NextProtos = []string{radioQUICALPN}, []string{radioQUICALPN}
+	pc, err := l.nl.ListenPacket(linksim.SideB, "udp", l.addr(linksim.SideB, 0))
+	if err != nil {
+		return none, err
+	}
+	ln, err := quic.Listen(pc, server, transport.LAN.QUIC())
+	if err != nil {
+		pc.Close()
+		return none, fmt.Errorf("quic listen: %w", err)
+	}
+	l.stops = append(l.stops, serveQUICEcho(ln, pc))
+	raddr := pc.LocalAddr()
+	dial := func(ctx context.Context) (net.Conn, error) {
+		upc, err := l.nl.ListenPacket(linksim.SideA, "udp", l.addr(linksim.SideA, 0))
+		if err != nil {
+			return nil, err
+		}
+		conn, err := quic.Dial(ctx, upc, raddr, client, transport.Radio.QUIC())
+		if err != nil {
+			upc.Close()
+			return nil, fmt.Errorf("quic dial: %w", err)
+		}
+		st, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			conn.CloseWithError(0, "")
+			upc.Close()
+			return nil, fmt.Errorf("quic stream: %w", err)
+		}
+		return &quicStreamConn{Stream: st, conn: conn, pc: upc}, nil
+	}
+	return radioPath{name: "raw quic-go, one hop (no umbra)", dial: dial}, nil
+}
+
+// radioQUICALPN names the raw QUIC echo protocol.
+const radioQUICALPN = "umbra-bench-echo"
+
+// quicStreamConn is one QUIC stream as a net.Conn that owns its connection and socket.
+type quicStreamConn struct {
+	*quic.Stream
+	conn *quic.Conn
+	pc   net.PacketConn
+}
+
+func (c *quicStreamConn) Close() error {
+	c.conn.CloseWithError(0, "")
+	return c.pc.Close()
+}
+
+func (c *quicStreamConn) LocalAddr() net.Addr  { return c.conn.LocalAddr() }
+func (c *quicStreamConn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
+
+// serveQUICEcho echoes every stream of every connection ln accepts until the returned
+// stop is called, which also closes pc.
+func serveQUICEcho(ln *quic.Listener, pc net.PacketConn) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu    sync.Mutex
+		conns []*quic.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				for {
+					st, err := conn.AcceptStream(ctx)
+					if err != nil {
+						return
+					}
+					wg.Go(func() {
+						io.Copy(st, st)
+						st.Close()
+					})
+				}
+			})
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			ln.Close()
+			mu.Lock()
+			for _, c := range conns {
+				c.CloseWithError(0, "")
+			}
+			mu.Unlock()
+			pc.Close()
+			wg.Wait()
+		})
+	}
+}
+
+// dialer returns a dial function connecting from side A to addr, over TLS if conf is set.
+func (l *radioLab) dialer(addr string, conf *tls.Config) func(context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		c, err := l.nl.DialContext(ctx, linksim.SideA, "tcp", addr)
+		if err != nil || conf == nil {
+			return c, err
+		}
+		tc := tls.Client(c, conf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		return tc, nil
+	}
+}
+
+// waitListen polls until addr accepts a connection from side.
+func (l *radioLab) waitListen(side linksim.Side, addr string) error {
+	ctx, cancel := context.WithTimeout(l.ctx, radioSetupTimeout)
+	defer cancel()
+	for {
+		c, err := l.nl.DialContext(ctx, side, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not listening within %v: %w", addr, radioSetupTimeout, err)
+		case <-time.After(radioPoll):
+		}
+	}
+}
+
+// waitPath polls until a new connection through p carries an echo.
+func (l *radioLab) waitPath(p radioPath) error {
+	ctx, cancel := context.WithTimeout(l.ctx, radioSetupTimeout)
+	defer cancel()
+	for {
+		err := echoNew(ctx, p)
+		if err == nil {
+			return nil
+		}
+		if l.ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", p.name, l.ctx.Err())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no echo within %v: %w", p.name, radioSetupTimeout, err)
+		case <-time.After(radioPoll):
+		}
+	}
+}
+
+// settle makes the link clean and runs a few echoes through every path on a new
+// connection, so that each phase starts with the long-lived tunnels' round-trip and
+// retransmission estimates back at the clean link's, whatever the phase before did to
+// them (a TCP connection that crossed the telemetry radio remembers seconds of RTT). A
+// path that does not answer is left for the phase to report.
+func (l *radioLab) settle(ctx context.Context, paths []radioPath) error {
+	if err := l.setConditions(linksim.Impairment{}, linksim.Impairment{}); err != nil {
+		return err
+	}
+	l.drain(ctx)
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := l.waitPath(p); err != nil {
+			log.Printf("radio: settle: %v", err)
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, radioSetupTimeout)
+		c, err := p.dial(dctx)
+		cancel()
+		if err != nil {
+			log.Printf("radio: settle: %s: %v", p.name, err)
+			continue
+		}
+		if _, err := echoRounds(c, radioSettleEchoes, radioSettleTime); err != nil {
+			log.Printf("radio: settle: %s: %v", p.name, err)
+		}
+		c.Close()
+	}
+	return ctx.Err()
+}
+
+// measure takes p's echo latency and bulk throughput under the link's current
+// conditions, each on a new connection, and lets the link drain afterwards.
+func (l *radioLab) measure(ctx context.Context, p radioPath, bulk bool, window int64) radioFigures {
+	f := radioFigures{noBulk: !bulk}
+	dctx, cancel := context.WithTimeout(ctx, radioSetupTimeout)
+	c, err := p.dial(dctx)
+	cancel()
+	if err != nil {
+		f.latErr, f.rateErr = err, err
+		return f
+	}
+	f.lat, f.latErr = echoRounds(c, radioEchoRounds, radioEchoTime)
+	c.Close()
+	l.drain(ctx)
+	if !bulk {
+		return f
+	}
+
+	dctx, cancel = context.WithTimeout(ctx, radioSetupTimeout)
+	c, err = p.dial(dctx)
+	cancel()
+	if err != nil {
+		f.rateErr = err
+		return f
+	}
+	// A few echoes first, so that set-up still under way (umbra's grant and end-to-end
+	// handshake, ssh's channel) is not counted against the bulk run.
+	if _, err := echoRounds(c, 1, radioEchoTime); err != nil {
+		f.rateErr = err
+	} else {
+		f.rate, f.rateErr = timedBulk(c, radioBulkTime, window)
+	}
+	c.Close()
+	l.drain(ctx)
+	return f
+}
+
+// drain waits until the link is nearly quiet, so that one run's leftovers do not slow
+// the next.
+func (l *radioLab) drain(ctx context.Context) {
+	total := func() uint64 { s := l.nl.Stats(); return s.Up.BytesIn + s.Down.BytesIn }
+	last := total()
+	for deadline := time.Now().Add(radioDrainMax); time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(radioDrainStep):
+		}
+		now := total()
+		if now-last < radioQuietBytes {
+			return
+		}
+		last = now
+	}
+}
+
+// echoOnce writes msg on c and reads its echo into buf.
+func echoOnce(c net.Conn, msg, buf []byte) error {
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if string(buf) != string(msg) {
+		return errors.New("echo differs from request")
+	}
+	return nil
+}
+
+// echoNew opens a new connection through p and echoes once, within ctx.
+func echoNew(ctx context.Context, p radioPath) error {
+	c, err := p.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	msg := make([]byte, radioEchoSize)
+	rand.Read(msg)
+	return echoOnce(c, msg, make([]byte, radioEchoSize))
+}
+
+// echoRounds times up to n echoes on c, stopping early once limit has passed.
+func echoRounds(c net.Conn, n int, limit time.Duration) ([]time.Duration, error) {
+	end := time.Now().Add(limit)
+	c.SetDeadline(end.Add(radioEchoGrace))
+	msg, buf := make([]byte, radioEchoSize), make([]byte, radioEchoSize)
+	var times []time.Duration
+	for i := 0; i < radioEchoWarmup+n && time.Now().Before(end); i++ {
+		rand.Read(msg)
+		t0 := time.Now()
+		if err := echoOnce(c, msg, buf); err != nil {
+			return times, fmt.Errorf("echo %d: %w", i, err)
+		}
+		if i >= radioEchoWarmup {
+			times = append(times, time.Since(t0))
+		}
+	}
+	if len(times) == 0 {
+		return nil, fmt.Errorf("no echo within %v", limit)
+	}
+	return times, nil
+}
+
+// timedBulk keeps up to window bytes in flight on c for d and returns the bytes per
+// second echoed back within d, having checked each one.
+func timedBulk(c net.Conn, d time.Duration, window int64) (float64, error) {
+	end := time.Now().Add(d)
+	c.SetDeadline(end)
+	var (
+		mu       sync.Mutex
+		cond     = sync.NewCond(&mu)
+		got      int64
+		readDone bool
+	)
+	werr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, radioChunk)
+		var sent int64
+		for {
+			mu.Lock()
+			for sent-got >= window && !readDone {
+				cond.Wait()
+			}
+			room, stop := window-(sent-got), readDone
+			mu.Unlock()
+			if stop {
+				werr <- nil
+				return
+			}
+			n := int(min(room, int64(len(chunk))))
+			fillPattern(chunk[:n], sent)
+			w, err := c.Write(chunk[:n])
+			sent += int64(w)
+			if err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+	buf := make([]byte, radioChunk)
+	var rerr error
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if !checkPattern(buf[:n], got) {
+				rerr = fmt.Errorf("echoed bytes at %d differ from what was sent", got)
+			}
+			mu.Lock()
+			got += int64(n)
+			cond.Signal()
+			mu.Unlock()
+		}
+		if err != nil || rerr != nil {
+			if rerr == nil {
+				rerr = err
+			}
+			break
+		}
+	}
+	mu.Lock()
+	readDone = true
+	cond.Signal()
+	mu.Unlock()
+	c.SetDeadline(time.Unix(1, 0)) // unblock the writer
+	werr2 := <-werr
+	if !errors.Is(rerr, os.ErrDeadlineExceeded) {
+		return 0, fmt.Errorf("bulk: %w", rerr)
+	}
+	if werr2 != nil && !errors.Is(werr2, os.ErrDeadlineExceeded) {
+		return 0, fmt.Errorf("bulk: write: %w", werr2)
+	}
+	return float64(got) / d.Seconds(), nil
+}
+
+// patternMod makes the bulk pattern's period prime, so a lost or repeated block shows.
+const patternMod = 251
+
+func fillPattern(b []byte, off int64) {
+	for i := range b {
+		b[i] = byte((off + int64(i)) % patternMod)
+	}
+}
+
+func checkPattern(b []byte, off int64) bool {
+	for i := range b {
+		if b[i] != byte((off+int64(i))%patternMod) {
+			return false
+		}
+	}
+	return true
+}
+
+// echoLog is what keepEcho saw on one connection.
+type echoLog struct {
+	mu    sync.Mutex
+	times []time.Time // when each echo came back
+	err   error
+	errAt time.Time
+}
+
+// firstAfter returns the first echo back after t, if any.
+func (e *echoLog) firstAfter(t time.Time) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range e.times {
+		if x.After(t) {
+			return x, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// failed returns how and when c failed, if it did.
+func (e *echoLog) failed() (time.Time, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.errAt, e.err
+}
+
+// keepEcho echoes radioEchoSize bytes on c every radioEchoEvery until stop is closed,
+// c fails, or until (no echo may take longer).
+func keepEcho(c net.Conn, stop <-chan struct{}, until time.Time, e *echoLog) {
+	msg, buf := make([]byte, radioEchoSize), make([]byte, radioEchoSize)
+	c.SetDeadline(until)
+	next := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Until(next)):
+		}
+		next = time.Now().Add(radioEchoEvery)
+		rand.Read(msg)
+		err := echoOnce(c, msg, buf)
+		now := time.Now()
+		e.mu.Lock()
+		if err != nil {
+			e.err, e.errAt = err, now
+		} else {
+			e.times = append(e.times, now)
+		}
+		e.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// blackoutRound opens a connection through each path, keeps an echo going on each,
+// blacks the link out for d, and measures from the link's return how long each open
+// connection and each new one take to carry an echo again.
+func (l *radioLab) blackoutRound(ctx context.Context, paths []radioPath, d time.Duration) ([]radioRecovery, error) {
+	rec := make([]radioRecovery, len(paths))
+	conns := make([]net.Conn, len(paths))
+	for i, p := range paths {
+		if err := l.waitPath(p); err != nil {
+			rec[i].sameErr, rec[i].freshErr = err, err
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, radioSetupTimeout)
+		c, err := p.dial(dctx)
+		cancel()
+		if err != nil {
+			rec[i].sameErr, rec[i].freshErr = err, err
+			continue
+		}
+		conns[i] = c
+	}
+	logs := make([]*echoLog, len(paths))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	until := time.Now().Add(radioSteady + d + radioCap + radioSetupTimeout)
+	for i, c := range conns {
+		logs[i] = &echoLog{}
+		if c != nil {
+			wg.Go(func() { keepEcho(c, stop, until, logs[i]) })
+		}
+	}
+	defer func() {
+		close(stop)
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+		wg.Wait()
+	}()
+	if !sleepCtx(ctx, radioSteady) {
+		return nil, ctx.Err()
+	}
+	for i, c := range conns {
+		if c == nil {
+			continue
+		}
+		if _, ok := logs[i].firstAfter(time.Time{}); !ok {
+			_, err := logs[i].failed()
+			rec[i].sameErr = fmt.Errorf("no echo before the blackout: %v", err)
+		}
+	}
+	began := time.Now()
+	l.link.SetBlackout(true)
+	ok := sleepCtx(ctx, d)
+	l.link.SetBlackout(false)
+	back := time.Now()
+	if !ok {
+		return nil, ctx.Err()
+	}
+	for i, c := range conns {
+		if at, err := logs[i].failed(); c != nil && err != nil && at.Before(back) && rec[i].sameErr == nil {
+			rec[i].sameErr = fmt.Errorf("broke %.1f s into the blackout: %v", at.Sub(began).Seconds(), err)
+		}
+	}
+
+	type fresh struct {
+		i   int
+		d   time.Duration
+		err error
+	}
+	freshc := make(chan fresh, len(paths))
+	pending := 0
+	for i, p := range paths {
+		if rec[i].freshErr != nil {
+			continue
+		}
+		pending++
+		go func() {
+			d, err := firstNewEcho(ctx, p, back)
+			freshc <- fresh{i, d, err}
+		}()
+	}
+	settled := func(i int) bool {
+		if conns[i] == nil || rec[i].sameErr != nil {
+			return true
+		}
+		if t, ok := logs[i].firstAfter(back); ok {
+			rec[i].same = t.Sub(back)
+			return true
+		}
+		if at, err := logs[i].failed(); err != nil {
+			rec[i].sameErr = fmt.Errorf("broke %.1f s after the link returned: %v", at.Sub(back).Seconds(), err)
+			return true
+		}
+		return false
+	}
+	tick := time.NewTicker(radioPoll)
+	defer tick.Stop()
+	for deadline := back.Add(radioCap); ; {
+		all := pending == 0
+		for i := range paths {
+			all = settled(i) && all
+		}
+		if all {
+			break
+		}
+		select {
+		case f := <-freshc:
+			pending--
+			rec[f.i].fresh, rec[f.i].freshErr = f.d, f.err
+			continue
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			for i := range paths {
+				if !settled(i) {
+					rec[i].sameErr = errTooLong
+				}
+			}
+			break
+		}
+	}
+	// firstNewEcho gives up at the same deadline, so these come at once.
+	for ; pending > 0; pending-- {
+		f := <-freshc
+		rec[f.i].fresh, rec[f.i].freshErr = f.d, f.err
+	}
+	return rec, nil
+}
+
+// errTooLong marks a path that carried no echo within radioCap of the link's return.
+var errTooLong = fmt.Errorf("no echo within %v", radioCap)
+
+// firstNewEcho starts a new connection through p every radioRetryEvery (at most
+// radioRetryInFlight at once) from back until one echoes, and returns how long after
+// back that was; it gives up radioCap after back, with the last attempt's error.
+func firstNewEcho(ctx context.Context, p radioPath, back time.Time) (time.Duration, error) {
+	ctx, cancel := context.WithDeadline(ctx, back.Add(radioCap))
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		lastErr error
+	)
+	defer wg.Wait()
+	defer cancel()
+	won := make(chan time.Time, 1)
+	slots := make(chan struct{}, radioRetryInFlight)
+	tick := time.NewTicker(radioRetryEvery)
+	defer tick.Stop()
+	gaveUp := func() (time.Duration, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return 0, fmt.Errorf("%w; last attempt: %v", errTooLong, lastErr)
+	}
+	maxAttempts := int(radioCap/radioRetryEvery) + 1
+	for range maxAttempts {
+		select {
+		case slots <- struct{}{}:
+		case t := <-won:
+			return t.Sub(back), nil
+		case <-ctx.Done():
+			return gaveUp()
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			err := echoNew(ctx, p)
+			if err == nil {
+				select {
+				case won <- time.Now():
+				default:
+				}
+				return
+			}
+			mu.Lock()
+			lastErr = err
+			mu.Unlock()
+		})
+		select {
+		case t := <-won:
+			return t.Sub(back), nil
+		case <-ctx.Done():
+			return gaveUp()
+		case <-tick.C:
+		}
+	}
+	select {
+	case t := <-won:
+		return t.Sub(back), nil
+	case <-ctx.Done():
+		return gaveUp()
+	}
+}
+
+// sleepCtx sleeps for d and reports whether ctx was still alive.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// radioTLSPair returns a TLS 1.3 server configuration with a fresh self-signed
+// certificate for addr and a client configuration that trusts only it.
+func radioTLSPair(addr netip.Addr) (server, client *tls.Config, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("radio: tls key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "umbra bench radio peer"},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{addr.AsSlice()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("radio: tls certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("radio: tls certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	server = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}
+	client = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: addr.String()}
+	return server, client, nil
+}
+
+// serveRadioEcho echoes every connection ln accepts until the returned stop is called.
+func serveRadioEcho(ln net.Listener) (stop func()) {
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+		wg    sync.WaitGroup
+		done  bool
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if done {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				io.Copy(c, c)
+				c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			})
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ln.Close()
+			mu.Lock()
+			done = true
+			for c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+			wg.Wait()
+		})
+	}
+}
+
+// writeRadio prints the section.
+func writeRadio(r *report, paths []radioPath, profiles []radioProfile, figures map[string][]radioFigures,
+	blackouts []time.Duration, recoveries map[time.Duration][]radioRecovery) {
+	r.printf("## Radio: umbra beside TCP tunnels over an emulated radio\n\n")
+	r.printf("Two network namespaces joined by the link emulator's IP mode (`internal/linksim`: TUN\n")
+	r.printf("devices, impairment in user space). Side A is the operator: umbra's dialing agent, the\n")
+	r.printf("`ssh -L` client and the bench's own sockets. Side B is the ground station: `umbra\n")
+	r.printf("quickstart` (controller and router), the drone agent hosting an echo service, sshd and\n")
+	r.printf("TLS and QUIC echo servers. Every path crosses the link once, the same way: umbra as QUIC\n")
+	r.printf("from the operator's agent to the router (the drone agent sits beside the router), `ssh -L`\n")
+	r.printf("and TLS as TCP. ssh and sshd keep OpenSSH's defaults (no ServerAlive; TCP keep-alive after\n")
+	r.printf("2 h). The operator's agent runs with `--link-profile radio`. The raw quic-go row is one\n")
+	r.printf("QUIC connection with the same settings as umbra's link (the agent's `transport.Radio`, the\n")
+	r.printf("router's `transport.LAN`) and nothing of umbra's on top: what QUIC alone does.\n\n")
+
+	r.printf("### Under radio profiles\n\n")
+	r.printf("Latency: up to %d echoes of %d bytes one at a time, for at most %v; n is how many, so\n", radioEchoRounds, radioEchoSize, radioEchoTime)
+	r.printf("p99 is in effect the slowest. Bulk: an echo kept full for %v, written %d KiB at a time\n", radioBulkTime, radioChunk>>10)
+	r.printf("with at most one second of the profile's rate (and at least %d KiB) in flight; payload rate\n", radioMinWindow>>10)
+	r.printf("one way. Not on the telemetry radio: at 64 kbit/s behind a 16-packet modem queue a bulk\n")
+	r.printf("run measures the queue and TCP's backoff more than the tunnel, and takes tens of seconds\n")
+	r.printf("to drain. Each on a new connection, timed after a few untimed echoes; every path is first\n")
+	r.printf("settled with echoes on a clean link, so none carries over what the previous profile did to\n")
+	r.printf("its round-trip estimates. umbra ÷ path is umbra's figure over the path's (throughput:\n")
+	r.printf("higher is better for umbra; latency: lower is). One run each: expect wide spread between\n")
+	r.printf("runs on links this lossy.\n\n")
+	r.printf("| profile | path | echo p50 | echo p99 | n | umbra p50 ÷ path | bulk | umbra ÷ path |\n|---|---|---|---|---|---|---|---|\n")
+	for _, pr := range profiles {
+		name := pr.name
+		fs := figures[pr.name]
+		um := fs[0]
+		for i, p := range paths {
+			f := fs[i]
+			label := p.name
+			if i == 0 {
+				label = "**" + p.name + "**"
+			}
+			rate, rateRatio := failedCell(f.rateErr), "—"
+			if f.noBulk {
+				rate = "—"
+			} else if f.rateErr == nil {
+				rate = fmtRate(f.rate)
+				if i > 0 && um.rateErr == nil && f.rate > 0 {
+					rateRatio = fmtRatio(um.rate / f.rate)
+				}
+			}
+			p50, p99, n, latRatio := failedCell(f.latErr), "—", "—", "—"
+			if len(f.lat) > 0 {
+				p50, p99, n = ms(percentile(f.lat, 0.50)), ms(percentile(f.lat, 0.99)), strconv.Itoa(len(f.lat))
+				if f.latErr != nil {
+					n += " (then " + failedCell(f.latErr) + ")"
+				}
+				if i > 0 && len(um.lat) > 0 {
+					latRatio = fmtRatio(float64(percentile(um.lat, 0.5)) / float64(percentile(f.lat, 0.5)))
+				}
+			}
+			r.printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, label, p50, p99, n, latRatio, rate, rateRatio)
+		}
+	}
+	r.printf("\n")
+	for _, pr := range profiles {
+		prof, _ := linksim.Profile(pr.name)
+		r.printf("- `%s`: %s.\n", pr.name, prof.Models)
+	}
+	r.printf("\n")
+
+	r.printf("### Blackouts\n\n")
+	r.printf("On a clean link, a %d-byte echo every %v on one open connection through each path, all\n", radioEchoSize, radioEchoEvery)
+	r.printf("behind the same blackout of both directions. Times run from the link's return: until the\n")
+	r.printf("next echo completes on that same connection, and until a new connection completes one\n")
+	r.printf("(one started every %v from the return, at most %d waiting at once). \"> %.0f s\" means not\n", radioRetryEvery, radioRetryInFlight, radioCap.Seconds())
+	r.printf("within that; \"failed\" says how the connection ended instead. umbra ÷ path: lower is better.\n\n")
+	r.printf("| blackout | path | same connection: echo again after | umbra ÷ path | new connection: first echo after | umbra ÷ path |\n|---|---|---|---|---|---|\n")
+	for _, d := range blackouts {
+		rs := recoveries[d]
+		um := rs[0]
+		for i, p := range paths {
+			x := rs[i]
+			label := p.name
+			if i == 0 {
+				label = "**" + p.name + "**"
+			}
+			same, sameRatio := recoveryCell(x.same, x.sameErr), "—"
+			fresh, freshRatio := recoveryCell(x.fresh, x.freshErr), "—"
+			if i > 0 {
+				sameRatio = recoveryRatio(um.same, um.sameErr, x.same, x.sameErr)
+				freshRatio = recoveryRatio(um.fresh, um.freshErr, x.fresh, x.freshErr)
+			}
+			r.printf("| %v | %s | %s | %s | %s | %s |\n", d, label, same, sameRatio, fresh, freshRatio)
+		}
+	}
+	r.printf("\nAn open TCP connection waits out its retransmission backoff (from 200 ms, doubling: after a\n")
+	r.printf("30 s outage the next retry can be some 20 s away), and `ssh -L` carries every forwarded\n")
+	r.printf("connection, new ones too, on its one TCP connection. A new TLS connection sends a fresh SYN,\n")
+	r.printf("with no backoff to wait out. umbra's agent races a fresh QUIC connection every second\n")
+	r.printf("against a stalled router link; its circuits then have to move to the new connection.\n\n")
+}
+
+// recoveryCell formats a recovery time or why there is none.
+func recoveryCell(d time.Duration, err error) string {
+	switch {
+	case errors.Is(err, errTooLong):
+		return fmt.Sprintf("> %.0f s", radioCap.Seconds())
+	case err != nil:
+		return failedCell(err)
+	}
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+// recoveryRatio is umbra's recovery time over the path's, where both have one.
+func recoveryRatio(um time.Duration, umErr error, x time.Duration, xErr error) string {
+	switch {
+	case umErr == nil && errors.Is(xErr, errTooLong):
+		return "< " + fmtRatio(um.Seconds()/radioCap.Seconds())
+	case umErr != nil || xErr != nil || x <= 0:
+		return "—"
+	}
+	return fmtRatio(um.Seconds() / x.Seconds())
+}
+
+// fmtRatio formats a ratio with two significant digits, without exponents.
+func fmtRatio(x float64) string {
+	switch {
+	case x >= 10:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 0.1:
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.2g", x)
+}
+
+// fmtRate formats bytes per second as bits per second.
+func fmtRate(bps float64) string {
+	if bits := bps * 8; bits < 1e6 {
+		return fmt.Sprintf("%.1f kbit/s", bits/1e3)
+	}
+	return fmt.Sprintf("%.2f Mbit/s", bps*8/1e6)
+}
+
+// failedCell says why a figure is missing.
+func failedCell(err error) string {
+	if err == nil {
+		return "—"
+	}
+	return "failed: " + oneLine(err)
+}
+
+// oneLine shortens an error for a table cell.
+func oneLine(err error) string {
+	s := strings.ReplaceAll(err.Error(), "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
