@@ -42,13 +42,8 @@ func newRunCmd() *cobra.Command {
 			if cfg.UDPFEC, err = parseFEC(udpFEC); err != nil {
 				return err
 			}
-			switch linkProfile {
-			case "lan":
-				cfg.Profile = transport.LAN
-			case "radio":
-				cfg.Profile = transport.Radio
-			default:
-				return fmt.Errorf("--link-profile %q: want lan or radio", linkProfile)
+			if cfg.Profile, err = transport.ProfileNamed(linkProfile); err != nil {
+				return fmt.Errorf("--link-profile: %w", err)
 			}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)

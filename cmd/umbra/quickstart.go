@@ -17,6 +17,7 @@ import (
 	"umbra/controller"
 	"umbra/internal/api"
 	"umbra/internal/identity"
+	"umbra/internal/transport"
 	"umbra/router"
 )
 
@@ -41,12 +42,17 @@ func newQuickstartCmd(g *globalFlags) *cobra.Command {
 	var dir, host string
 	var ctrlPort, routerPort int
 	var idLifetime time.Duration
+	var linkProfile string
 	cmd := &cobra.Command{
 		Use:   "quickstart",
 		Short: "run a controller and an edge router from one directory, creating it on first use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runQuickstart(cmd, g, dir, host, ctrlPort, routerPort, idLifetime)
+			profile, err := transport.ProfileNamed(linkProfile)
+			if err != nil {
+				return fmt.Errorf("quickstart: --link-profile: %w", err)
+			}
+			return runQuickstart(cmd, g, dir, host, ctrlPort, routerPort, idLifetime, profile)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "quickstart directory (required)")
@@ -54,11 +60,12 @@ func newQuickstartCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().IntVar(&ctrlPort, "ctrl-port", 0, "controller port (0: as before in DIR, else a free one)")
 	cmd.Flags().IntVar(&routerPort, "router-port", 0, "router port (0: as before in DIR, else a free one)")
 	cmd.Flags().DurationVar(&idLifetime, "identity-lifetime", 0, "lifetime of identity certificates (default 90 days)")
+	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of router1 for its agents: lan, or radio (5-minute idle timeout, small packets)")
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
-func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPort, routerPort int, idLifetime time.Duration) error {
+func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPort, routerPort int, idLifetime time.Duration, profile transport.Profile) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	log := g.logger()
@@ -105,7 +112,7 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 	if err != nil {
 		return err
 	}
-	r, err := router.Listen(ctx, router.Config{Identity: routerID, Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Logger: log})
+	r, err := router.Listen(ctx, router.Config{Identity: routerID, Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Profile: profile, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"umbra/hal/keystore"
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
+	"umbra/internal/transport"
 	"umbra/router"
 )
 
@@ -40,6 +41,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 
 	var runData, listen, advertise string
 	var linkTo []string
+	var linkProfile string
 	runCmd := &cobra.Command{
 		Use:   "run",
 		Short: "run the router in the foreground",
@@ -49,7 +51,11 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, LinkTo: linkTo, Logger: g.logger()})
+			profile, err := transport.ProfileNamed(linkProfile)
+			if err != nil {
+				return fmt.Errorf("router run: --link-profile: %w", err)
+			}
+			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, LinkTo: linkTo, Profile: profile, Logger: g.logger()})
 			if err != nil {
 				return err
 			}
@@ -61,6 +67,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 	runCmd.Flags().StringVar(&listen, "listen", "", "UDP HOST:PORT for agents and routers (required)")
 	runCmd.Flags().StringVar(&advertise, "advertise", "", "HOST:PORT others reach this router at (default: the listen address)")
 	runCmd.Flags().StringSliceVar(&linkTo, "link-to", nil, "HOST:PORT of routers to link to (comma-separated)")
+	runCmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile for agents and router links: lan, or radio (5-minute idle timeout, small packets) when they reach this router over a radio")
 	runCmd.MarkFlagRequired("data")
 	runCmd.MarkFlagRequired("listen")
 	cmd.AddCommand(enrollCmd, runCmd)

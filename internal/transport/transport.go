@@ -129,3 +129,14 @@ func verifyPeer(cs tls.ConnectionState, check PeerCheck) error {
 	}
 	return check(cs.NegotiatedProtocol, subj, leaf)
 }
+
+// ProfileNamed returns the profile called name: "lan" or "radio".
+func ProfileNamed(name string) (Profile, error) {
+	switch name {
+	case "lan":
+		return LAN, nil
+	case "radio":
+		return Radio, nil
+	}
+	return Profile{}, fmt.Errorf("profile %q: want lan or radio", name)
+}
