@@ -71,7 +71,9 @@ func (l *linkState) status() LinkStatus {
 	return ls
 }
 
-// runLinks keeps a link to one of routers up until ctx ends, trying them in order.
+// runLinks keeps a link to one of routers up until ctx ends. Each time it races them
+// in order of preference, a new attempt every raceEvery and at once after one fails, so a
+// dead router costs about a second and the first to answer carries the link.
 func (a *Agent) runLinks(ctx context.Context, routers []string) {
 	a.mu.Lock()
 	a.routerList = routers
@@ -85,8 +87,8 @@ func (a *Agent) runLinks(ctx context.Context, routers []string) {
 		backoff.WithRandomizationFactor(linkBackoffJitter),
 		backoff.WithMaxElapsedTime(0),
 	)
-	for i := 0; ctx.Err() == nil; i = (i + 1) % len(routers) {
-		if a.linkOnce(ctx, routers[i]) {
+	for ctx.Err() == nil {
+		if a.linkOnce(ctx, routers) {
 			b.Reset()
 			continue
 		}
@@ -107,15 +109,21 @@ func (a *Agent) setLink(router, state string, conn *quic.Conn, err error) {
 	}
 }
 
-// linkOnce connects to router and serves the link until it ends, moving to a fresh
-// connection whenever one wins a race against a stalled link. It reports whether the
-// link came up.
-func (a *Agent) linkOnce(ctx context.Context, router string) bool {
-	a.setLink(router, stateConnecting, nil, nil)
-	conn, _, err := a.race(ctx, []string{router}, nil)
+// linkOnce connects to one of routers and serves the link until it ends, moving to a
+// fresh connection whenever one wins a race against a stalled link. It reports whether
+// the link came up.
+func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
+	for _, r := range routers {
+		a.setLink(r, stateConnecting, nil, nil)
+	}
+	conn, router, err := a.race(ctx, routers, nil)
+	for _, r := range routers {
+		if r != router {
+			a.setLink(r, stateDown, nil, err)
+		}
+	}
 	if err != nil {
-		a.setLink(router, stateDown, nil, err)
-		a.log.Warn("router link failed", "router", router, "err", err)
+		a.log.Warn("router link failed", "routers", routers, "err", err)
 		return false
 	}
 	for conn != nil {
@@ -345,6 +353,11 @@ func (a *Agent) race(ctx context.Context, routers []string, old *quic.Conn) (*qu
 				return r.conn, r.router, nil
 			}
 			lastErr = r.err
+			if old == nil && attempt < len(routers) && !time.Now().After(giveUp) {
+				start() // the next router at once: this one answered no
+				inFlight++
+				continue
+			}
 			if old == nil && inFlight == 0 && (!isTimeout(r.err) || time.Now().After(giveUp)) {
 				return nil, "", r.err // refused, not lost: backing off is the caller's
 			}

@@ -326,3 +326,31 @@ func TestUDPWithFECOnLossyRadio(t *testing.T) {
 		t.Errorf("with FEC %.2f%% came back (without: %.2f%%); want 8 points better", 100*fecDown, 100*plainDown)
 	}
 }
+
+// TestFirstRouterSilent gives the agent two routers, the preferred one behind a radio that
+// is black: the agent does not wait out a handshake timeout on it but links through the
+// second within about a second.
+func TestFirstRouterSilent(t *testing.T) {
+	m := startMesh(t)
+	radio, proxy := newRadio(t, m.q.Router)
+	radio.SetBlackout(true)
+	sock := filepath.Join(m.dir, "op.sock")
+	began := time.Now()
+	op := &agentProc{proc: start(t, bins.agent, "run", "--identity", m.enroll("op", "operator"),
+		"--routers", proxy.Addr().String()+","+m.q.Router, "--status-socket", sock), socket: sock}
+	op.waitLinkUp(t)
+	took := time.Since(began)
+	t.Logf("linked through the second router %v after start", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("linking past a silent first router took %v; want about a second", took)
+	}
+	st, err := op.status(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range st.Links {
+		if l.Router == m.q.Router && l.State != "up" {
+			t.Errorf("link to the second router = %q, want up (%+v)", l.State, st.Links)
+		}
+	}
+}
