@@ -30,6 +30,9 @@ const (
 	udpRetryAfter = time.Second
 	// udpQueue is the depth of each flow's send queue.
 	udpQueue = 256
+	// udpStale is how long a datagram may wait to be sent (a circuit being set up, a
+	// stalled link) before it is dropped: stale telemetry is worse than none.
+	udpStale = 2 * time.Second
 	// maxUDPPayload is the largest UDP payload (65,535 − IP and UDP headers).
 	maxUDPPayload = 65507
 	// datagramBudget is the QUIC datagram size aimed for before quic-go says otherwise:
@@ -44,6 +47,13 @@ const (
 	lanePlain = 0x00
 	laneFEC   = 0x01
 )
+
+// newUDPQueue is the send queue of one direction of a UDP flow.
+func newUDPQueue() *datagram.Queue {
+	q := datagram.NewQueue(udpQueue)
+	q.SetMaxAge(udpStale)
+	return q
+}
 
 // udpEnd is one end of a UDP circuit on one link: it seals what it sends and opens,
 // reassembles and delivers what arrives.
@@ -293,7 +303,7 @@ func (a *Agent) serveUDPDial(pc net.PacketConn, st *dialState) {
 			f = nil
 		}
 		if f == nil {
-			f = &udpFlow{peer: peer, queue: datagram.NewQueue(udpQueue), started: time.Now()}
+			f = &udpFlow{peer: peer, queue: newUDPQueue(), started: time.Now()}
 			flows[key] = f
 			wg.Go(func() {
 				a.runUDPFlow(pc, st, f)
@@ -380,7 +390,7 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
 	}
 	defer local.Close()
-	e, err := newUDPEnd(conn, cid, tc, false, datagram.NewQueue(udpQueue), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
 	if err != nil {
 		return err
 	}

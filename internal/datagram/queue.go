@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // DefaultQueueCapacity is a Queue size for one circuit direction: twice quic-go's
@@ -25,10 +26,13 @@ var ErrClosed = errors.New("datagram: queue closed")
 // large as the largest pushed) and allocates nothing in steady state.
 type Queue struct {
 	mu      sync.Mutex
-	slots   [][]byte // ring of queued datagrams
-	head    int      // oldest queued
-	n       int      // queued
-	spare   []byte   // buffer last returned by Pop, recycled by the next Pop
+	slots   [][]byte    // ring of queued datagrams
+	at      []time.Time // when each slot was pushed, kept only with a maximum age
+	maxAge  time.Duration
+	stale   uint64
+	head    int    // oldest queued
+	n       int    // queued
+	spare   []byte // buffer last returned by Pop, recycled by the next Pop
 	dropped uint64
 	closed  bool
 
@@ -65,6 +69,9 @@ func (q *Queue) Push(b []byte) bool {
 	}
 	tail := (q.head + q.n) % len(q.slots)
 	q.slots[tail] = append(q.slots[tail][:0], b...)
+	if q.maxAge > 0 {
+		q.at[tail] = time.Now()
+	}
 	q.n++
 	q.mu.Unlock()
 
@@ -85,6 +92,11 @@ func (q *Queue) Pop(ctx context.Context) ([]byte, error) {
 			q.mu.Unlock()
 			return nil, ErrClosed
 		}
+		for q.maxAge > 0 && q.n > 0 && time.Since(q.at[q.head]) > q.maxAge {
+			q.head = (q.head + 1) % len(q.slots) // stale: late telemetry is worse than none
+			q.n--
+			q.stale++
+		}
 		if q.n > 0 {
 			b := q.slots[q.head]
 			q.slots[q.head] = q.spare[:0]
@@ -103,6 +115,28 @@ func (q *Queue) Pop(ctx context.Context) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// SetMaxAge makes Pop discard datagrams queued for longer than d (0: keep them all), so a
+// flow that waited out a blackout resumes with fresh data instead of a backlog of stale
+// telemetry.
+func (q *Queue) SetMaxAge(d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d > 0 && q.at == nil {
+		q.at = make([]time.Time, len(q.slots))
+		for i := range q.n {
+			q.at[(q.head+i)%len(q.slots)] = time.Now()
+		}
+	}
+	q.maxAge = d
+}
+
+// Stale returns how many datagrams Pop discarded for their age.
+func (q *Queue) Stale() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.stale
 }
 
 // Close wakes Pop with ErrClosed and makes Push refuse datagrams. Calling it again

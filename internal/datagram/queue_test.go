@@ -181,3 +181,21 @@ func TestQueueAllocatesNothingOnceWarm(t *testing.T) {
 		t.Errorf("got %v allocations per Push and Pop, want 0", allocs)
 	}
 }
+
+// TestQueueDropsStale: with a maximum age, Pop skips datagrams that waited too long (a
+// blackout's backlog) and returns the fresh ones, counting what it skipped.
+func TestQueueDropsStale(t *testing.T) {
+	q := NewQueue(8)
+	q.SetMaxAge(50 * time.Millisecond)
+	q.Push([]byte("old-1"))
+	q.Push([]byte("old-2"))
+	time.Sleep(60 * time.Millisecond) // older than the maximum age
+	q.Push([]byte("fresh"))
+	got, err := q.Pop(context.Background())
+	if err != nil || string(got) != "fresh" {
+		t.Fatalf("Pop = %q, %v; want the fresh datagram", got, err)
+	}
+	if q.Stale() != 2 || q.Len() != 0 {
+		t.Fatalf("stale %d, queued %d; want 2 and 0", q.Stale(), q.Len())
+	}
+}
