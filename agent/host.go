@@ -172,26 +172,16 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 		return err
 	}
 	tc := tlsServer(streamConn{Stream: s, conn: conn}, a.hostTLS(g.Dialer))
-	hctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
-	err = tc.HandshakeContext(hctx)
-	cancel()
-	if err != nil {
-		tc.Close()
-		return fmt.Errorf("end-to-end handshake for %s: %w", g.ServiceName, err)
+	defer tc.Close()
+	if err := handshakeHost(ctx, tc, g.ServiceName); err != nil {
+		return err
 	}
 	s.SetDeadline(time.Time{})
-	defer tc.Close()
 	a.hostResult(h, 1)
 	defer a.hostResult(h, -1)
 	switch g.Proto {
 	case ProtoTCP:
-		d := net.Dialer{Timeout: hostDialTimeout}
-		local, err := d.DialContext(ctx, "tcp", h.addr)
-		if err != nil {
-			return fmt.Errorf("deliver %s to %s: %w", g.ServiceName, h.addr, err)
-		}
-		defer local.Close()
-		return splice(ctx, local.(*net.TCPConn), tc)
+		return deliverTCP(ctx, tc, h)
 	case ProtoUDP:
 		return a.hostUDP(ctx, conn, c.Circuit, tc, h)
 	}
@@ -240,33 +230,45 @@ func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g
 		return err
 	}
 	s.SetDeadline(time.Time{})
-	a.run.Go(func() { a.keepHosted(hc, s) })
+	a.run.Go(func() { a.keepHosted(key, hc, s) })
 	a.run.Go(func() {
 		ctx := a.runCtx
 		tc := tls.Server(hc.rc, a.hostTLS(g.Dialer))
 		defer tc.Close()
-		hctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
+		if err := handshakeHost(ctx, tc, g.ServiceName); err != nil {
 			hc.rc.Abort(err)
-			a.log.Warn("circuit", "err", fmt.Errorf("end-to-end handshake for %s: %w", g.ServiceName, err))
+			a.log.Warn("circuit", "err", err)
 			return
 		}
 		a.hostResult(h, 1)
 		defer a.hostResult(h, -1)
-		d := net.Dialer{Timeout: hostDialTimeout}
-		local, err := d.DialContext(ctx, "tcp", h.addr)
-		if err != nil {
-			a.log.Warn("circuit", "err", fmt.Errorf("deliver %s to %s: %w", g.ServiceName, h.addr, err))
-			return
-		}
-		defer local.Close()
-		if err := splice(ctx, local.(*net.TCPConn), tc); err != nil {
-			a.log.Debug("circuit ended", "service", g.ServiceName, "err", err)
+		if err := deliverTCP(ctx, tc, h); err != nil {
+			a.log.Warn("circuit", "service", g.ServiceName, "err", err)
 		}
 	})
 	return nil
+}
+
+// handshakeHost runs the hosting end of a circuit's end-to-end handshake.
+func handshakeHost(ctx context.Context, tc *tls.Conn, service string) error {
+	ctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("end-to-end handshake for %s: %w", service, err)
+	}
+	return nil
+}
+
+// deliverTCP carries a TCP circuit to the hosted service's local address until either
+// side ends it.
+func deliverTCP(ctx context.Context, tc *tls.Conn, h *hostState) error {
+	d := net.Dialer{Timeout: hostDialTimeout}
+	local, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
+	}
+	defer local.Close()
+	return splice(ctx, local.(*net.TCPConn), tc)
 }
 
 func (a *Agent) forgetResumable(key string, hc *hostedCircuit) {

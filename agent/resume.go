@@ -85,7 +85,7 @@ func (a *Agent) keepDialed(rc *resume.Conn, s *quic.Stream, spec DialSpec, g gra
 		}
 		a.log.Info("circuit path broken; resuming", "service", spec.Service, "err", err)
 		began := time.Now()
-		s, err = a.redial(ctx, rc, spec, g, token)
+		s, err = a.redial(ctx, spec, g, token)
 		if err != nil {
 			a.log.Warn("circuit not resumed", "service", spec.Service, "err", err)
 			rc.Abort(fmt.Errorf("circuit not resumed: %w", err))
@@ -98,7 +98,7 @@ func (a *Agent) keepDialed(rc *resume.Conn, s *quic.Stream, spec DialSpec, g gra
 // redial asks for the circuit again on whatever link is up, with backoff, until it gets a
 // new path or resumeTimeout passes. A refusal of the dial itself (the policy no longer
 // allows it, or the host forgot the circuit) ends it at once.
-func (a *Agent) redial(ctx context.Context, rc *resume.Conn, spec DialSpec, g grant.Grant, token []byte) (*quic.Stream, error) {
+func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (*quic.Stream, error) {
 	ctx, stop := context.WithTimeout(ctx, resumeTimeout)
 	defer stop()
 	b := backoff.NewExponentialBackOff(
@@ -208,18 +208,11 @@ func (h *hostedCircuit) attach(s *quic.Stream) {
 }
 
 // keepHosted runs a hosted circuit's resumable stream over s and over each new path the
-// dialer moves it to, until it ends or no new path comes within resumeTimeout.
-func (a *Agent) keepHosted(h *hostedCircuit, s *quic.Stream) {
+// dialer moves it to, until it ends or no new path comes within resumeTimeout; then it
+// forgets the circuit's token.
+func (a *Agent) keepHosted(key string, h *hostedCircuit, s *quic.Stream) {
 	ctx := a.runCtx
-	defer func() {
-		a.mu.Lock()
-		for k, v := range a.resumable {
-			if v == h {
-				delete(a.resumable, k)
-			}
-		}
-		a.mu.Unlock()
-	}()
+	defer a.forgetResumable(key, h)
 	for {
 		h.mu.Lock()
 		h.cur = s

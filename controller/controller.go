@@ -25,6 +25,7 @@ import (
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
 	"umbra/internal/pki"
+	"umbra/internal/wire"
 )
 
 // Files in the controller's data directory.
@@ -97,7 +98,7 @@ type Controller struct {
 	online   map[string]routerState // router id → its live control link
 	bindings map[*binding]struct{}
 	circuits map[*circuit]struct{}
-	links    map[string]linkReport // router id → its last report of its links
+	links    map[string][]wire.LinkState // router id → its last report of its links
 }
 
 // Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
@@ -169,7 +170,7 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]routerState{}, links: map[string]linkReport{},
+	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{},
 		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}, nil
 }
 

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"maps"
 	"sort"
 	"time"
 
@@ -8,12 +9,6 @@ import (
 	"umbra/controller/store"
 	"umbra/internal/wire"
 )
-
-// linkReport is the last report of a router's links.
-type linkReport struct {
-	at    time.Time
-	links []wire.LinkState
-}
 
 // LinkInfo is one router link as `umbra edge list links` shows it: one row per end that
 // reports it, so a link seen from both sides appears twice.
@@ -34,7 +29,7 @@ func (c *Controller) setLinks(routerID string, rep wire.LinkReport) {
 	if _, online := c.online[routerID]; !online {
 		return
 	}
-	c.links[routerID] = linkReport{at: c.cfg.Now(), links: rep.Links}
+	c.links[routerID] = rep.Links
 }
 
 // graph builds the mesh the controller routes circuits through: the links both of whose
@@ -46,8 +41,8 @@ func (c *Controller) graph() (*paths.Graph, error) {
 	half := map[pair]wire.LinkState{}
 	done := map[pair]bool{}
 	var links []paths.Link
-	for from, rep := range c.links {
-		for _, l := range rep.links {
+	for from, reported := range c.links {
+		for _, l := range reported {
 			if !l.Up || l.Peer == "" || l.Peer == from {
 				continue
 			}
@@ -75,10 +70,7 @@ func (c *Controller) graph() (*paths.Graph, error) {
 // linkInfos lists every reported link for the management API, named by router names.
 func (c *Controller) linkInfos() []LinkInfo {
 	c.mu.Lock()
-	reps := make(map[string]linkReport, len(c.links))
-	for id, rep := range c.links {
-		reps[id] = rep
-	}
+	reps := maps.Clone(c.links)
 	c.mu.Unlock()
 	name := func(id string) string {
 		var r store.Router
@@ -88,8 +80,8 @@ func (c *Controller) linkInfos() []LinkInfo {
 		return r.Name
 	}
 	out := []LinkInfo{}
-	for from, rep := range reps {
-		for _, l := range rep.links {
+	for from, reported := range reps {
+		for _, l := range reported {
 			info := LinkInfo{From: name(from), To: name(l.Peer), State: "down", RTTMs: float64(l.RTTMicros) / 1000, Loss: float64(l.LossPermille) / 1000, Dialed: l.Dialed}
 			if l.Up {
 				info.State = "up"

@@ -12,7 +12,7 @@ import (
 
 // meshOf is a controller that holds only the link reports given, from online routers.
 func meshOf(reports map[string][]wire.LinkState) *Controller {
-	c := &Controller{cfg: Config{Now: time.Now}, online: map[string]routerState{}, links: map[string]linkReport{}}
+	c := &Controller{cfg: Config{Now: time.Now}, online: map[string]routerState{}, links: map[string][]wire.LinkState{}}
 	for id, ls := range reports {
 		c.online[id] = routerState{}
 		c.setLinks(id, wire.LinkReport{Links: ls})

@@ -48,15 +48,6 @@ type link struct {
 	loss      float64       // share of packets lost since the previous sample
 }
 
-// LinkStatus is one router link as this router sees it.
-type LinkStatus struct {
-	Peer   string        `json:"peer"`
-	Up     bool          `json:"up"`
-	RTT    time.Duration `json:"rtt"`
-	Loss   float64       `json:"loss"`
-	Dialed bool          `json:"dialed"`
-}
-
 // linkTo returns the live link to the router with id, or nil.
 func (r *Router) linkTo(id string) *link {
 	r.mu.Lock()
@@ -69,29 +60,18 @@ func (r *Router) linkTo(id string) *link {
 	return nil
 }
 
-// Links reports the router's live links.
-func (r *Router) Links() []LinkStatus {
-	r.mu.Lock()
-	ls := make([]*link, 0, len(r.links))
-	for l := range r.links {
-		ls = append(ls, l)
-	}
-	r.mu.Unlock()
-	out := make([]LinkStatus, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, l.status())
-	}
-	return out
-}
-
-func (l *link) status() LinkStatus {
+// state is the link as this router reports it to the controller.
+func (l *link) state() wire.LinkState {
 	l.hmu.Lock()
 	defer l.hmu.Unlock()
 	rtt := l.rtt
 	if rtt == 0 {
 		rtt = l.conn.ConnectionStats().SmoothedRTT
 	}
-	return LinkStatus{Peer: l.peer.ID, Up: l.conn.Context().Err() == nil, RTT: rtt, Loss: l.loss, Dialed: l.dialed}
+	return wire.LinkState{
+		Peer: l.peer.ID, Up: l.conn.Context().Err() == nil, RTTMicros: uint64(rtt.Microseconds()),
+		LossPermille: uint16(min(1000, l.loss*1000)), Dialed: l.dialed,
+	}
 }
 
 // heard records that the peer is alive.
@@ -289,7 +269,7 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	st.SetReadDeadline(time.Time{})
 	switch typ {
 	case wire.TypeLinkPing:
-		echoHeartbeats(st, body, l.heard)
+		l.answerHeartbeats(st, body)
 	case wire.TypeHop:
 		var h wire.Hop
 		if err := wire.Unmarshal(body, &h); err != nil {
@@ -302,16 +282,16 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	}
 }
 
-// echoHeartbeats answers a peer's pings on their stream until it ends, calling heard
-// for each. Links and agents' sessions both use it.
-func echoHeartbeats(st *quic.Stream, first []byte, heard func()) {
+// answerHeartbeats answers the peer's pings on their stream until it ends; each one says
+// the link is alive.
+func (l *link) answerHeartbeats(st *quic.Stream, first []byte) {
 	defer cancelStream(st, 0)
 	var ping wire.LinkPing
 	if err := wire.Unmarshal(first, &ping); err != nil {
 		return
 	}
 	for {
-		heard()
+		l.heard()
 		if err := wire.Write(st, wire.TypeLinkPong, wire.LinkPong(ping)); err != nil {
 			return
 		}
@@ -372,11 +352,7 @@ func (r *Router) reportLinks(ctx context.Context) {
 		var rep wire.LinkReport
 		for _, l := range ls {
 			l.sampleLoss()
-			st := l.status()
-			rep.Links = append(rep.Links, wire.LinkState{
-				Peer: st.Peer, Up: st.Up, RTTMicros: uint64(st.RTT.Microseconds()),
-				LossPermille: uint16(min(1000, st.Loss*1000)), Dialed: st.Dialed,
-			})
+			rep.Links = append(rep.Links, l.state())
 		}
 		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		if cs, err := r.controlStream(sctx); err == nil {

@@ -60,8 +60,6 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeHello:
 		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name})
 		st.Close()
-	case wire.TypeLinkPing:
-		echoHeartbeats(st, body, func() {})
 	case wire.TypeServicesRequest:
 		s.relayServices(ctx, st)
 	case wire.TypeRenew:

@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -389,7 +384,7 @@ func (l *radioLab) startUmbra(echo string) (radioPath, error) {
 	if err := l.start(linksim.SideB, "quickstart", l.umbra, "quickstart", "--dir", qs, "--host", l.nl.Addr(linksim.SideB).String()); err != nil {
 		return none, err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller="); err != nil {
+	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return none, err
 	}
 	var state struct{ Router string }
@@ -469,7 +464,7 @@ func (l *radioLab) startSSH(target string) (radioPath, error) {
 		return none, err
 	}
 	conf := filepath.Join(l.dir, "sshd_config")
-	if err := os.WriteFile(conf, []byte(radioSSHDConfig(l.nl.Addr(linksim.SideB), hostKey, authorized)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(peers.SSHDConfig(l.nl.Addr(linksim.SideB).String(), radioSSHDPort, hostKey, authorized)), 0o600); err != nil {
 		return none, err
 	}
 	if err := l.start(linksim.SideB, "sshd", radioSSHD, "-D", "-e", "-f", conf); err != nil {
@@ -495,30 +490,10 @@ func (l *radioLab) startSSH(target string) (radioPath, error) {
 	return radioPath{name: "`ssh -L` tunnel", dial: l.dialer(radioSSHListen, nil)}, nil
 }
 
-// radioSSHDConfig lets one key forward TCP ports on a private sshd listening on addr.
-func radioSSHDConfig(addr netip.Addr, hostKey, authorizedKeys string) string {
-	return fmt.Sprintf(`Port %d
-ListenAddress %s
-HostKey %s
-PidFile none
-UsePAM no
-AuthorizedKeysFile %s
-StrictModes no
-PermitRootLogin yes
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowTcpForwarding yes
-X11Forwarding no
-PrintMotd no
-LogLevel ERROR
-`, radioSSHDPort, addr, hostKey, authorizedKeys)
-}
-
 // startTLS runs a TLS 1.3 echo server on side B's link address.
 func (l *radioLab) startTLS() (radioPath, error) {
 	var none radioPath
-	server, client, err := radioTLSPair(l.nl.Addr(linksim.SideB))
+	server, client, err := peers.TLSPair("")
 	if err != nil {
 		return none, err
 	}
@@ -536,7 +511,7 @@ func (l *radioLab) startTLS() (radioPath, error) {
 // umbra's on top, to tell what in umbra's figures is QUIC's own.
 func (l *radioLab) startQUIC() (radioPath, error) {
 	var none radioPath
-	server, client, err := radioTLSPair(l.nl.Addr(linksim.SideB))
+	server, client, err := peers.TLSPair("")
 	if err != nil {
 		return none, err
 	}
@@ -1180,40 +1155,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
-}
-
-// radioTLSPair returns a TLS 1.3 server configuration with a fresh self-signed
-// certificate for addr and a client configuration that trusts only it.
-func radioTLSPair(addr netip.Addr) (server, client *tls.Config, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("radio: tls key: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "umbra bench radio peer"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{addr.AsSlice()},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("radio: tls certificate: %w", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("radio: tls certificate: %w", err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	server = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}
-	client = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: addr.String()}
-	return server, client, nil
 }
 
 // serveRadioEcho echoes every connection ln accepts until the returned stop is called.

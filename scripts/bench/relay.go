@@ -65,18 +65,23 @@ func (l *relayLab) sh(args ...string) error {
 	return nil
 }
 
-// router enrolls and starts router name, linked to the routers named in linkTo.
+// router enrolls router name and runs it on a free port, linked to the routers named in
+// linkTo.
 func (l *relayLab) router(name string, linkTo ...string) error {
 	jwt := filepath.Join(l.dir, name+".jwt")
-	data := filepath.Join(l.dir, name)
 	if err := l.sh(l.umbra, "edge", "create", "router", name, "--jwt-out", jwt); err != nil {
 		return err
 	}
-	if err := l.sh(l.umbra, "router", "enroll", "--jwt", jwt, "--data", data); err != nil {
+	if err := l.sh(l.umbra, "router", "enroll", "--jwt", jwt, "--data", filepath.Join(l.dir, name)); err != nil {
 		return err
 	}
-	addr := freeUDPPort()
-	args := []string{"router", "run", "--data", data, "--listen", addr}
+	return l.runRouter(name, freeUDPPort(), linkTo...)
+}
+
+// runRouter starts the enrolled router name on addr, linked to the routers named in
+// linkTo, appending to its log, and waits until it listens.
+func (l *relayLab) runRouter(name, addr string, linkTo ...string) error {
+	args := []string{"router", "run", "--data", filepath.Join(l.dir, name), "--listen", addr}
 	var to []string
 	for _, n := range linkTo {
 		to = append(to, l.routerAddr[n])
@@ -84,30 +89,55 @@ func (l *relayLab) router(name string, linkTo ...string) error {
 	if len(to) > 0 {
 		args = append(args, "--link-to", strings.Join(to, ","))
 	}
-	cmd := exec.CommandContext(l.ctx, l.umbra, args...)
 	logPath := filepath.Join(l.dir, name+".router.log")
-	logf, err := os.Create(logPath)
+	ready := "router " + name + " listening"
+	before := logCount(logPath, ready)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
+	cmd := exec.CommandContext(l.ctx, l.umbra, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	l.procs = append(l.procs, cmd)
-	if err := waitFile(l.ctx, logPath, "router "+name+" listening"); err != nil {
-		return err
-	}
 	l.routers[name] = cmd
 	l.routerAddr[name] = addr
+	return waitFile(l.ctx, logPath, ready, before+1)
+}
+
+// echoService creates service echo hosted at addr, which drones bind and operators dial.
+func (l *relayLab) echoService(addr string) error {
+	for _, args := range [][]string{
+		{"create", "service", "echo", "--host", "tcp:" + addr},
+		{"create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
+		{"create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
+	} {
+		if err := l.sh(append([]string{l.umbra, "edge"}, args...)...); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// waitFile polls path until it holds text.
-func waitFile(ctx context.Context, path, text string) error {
+// waitLinksUp waits until `umbra edge list links` shows n link ends up.
+func (l *relayLab) waitLinksUp(n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for l.linksUp() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("router links not up within 30s (%d of %d ends)", l.linksUp(), n)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+	return nil
+}
+
+// waitFile polls path until it holds text n times.
+func waitFile(ctx context.Context, path, text string, n int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if data, _ := os.ReadFile(path); strings.Contains(string(data), text) {
+		if logCount(path, text) >= n {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
@@ -115,10 +145,15 @@ func waitFile(ctx context.Context, path, text string) error {
 	return fmt.Errorf("%s: no %q within 30s", filepath.Base(path), text)
 }
 
+// logCount counts how often text stands in the file at path.
+func logCount(path, text string) int {
+	data, _ := os.ReadFile(path)
+	return strings.Count(string(data), text)
+}
+
 // relayed counts the circuits router name has logged relaying.
 func (l *relayLab) relayed(name string) int {
-	data, _ := os.ReadFile(filepath.Join(l.dir, name+".router.log"))
-	return strings.Count(string(data), "circuit relayed")
+	return logCount(filepath.Join(l.dir, name+".router.log"), "circuit relayed")
 }
 
 // identity creates and enrolls an identity with attr and returns its ID.json.
@@ -204,14 +239,8 @@ func benchRelay(ctx context.Context, c config, r *report) error {
 			return err
 		}
 	}
-	for _, args := range [][]string{
-		{"create", "service", "echo", "--host", "tcp:" + echo},
-		{"create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
-		{"create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
-	} {
-		if err := l.sh(append([]string{l.umbra, "edge"}, args...)...); err != nil {
-			return err
-		}
+	if err := l.echoService(echo); err != nil {
+		return err
 	}
 	opID, err := l.identity("op", "operator")
 	if err != nil {
@@ -315,21 +344,11 @@ func benchHeal(ctx context.Context, c config, r *report) error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for l.linksUp() < 8 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("heal: router links not up within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := l.waitLinksUp(8); err != nil {
+		return fmt.Errorf("heal: %w", err)
 	}
-	for _, args := range [][]string{
-		{"create", "service", "echo", "--host", "tcp:" + echo},
-		{"create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
-		{"create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
-	} {
-		if err := l.sh(append([]string{l.umbra, "edge"}, args...)...); err != nil {
-			return err
-		}
+	if err := l.echoService(echo); err != nil {
+		return err
 	}
 	droneID, err := l.identity("drone", "drone")
 	if err != nil {
@@ -408,23 +427,11 @@ func benchHeal(ctx context.Context, c config, r *report) error {
 		}
 		fresh = append(fresh, time.Since(t0))
 		// Bring the relay back for the next round.
-		to := []string{"r4"}
-		name := relay
-		data := filepath.Join(l.dir, name)
-		cmd := exec.CommandContext(l.ctx, l.umbra, "router", "run", "--data", data, "--listen", l.routerAddr[name], "--link-to", l.routerAddr[to[0]])
-		logf, _ := os.OpenFile(filepath.Join(l.dir, name+".router.log"), os.O_APPEND|os.O_WRONLY, 0o644)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
+		if err := l.runRouter(relay, l.routerAddr[relay], "r4"); err != nil {
 			return err
 		}
-		l.procs = append(l.procs, cmd)
-		l.routers[name] = cmd
-		deadline := time.Now().Add(30 * time.Second)
-		for l.linksUp() < 8 {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("heal: %s's links not back within 30s", name)
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := l.waitLinksUp(8); err != nil {
+			return fmt.Errorf("heal: %s back: %w", relay, err)
 		}
 	}
 	r.printf("## Relay mesh: healing after a relay dies\n\n")

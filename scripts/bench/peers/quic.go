@@ -40,7 +40,7 @@ type quicEcho struct {
 // startQUICEcho starts a quic-go echo server on 127.0.0.1. It stops when stop is called
 // or ctx ends.
 func startQUICEcho(ctx context.Context) (*quicEcho, *quicClientConf, error) {
-	serverTLS, clientTLS, err := tlsPair(quicALPN)
+	serverTLS, clientTLS, err := TLSPair(quicALPN)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -129,7 +129,7 @@ func (t *Tunnel) start(ctx context.Context, sshPath, keygenPath, target string) 
 		return err
 	}
 	config := filepath.Join(t.dir, "sshd_config")
-	if err := os.WriteFile(config, []byte(sshdConfig(sshdPort, hostKey, authorized)), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(SSHDConfig("127.0.0.1", sshdPort, hostKey, authorized)), 0o600); err != nil {
 		return fmt.Errorf("peers: sshd_config: %w", err)
 	}
 	// -D stays in the foreground so that Close can stop it; -e logs to standard error.
@@ -166,10 +166,11 @@ func (t *Tunnel) start(ctx context.Context, sshPath, keygenPath, target string) 
 	return waitListening(ctx, t.addr, t.ssh)
 }
 
-// sshdConfig is a configuration for a private sshd that lets one key forward TCP ports.
-func sshdConfig(port int, hostKey, authorizedKeys string) string {
+// SSHDConfig is a configuration for a private sshd on listen:port that lets one key
+// forward TCP ports.
+func SSHDConfig(listen string, port int, hostKey, authorizedKeys string) string {
 	return fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
+ListenAddress %s
 HostKey %s
 PidFile none
 UsePAM no
@@ -185,7 +186,7 @@ AllowTcpForwarding yes
 X11Forwarding no
 PrintMotd no
 LogLevel ERROR
-`, port, hostKey, authorizedKeys)
+`, port, listen, hostKey, authorizedKeys)
 }
 
 // Addr is the local end of the tunnel, host:port on 127.0.0.1.

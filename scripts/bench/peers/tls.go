@@ -24,11 +24,11 @@ const (
 	certBackdate = time.Minute
 )
 
-// tlsPair returns a server configuration with a fresh self-signed ECDSA P-256
+// TLSPair returns a server configuration with a fresh self-signed ECDSA P-256
 // certificate and a client configuration that trusts only that certificate, both TLS 1.3
 // only. Go does not let TLS 1.3 cipher suites be configured: with AES hardware on both
 // ends, as on any amd64 or arm64 bench machine, it negotiates TLS_AES_128_GCM_SHA256.
-func tlsPair(alpn string) (server, client *tls.Config, err error) {
+func TLSPair(alpn string) (server, client *tls.Config, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("peers: generate key: %w", err)
@@ -85,7 +85,7 @@ func TLSThroughput(ctx context.Context, bytes int64) (Result, error) {
 func tlsThroughput(ctx context.Context, bytes int64) (Result, uint16, error) {
 	ctx, cancel := boundedContext(ctx)
 	defer cancel()
-	serverConf, clientConf, err := tlsPair("")
+	serverConf, clientConf, err := TLSPair("")
 	if err != nil {
 		return Result{}, 0, err
 	}
