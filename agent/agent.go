@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"umbra/internal/lane"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
 )
@@ -45,6 +46,7 @@ type Agent struct {
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
+	lanes   map[*quic.Conn]*lane.Lane         // datagram lanes, by link, where the router agreed to one
 }
 
 // New checks cfg and opens the identity's key. Run starts the agent.
@@ -67,6 +69,7 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
+		lanes: map[*quic.Conn]*lane.Lane{},
 	}
 	return a, cred.Key.Close, nil
 }
@@ -144,6 +147,21 @@ type LinkStatus struct {
 	State  string  `json:"state"` // "up", "stalled", "connecting" or "down"
 	RTTms  float64 `json:"rtt_ms"`
 	Error  string  `json:"error,omitempty"`
+	// Lane is the datagram lane of an up link, when the router agreed to one.
+	Lane *LaneStatus `json:"lane,omitempty"`
+}
+
+// LaneStatus is what the datagram lane of a link has carried and measured.
+type LaneStatus struct {
+	RTTms    float64 `json:"rtt_ms"`
+	Sent     uint64  `json:"sent"`
+	Received uint64  `json:"received"`
+	// Throttled counts datagrams the lane's congestion breaker dropped; Rejected,
+	// packets that did not authenticate or were replayed.
+	Throttled uint64 `json:"throttled"`
+	Rejected  uint64 `json:"rejected"`
+	// LimitBytesPerSec is the breaker's rate limit, 0 while it has none.
+	LimitBytesPerSec float64 `json:"limit_bytes_per_sec"`
 }
 
 // HostingStatus is one service this agent hosts.
@@ -170,7 +188,11 @@ func (a *Agent) Status() Status {
 	defer a.mu.Unlock()
 	st := Status{Identity: a.cfg.Identity.Name, Links: []LinkStatus{}, Hosting: []HostingStatus{}, Dialing: []DialingStatus{}}
 	for _, l := range a.links {
-		st.Links = append(st.Links, l.status())
+		ls := l.status()
+		if l.conn != nil && l.state == stateUp {
+			ls.Lane = a.laneStatus(l.conn)
+		}
+		st.Links = append(st.Links, ls)
 	}
 	for _, h := range a.hosting {
 		st.Hosting = append(st.Hosting, HostingStatus{Service: h.service, Address: h.proto + ":" + h.addr, State: h.state, Circuits: h.circuits, Error: h.err})

@@ -34,6 +34,10 @@ type Config struct {
 	// agent sends on UDP circuits: M parity packets per K. The far end decodes whatever
 	// arrives, with or without it.
 	UDPFEC fec.Config
+	// UDPOverQUIC carries UDP circuits' datagrams in QUIC DATAGRAM frames, under QUIC's
+	// congestion control, instead of on the datagram lane beside QUIC (internal/lane),
+	// which random loss does not throttle. For comparison and for routers without lanes.
+	UDPOverQUIC bool
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/api"
+	"umbra/internal/lane"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
@@ -69,6 +70,21 @@ func (l *linkState) status() LinkStatus {
 		ls.RTTms = float64(l.conn.ConnectionStats().SmoothedRTT.Microseconds()) / 1000
 	}
 	return ls
+}
+
+// laneStatus is the figures of conn's datagram lane, nil without one.
+func (a *Agent) laneStatus(conn *quic.Conn) *LaneStatus {
+	a.udpMu.Lock()
+	ln := a.lanes[conn]
+	a.udpMu.Unlock()
+	if ln == nil {
+		return nil
+	}
+	s := ln.Stats()
+	return &LaneStatus{
+		RTTms: float64(s.RTT.Microseconds()) / 1000, Sent: s.Sent, Received: s.Received,
+		Throttled: s.Throttled, Rejected: s.Rejected, LimitBytesPerSec: s.Limit,
+	}
 }
 
 // runLinks keeps a link to one of routers up until ctx ends. Each time it races them
@@ -382,18 +398,46 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	})
 	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
-	conn, err := transport.DialConnected(dctx, router, tlsConf, a.cfg.Profile.QUIC())
+	conn, tr, err := transport.DialConnected(dctx, router, tlsConf, a.cfg.Profile.QUIC())
 	if err != nil {
 		return nil, err
 	}
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	if err := a.request(dctx, conn, wire.TypeHello, wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name}, wire.TypeHelloAck, &ack); err != nil {
+	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC}
+	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
+	if ack.Lane {
+		if err := a.openLane(conn, tr); err != nil {
+			conn.CloseWithError(0, "")
+			return nil, err
+		}
+	}
 	return conn, nil
+}
+
+// openLane starts conn's datagram lane, which lives as long as conn: UDP circuits on
+// conn send on it, and what arrives on it goes where conn's QUIC datagrams would.
+func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport) error {
+	ln, err := lane.New(conn.ConnectionState().TLS, true, tr.WriteTo, conn.RemoteAddr(), lane.Config{})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.udpMu.Lock()
+	a.lanes[conn] = ln
+	a.udpMu.Unlock()
+	ctx := conn.Context()
+	go ln.Run(ctx)
+	go func() {
+		a.readLane(ctx, conn, tr, ln)
+		a.udpMu.Lock()
+		delete(a.lanes, conn)
+		a.udpMu.Unlock()
+	}()
+	return nil
 }
 
 // request sends one message on a new stream and reads the answer of type want into out.

@@ -16,12 +16,16 @@ import (
 
 	"umbra/internal/datagram"
 	"umbra/internal/fec"
+	"umbra/internal/lane"
+	"umbra/internal/seal"
 )
 
-// The UDP lane: each local UDP peer of a dial listener is a flow with its own circuit;
-// its datagrams ride QUIC DATAGRAM frames, sealed end to end, split and reassembled when
-// larger than one frame, and never retransmitted late. The read loop of a UDP socket
-// never blocks on QUIC: datagrams wait in a drop-oldest queue for a sender goroutine.
+// UDP circuits: each local UDP peer of a dial listener is a flow with its own circuit;
+// its datagrams are sealed end to end, split and reassembled when larger than one
+// packet, and never retransmitted late. To the router they ride the link's datagram lane
+// beside QUIC (internal/lane), or QUIC DATAGRAM frames where there is no lane. The read
+// loop of a UDP socket never blocks on the network: datagrams wait in a drop-oldest
+// queue for a sender goroutine.
 const (
 	// udpFlowIdle ends a flow whose datagrams stopped in both directions.
 	udpFlowIdle = 2 * time.Minute
@@ -40,12 +44,12 @@ const (
 	datagramBudget = 1100
 )
 
-// Inside the seal, each datagram starts with its lane: a plain fragment, or a packet of
-// the forward-error-correction code (internal/fec) carrying a fragment or parity. The
+// Inside the seal, each datagram starts with its coding: a plain fragment, or a packet
+// of the forward-error-correction code (internal/fec) carrying a fragment or parity. The
 // receiver reads either, so each end chooses for what it sends.
 const (
-	lanePlain = 0x00
-	laneFEC   = 0x01
+	codingPlain = 0x00
+	codingFEC   = 0x01
 )
 
 // newUDPQueue is the send queue of one direction of a UDP flow.
@@ -59,9 +63,10 @@ func newUDPQueue() *datagram.Queue {
 // reassembles and delivers what arrives.
 type udpEnd struct {
 	conn    *quic.Conn
+	out     datagramSender
 	cid     uint64
-	seal    sealer
-	open    *opener
+	seal    *seal.Sealer
+	open    *seal.Opener
 	split   *datagram.Splitter
 	fecOut  *fec.Encoder          // nil: no FEC on what this end sends
 	fecIn   *fec.Decoder          // used only by the link's datagram reader
@@ -74,7 +79,7 @@ type udpEnd struct {
 
 // newUDPEnd makes a circuit end that sends what is pushed onto queue, with forward error
 // correction when fc has a K.
-func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config) (*udpEnd, error) {
+func newUDPEnd(conn *quic.Conn, out datagramSender, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config) (*udpEnd, error) {
 	send, recv, err := datagramKeys(tc.ConnectionState(), dialer)
 	if err != nil {
 		return nil, err
@@ -83,18 +88,18 @@ func newUDPEnd(conn *quic.Conn, cid uint64, tc *tls.Conn, dialer bool, queue *da
 	if err != nil {
 		return nil, err
 	}
-	overhead := sealOverhead + 1
-	var out *fec.Encoder
+	overhead := seal.Overhead + 1
+	var coder *fec.Encoder
 	if fc.K > 0 {
-		if out, err = fec.NewEncoder(fc); err != nil {
+		if coder, err = fec.NewEncoder(fc); err != nil {
 			return nil, fmt.Errorf("udp fec: %w", err)
 		}
 		overhead += fec.PacketOverhead
 	}
 	e := &udpEnd{
-		conn: conn, cid: cid, seal: sealer{aead: send}, open: &opener{aead: recv},
+		conn: conn, out: out, cid: cid, seal: seal.NewSealer(send), open: seal.NewOpener(recv),
 		split:   datagram.NewSplitter(overhead),
-		fecOut:  out,
+		fecOut:  coder,
 		fecIn:   in,
 		reasm:   datagram.NewReassembler(datagram.ReassemblerConfig{}),
 		queue:   queue,
@@ -112,14 +117,18 @@ func (e *udpEnd) idle() time.Duration { return time.Since(time.Unix(0, e.active.
 // once it is full or its flush delay has passed.
 func (e *udpEnd) send(ctx context.Context) {
 	budget := datagramBudget
-	buf := make([]byte, 0, datagramBudget+sealOverhead+1+fec.PacketOverhead+datagram.MaxCircuitIDLen)
+	buf := make([]byte, 0, datagramBudget+seal.Overhead+1+fec.PacketOverhead+datagram.MaxCircuitIDLen)
 	inner := make([]byte, 0, datagramBudget+1+fec.PacketOverhead)
 	// sendOne seals and sends one inner datagram; false means the link is gone.
-	sendOne := func(lane byte, body []byte) (ok, tooLarge bool) {
-		inner = append(append(inner[:0], lane), body...)
+	sendOne := func(coding byte, body []byte) (ok, tooLarge bool) {
+		inner = append(append(inner[:0], coding), body...)
 		pkt, _ := datagram.AppendCircuitID(buf[:0], e.cid)
-		pkt = e.seal.seal(pkt, inner)
-		err := e.conn.SendDatagram(pkt)
+		pkt = e.seal.Seal(pkt, inner, nil)
+		err := e.out(pkt)
+		if errors.Is(err, errDatagramDropped) {
+			e.dropped.Add(1)
+			return true, false
+		}
 		var tl *quic.DatagramTooLargeError
 		if errors.As(err, &tl) {
 			if int(tl.MaxDatagramPayloadSize) < budget {
@@ -132,7 +141,7 @@ func (e *udpEnd) send(ctx context.Context) {
 	}
 	sendFEC := func(pkts [][]byte) bool {
 		for _, p := range pkts {
-			if ok, _ := sendOne(laneFEC, p); !ok {
+			if ok, _ := sendOne(codingFEC, p); !ok {
 				return false
 			}
 		}
@@ -164,7 +173,7 @@ func (e *udpEnd) send(ctx context.Context) {
 		now := time.Now()
 		for _, f := range frags {
 			if e.fecOut == nil {
-				ok, tooLarge := sendOne(lanePlain, f)
+				ok, tooLarge := sendOne(codingPlain, f)
 				if !ok {
 					return
 				}
@@ -188,15 +197,15 @@ func (e *udpEnd) send(ctx context.Context) {
 
 // receive opens, decodes, reassembles and delivers one datagram of this circuit.
 func (e *udpEnd) receive(sealed []byte, buf []byte) {
-	inner, err := e.open.open(buf[:0], sealed)
+	inner, _, err := e.open.Open(buf[:0], sealed, nil)
 	if err != nil || len(inner) == 0 {
 		e.dropped.Add(1)
 		return
 	}
 	switch inner[0] {
-	case lanePlain:
+	case codingPlain:
 		e.reassemble(inner[1:])
-	case laneFEC:
+	case codingFEC:
 		frags, err := e.fecIn.Add(inner[1:], time.Now())
 		if err != nil && len(frags) == 0 {
 			e.dropped.Add(1)
@@ -242,7 +251,7 @@ func (a *Agent) unregisterUDP(e *udpEnd) {
 	}
 }
 
-// readDatagrams hands every datagram arriving on conn to its circuit's end.
+// readDatagrams hands every QUIC datagram arriving on conn to its circuit's end.
 func (a *Agent) readDatagrams(ctx context.Context, conn *quic.Conn) {
 	buf := make([]byte, 0, datagram.MaxMessageSize)
 	for {
@@ -250,20 +259,65 @@ func (a *Agent) readDatagrams(ctx context.Context, conn *quic.Conn) {
 		if err != nil {
 			return
 		}
-		cid, n, err := datagram.CircuitID(pkt)
-		if err != nil {
-			continue
+		a.dispatchDatagram(conn, pkt, buf)
+	}
+}
+
+// readLane hands every datagram arriving on conn's lane to its circuit's end.
+func (a *Agent) readLane(ctx context.Context, conn *quic.Conn, tr *quic.Transport, ln *lane.Lane) {
+	pkt := make([]byte, 0, lane.MaxPacket)
+	buf := make([]byte, 0, datagram.MaxMessageSize)
+	lane.Pump(ctx, tr.ReadNonQUICPacket, func(raw []byte, from net.Addr) {
+		if d, err := ln.Receive(pkt[:0], raw, from); err == nil && d != nil {
+			a.dispatchDatagram(conn, d, buf)
 		}
-		if cid == heartbeatCID {
-			a.pong(conn, pkt[n:])
-			continue
+	})
+}
+
+// dispatchDatagram hands one datagram of conn to its circuit's end, or a heartbeat echo
+// to the link's watcher; buf is scratch space.
+func (a *Agent) dispatchDatagram(conn *quic.Conn, pkt, buf []byte) {
+	cid, n, err := datagram.CircuitID(pkt)
+	if err != nil {
+		return
+	}
+	if cid == heartbeatCID {
+		a.pong(conn, pkt[n:])
+		return
+	}
+	a.udpMu.Lock()
+	e := a.udpEnds[conn][cid]
+	a.udpMu.Unlock()
+	if e != nil {
+		e.receive(pkt[n:], buf)
+	}
+}
+
+// datagramSender sends one circuit datagram towards the router. It returns
+// errDatagramDropped for a datagram dropped on the way out (the lane's breaker, a
+// passing socket error) and any other error once the link is gone.
+type datagramSender func([]byte) error
+
+// errDatagramDropped is a datagram dropped before it left; the link lives on.
+var errDatagramDropped = errors.New("datagram dropped")
+
+// datagramSender returns how circuit datagrams leave on conn: on its lane when the
+// router agreed to one, else in QUIC DATAGRAM frames.
+func (a *Agent) datagramSender(conn *quic.Conn) datagramSender {
+	a.udpMu.Lock()
+	ln := a.lanes[conn]
+	a.udpMu.Unlock()
+	if ln == nil {
+		return conn.SendDatagram
+	}
+	return func(b []byte) error {
+		if err := ln.Send(b); err != nil {
+			if conn.Context().Err() != nil {
+				return err
+			}
+			return errDatagramDropped
 		}
-		a.udpMu.Lock()
-		e := a.udpEnds[conn][cid]
-		a.udpMu.Unlock()
-		if e != nil {
-			e.receive(pkt[n:], buf)
-		}
+		return nil
 	}
 }
 
@@ -341,7 +395,7 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	defer tc.Close()
 	conn := tc.NetConn().(streamConn).conn
 	// What the peer sent while the circuit was set up goes first.
-	e, err := newUDPEnd(conn, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
 	if err != nil {
 		a.dialResult(st, err, 0)
 		return
@@ -390,7 +444,7 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
 	}
 	defer local.Close()
-	e, err := newUDPEnd(conn, cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
 	if err != nil {
 		return err
 	}

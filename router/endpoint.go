@@ -3,10 +3,12 @@ package router
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/datagram"
+	"umbra/internal/lane"
 )
 
 // endpoint is one QUIC connection a router carries circuit datagrams on: an agent's
@@ -22,6 +24,9 @@ type endpoint struct {
 	routes  map[uint64]route // circuit id on this connection → where its datagrams go
 	// echoHeartbeats sends datagrams of circuit id heartbeatCID straight back (agents').
 	echoHeartbeats bool
+	// carrier, once set, carries the datagrams forwarded onto this connection instead
+	// of QUIC: an agent's datagram lane.
+	carrier atomic.Pointer[lane.Lane]
 }
 
 // heartbeatCID is the circuit id of an agent's heartbeat datagrams, which no circuit uses.
@@ -68,20 +73,25 @@ func (e *endpoint) forwardDatagrams(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		cid, _, err := datagram.CircuitID(pkt)
-		if err != nil {
-			continue
-		}
-		if cid == heartbeatCID && e.echoHeartbeats {
+		if cid, _, err := datagram.CircuitID(pkt); err == nil && cid == heartbeatCID && e.echoHeartbeats {
 			e.conn.SendDatagram(pkt) // an agent's heartbeat: straight back
 			continue
 		}
-		e.mu.Lock()
-		rt, ok := e.routes[cid]
-		e.mu.Unlock()
-		if !ok {
-			continue
-		}
+		e.route(pkt, buf)
+	}
+}
+
+// route forwards one datagram that arrived here, by QUIC or by lane, to the far side of
+// its circuit; buf is scratch space.
+func (e *endpoint) route(pkt, buf []byte) {
+	cid, _, err := datagram.CircuitID(pkt)
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	rt, ok := e.routes[cid]
+	e.mu.Unlock()
+	if ok {
 		rt.to.out.Push(datagram.Rewrite(buf[:0], pkt, rt.cid))
 	}
 }
@@ -93,6 +103,10 @@ func (e *endpoint) sendDatagrams(ctx context.Context) {
 		pkt, err := e.out.Pop(ctx)
 		if err != nil {
 			return
+		}
+		if l := e.carrier.Load(); l != nil {
+			l.Send(pkt) // a throttled or lost datagram is dropped, as QUIC's are
+			continue
 		}
 		if err := e.conn.SendDatagram(pkt); err != nil && e.conn.Context().Err() != nil {
 			return

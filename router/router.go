@@ -18,7 +18,9 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"umbra/internal/datagram"
 	"umbra/internal/identity"
+	"umbra/internal/lane"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 )
@@ -65,6 +67,7 @@ type Router struct {
 	terminators map[terminatorKey]*session
 	links       map[*link]struct{}
 	linkEvents  chan struct{} // a link came up or went down
+	lanes       map[lane.ID]*session
 }
 
 // terminatorKey names a binding: a service hosted by an identity.
@@ -91,6 +94,7 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		ctrlUp: make(chan struct{}), revoked: map[string]bool{},
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
 		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
+		lanes: map[lane.ID]*session{},
 	}
 	tlsConf := transport.ServerTLS(cred.Cert, cred.Roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
 	pc, err := net.ListenPacket("udp", cfg.Listen)
@@ -150,6 +154,7 @@ func (r *Router) Serve(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { r.runControlLink(ctx) })
 	wg.Go(func() { r.reportLinks(ctx) })
+	wg.Go(func() { r.readLanes(ctx) })
 	for _, addr := range r.cfg.LinkTo {
 		wg.Go(func() { r.runLinkTo(ctx, addr) })
 	}
@@ -179,13 +184,21 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 		r.serveLink(ctx, conn, subj, false)
 		return
 	}
-	sess := newSession(r, conn, subj, leaf)
+	sess, err := newSession(r, conn, subj, leaf)
+	if err != nil {
+		r.log.Warn("agent refused", "identity", subj.Name, "err", err)
+		conn.CloseWithError(errCodeRefused, "no datagram lane")
+		return
+	}
 	r.mu.Lock()
 	r.sessions[conn] = sess
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		delete(r.sessions, conn)
+		if r.lanes[sess.lane.ID()] == sess {
+			delete(r.lanes, sess.lane.ID())
+		}
 		r.mu.Unlock()
 	}()
 	r.log.Info("agent connected", "identity", subj.Name, "remote", conn.RemoteAddr().String())
@@ -220,4 +233,27 @@ func (r *Router) revoke(serials []string) {
 		r.log.Info("closing revoked identity", "identity", sess.peer.Name)
 		sess.conn.CloseWithError(errCodeRevoked, "certificate revoked")
 	}
+}
+
+// readLanes hands every datagram-lane packet arriving on the router's socket to the
+// session whose lane it names, until ctx ends. Packets of no lane, forged or replayed
+// are dropped.
+func (r *Router) readLanes(ctx context.Context) {
+	out := make([]byte, 0, lane.MaxPacket)
+	fwd := make([]byte, 0, lane.MaxPacket+datagram.MaxCircuitIDLen)
+	lane.Pump(ctx, r.transport.ReadNonQUICPacket, func(pkt []byte, from net.Addr) {
+		id, ok := lane.ParseID(pkt)
+		if !ok {
+			return
+		}
+		r.mu.Lock()
+		sess := r.lanes[id]
+		r.mu.Unlock()
+		if sess == nil {
+			return
+		}
+		if d, err := sess.lane.Receive(out[:0], pkt, from); err == nil && d != nil {
+			sess.route(d, fwd)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"umbra/internal/lane"
 	"umbra/internal/pki"
 	"umbra/internal/wire"
 )
@@ -26,12 +27,18 @@ type session struct {
 	peer   pki.Subject
 	serial string
 	leaf   []byte // the agent's certificate, DER
+	// lane is the agent's datagram lane, used once the agent asks for it in its Hello.
+	lane *lane.Lane
 }
 
-func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) *session {
-	s := &session{endpoint: newEndpoint(conn, 1, 1), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw}
+func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) (*session, error) {
+	ln, err := lane.New(conn.ConnectionState().TLS, false, r.transport.WriteTo, conn.RemoteAddr(), lane.Config{})
+	if err != nil {
+		return nil, err
+	}
+	s := &session{endpoint: newEndpoint(conn, 1, 1), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, lane: ln}
 	s.echoHeartbeats = true
-	return s
+	return s, nil
 }
 
 // serve answers the streams the agent opens until the connection ends.
@@ -58,7 +65,15 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	st.SetReadDeadline(time.Time{})
 	switch typ {
 	case wire.TypeHello:
-		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name})
+		var hello wire.Hello
+		if err := wire.Unmarshal(body, &hello); err != nil {
+			refuse(st, "malformed hello")
+			return
+		}
+		if hello.Lane {
+			s.useLane()
+		}
+		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane})
 		st.Close()
 	case wire.TypeServicesRequest:
 		s.relayServices(ctx, st)
@@ -243,3 +258,12 @@ func watchRevoke(cs *quic.Stream) <-chan *wire.Revoke {
 }
 
 func isNoController(err error) bool { return errors.Is(err, errNoController) }
+
+// useLane files the session under its lane's id, so the lane's packets reach it, and
+// sends the circuit datagrams bound for the agent on the lane from now on.
+func (s *session) useLane() {
+	s.r.mu.Lock()
+	s.r.lanes[s.lane.ID()] = s
+	s.r.mu.Unlock()
+	s.carrier.Store(s.lane)
+}

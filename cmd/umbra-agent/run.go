@@ -21,12 +21,12 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		idPath, statusSocket, logLevel string
-		routers, dials, hosts          []string
-		watchdogPath, ledSpec          string
-		linkProfile, udpFEC            string
-		watchdogTimeout                time.Duration
-		ledActiveLow                   bool
+		idPath, statusSocket, logLevel  string
+		routers, dials, hosts           []string
+		watchdogPath, ledSpec           string
+		linkProfile, udpFEC, udpCarrier string
+		watchdogTimeout                 time.Duration
+		ledActiveLow                    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -41,6 +41,13 @@ func newRunCmd() *cobra.Command {
 			cfg := agent.Config{Identity: id, IdentityPath: idPath, Routers: routers, StatusSocket: statusSocket, Logger: log}
 			if cfg.UDPFEC, err = parseFEC(udpFEC); err != nil {
 				return err
+			}
+			switch udpCarrier {
+			case "lane":
+			case "quic":
+				cfg.UDPOverQUIC = true
+			default:
+				return fmt.Errorf("--udp-carrier %q: want lane or quic", udpCarrier)
 			}
 			if cfg.Profile, err = transport.ProfileNamed(linkProfile); err != nil {
 				return fmt.Errorf("--link-profile: %w", err)
@@ -93,6 +100,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
 	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, or K:M (M parity packets per K; 8:4 keeps ≥ 99 % at 10 % loss)")
+	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "lane", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss) or quic (QUIC DATAGRAM frames, under QUIC's congestion control)")
 	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&watchdogPath, "watchdog", "", "hardware watchdog to arm and pet while the agent is healthy, e.g. "+watchdog.DefaultPath+" (empty: none)")

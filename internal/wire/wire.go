@@ -71,6 +71,9 @@ type Hello struct {
 	Name    string `cbor:"2,keyasint,omitempty"`
 	// Advertise is where a router can be reached (router → controller only).
 	Advertise string `cbor:"3,keyasint,omitempty"`
+	// Lane asks the router to carry this agent's circuit datagrams on the datagram lane
+	// beside QUIC (internal/lane) rather than in QUIC DATAGRAM frames (agent → router).
+	Lane bool `cbor:"4,keyasint,omitempty"`
 }
 
 // HelloAck accepts a Hello.
@@ -79,6 +82,8 @@ type HelloAck struct {
 	Name    string `cbor:"2,keyasint"`
 	// Revoked lists certificate serials the receiver must refuse (controller → router).
 	Revoked []string `cbor:"3,keyasint,omitempty"`
+	// Lane says the router will carry the agent's datagrams on the lane both ways.
+	Lane bool `cbor:"4,keyasint,omitempty"`
 }
 
 // ServicesRequest asks for the services an identity may use. Identity is set by the

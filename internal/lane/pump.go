@@ -1,0 +1,61 @@
+package lane
+
+import (
+	"context"
+	"net"
+)
+
+// pumpQueue is how many packets Pump holds between reading and handling them.
+const pumpQueue = 1024
+
+// ReadFunc reads one non-QUIC packet: quic.Transport.ReadNonQUICPacket.
+type ReadFunc func(ctx context.Context, b []byte) (int, net.Addr, error)
+
+// Pump reads packets with read until ctx ends or read fails, and hands each, in order,
+// to handle on a second goroutine. quic-go holds only 32 non-QUIC packets and drops the
+// rest, so the reading loop does nothing but copy; opening and forwarding happen behind
+// a queue of pumpQueue packets, which drops the newest when full.
+func Pump(ctx context.Context, read ReadFunc, handle func(pkt []byte, from net.Addr)) {
+	type packet struct {
+		buf  [MaxPacket + 1]byte
+		n    int
+		from net.Addr
+	}
+	free := make(chan *packet, pumpQueue)
+	full := make(chan *packet, pumpQueue)
+	for range pumpQueue / 8 {
+		free <- new(packet) // the rest are made as bursts need them
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for p := range full {
+			handle(p.buf[:p.n], p.from)
+			select {
+			case free <- p:
+			default:
+			}
+		}
+	}()
+	defer func() {
+		close(full)
+		<-done
+	}()
+	for {
+		var p *packet
+		select {
+		case p = <-free:
+		default:
+			p = new(packet)
+		}
+		n, from, err := read(ctx, p.buf[:])
+		if err != nil {
+			return
+		}
+		p.n, p.from = n, from
+		select {
+		case full <- p:
+		default: // the handler is far behind: drop
+		}
+	}
+}
