@@ -47,6 +47,7 @@ type Agent struct {
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*lane.Lane         // datagram lanes, by link, where the router agreed to one
+	streams map[*quic.Conn]bool               // links whose router carries TCP circuits on lane streams
 }
 
 // New checks cfg and opens the identity's key. Run starts the agent.
@@ -69,7 +70,7 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
-		lanes: map[*quic.Conn]*lane.Lane{},
+		lanes: map[*quic.Conn]*lane.Lane{}, streams: map[*quic.Conn]bool{},
 	}
 	return a, cred.Key.Close, nil
 }
@@ -162,6 +163,10 @@ type LaneStatus struct {
 	Rejected  uint64 `json:"rejected"`
 	// LimitBytesPerSec is the breaker's rate limit, 0 while it has none.
 	LimitBytesPerSec float64 `json:"limit_bytes_per_sec"`
+	// Streams counts the TCP circuits whose bytes ride the lane; Window is the packets
+	// they may have in flight together.
+	Streams int `json:"streams"`
+	Window  int `json:"window"`
 }
 
 // HostingStatus is one service this agent hosts.

@@ -38,6 +38,11 @@ type Config struct {
 	// congestion control, instead of on the datagram lane beside QUIC (internal/lane),
 	// which random loss does not throttle. For comparison and for routers without lanes.
 	UDPOverQUIC bool
+	// TCPOnLane carries the bytes of TCP circuits on streams of the datagram lane (KCP
+	// with a delay-based window, internal/lane) instead of QUIC streams, on the agent's
+	// hop to its router: on a radio, random loss throttles QUIC's NewReno to a fraction
+	// of the link. Needs the lane, so not with UDPOverQUIC.
+	TCPOnLane bool
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 }

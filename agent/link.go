@@ -84,6 +84,7 @@ func (a *Agent) laneStatus(conn *quic.Conn) *LaneStatus {
 	return &LaneStatus{
 		RTTms: float64(s.RTT.Microseconds()) / 1000, Sent: s.Sent, Received: s.Received,
 		Throttled: s.Throttled, Rejected: s.Rejected, LimitBytesPerSec: s.Limit,
+		Streams: s.Streams, Window: s.Window,
 	}
 }
 
@@ -405,13 +406,13 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC}
+	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: !a.cfg.UDPOverQUIC && a.cfg.TCPOnLane}
 	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
 	if ack.Lane {
-		if err := a.openLane(conn, tr); err != nil {
+		if err := a.openLane(conn, tr, ack.LaneStreams); err != nil {
 			conn.CloseWithError(0, "")
 			return nil, err
 		}
@@ -421,13 +422,15 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 
 // openLane starts conn's datagram lane, which lives as long as conn: UDP circuits on
 // conn send on it, and what arrives on it goes where conn's QUIC datagrams would.
-func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport) error {
+func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) error {
 	ln, err := lane.New(conn.ConnectionState().TLS, true, tr.WriteTo, conn.RemoteAddr(), lane.Config{})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	lane.Prime(tr.ReadNonQUICPacket)
 	a.udpMu.Lock()
 	a.lanes[conn] = ln
+	a.streams[conn] = streams
 	a.udpMu.Unlock()
 	ctx := conn.Context()
 	go ln.Run(ctx)
@@ -435,7 +438,9 @@ func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport) error {
 		a.readLane(ctx, conn, tr, ln)
 		a.udpMu.Lock()
 		delete(a.lanes, conn)
+		delete(a.streams, conn)
 		a.udpMu.Unlock()
+		ln.Close()
 	}()
 	return nil
 }

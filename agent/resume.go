@@ -59,22 +59,17 @@ func newResumable(conn *quic.Conn) *resume.Conn {
 	return resume.New(resume.Config{DetachTimeout: resumeTimeout, CloseLinger: resumeTimeout, LocalAddr: conn.LocalAddr(), RemoteAddr: conn.RemoteAddr()})
 }
 
-// cancel resets both directions of a circuit stream that broke or was replaced.
-func cancel(s *quic.Stream) {
-	s.CancelRead(0)
-	s.CancelWrite(0)
-}
-
 // keepDialed runs a dialed circuit's resumable stream over s and, each time its path
 // breaks, over a new path to the same host, until the circuit ends.
-func (a *Agent) keepDialed(rc *resume.Conn, s *quic.Stream, spec DialSpec, g grant.Grant, token []byte) {
+func (a *Agent) keepDialed(rc *resume.Conn, s carrier, spec DialSpec, g grant.Grant, token []byte) {
 	ctx := a.runCtx
 	for {
 		err := rc.Serve(ctx, s)
-		cancel(s) // Serve closed our side; the peer's side is done with too
 		if err == nil {
+			s.finish() // Serve closed our side; the peer's side is done with too
 			return
 		}
+		s.cancel()
 		if ctx.Err() != nil {
 			rc.Abort(ctx.Err())
 			return
@@ -98,7 +93,7 @@ func (a *Agent) keepDialed(rc *resume.Conn, s *quic.Stream, spec DialSpec, g gra
 // redial asks for the circuit again on whatever link is up, with backoff, until it gets a
 // new path or resumeTimeout passes. A refusal of the dial itself (the policy no longer
 // allows it, or the host forgot the circuit) ends it at once.
-func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (*quic.Stream, error) {
+func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (carrier, error) {
 	ctx, stop := context.WithTimeout(ctx, resumeTimeout)
 	defer stop()
 	b := backoff.NewExponentialBackOff(
@@ -125,7 +120,7 @@ func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token 
 // errPermanent marks a refusal that waiting will not change.
 var errPermanent = errors.New("refused")
 
-func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (*quic.Stream, error) {
+func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (carrier, error) {
 	ctx, stop := context.WithTimeout(ctx, redialTimeout)
 	defer stop()
 	conn, err := a.waitConn(ctx)
@@ -138,13 +133,14 @@ func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, to
 	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)
-	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: g.Host, Proto: spec.Proto, Resume: token, Moving: true}); err != nil {
-		cancel(s)
+	qs := quicCarrier{s}
+	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: g.Host, Proto: spec.Proto, Resume: token, Moving: true, LaneStream: a.wantsLaneStream(conn)}); err != nil {
+		qs.cancel()
 		return nil, err
 	}
 	var ack wire.DialAck
 	if err := wire.Expect(s, wire.TypeDialAck, &ack); err != nil {
-		cancel(s)
+		qs.cancel()
 		if isPermanentRefusal(err) {
 			return nil, fmt.Errorf("%w: %v", errPermanent, err)
 		}
@@ -152,11 +148,16 @@ func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, to
 	}
 	ng, err := grant.Verify(ack.Grant, a.signer, time.Now())
 	if err != nil || ng.Dialer != g.Dialer || ng.Host != g.Host || ng.Service != g.Service {
-		cancel(s)
+		qs.cancel()
 		return nil, fmt.Errorf("%w: the new grant is for another circuit", errPermanent)
 	}
 	s.SetDeadline(time.Time{})
-	return s, nil
+	c, err := a.carrierFor(conn, s, ack.Circuit, ack.LaneStream)
+	if err != nil {
+		qs.cancel()
+		return nil, err
+	}
+	return c, nil
 }
 
 // isPermanentRefusal tells a refusal of the circuit itself from a path not ready yet.
@@ -180,13 +181,13 @@ type hostedCircuit struct {
 	rc              *resume.Conn
 
 	mu   sync.Mutex
-	cur  *quic.Stream      // the stream the circuit runs on now
-	next chan *quic.Stream // a new path's stream, waiting to take over
+	cur  carrier      // the hop the circuit runs on now
+	next chan carrier // a new path's hop, waiting to take over
 }
 
 // attach moves the circuit to s: the stream in use, if any, is dropped (its path may be
 // silently dead), and the circuit's loop picks s up.
-func (h *hostedCircuit) attach(s *quic.Stream) {
+func (h *hostedCircuit) attach(s carrier) {
 	h.mu.Lock()
 	cur := h.cur
 	h.mu.Unlock()
@@ -194,14 +195,14 @@ func (h *hostedCircuit) attach(s *quic.Stream) {
 		select {
 		case h.next <- s:
 			if cur != nil {
-				cancel(cur)
+				cur.cancel()
 			}
 			return
 		default:
 		}
 		select { // replace a stream that was waiting and never used
 		case old := <-h.next:
-			cancel(old)
+			old.cancel()
 		default:
 		}
 	}
@@ -210,7 +211,7 @@ func (h *hostedCircuit) attach(s *quic.Stream) {
 // keepHosted runs a hosted circuit's resumable stream over s and over each new path the
 // dialer moves it to, until it ends or no new path comes within resumeTimeout; then it
 // forgets the circuit's token.
-func (a *Agent) keepHosted(key string, h *hostedCircuit, s *quic.Stream) {
+func (a *Agent) keepHosted(key string, h *hostedCircuit, s carrier) {
 	ctx := a.runCtx
 	defer a.forgetResumable(key, h)
 	for {
@@ -218,10 +219,11 @@ func (a *Agent) keepHosted(key string, h *hostedCircuit, s *quic.Stream) {
 		h.cur = s
 		h.mu.Unlock()
 		err := h.rc.Serve(ctx, s)
-		cancel(s)
 		if err == nil {
+			s.finish()
 			return
 		}
+		s.cancel()
 		if isRevoked(err) {
 			h.rc.Abort(errRevoked)
 			return

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/grant"
+	"umbra/internal/lane"
 	"umbra/internal/wire"
 )
 
@@ -36,7 +38,7 @@ var splicePool = sync.Pool{New: func() any { b := make([]byte, spliceBuffer); re
 // circuitEnd is one side of a circuit at this router: the stream that carries its bytes
 // and, for its datagrams, the connection and the circuit's id there.
 type circuitEnd struct {
-	stream *quic.Stream
+	stream circuitStream
 	ep     *endpoint
 	cid    uint64
 }
@@ -71,10 +73,26 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		refuse(st, err.Error())
 		return
 	}
-	up := circuitEnd{stream: st, ep: &s.endpoint, cid: s.allocCID()}
-	if err := wire.Write(st, wire.TypeDialAck, wire.DialAck{Circuit: up.cid, Grant: dg.Grant}); err != nil {
-		cancelStream(down.stream, codeCircuitFailed)
+	up := circuitEnd{stream: quicStream{st}, ep: &s.endpoint, cid: s.allocCID()}
+	var data *lane.Stream
+	if req.LaneStream && s.carrier.Load() != nil {
+		// The agent's side of the lane stream opens when it reads the answer: ours must be
+		// open by then.
+		if data, err = s.lane.OpenStream(uint32(up.cid)); err != nil {
+			refuse(st, "lane stream: "+err.Error())
+			down.stream.cancel(codeCircuitFailed)
+			return
+		}
+	}
+	if err := wire.Write(st, wire.TypeDialAck, wire.DialAck{Circuit: up.cid, Grant: dg.Grant, LaneStream: data != nil}); err != nil {
+		down.stream.cancel(codeCircuitFailed)
+		if data != nil {
+			data.Fail(err)
+		}
 		return
+	}
+	if data != nil {
+		up.stream = laneStream{lane.NewCircuit(data, st)}
 	}
 	s.r.log.Debug("circuit up", "circuit", g.Circuit, "service", g.ServiceName, "dialer", s.peer.Name, "path", g.Routers)
 
@@ -92,8 +110,8 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 			break
 		}
 		s.r.log.Info("circuit revoked", "circuit", g.Circuit, "reason", rev.Reason)
-		cancelStream(up.stream, codeCircuitRevoked)
-		cancelStream(down.stream, codeCircuitRevoked)
+		up.stream.cancel(codeCircuitRevoked)
+		down.stream.cancel(codeCircuitRevoked)
 		<-done
 	}
 }
@@ -106,6 +124,7 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 	defer cancel()
 	var (
 		ep    *endpoint
+		data  *lane.Stream // the host's lane stream, when it takes circuits on its lane
 		typ   wire.Type
 		msg   any
 		want  wire.Type
@@ -120,7 +139,13 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 		}
 		ep = &host.endpoint
 		cid := ep.allocCID()
-		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume, Moving: moving}, wire.TypeCircuitAck, &wire.CircuitAck{}
+		if host.laneStreams.Load() && g.Proto == "tcp" && len(resume) > 0 { // resumable circuits only: their agents replay what a dropped hop lost
+			var err error
+			if data, err = host.lane.OpenStream(uint32(cid)); err != nil {
+				return circuitEnd{}, fmt.Errorf("lane stream: %w", err)
+			}
+		}
+		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume, Moving: moving, LaneStream: data != nil}, wire.TypeCircuitAck, &wire.CircuitAck{}
 	} else {
 		l := r.linkTo(g.Routers[index+1])
 		if l == nil {
@@ -130,18 +155,26 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 		cid := ep.allocCID()
 		typ, msg, want, reply = wire.TypeHop, wire.Hop{Grant: raw, Index: uint(index + 1), Circuit: cid, Resume: resume, Moving: moving}, wire.TypeHopAck, &wire.HopAck{}
 	}
+	failData := func(err error) {
+		if data != nil {
+			data.Fail(err)
+		}
+	}
 	st, err := ep.conn.OpenStreamSync(ctx)
 	if err != nil {
+		failData(err)
 		return circuitEnd{}, errors.New("next hop unreachable")
 	}
 	deadline, _ := ctx.Deadline()
 	st.SetDeadline(deadline)
 	if err := wire.Write(st, typ, msg); err != nil {
-		cancelStream(st, codeCircuitFailed)
+		quicStream{st}.cancel(codeCircuitFailed)
+		failData(err)
 		return circuitEnd{}, errors.New("next hop unreachable")
 	}
 	if err := wire.Expect(st, want, reply); err != nil {
-		cancelStream(st, codeCircuitFailed)
+		quicStream{st}.cancel(codeCircuitFailed)
+		failData(err)
 		return circuitEnd{}, err
 	}
 	st.SetDeadline(time.Time{})
@@ -152,7 +185,11 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 	case wire.Hop:
 		cid = m.Circuit
 	}
-	return circuitEnd{stream: st, ep: ep, cid: cid}, nil
+	end := circuitEnd{stream: quicStream{st}, ep: ep, cid: cid}
+	if data != nil {
+		end.stream = laneStream{lane.NewCircuit(data, st)}
+	}
+	return end, nil
 }
 
 // carry joins a circuit's two ends at this router, bytes and datagrams, until both
@@ -161,19 +198,15 @@ func carry(a, b circuitEnd) {
 	unjoin := join(a.ep, a.cid, b.ep, b.cid)
 	defer unjoin()
 	splice(a.stream, b.stream)
-}
-
-// cancelStream resets both directions of st with code.
-func cancelStream(st *quic.Stream, code quic.StreamErrorCode) {
-	st.CancelRead(code)
-	st.CancelWrite(code)
+	a.stream.finish()
+	b.stream.finish()
 }
 
 // splice copies a to b and b to a until both directions end; an end of stream is passed
 // on as one. A failure in either direction breaks the whole circuit here: both streams
 // are reset, so the agents at its ends learn at once and resume it on another path. A
 // revocation is passed on as one, so the far agent does not wait to resume.
-func splice(a, b *quic.Stream) {
+func splice(a, b circuitStream) {
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() {
@@ -182,8 +215,8 @@ func splice(a, b *quic.Stream) {
 			if errors.As(err, &se) && se.ErrorCode == codeCircuitRevoked {
 				code = codeCircuitRevoked
 			}
-			cancelStream(a, code)
-			cancelStream(b, code)
+			a.cancel(code)
+			b.cancel(code)
 		})
 	}
 	var wg sync.WaitGroup
@@ -193,7 +226,7 @@ func splice(a, b *quic.Stream) {
 }
 
 // pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.
-func pipe(dst, src *quic.Stream, fail func(error)) {
+func pipe(dst, src circuitStream, fail func(error)) {
 	bp := splicePool.Get().(*[]byte)
 	defer splicePool.Put(bp)
 	if _, err := io.CopyBuffer(dst, src, *bp); err != nil {

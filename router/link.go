@@ -216,7 +216,7 @@ func (l *link) sendHeartbeats(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	defer cancelStream(st, 0)
+	defer quicStream{st}.cancel(0)
 	go func() {
 		for {
 			var pong wire.LinkPong
@@ -263,7 +263,7 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	st.SetReadDeadline(time.Now().Add(requestTimeout))
 	typ, body, err := wire.Read(st)
 	if err != nil {
-		cancelStream(st, 0)
+		quicStream{st}.cancel(0)
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -285,7 +285,7 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 // answerHeartbeats answers the peer's pings on their stream until it ends; each one says
 // the link is alive.
 func (l *link) answerHeartbeats(st *quic.Stream, first []byte) {
-	defer cancelStream(st, 0)
+	defer quicStream{st}.cancel(0)
 	var ping wire.LinkPing
 	if err := wire.Unmarshal(first, &ping); err != nil {
 		return
@@ -316,11 +316,11 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 		return
 	}
 	if err := wire.Write(st, wire.TypeHopAck, wire.HopAck{}); err != nil {
-		cancelStream(down.stream, codeCircuitFailed)
+		down.stream.cancel(codeCircuitFailed)
 		return
 	}
 	r.log.Info("circuit relayed", "circuit", g.Circuit, "from", l.peer.Name)
-	carry(circuitEnd{stream: st, ep: &l.endpoint, cid: h.Circuit}, down)
+	carry(circuitEnd{stream: quicStream{st}, ep: &l.endpoint, cid: h.Circuit}, down)
 }
 
 // linksChanged asks the reporter to tell the controller about the links now.

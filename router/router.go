@@ -111,6 +111,7 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("router: listen %s: %w", cfg.Listen, err)
 	}
 	r.listener = ln
+	lane.Prime(r.transport.ReadNonQUICPacket)
 	if r.cfg.Advertise == "" {
 		r.cfg.Advertise = ln.Addr().String()
 	}
@@ -200,6 +201,7 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 			delete(r.lanes, sess.lane.ID())
 		}
 		r.mu.Unlock()
+		sess.lane.Close()
 	}()
 	r.log.Info("agent connected", "identity", subj.Name, "remote", conn.RemoteAddr().String())
 	sess.serve(ctx)

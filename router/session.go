@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -29,6 +30,8 @@ type session struct {
 	leaf   []byte // the agent's certificate, DER
 	// lane is the agent's datagram lane, used once the agent asks for it in its Hello.
 	lane *lane.Lane
+	// laneStreams: the agent takes the bytes of circuits it hosts on lane streams.
+	laneStreams atomic.Bool
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) (*session, error) {
@@ -72,8 +75,9 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 		}
 		if hello.Lane {
 			s.useLane()
+			s.laneStreams.Store(hello.LaneStreams)
 		}
-		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane})
+		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane, LaneStreams: hello.Lane && hello.LaneStreams})
 		st.Close()
 	case wire.TypeServicesRequest:
 		s.relayServices(ctx, st)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,7 @@ func newRunCmd() *cobra.Command {
 		routers, dials, hosts           []string
 		watchdogPath, ledSpec           string
 		linkProfile, udpFEC, udpCarrier string
+		tcpCarrier                      string
 		watchdogTimeout                 time.Duration
 		ledActiveLow                    bool
 	)
@@ -51,6 +53,18 @@ func newRunCmd() *cobra.Command {
 			}
 			if cfg.Profile, err = transport.ProfileNamed(linkProfile); err != nil {
 				return fmt.Errorf("--link-profile: %w", err)
+			}
+			switch tcpCarrier {
+			case "auto":
+				cfg.TCPOnLane = linkProfile == "radio" && !cfg.UDPOverQUIC
+			case "lane":
+				if cfg.UDPOverQUIC {
+					return errors.New("--tcp-carrier lane needs the lane: not with --udp-carrier quic")
+				}
+				cfg.TCPOnLane = true
+			case "quic":
+			default:
+				return fmt.Errorf("--tcp-carrier %q: want auto, lane or quic", tcpCarrier)
 			}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)
@@ -101,6 +115,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
 	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, or K:M (M parity packets per K; 16:4, 25 % more, keeps ≥ 99 % at 10 % loss)")
 	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "lane", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss) or quic (QUIC DATAGRAM frames, under QUIC's congestion control)")
+	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams, fastest on a clean link), or auto (lane with --link-profile radio, else quic)")
 	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&watchdogPath, "watchdog", "", "hardware watchdog to arm and pet while the agent is healthy, e.g. "+watchdog.DefaultPath+" (empty: none)")

@@ -106,6 +106,8 @@ func (p *quicPair) lanes(t testing.TB, cfg Config) (client, server *Lane) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	Prime(p.clientTr.ReadNonQUICPacket)
+	Prime(p.serverTr.ReadNonQUICPacket)
 	return client, server
 }
 

@@ -95,6 +95,8 @@ type Stats struct {
 	RTT, MinRTT time.Duration
 	// Limit is the breaker's rate limit in bytes per second, 0 when it has none.
 	Limit float64
+	// Streams is how many streams are open; Window, the packets they may have in flight.
+	Streams, Window int
 }
 
 // Lane is one end of the lane of one QUIC connection.
@@ -108,6 +110,10 @@ type Lane struct {
 	cfg    Config
 	brk    *breaker
 	pace   pacer
+	win    *windowControl
+
+	streamMu sync.Mutex
+	streams  map[uint32]*streamPacketConn // open streams by id
 
 	peer atomic.Pointer[net.UDPAddr] // where packets go; the server follows the client
 
@@ -148,7 +154,7 @@ func newLane(id ID, client bool, send, recv cipher.AEAD, write WriteFunc, peer *
 	if cfg.PingEvery <= 0 {
 		cfg.PingEvery = 250 * time.Millisecond
 	}
-	l := &Lane{id: id, client: client, sealer: seal.NewSealer(send), opener: seal.NewOpener(recv), write: write, cfg: cfg, brk: newBreaker(cfg.Floor)}
+	l := &Lane{id: id, client: client, sealer: seal.NewSealer(send), opener: seal.NewOpener(recv), write: write, cfg: cfg, brk: newBreaker(cfg.Floor), win: newWindowControl()}
 	l.header[0] = Marker
 	copy(l.header[1:], id[:])
 	l.peer.Store(peer)
@@ -164,14 +170,31 @@ func (l *Lane) Send(payload []byte) error {
 	if len(payload)+Overhead > MaxPacket {
 		return ErrTooLarge
 	}
-	now := time.Now()
-	if !l.brk.allow(len(payload)+Overhead, now) {
+	if !l.brk.allow(len(payload)+Overhead, time.Now()) {
 		return ErrThrottled
 	}
-	if wait := l.pace.reserve(now); wait > 0 {
+	return l.sendPaced(kindData, payload)
+}
+
+// sendPaced sends once the pacer gives the packet a slot.
+func (l *Lane) sendPaced(kind byte, body []byte) error {
+	if wait := l.pace.reserve(time.Now()); wait > 0 {
 		time.Sleep(wait)
 	}
-	return l.send(kindData, payload)
+	return l.send(kind, body)
+}
+
+// Close ends the lane's streams; the lane sends and receives nothing more that matters.
+func (l *Lane) Close() {
+	l.streamMu.Lock()
+	var open []*streamPacketConn
+	for _, pc := range l.streams {
+		open = append(open, pc)
+	}
+	l.streamMu.Unlock()
+	for _, pc := range open {
+		pc.Close()
+	}
 }
 
 func (l *Lane) send(kind byte, body []byte) error {
@@ -215,6 +238,8 @@ func (l *Lane) Receive(dst, pkt []byte, from net.Addr) ([]byte, error) {
 	}
 	kind, body := in[0], in[1:]
 	switch kind {
+	case kindStream:
+		l.deliverStream(body)
 	case kindData:
 		return append(dst, body...), nil
 	case kindPing:
@@ -224,6 +249,7 @@ func (l *Lane) Receive(dst, pkt []byte, from net.Addr) ([]byte, error) {
 		srtt := time.Duration(binary.BigEndian.Uint32(body[8:])) * time.Microsecond
 		minRTT := time.Duration(binary.BigEndian.Uint32(body[12:])) * time.Microsecond
 		l.brk.observe(srtt, minRTT, time.Now())
+		l.win.observe(srtt, minRTT)
 		l.send(kindPong, body)
 	case kindPong:
 		if !l.client || len(body) != pingSize {
@@ -250,6 +276,7 @@ func (l *Lane) sample(rtt time.Duration) {
 	srtt, minRTT := l.srtt, l.minRTTLocked()
 	l.mu.Unlock()
 	l.brk.observe(srtt, minRTT, time.Now())
+	l.win.observe(srtt, minRTT)
 }
 
 func (l *Lane) minRTTLocked() time.Duration {
@@ -298,7 +325,11 @@ func (l *Lane) Stats() Stats {
 	l.mu.Lock()
 	srtt, minRTT := l.srtt, l.minRTTLocked()
 	l.mu.Unlock()
+	l.streamMu.Lock()
+	streams := len(l.streams)
+	l.streamMu.Unlock()
 	return Stats{
+		Streams: streams, Window: l.win.window(),
 		Sent: l.sent.Load(), Received: l.received.Load(),
 		Throttled: l.brk.throttled.Load(), Rejected: l.rejected.Load(),
 		RTT: srtt, MinRTT: minRTT, Limit: l.brk.limit(),

@@ -11,6 +11,14 @@ const pumpQueue = 1024
 // ReadFunc reads one non-QUIC packet: quic.Transport.ReadNonQUICPacket.
 type ReadFunc func(ctx context.Context, b []byte) (int, net.Addr, error)
 
+// Prime makes quic-go keep the non-QUIC packets that arrive from now on: until the
+// first read it drops them. Call it before the peer may send, then Pump.
+func Prime(read ReadFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	read(ctx, nil) // returns at once; the queue now exists
+}
+
 // Pump reads packets with read until ctx ends or read fails, and hands each, in order,
 // to handle on a second goroutine. quic-go holds only 32 non-QUIC packets and drops the
 // rest, so the reading loop does nothing but copy; opening and forwarding happen behind

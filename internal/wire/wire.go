@@ -74,6 +74,9 @@ type Hello struct {
 	// Lane asks the router to carry this agent's circuit datagrams on the datagram lane
 	// beside QUIC (internal/lane) rather than in QUIC DATAGRAM frames (agent → router).
 	Lane bool `cbor:"4,keyasint,omitempty"`
+	// LaneStreams asks the router to carry the bytes of the agent's TCP circuits on
+	// streams of the lane (agent → router).
+	LaneStreams bool `cbor:"5,keyasint,omitempty"`
 }
 
 // HelloAck accepts a Hello.
@@ -84,6 +87,8 @@ type HelloAck struct {
 	Revoked []string `cbor:"3,keyasint,omitempty"`
 	// Lane says the router will carry the agent's datagrams on the lane both ways.
 	Lane bool `cbor:"4,keyasint,omitempty"`
+	// LaneStreams says the router will carry TCP circuits' bytes on lane streams.
+	LaneStreams bool `cbor:"5,keyasint,omitempty"`
 }
 
 // ServicesRequest asks for the services an identity may use. Identity is set by the
@@ -127,6 +132,9 @@ type Dial struct {
 	Resume   []byte `cbor:"5,keyasint,omitempty"`
 	// Moving says the circuit named by Resume exists and moves to a new path.
 	Moving bool `cbor:"6,keyasint,omitempty"`
+	// LaneStream asks for the circuit's bytes on a stream of the dialer's datagram lane
+	// rather than on this QUIC stream (agent → router).
+	LaneStream bool `cbor:"7,keyasint,omitempty"`
 }
 
 // DialGrant is the controller's answer to a relayed Dial.
@@ -139,6 +147,9 @@ type DialGrant struct {
 type DialAck struct {
 	Circuit uint64 `cbor:"1,keyasint"`
 	Grant   []byte `cbor:"2,keyasint"`
+	// LaneStream says the circuit's bytes ride the lane stream whose id is Circuit, and
+	// this QUIC stream stays open beside it only for resets.
+	LaneStream bool `cbor:"3,keyasint,omitempty"`
 }
 
 // Circuit hands a hosting agent a new circuit; Circuit is the id its datagrams carry on
@@ -149,6 +160,9 @@ type Circuit struct {
 	Grant   []byte `cbor:"2,keyasint"`
 	Resume  []byte `cbor:"3,keyasint,omitempty"`
 	Moving  bool   `cbor:"4,keyasint,omitempty"`
+	// LaneStream says the circuit's bytes ride the host's lane stream whose id is
+	// Circuit, and this QUIC stream stays open beside it only for resets.
+	LaneStream bool `cbor:"5,keyasint,omitempty"`
 }
 
 // CircuitAck accepts a Circuit.

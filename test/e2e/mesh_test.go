@@ -76,6 +76,10 @@ type agentStatus struct {
 		Router string  `json:"router"`
 		State  string  `json:"state"`
 		RTTms  float64 `json:"rtt_ms"`
+		Lane   *struct {
+			Sent    uint64 `json:"sent"`
+			Streams int    `json:"streams"`
+		} `json:"lane"`
 	} `json:"links"`
 	Hosting []struct {
 		Service  string `json:"service"`

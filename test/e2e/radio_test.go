@@ -173,8 +173,8 @@ func TestRadioBlackout(t *testing.T) {
 }
 
 // TestLossyRadio carries 1 MB byte-exact over a radio losing 20 % of packets each way
-// with 400 ms of round trip. It is slow (QUIC's congestion control reads every random loss
-// as congestion), so it runs beside the other slow radio tests.
+// with 400 ms of round trip. With the radio profile the circuit's bytes ride a stream of
+// the link's datagram lane, which the loss does not slow down as it does QUIC.
 func TestLossyRadio(t *testing.T) {
 	t.Parallel()
 	rm := startRadioMesh(t, "--link-profile", "radio")
@@ -187,6 +187,13 @@ func TestLossyRadio(t *testing.T) {
 	st := rm.proxy.Stats()
 	t.Logf("1 MB delivered in %v at 20 %% loss, 400 ms RTT (emulator dropped %d up, %d down)",
 		time.Since(began).Round(time.Millisecond), st.Up.Dropped.Loss, st.Down.Dropped.Loss)
+	op, err := rm.op.status(t)
+	if err != nil || len(op.Links) == 0 || op.Links[0].Lane == nil {
+		t.Fatalf("operator's status shows no lane: %+v, %v", op, err)
+	}
+	if sent := op.Links[0].Lane.Sent; sent < (1<<20)/1200 {
+		t.Fatalf("the lane sent %d packets: the megabyte did not ride it", sent)
+	}
 }
 
 // TestLongBlackout: after a 3-minute blackout, longer than every QUIC timeout, dial
@@ -233,9 +240,16 @@ func TestBlackoutMidTransfer(t *testing.T) {
 }
 
 // TestAddressChange gives the operator's agent a new source address mid-transfer (the
-// emulator rebinds, as when a drone moves from LTE to Wi-Fi): its circuit carries on.
+// emulator rebinds, as when a drone moves from LTE to Wi-Fi): its circuit carries on,
+// whether its bytes ride a QUIC stream or a lane stream.
 func TestAddressChange(t *testing.T) {
-	rm := startRadioMesh(t)
+	for _, carrier := range []string{"quic", "lane"} {
+		t.Run(carrier, func(t *testing.T) { addressChange(t, carrier) })
+	}
+}
+
+func addressChange(t *testing.T, carrier string) {
+	rm := startRadioMesh(t, "--tcp-carrier", carrier)
 	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
 	if err != nil {
 		t.Fatal(err)

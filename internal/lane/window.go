@@ -1,0 +1,83 @@
+package lane
+
+import (
+	"sync"
+	"time"
+)
+
+// The window of a lane's streams: how many KCP packets they may have in flight, shared
+// evenly among them. It grows while the round trip stays near its base and shrinks when
+// a queue builds, like TCP Vegas: loss leaves the round trip alone and so never shrinks
+// it. Both ends move it on the same figures, the client's measures of the lane.
+const (
+	minWindow     = 32
+	maxWindow     = 4096
+	initialWindow = 128
+	windowGrow    = 1.15
+	windowShrink  = 0.85
+	// A queue is building when the round trip exceeds its base by more than queueHigh
+	// (or a quarter of the base); it is gone under queueLow (or a tenth).
+	queueHigh = 40 * time.Millisecond
+	queueLow  = 15 * time.Millisecond
+)
+
+// windowControl sizes the windows of a lane's streams.
+type windowControl struct {
+	mu      sync.Mutex
+	total   float64
+	streams map[*Stream]struct{}
+}
+
+func newWindowControl() *windowControl {
+	return &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}}
+}
+
+func (w *windowControl) add(s *Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.streams[s] = struct{}{}
+	w.applyLocked()
+}
+
+func (w *windowControl) remove(s *Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.streams, s)
+	w.applyLocked()
+}
+
+// observe moves the window on one round-trip figure.
+func (w *windowControl) observe(srtt, minRTT time.Duration) {
+	if srtt <= 0 || minRTT <= 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	queued := srtt - minRTT
+	switch {
+	case queued > max(queueHigh, minRTT/4):
+		w.total = max(minWindow, w.total*windowShrink)
+	case queued < max(queueLow, minRTT/10):
+		w.total = min(maxWindow, w.total*windowGrow+4)
+	default:
+		return
+	}
+	w.applyLocked()
+}
+
+// window is the lane's current window in packets.
+func (w *windowControl) window() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int(w.total)
+}
+
+func (w *windowControl) applyLocked() {
+	if len(w.streams) == 0 {
+		return
+	}
+	each := max(minWindow/2, int(w.total)/len(w.streams))
+	for s := range w.streams {
+		s.setWindow(each)
+	}
+}
