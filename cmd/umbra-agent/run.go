@@ -113,7 +113,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&dials, "dial", nil, "SERVICE[@IDENTITY]=PROTO:LISTEN_ADDR to listen for locally (repeatable)")
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
-	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, or K:M (M parity packets per K; 16:4, 25 % more, keeps ≥ 99 % at 10 % loss)")
+	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, or K:M (M parity packets per K; 32:8, 25 % more, keeps ≥ 99 % at 10 % loss)")
 	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "lane", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss) or quic (QUIC DATAGRAM frames, under QUIC's congestion control)")
 	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams, fastest on a clean link), or auto (lane with --link-profile radio, else quic)")
 	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link)")

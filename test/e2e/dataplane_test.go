@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math"
 	mrand "math/rand/v2"
@@ -29,7 +30,7 @@ type tcpMesh struct {
 	d1Listen, d2Listen string // op's listeners for echo@drone1 and echo@drone2
 }
 
-func startTCPMesh(t *testing.T) *tcpMesh {
+func startTCPMesh(t *testing.T, agentArgs ...string) *tcpMesh {
 	m := startMesh(t)
 	m.edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
 	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo")
@@ -38,12 +39,12 @@ func startTCPMesh(t *testing.T) *tcpMesh {
 	d2 := m.enroll("drone2", "drone")
 	op := m.enroll("op", "operator")
 	tm := &tcpMesh{mesh: m, echoListen: freeTCP(t), d1Listen: freeTCP(t), d2Listen: freeTCP(t)}
-	tm.drone1 = m.agent("drone1", d1, "--host", "echo=tcp:"+echoServer(t, "drone1"))
-	tm.drone2 = m.agent("drone2", d2, "--host", "echo=tcp:"+echoServer(t, "drone2"))
-	tm.op = m.agent("op", op,
-		"--dial", "echo=tcp:"+tm.echoListen,
-		"--dial", "echo@drone1=tcp:"+tm.d1Listen,
-		"--dial", "echo@drone2=tcp:"+tm.d2Listen)
+	tm.drone1 = m.agent("drone1", d1, append([]string{"--host", "echo=tcp:" + echoServer(t, "drone1")}, agentArgs...)...)
+	tm.drone2 = m.agent("drone2", d2, append([]string{"--host", "echo=tcp:" + echoServer(t, "drone2")}, agentArgs...)...)
+	tm.op = m.agent("op", op, append([]string{
+		"--dial", "echo=tcp:" + tm.echoListen,
+		"--dial", "echo@drone1=tcp:" + tm.d1Listen,
+		"--dial", "echo@drone2=tcp:" + tm.d2Listen}, agentArgs...)...)
 	tm.drone1.waitHosting(t, "echo")
 	tm.drone2.waitHosting(t, "echo")
 	tm.op.waitLinkUp(t)
@@ -52,9 +53,22 @@ func startTCPMesh(t *testing.T) *tcpMesh {
 
 // TestTCPCircuits is the heart of the data plane, end to end with the real binaries.
 func TestTCPCircuits(t *testing.T) {
-	m := startTCPMesh(t)
+	tcpCircuits(t, startTCPMesh(t), bulkBytes)
+}
 
-	t.Run("echo-of-100MB-is-byte-exact", func(t *testing.T) {
+// TestTCPCircuitsOnLane runs the same checks with every agent carrying its TCP circuits
+// on lane streams, as on a radio: the router opens the lane's seal, so what it sees must
+// still be end-to-end ciphertext, and revocation must still reach the circuit in time.
+func TestTCPCircuitsOnLane(t *testing.T) {
+	tcpCircuits(t, startTCPMesh(t, "--tcp-carrier", "lane"), laneBulkBytes)
+}
+
+// laneBulkBytes is the echo of TestTCPCircuitsOnLane: lane streams are paced for radios,
+// not for loopback.
+const laneBulkBytes = 16 << 20
+
+func tcpCircuits(t *testing.T, m *tcpMesh, bulk int64) {
+	t.Run(fmt.Sprintf("echo-of-%dMB-is-byte-exact", bulk>>20), func(t *testing.T) {
 		c, err := net.DialTimeout("tcp", m.d1Listen, commandTimeout)
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +79,7 @@ func TestTCPCircuits(t *testing.T) {
 			t.Fatalf("greeting = %q, want drone1", r)
 		}
 		sent, got := sha256.New(), sha256.New()
-		src := io.LimitReader(rngReader(), bulkBytes)
+		src := io.LimitReader(rngReader(), bulk)
 		done := make(chan int64)
 		go func() {
 			n, _ := io.Copy(got, c)
@@ -77,8 +91,8 @@ func TestTCPCircuits(t *testing.T) {
 		c.(*net.TCPConn).CloseWrite()
 		select {
 		case n := <-done:
-			if n != bulkBytes || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
-				t.Fatalf("echoed %d bytes (sha256 match %v), want %d byte-exact", n, bytes.Equal(got.Sum(nil), sent.Sum(nil)), bulkBytes)
+			if n != bulk || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
+				t.Fatalf("echoed %d bytes (sha256 match %v), want %d byte-exact", n, bytes.Equal(got.Sum(nil), sent.Sum(nil)), bulk)
 			}
 		case <-time.After(5 * time.Minute):
 			t.Fatal("echo did not finish within 5 minutes")
