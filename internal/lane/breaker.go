@@ -118,15 +118,16 @@ type pacer struct {
 func (p *pacer) reserve(now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	gap := paceGap
 	if p.filled.IsZero() {
 		p.tokens = paceBurst
 	} else {
-		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(paceGap))
+		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(gap))
 	}
 	p.filled = now
 	p.tokens--
 	if p.tokens >= 0 {
 		return 0
 	}
-	return time.Duration(-p.tokens * float64(paceGap))
+	return time.Duration(-p.tokens * float64(gap))
 }

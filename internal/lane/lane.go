@@ -109,11 +109,16 @@ type Lane struct {
 	write  WriteFunc
 	cfg    Config
 	brk    *breaker
-	pace   pacer
+	pace   pacer // datagrams' and control packets'
+	space  pacer // streams' data packets', through writeStreams
 	win    *windowControl
 
-	streamMu sync.Mutex
-	streams  map[uint32]*streamPacketConn // open streams by id
+	streamMu  sync.Mutex
+	streams   map[uint32]*streamPacketConn // open streams by id
+	streamOut chan []byte                  // stream packets waiting for their pacing slot
+	writeOnce sync.Once
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 
 	peer atomic.Pointer[net.UDPAddr] // where packets go; the server follows the client
 
@@ -154,7 +159,9 @@ func newLane(id ID, client bool, send, recv cipher.AEAD, write WriteFunc, peer *
 	if cfg.PingEvery <= 0 {
 		cfg.PingEvery = 250 * time.Millisecond
 	}
-	l := &Lane{id: id, client: client, sealer: seal.NewSealer(send), opener: seal.NewOpener(recv), write: write, cfg: cfg, brk: newBreaker(cfg.Floor), win: newWindowControl()}
+	l := &Lane{id: id, client: client, sealer: seal.NewSealer(send), opener: seal.NewOpener(recv), write: write, cfg: cfg, brk: newBreaker(cfg.Floor),
+		streamOut: make(chan []byte, streamOutQueue), done: make(chan struct{})}
+	l.win = newWindowControl(l.done)
 	l.header[0] = Marker
 	copy(l.header[1:], id[:])
 	l.peer.Store(peer)
@@ -186,6 +193,7 @@ func (l *Lane) sendPaced(kind byte, body []byte) error {
 
 // Close ends the lane's streams; the lane sends and receives nothing more that matters.
 func (l *Lane) Close() {
+	l.closeOnce.Do(func() { close(l.done) })
 	l.streamMu.Lock()
 	var open []*streamPacketConn
 	for _, pc := range l.streams {

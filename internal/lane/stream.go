@@ -35,6 +35,7 @@ const (
 	// acknowledgements, no congestion window.
 	kcpInterval = 10
 	kcpResend   = 2
+	kcpNoDelay  = 1
 )
 
 // Errors of streams.
@@ -85,7 +86,7 @@ func (l *Lane) OpenStream(id uint32) (*Stream, error) {
 		pc.Close()
 		return nil, err
 	}
-	sess.SetNoDelay(1, kcpInterval, kcpResend, 1)
+	sess.SetNoDelay(kcpNoDelay, kcpInterval, kcpResend, 1)
 	sess.SetStreamMode(true)
 	sess.SetACKNoDelay(true)
 	sess.SetWriteDelay(false)
@@ -299,8 +300,48 @@ func (c *streamPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	c.l.sendPaced(kindStream, b) // a packet lost here is one KCP sends again
+	if len(b) < pacedSize {
+		// Acknowledgements and window probes: holding them back behind the data's pace
+		// would stretch the peer's round trip into spurious retransmissions.
+		c.l.sendPaced(kindStream, b)
+		return len(b), nil
+	}
+	c.l.queueStream(b)
 	return len(b), nil
+}
+
+// pacedSize is the smallest stream packet paced at the window's rate: one that carries
+// data, not only acknowledgements (24 bytes each in KCP).
+const pacedSize = 256
+
+// streamOutQueue bounds the stream packets waiting to be paced out; beyond it they are
+// dropped, and KCP sends them again.
+const streamOutQueue = 4096
+
+// queueStream hands one stream packet to the lane's paced writer. It never waits: KCP
+// calls it holding its session's lock.
+func (l *Lane) queueStream(b []byte) {
+	l.writeOnce.Do(func() { go l.writeStreams() })
+	select {
+	case l.streamOut <- append([]byte(nil), b...):
+	default:
+	}
+}
+
+// writeStreams sends queued stream packets, each in its pacing slot, until the lane
+// closes.
+func (l *Lane) writeStreams() {
+	for {
+		select {
+		case b := <-l.streamOut:
+			if wait := l.space.reserve(time.Now()); wait > 0 {
+				time.Sleep(wait)
+			}
+			l.send(kindStream, b)
+		case <-l.done:
+			return
+		}
+	}
 }
 
 func (c *streamPacketConn) Close() error {

@@ -14,6 +14,7 @@ const (
 	maxWindow     = 4096
 	initialWindow = 128
 	windowGrow    = 1.15
+	windowStep    = 4
 	windowShrink  = 0.85
 	// A queue is building when the round trip exceeds its base by more than queueHigh
 	// (or a quarter of the base); it is gone under queueLow (or a tenth).
@@ -21,15 +22,42 @@ const (
 	queueLow  = 15 * time.Millisecond
 )
 
-// windowControl sizes the windows of a lane's streams.
+// windowControl sizes the windows of a lane's streams. It sets
+// the windows from its own goroutine: a KCP session holds its lock while it flushes,
+// and the lane's reader, which moves the window, must never wait for that.
 type windowControl struct {
 	mu      sync.Mutex
 	total   float64
 	streams map[*Stream]struct{}
+	kick    chan struct{} // the window changed
+	done    <-chan struct{}
 }
 
-func newWindowControl() *windowControl {
-	return &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}}
+func newWindowControl(done <-chan struct{}) *windowControl {
+	w := &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}, kick: make(chan struct{}, 1), done: done}
+	go w.run()
+	return w
+}
+
+// run applies the window to the streams whenever it changes, until the lane closes.
+func (w *windowControl) run() {
+	for {
+		select {
+		case <-w.kick:
+		case <-w.done:
+			return
+		}
+		w.mu.Lock()
+		each := max(minWindow/2, int(w.total)/max(1, len(w.streams)))
+		streams := make([]*Stream, 0, len(w.streams))
+		for s := range w.streams {
+			streams = append(streams, s)
+		}
+		w.mu.Unlock()
+		for _, s := range streams {
+			s.setWindow(each)
+		}
+	}
 }
 
 func (w *windowControl) add(s *Stream) {
@@ -58,7 +86,7 @@ func (w *windowControl) observe(srtt, minRTT time.Duration) {
 	case queued > max(queueHigh, minRTT/4):
 		w.total = max(minWindow, w.total*windowShrink)
 	case queued < max(queueLow, minRTT/10):
-		w.total = min(maxWindow, w.total*windowGrow+4)
+		w.total = min(maxWindow, w.total*windowGrow+windowStep)
 	default:
 		return
 	}
@@ -73,11 +101,8 @@ func (w *windowControl) window() int {
 }
 
 func (w *windowControl) applyLocked() {
-	if len(w.streams) == 0 {
-		return
-	}
-	each := max(minWindow/2, int(w.total)/len(w.streams))
-	for s := range w.streams {
-		s.setWindow(each)
+	select {
+	case w.kick <- struct{}{}:
+	default: // already due
 	}
 }
