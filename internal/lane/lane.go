@@ -124,7 +124,7 @@ type Lane struct {
 
 	mu          sync.Mutex // guards the RTT figures, measured by the client
 	srtt        time.Duration
-	recent      [40]time.Duration // the last samples, for the minimum over about 10 s
+	recent      [20]time.Duration // the last samples: the base round trip is their minimum, over about 5 s
 	recentCount int
 
 	sent, received, rejected atomic.Uint64
