@@ -127,7 +127,13 @@ func (rm *radioMesh) linkState(t *testing.T) string {
 // link is reported stalled, and once the radio returns new circuits work within about a
 // second, whatever QUIC's retransmission timers have backed off to.
 func TestRadioBlackout(t *testing.T) {
-	rm := startRadioMesh(t)
+	for _, carrier := range []string{"quic", "lane"} {
+		t.Run(carrier, func(t *testing.T) { radioBlackout(t, carrier) })
+	}
+}
+
+func radioBlackout(t *testing.T, carrier string) {
+	rm := startRadioMesh(t, "--tcp-carrier", carrier)
 	if g, err := dialGreeting(rm.listen); err != nil || g != "drone" {
 		t.Fatalf("before the blackout: greeting %q, %v", g, err)
 	}
@@ -152,6 +158,22 @@ func TestRadioBlackout(t *testing.T) {
 	time.Sleep(time.Until(began.Add(blackout))) // the blackout's length is the test's subject
 	rm.radio.SetBlackout(false)
 	back := time.Now()
+	// The held circuit: how soon after the radio returns does a byte sent before it
+	// came back echo?
+	heldBack := make(chan time.Duration, 1)
+	go func() {
+		held.SetDeadline(time.Now().Add(readyTimeout))
+		b := []byte{'x'}
+		if _, err := held.Write(b); err != nil {
+			heldBack <- -1
+			return
+		}
+		if _, err := io.ReadFull(held, b); err != nil || b[0] != 'x' {
+			heldBack <- -1
+			return
+		}
+		heldBack <- time.Since(back)
+	}()
 	waitUntil(t, readyTimeout, "a circuit after the radio returned", func() bool {
 		c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
 		if err != nil {
@@ -164,11 +186,17 @@ func TestRadioBlackout(t *testing.T) {
 		return err == nil && string(buf) == "drone\n"
 	})
 	recovery := time.Since(back)
-	t.Logf("traffic resumed %v after the radio returned from a %v blackout", recovery.Round(time.Millisecond), blackout)
+	heldRecovery := <-heldBack
+	t.Logf("%s: a new circuit worked %v and the held one echoed %v after the radio returned from a %v blackout",
+		carrier, recovery.Round(time.Millisecond), heldRecovery.Round(time.Millisecond), blackout)
 	if recovery > 5*time.Second {
 		t.Errorf("recovery took %v; want about a second", recovery)
 	}
+	if heldRecovery < 0 || heldRecovery > 5*time.Second {
+		t.Errorf("the held circuit echoed %v after the radio returned (negative: never); want about a second", heldRecovery)
+	}
 	waitUntil(t, 5*time.Second, "link reported up again", func() bool { return rm.linkState(t) == "up" })
+	held.SetDeadline(time.Time{})
 	echoBytes(t, held, 1<<20, nil)
 }
 
