@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"umbra/internal/fec"
 	"umbra/internal/identity"
@@ -127,3 +128,9 @@ func ParseHostOverride(s string) (service, address string, err error) {
 	}
 	return service, address, nil
 }
+
+// DefaultFECFlush is how long a UDP circuit's FEC block waits for its K datagrams before
+// its parity goes out with fewer. Datagrams leave at once whatever it is (the code is
+// systematic), so it delays only the ones parity recovers; long enough that a telemetry
+// flow of a few hundred datagrams a second fills its blocks, and pays M/K, not more.
+const DefaultFECFlush = 250 * time.Millisecond

@@ -84,7 +84,7 @@ func newUDPEnd(conn *quic.Conn, out datagramSender, cid uint64, tc *tls.Conn, di
 	if err != nil {
 		return nil, err
 	}
-	in, err := fec.NewDecoder(fec.Config{})
+	in, err := fec.NewDecoder(fec.Config{Expiry: udpStale}) // the sender's flush delay may be long
 	if err != nil {
 		return nil, err
 	}

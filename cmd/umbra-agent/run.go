@@ -113,7 +113,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&dials, "dial", nil, "SERVICE[@IDENTITY]=PROTO:LISTEN_ADDR to listen for locally (repeatable)")
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
-	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, or K:M (M parity packets per K; 32:8, 25 % more, keeps ≥ 99 % at 10 % loss)")
+	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, K:M or K:M:FLUSH (M parity packets per K, sent when K datagrams have gone or FLUSH (default 250ms) after the first; 32:8, 25 % more, keeps ≥ 99 % at 10 % loss)")
 	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "lane", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss) or quic (QUIC DATAGRAM frames, under QUIC's congestion control)")
 	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams, fastest on a clean link), or auto (lane with --link-profile radio, else quic)")
 	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link)")
@@ -154,18 +154,30 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-// parseFEC reads --udp-fec: "off" or "K:M".
+// parseFEC reads --udp-fec: "off", "K:M" or "K:M:FLUSH".
 func parseFEC(s string) (fec.Config, error) {
 	if s == "" || s == "off" {
 		return fec.Config{}, nil
 	}
-	k, m, ok := strings.Cut(s, ":")
-	kn, err1 := strconv.Atoi(k)
-	mn, err2 := strconv.Atoi(m)
-	if !ok || err1 != nil || err2 != nil {
-		return fec.Config{}, fmt.Errorf("--udp-fec %q: want off or K:M, e.g. 8:4", s)
+	parts := strings.Split(s, ":")
+	bad := fmt.Errorf("--udp-fec %q: want off, K:M or K:M:FLUSH, e.g. 32:8 or 32:8:100ms", s)
+	if len(parts) < 2 || len(parts) > 3 {
+		return fec.Config{}, bad
 	}
-	c := fec.Config{K: kn, M: mn}
+	kn, err1 := strconv.Atoi(parts[0])
+	mn, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return fec.Config{}, bad
+	}
+	flush := agent.DefaultFECFlush
+	if len(parts) == 3 {
+		d, err := time.ParseDuration(parts[2])
+		if err != nil || d <= 0 {
+			return fec.Config{}, bad
+		}
+		flush = d
+	}
+	c := fec.Config{K: kn, M: mn, FlushDelay: flush}
 	if _, err := fec.NewEncoder(c); err != nil {
 		return fec.Config{}, fmt.Errorf("--udp-fec %q: %w", s, err)
 	}

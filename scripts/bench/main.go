@@ -23,6 +23,9 @@ import (
 	"umbra/scripts/bench/peers"
 )
 
+// sectionBudget bounds each section that does not name a budget of its own.
+const sectionBudget = 30 * time.Minute
+
 // Sizes of the runs, as flags so a quick run can shrink them.
 type config struct {
 	bin         string
@@ -55,29 +58,32 @@ func main() {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-
 	r := &report{}
 	r.header()
+	// Each section is bounded by its own budget: the radio section alone takes about 25
+	// minutes, more than all the others together.
 	sections := []struct {
-		name string
-		run  func() error
+		name   string
+		budget time.Duration
+		run    func(ctx context.Context) error
 	}{
-		{"groundstation", func() error { return benchGroundStation(ctx, c, r) }},
-		{"dataplane", func() error { return benchDataPlane(ctx, c, r) }},
-		{"relay", func() error { return benchRelay(ctx, c, r) }},
-		{"heal", func() error { return benchHeal(ctx, c, r) }},
-		{"paths", func() error { return benchPaths(ctx, r) }},
-		{"keystore", func() error { return benchKeystores(ctx, r) }},
-		{"boards", func() error { return benchBoards(ctx, c, r) }},
-		{"radio", func() error { return benchRadio(ctx, c, r) }},
+		{"groundstation", sectionBudget, func(ctx context.Context) error { return benchGroundStation(ctx, c, r) }},
+		{"dataplane", sectionBudget, func(ctx context.Context) error { return benchDataPlane(ctx, c, r) }},
+		{"relay", sectionBudget, func(ctx context.Context) error { return benchRelay(ctx, c, r) }},
+		{"heal", sectionBudget, func(ctx context.Context) error { return benchHeal(ctx, c, r) }},
+		{"paths", sectionBudget, func(ctx context.Context) error { return benchPaths(ctx, r) }},
+		{"keystore", sectionBudget, func(ctx context.Context) error { return benchKeystores(ctx, r) }},
+		{"boards", sectionBudget, func(ctx context.Context) error { return benchBoards(ctx, c, r) }},
+		{"radio", radioTimeout, func(ctx context.Context) error { return benchRadio(ctx, c, r) }},
 	}
 	for _, s := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), s.name) {
 			continue
 		}
-		if err := s.run(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.budget)
+		err := s.run(ctx)
+		cancel()
+		if err != nil {
 			log.Fatalf("bench %s: %v", s.name, err)
 		}
 	}

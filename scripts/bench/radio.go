@@ -24,6 +24,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"golang.org/x/sys/unix"
+
 	"umbra/internal/linksim"
 	"umbra/internal/transport"
 	"umbra/scripts/bench/peers"
@@ -36,8 +38,9 @@ import (
 // servers). Every path crosses the link exactly once. These are its sizes and bounds; every loop below is
 // bounded by one of them in count and in time.
 const (
-	// radioTimeout bounds the whole section, set-up and clean-up included.
-	radioTimeout = 10 * time.Minute
+	// radioTimeout bounds the whole section, set-up and clean-up included; a run takes
+	// about 25 minutes, most of it in the goodput matrix and the 120 s blackout.
+	radioTimeout = 40 * time.Minute
 	// radioSetupTimeout bounds each command, start-up and first echo of the set-up.
 	radioSetupTimeout = 60 * time.Second
 	// radioBulkTime is how long each bulk run keeps a path full.
@@ -67,16 +70,22 @@ const (
 	radioEchoEvery = 50 * time.Millisecond
 	radioSteady    = 2 * time.Second
 	// radioCap is how long after the link returns a path has to carry an echo again.
-	radioCap = 90 * time.Second
+	// An open TCP connection's next retransmission after a 120 s outage comes 85–95 s
+	// after the link's return (its timer doubles from 200 ms), hence more than that.
+	radioCap = 120 * time.Second
 	// radioRetryEvery paces the new-connection attempts after a blackout, at most
 	// radioRetryInFlight of them at once: a user retrying, without piling up hundreds
 	// of waiting connections on a stalled tunnel.
 	radioRetryEvery    = 250 * time.Millisecond
 	radioRetryInFlight = 8
-	// A link is drained when one radioDrainStep carries fewer than radioQuietBytes
-	// (umbra's heartbeats alone are well under that); radioDrainMax bounds the wait.
+	// A link is drained when one radioDrainStep carries fewer than the quiet bytes: at
+	// least radioQuietBytes, and radioQuietIdle times what the idle link carried in a step
+	// after set-up (the operator agents' heartbeats, some 1.6 KB/s both ways each);
+	// radioDrainMax bounds the wait.
 	radioDrainStep  = time.Second
 	radioQuietBytes = 3000
+	radioQuietIdle  = 2
+	radioQuietSteps = 3
 	radioDrainMax   = 20 * time.Second
 	// radioPoll is how often waits look again.
 	radioPoll = 100 * time.Millisecond
@@ -91,6 +100,15 @@ const (
 	radioSSHDPort    = 2222             // side B: sshd, on B's link address
 	radioSSHD        = "/usr/sbin/sshd" // absolute: sshd re-executes itself
 	radioPrivsepDir  = "/run/sshd"      // sshd's privilege-separation directory
+)
+
+// The paths, in the order every table shows them.
+const (
+	radioPathUmbra = iota
+	radioPathSSH
+	radioPathTLS
+	radioPathQUIC
+	radioPathTLSCubic
 )
 
 // radioPath is one way from side A to the echo service on side B.
@@ -111,6 +129,11 @@ type radioLab struct {
 	agent string
 	procs []*exec.Cmd
 	stops []func()
+	// quiet is the most bytes a radioDrainStep of a drained link carries.
+	quiet uint64
+	// fecOperator is the command line of the operator agent with --udp-fec, started
+	// only for the UDP flows.
+	fecOperator []string
 }
 
 // radioProfile is a linksim profile to measure under, and whether to run bulk on it.
@@ -136,10 +159,60 @@ type radioRecovery struct {
 	freshErr error
 }
 
+// radioPlan is what the radio section measures, in the order it runs: the profiles, the
+// goodput matrix (every loss rate at every round-trip time), the UDP flows (every loss rate
+// at one round-trip time, and one full-rate check), and the blackouts.
+type radioPlan struct {
+	profiles     []radioProfile
+	losses       []float64
+	rtts         []time.Duration
+	udpRTT       time.Duration
+	udpCheckLoss float64
+	udpCheckRTT  time.Duration
+	blackouts    []time.Duration
+}
+
+// defaultRadioPlan is the plan of issue #4: loss of 0–30 % × RTT of 50–800 ms, blackouts of
+// 2 s to two minutes.
+func defaultRadioPlan() radioPlan {
+	return radioPlan{
+		// No bulk over the telemetry radio: at 64 kbit/s behind a 16-packet modem queue it
+		// measures the queue and TCP's backoff more than the tunnel, takes tens of seconds
+		// to drain, and starves whatever runs next.
+		profiles:     []radioProfile{{"telemetry-radio", false}, {"lte-bad", true}, {"mesh-radio", true}},
+		losses:       []float64{0, 0.01, 0.05, 0.10, 0.20, 0.30},
+		rtts:         []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 800 * time.Millisecond},
+		udpRTT:       200 * time.Millisecond,
+		udpCheckLoss: 0.30,
+		udpCheckRTT:  800 * time.Millisecond,
+		blackouts:    []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, 120 * time.Second},
+	}
+}
+
+// radioResults is everything the section measured, for the report.
+type radioResults struct {
+	plan       radioPlan
+	paths      []radioPath
+	flows      []udpFlow
+	figures    map[string][]radioFigures
+	matrix     []matrixCell
+	udp        []udpCell
+	recoveries map[time.Duration][]radioRecovery
+	phases     []radioPhase
+	tcpCC      string // TCP congestion control in the namespaces
+}
+
+// radioPhase is how long one part of the section took.
+type radioPhase struct {
+	name string
+	took time.Duration
+}
+
 // benchRadio measures umbra, ssh -L, TLS over TCP and raw quic-go behind the same
-// emulated radio: echo latency and bulk throughput under radio profiles, and how soon
-// traffic flows again after blackouts of 5 s and 30 s, on the connection that was open
-// and on a new one.
+// emulated radio: echo latency and bulk throughput under radio profiles, goodput under
+// loss × round-trip time, umbra's UDP flows with and without FEC beside the bare link, and
+// how soon traffic flows again after blackouts, on the connection that was open and on a
+// new one.
 func benchRadio(ctx context.Context, c config, r *report) error {
 	if err := linksim.CheckNetns(); err != nil {
 		return fmt.Errorf("radio: %w", err)
@@ -150,26 +223,31 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	// or process outlives the bench.
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	res := radioResults{plan: defaultRadioPlan(), figures: map[string][]radioFigures{}, recoveries: map[time.Duration][]radioRecovery{}}
+	began := time.Now()
+	phaseStart := began
+	phase := func(name string) {
+		res.phases = append(res.phases, radioPhase{name, time.Since(phaseStart)})
+		phaseStart = time.Now()
+	}
+	progress := func(format string, args ...any) {
+		log.Printf("radio: %3.0f s: %s", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+	}
 	lab, err := newRadioLab(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer lab.close()
-	paths, err := lab.startPaths()
+	res.paths, res.flows, err = lab.startPaths()
 	if err != nil {
 		return fmt.Errorf("radio: %w\n%s", err, lab.logs())
 	}
+	paths := res.paths
+	phase("set-up")
+	lab.learnQuiet(ctx)
+	res.tcpCC = lab.tcpCongestionControl()
 
-	// No bulk over the telemetry radio: at 64 kbit/s behind a 16-packet modem queue it
-	// measures the queue and TCP's backoff more than the tunnel, takes tens of seconds to
-	// drain, and starves whatever runs next.
-	profiles := []radioProfile{{"telemetry-radio", false}, {"lte-bad", true}, {"mesh-radio", true}}
-	figures := map[string][]radioFigures{}
-	began := time.Now()
-	progress := func(format string, args ...any) {
-		log.Printf("radio: %3.0f s: %s", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
-	}
-	for _, pr := range profiles {
+	for _, pr := range res.plan.profiles {
 		if err := lab.settle(ctx, paths); err != nil {
 			return err
 		}
@@ -183,13 +261,31 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 				return fmt.Errorf("radio: %w", ctx.Err())
 			}
 			progress("%s, %s", pr.name, p.name)
-			figures[pr.name] = append(figures[pr.name], lab.measure(ctx, p, pr.bulk, window))
+			res.figures[pr.name] = append(res.figures[pr.name], lab.measure(ctx, p, pr.bulk, window))
 		}
 	}
+	phase("profiles")
 
-	blackouts := []time.Duration{5 * time.Second, 30 * time.Second}
-	recoveries := map[time.Duration][]radioRecovery{}
-	for _, d := range blackouts {
+	if res.matrix, err = lab.goodputMatrix(ctx, paths, res.plan, progress); err != nil {
+		return err
+	}
+	phase("goodput matrix")
+
+	stopFEC, err := lab.startFECOperator()
+	if err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	if err := lab.waitFlows(ctx, res.flows); err != nil {
+		return fmt.Errorf("radio: %w\n%s", err, lab.logs())
+	}
+	res.udp, err = lab.udpMatrix(ctx, res.flows, res.plan, progress)
+	stopFEC()
+	if err != nil {
+		return err
+	}
+	phase("UDP flows")
+
+	for _, d := range res.plan.blackouts {
 		if err := lab.settle(ctx, paths); err != nil {
 			return err
 		}
@@ -198,16 +294,17 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 		if err != nil {
 			return err
 		}
-		recoveries[d] = rec
+		res.recoveries[d] = rec
 		for i, x := range rec {
 			progress("%v blackout, %s: same connection %v %v; new connection %v %v", d, paths[i].name, x.same, x.sameErr, x.fresh, x.freshErr)
 		}
 	}
+	phase("blackouts")
 	progress("done")
 	if ctx.Err() != nil {
 		return fmt.Errorf("radio: %w", ctx.Err())
 	}
-	writeRadio(r, paths, profiles, figures, blackouts, recoveries)
+	writeRadio(r, res)
 	return nil
 }
 
@@ -263,8 +360,8 @@ func (l *radioLab) close() {
 
 // stopWithin interrupts cmd and kills it if it has not exited within d.
 func stopWithin(cmd *exec.Cmd, d time.Duration) {
-	if cmd.Process == nil {
-		return
+	if cmd.Process == nil || cmd.ProcessState != nil {
+		return // never started, or already stopped
 	}
 	cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
@@ -337,51 +434,79 @@ func (l *radioLab) logs() string {
 }
 
 // startPaths starts the echo servers, umbra, sshd and ssh -L, and returns the paths
-// (umbra's first) once each has carried an echo.
-func (l *radioLab) startPaths() ([]radioPath, error) {
+// (umbra's first) once each has carried an echo, and the UDP flows (in the order of
+// udpFlowLink, udpFlowUmbra, udpFlowFEC; the last needs startFECOperator).
+func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	var echo string
+	var sink *udpSink
+	base := time.Now()
 	err := l.nl.Do(linksim.SideB, func() error {
 		addr, stop, err := peers.StartTCPEcho(l.ctx)
-		if err == nil {
-			echo = addr
-			l.stops = append(l.stops, stop)
+		if err != nil {
+			return err
 		}
-		return err
+		echo = addr
+		l.stops = append(l.stops, stop)
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("udp echo: %w", err)
+		}
+		sink = startUDPSink(pc, base)
+		l.stops = append(l.stops, sink.stop)
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	um, err := l.startUmbra(echo)
+	pc, err := l.nl.ListenPacket(linksim.SideB, "udp", l.addr(linksim.SideB, 0))
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("udp echo on the link: %w", err)
+	}
+	linkSink := startUDPSink(pc, base)
+	l.stops = append(l.stops, linkSink.stop)
+	um, err := l.startUmbra(echo, sink.pc.LocalAddr().String())
+	if err != nil {
+		return nil, nil, err
 	}
 	ssh, err := l.startSSH(echo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tl, err := l.startTLS()
+	tl, err := l.startTLS("TLS 1.3 over TCP", "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	tc, err := l.startTLS("TLS 1.3 over TCP, CUBIC", "cubic")
+	if err != nil {
+		return nil, nil, err
 	}
 	rq, err := l.startQUIC()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	paths := []radioPath{um, ssh, tl, rq}
+	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc}
 	for _, p := range paths {
 		if err := l.waitPath(p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return paths, nil
+	flows := []udpFlow{
+		udpFlowLink:  {name: "UDP straight over the link (no umbra)", addr: pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle},
+		udpFlowUmbra: {name: "umbra UDP circuit", addr: radioUDPListen, sink: sink, straggle: udpUmbraStraggle},
+		udpFlowFEC:   {name: "umbra UDP circuit, FEC " + udpFEC, addr: radioUDPFECListen, sink: sink, straggle: udpUmbraStraggle},
+	}
+	return paths, flows, nil
 }
 
-// startUmbra runs the quickstart and the drone agent hosting echo on side B and the
-// operator's agent dialing it on side A.
-func (l *radioLab) startUmbra(echo string) (radioPath, error) {
+// startUmbra runs the quickstart and the drone agents on side B, hosting echo (TCP) and
+// uecho (UDP, delivered to udpEcho), and the operator's agent dialing them on side A:
+// drone and op without forward error correction, dronefec with --udp-fec; opfec, the
+// operator with --udp-fec, is left for startFECOperator.
+func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	var none radioPath
 	qs := filepath.Join(l.dir, "qs")
-	if err := l.start(linksim.SideB, "quickstart", l.umbra, "quickstart", "--dir", qs, "--host", l.nl.Addr(linksim.SideB).String()); err != nil {
+	if err := l.start(linksim.SideB, "quickstart", l.umbra, "quickstart", "--dir", qs, "--host", l.nl.Addr(linksim.SideB).String(),
+		"--link-profile", "radio"); err != nil {
 		return none, err
 	}
 	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
@@ -402,28 +527,56 @@ func (l *radioLab) startUmbra(echo string) (radioPath, error) {
 	}
 	dJWT, dID := ids("drone")
 	oJWT, oID := ids("op")
+	dfJWT, dfID := ids("dronefec")
+	ofJWT, ofID := ids("opfec")
 	for _, s := range [][]string{
 		{l.umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
+		{l.umbra, "edge", "create", "service", "uecho", "--host", "udp:" + udpEcho},
 		{l.umbra, "edge", "create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo"},
-		{l.umbra, "edge", "create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo"},
+		{l.umbra, "edge", "create", "service-policy", "ub", "--type", "bind", "--identities", "#drone,#dronefec", "--services", "@uecho"},
+		{l.umbra, "edge", "create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo,@uecho"},
 		{l.umbra, "edge", "create", "identity", "drone", "--attr", "drone", "--jwt-out", dJWT},
 		{l.umbra, "edge", "create", "identity", "op", "--attr", "operator", "--jwt-out", oJWT},
+		{l.umbra, "edge", "create", "identity", "dronefec", "--attr", "dronefec", "--jwt-out", dfJWT},
+		{l.umbra, "edge", "create", "identity", "opfec", "--attr", "operator", "--jwt-out", ofJWT},
 		{l.agent, "enroll", "--jwt", dJWT, "--out", dID},
 		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
+		{l.agent, "enroll", "--jwt", dfJWT, "--out", dfID},
+		{l.agent, "enroll", "--jwt", ofJWT, "--out", ofID},
 	} {
 		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
 			return none, err
 		}
 	}
-	if err := l.start(linksim.SideB, "drone", l.agent, "run", "--identity", dID, "--routers", state.Router,
-		"--status-socket", filepath.Join(l.dir, "drone.sock")); err != nil {
-		return none, err
+	for _, a := range []struct {
+		side linksim.Side
+		name string
+		args []string
+	}{
+		{linksim.SideB, "drone", []string{"--identity", dID}},
+		{linksim.SideB, "dronefec", []string{"--identity", dfID, "--udp-fec", udpFEC}},
+		{linksim.SideA, "op", []string{"--identity", oID, "--link-profile", "radio",
+			"--dial", "echo=tcp:" + radioUmbraListen, "--dial", "uecho@drone=udp:" + radioUDPListen}},
+	} {
+		args := append([]string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, a.name+".sock")}, a.args...)
+		if err := l.start(a.side, a.name, l.agent, args...); err != nil {
+			return none, err
+		}
 	}
-	if err := l.start(linksim.SideA, "op", l.agent, "run", "--identity", oID, "--routers", state.Router,
-		"--status-socket", filepath.Join(l.dir, "op.sock"), "--link-profile", "radio", "--dial", "echo=tcp:"+radioUmbraListen); err != nil {
-		return none, err
-	}
+	l.fecOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opfec.sock"),
+		"--identity", ofID, "--link-profile", "radio", "--udp-fec", udpFEC, "--dial", "uecho@dronefec=udp:" + radioUDPFECListen}
 	return radioPath{name: "umbra circuit", dial: l.dialer(radioUmbraListen, nil)}, nil
+}
+
+// startFECOperator starts the operator agent with --udp-fec on side A and returns the
+// function that stops it. It runs only while the UDP flows are measured: its router
+// link's heartbeats would otherwise take a share of the slower profiles' links.
+func (l *radioLab) startFECOperator() (stop func(), err error) {
+	if err := l.start(linksim.SideA, "opfec", l.agent, l.fecOperator...); err != nil {
+		return nil, err
+	}
+	cmd := l.procs[len(l.procs)-1]
+	return func() { stopWithin(cmd, radioStopTimeout) }, nil
 }
 
 // startSSH runs sshd on side B's link address and `ssh -N -L` on side A forwarding
@@ -491,7 +644,10 @@ func (l *radioLab) startSSH(target string) (radioPath, error) {
 }
 
 // startTLS runs a TLS 1.3 echo server on side B's link address.
-func (l *radioLab) startTLS() (radioPath, error) {
+// With cc set, both ends' sockets use that TCP congestion control instead of the
+// namespaces' default: this machine defaults to BBR, which shrugs off random loss, while
+// most Linux machines run CUBIC, which does not.
+func (l *radioLab) startTLS(name, cc string) (radioPath, error) {
 	var none radioPath
 	server, client, err := peers.TLSPair("")
 	if err != nil {
@@ -501,14 +657,82 @@ func (l *radioLab) startTLS() (radioPath, error) {
 	if err != nil {
 		return none, err
 	}
+	if cc != "" {
+		ln = congestionListener{Listener: ln, cc: cc}
+	}
 	l.stops = append(l.stops, serveRadioEcho(tls.NewListener(ln, server)))
-	return radioPath{name: "TLS 1.3 over TCP", dial: l.dialer(ln.Addr().String(), client)}, nil
+	dial := l.dialer(ln.Addr().String(), client)
+	if cc != "" {
+		dial = l.dialerCC(ln.Addr().String(), client, cc)
+	}
+	return radioPath{name: name, dial: dial}, nil
+}
+
+// congestionListener sets its accepted connections' TCP congestion control.
+type congestionListener struct {
+	net.Listener
+	cc string
+}
+
+func (l congestionListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if err := setCongestion(c, l.cc); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// setCongestion sets c's TCP congestion control (TCP_CONGESTION).
+func setCongestion(c net.Conn, cc string) error {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return fmt.Errorf("congestion control %s: not a TCP connection", cc)
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("congestion control %s: %w", cc, serr)
+	}
+	return nil
+}
+
+// dialerCC is dialer with cc as the connection's TCP congestion control, set before
+// the TLS handshake.
+func (l *radioLab) dialerCC(addr string, conf *tls.Config, cc string) func(context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		c, err := l.nl.DialContext(ctx, linksim.SideA, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := setCongestion(c, cc); err != nil {
+			c.Close()
+			return nil, err
+		}
+		tc := tls.Client(c, conf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		return tc, nil
+	}
 }
 
 // startQUIC runs a raw quic-go echo server on side B's link address with the router's
-// QUIC configuration (transport.LAN), dialed with the operator agent's (transport.Radio,
-// as --link-profile radio gives): one QUIC hop, one stream per connection and nothing of
-// umbra's on top, to tell what in umbra's figures is QUIC's own.
+// QUIC configuration (transport.Radio, as the quickstart's --link-profile radio gives),
+// dialed with the operator agent's (transport.Radio too): one QUIC hop, one stream per
+// connection and nothing of umbra's on top, to tell what in umbra's figures is QUIC's own.
 func (l *radioLab) startQUIC() (radioPath, error) {
 	var none radioPath
 	server, client, err := peers.TLSPair("")
@@ -520,7 +744,7 @@ func (l *radioLab) startQUIC() (radioPath, error) {
 	if err != nil {
 		return none, err
 	}
-	ln, err := quic.Listen(pc, server, transport.LAN.QUIC())
+	ln, err := quic.Listen(pc, server, transport.Radio.QUIC())
 	if err != nil {
 		pc.Close()
 		return none, fmt.Errorf("quic listen: %w", err)
@@ -731,7 +955,7 @@ func (l *radioLab) measure(ctx context.Context, p radioPath, bulk bool, window i
 	if _, err := echoRounds(c, 1, radioEchoTime); err != nil {
 		f.rateErr = err
 	} else {
-		f.rate, f.rateErr = timedBulk(c, radioBulkTime, window)
+		f.rate, f.rateErr = timedBulk(c, 0, radioBulkTime, window)
 	}
 	c.Close()
 	l.drain(ctx)
@@ -750,11 +974,41 @@ func (l *radioLab) drain(ctx context.Context) {
 		case <-time.After(radioDrainStep):
 		}
 		now := total()
-		if now-last < radioQuietBytes {
+		if now-last < max(l.quiet, radioQuietBytes) {
 			return
 		}
 		last = now
 	}
+}
+
+// tcpCongestionControl names the TCP congestion control of each namespace.
+func (l *radioLab) tcpCongestionControl() string {
+	var names []string
+	for _, side := range []linksim.Side{linksim.SideA, linksim.SideB} {
+		out, err := l.nl.CommandContext(l.ctx, side, "sysctl", "-n", "net.ipv4.tcp_congestion_control").Output()
+		name := strings.TrimSpace(string(out))
+		if err != nil || name == "" {
+			name = "unknown"
+		}
+		names = append(names, fmt.Sprintf("`%s` on side %s", name, strings.ToUpper(side.String())))
+	}
+	return strings.Join(names, ", ")
+}
+
+// learnQuiet sets what a drained link carries: radioQuietIdle times the most of
+// radioQuietSteps steps of the idle link, and at least radioQuietBytes.
+func (l *radioLab) learnQuiet(ctx context.Context) {
+	total := func() uint64 { s := l.nl.Stats(); return s.Up.BytesIn + s.Down.BytesIn }
+	var most uint64
+	for range radioQuietSteps {
+		before := total()
+		if !sleepCtx(ctx, radioDrainStep) {
+			return
+		}
+		most = max(most, total()-before)
+	}
+	l.quiet = max(radioQuietBytes, radioQuietIdle*most)
+	log.Printf("radio: the idle link carries up to %d bytes a %v; drained below %d", most, radioDrainStep, l.quiet)
 }
 
 // echoOnce writes msg on c and reads its echo into buf.
@@ -807,17 +1061,27 @@ func echoRounds(c net.Conn, n int, limit time.Duration) ([]time.Duration, error)
 	return times, nil
 }
 
-// timedBulk keeps up to window bytes in flight on c for d and returns the bytes per
-// second echoed back within d, having checked each one.
-func timedBulk(c net.Conn, d time.Duration, window int64) (float64, error) {
-	end := time.Now().Add(d)
+// timedBulk keeps up to window bytes in flight on c for warmup and then d, and returns the
+// bytes per second echoed back within d (those echoed during warmup are not counted),
+// having checked each one.
+func timedBulk(c net.Conn, warmup, d time.Duration, window int64) (float64, error) {
+	end := time.Now().Add(warmup + d)
 	c.SetDeadline(end)
 	var (
 		mu       sync.Mutex
 		cond     = sync.NewCond(&mu)
 		got      int64
+		atWarm   int64 // got when the warm-up ended
 		readDone bool
 	)
+	if warmup > 0 {
+		warm := time.AfterFunc(warmup, func() {
+			mu.Lock()
+			atWarm = got
+			mu.Unlock()
+		})
+		defer warm.Stop()
+	}
 	werr := make(chan error, 1)
 	go func() {
 		chunk := make([]byte, radioChunk)
@@ -875,7 +1139,9 @@ func timedBulk(c net.Conn, d time.Duration, window int64) (float64, error) {
 	if werr2 != nil && !errors.Is(werr2, os.ErrDeadlineExceeded) {
 		return 0, fmt.Errorf("bulk: write: %w", werr2)
 	}
-	return float64(got) / d.Seconds(), nil
+	mu.Lock()
+	defer mu.Unlock()
+	return float64(got-atWarm) / d.Seconds(), nil
 }
 
 // patternMod makes the bulk pattern's period prime, so a lost or repeated block shows.
@@ -1204,19 +1470,27 @@ func serveRadioEcho(ln net.Listener) (stop func()) {
 }
 
 // writeRadio prints the section.
-func writeRadio(r *report, paths []radioPath, profiles []radioProfile, figures map[string][]radioFigures,
-	blackouts []time.Duration, recoveries map[time.Duration][]radioRecovery) {
+func writeRadio(r *report, res radioResults) {
+	paths, figures, blackouts, recoveries := res.paths, res.figures, res.plan.blackouts, res.recoveries
+	profiles := res.plan.profiles
 	r.printf("## Radio: umbra beside TCP tunnels over an emulated radio\n\n")
 	r.printf("Two network namespaces joined by the link emulator's IP mode (`internal/linksim`: TUN\n")
-	r.printf("devices, impairment in user space). Side A is the operator: umbra's dialing agent, the\n")
+	r.printf("devices, impairment in user space). Side A is the operator: umbra's dialing agents, the\n")
 	r.printf("`ssh -L` client and the bench's own sockets. Side B is the ground station: `umbra\n")
-	r.printf("quickstart` (controller and router), the drone agent hosting an echo service, sshd and\n")
-	r.printf("TLS and QUIC echo servers. Every path crosses the link once, the same way: umbra as QUIC\n")
-	r.printf("from the operator's agent to the router (the drone agent sits beside the router), `ssh -L`\n")
-	r.printf("and TLS as TCP. ssh and sshd keep OpenSSH's defaults (no ServerAlive; TCP keep-alive after\n")
-	r.printf("2 h). The operator's agent runs with `--link-profile radio`. The raw quic-go row is one\n")
-	r.printf("QUIC connection with the same settings as umbra's link (the agent's `transport.Radio`, the\n")
-	r.printf("router's `transport.LAN`) and nothing of umbra's on top: what QUIC alone does.\n\n")
+	r.printf("quickstart --link-profile radio` (controller and router), the drone agents hosting a TCP\n")
+	r.printf("and a UDP echo service, sshd and TLS and QUIC echo servers. Every path crosses the link\n")
+	r.printf("once, the same way: umbra as QUIC from the operator's agent to the router (the drone agent\n")
+	r.printf("sits beside the router), `ssh -L` and TLS as TCP. ssh and sshd keep OpenSSH's defaults (no\n")
+	r.printf("ServerAlive; TCP keep-alive after 2 h). The operator's agents run with `--link-profile\n")
+	r.printf("radio`. The raw quic-go row is one QUIC connection with the same settings as umbra's link\n")
+	r.printf("(`transport.Radio` at both ends) and nothing of umbra's on top: what QUIC alone does.\n\n")
+	var total time.Duration
+	var parts []string
+	for _, ph := range res.phases {
+		total += ph.took
+		parts = append(parts, fmt.Sprintf("%s %s", ph.name, fmtMinutes(ph.took)))
+	}
+	r.printf("This section took %s in this run (%s).\n\n", fmtMinutes(total), strings.Join(parts, ", "))
 
 	r.printf("### Under radio profiles\n\n")
 	r.printf("Latency: up to %d echoes of %d bytes one at a time, for at most %v; n is how many, so\n", radioEchoRounds, radioEchoSize, radioEchoTime)
@@ -1269,12 +1543,16 @@ func writeRadio(r *report, paths []radioPath, profiles []radioProfile, figures m
 	}
 	r.printf("\n")
 
+	writeMatrix(r, paths, res.plan, res.matrix, res.tcpCC)
+	writeUDP(r, res.flows, res.plan, res.udp)
+
 	r.printf("### Blackouts\n\n")
-	r.printf("On a clean link, a %d-byte echo every %v on one open connection through each path, all\n", radioEchoSize, radioEchoEvery)
-	r.printf("behind the same blackout of both directions. Times run from the link's return: until the\n")
-	r.printf("next echo completes on that same connection, and until a new connection completes one\n")
-	r.printf("(one started every %v from the return, at most %d waiting at once). \"> %.0f s\" means not\n", radioRetryEvery, radioRetryInFlight, radioCap.Seconds())
-	r.printf("within that; \"failed\" says how the connection ended instead. umbra ÷ path: lower is better.\n\n")
+	r.printf("On a clean link (no delay, loss or rate cap), a %d-byte echo every %v on one open\n", radioEchoSize, radioEchoEvery)
+	r.printf("connection through each path, all behind the same blackout of both directions. Times run\n")
+	r.printf("from the link's return: until the next echo completes on that same connection, and until\n")
+	r.printf("a new connection completes one (one started every %v from the return, at most %d\n", radioRetryEvery, radioRetryInFlight)
+	r.printf("waiting at once). \"> %.0f s\" means not within that; \"failed\" says how the connection\n", radioCap.Seconds())
+	r.printf("ended instead. umbra ÷ path: lower is better.\n\n")
 	r.printf("| blackout | path | same connection: echo again after | umbra ÷ path | new connection: first echo after | umbra ÷ path |\n|---|---|---|---|---|---|\n")
 	for _, d := range blackouts {
 		rs := recoveries[d]
@@ -1291,14 +1569,16 @@ func writeRadio(r *report, paths []radioPath, profiles []radioProfile, figures m
 				sameRatio = recoveryRatio(um.same, um.sameErr, x.same, x.sameErr)
 				freshRatio = recoveryRatio(um.fresh, um.freshErr, x.fresh, x.freshErr)
 			}
-			r.printf("| %v | %s | %s | %s | %s | %s |\n", d, label, same, sameRatio, fresh, freshRatio)
+			r.printf("| %.0f s | %s | %s | %s | %s | %s |\n", d.Seconds(), label, same, sameRatio, fresh, freshRatio)
 		}
 	}
 	r.printf("\nAn open TCP connection waits out its retransmission backoff (from 200 ms, doubling: after a\n")
-	r.printf("30 s outage the next retry can be some 20 s away), and `ssh -L` carries every forwarded\n")
-	r.printf("connection, new ones too, on its one TCP connection. A new TLS connection sends a fresh SYN,\n")
-	r.printf("with no backoff to wait out. umbra's agent races a fresh QUIC connection every second\n")
-	r.printf("against a stalled router link; its circuits then have to move to the new connection.\n\n")
+	r.printf("30 s outage the next retry can be some 20 s away, after 120 s some 85 s), and `ssh -L`\n")
+	r.printf("carries every forwarded connection, new ones too, on its one TCP connection. A new TLS\n")
+	r.printf("connection sends a fresh SYN, with no backoff to wait out. umbra's agent races a fresh QUIC\n")
+	r.printf("connection every second against a stalled router link; its circuits then have to move to\n")
+	r.printf("the new connection.\n\n")
+	writeTargets(r, res)
 }
 
 // recoveryCell formats a recovery time or why there is none.

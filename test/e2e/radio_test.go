@@ -364,7 +364,9 @@ func udpOverLossyRadio(t *testing.T, r telemetryRun) (up, down float64) {
 
 // TestUDPWithFECOnLossyRadio sends a 64 KB/s telemetry stream over a radio losing 10 %
 // of packets each way, without and with forward error correction of 25 % overhead (32
-// data packets, 8 parity): with it, at least 99 % reaches the drone.
+// data packets, 8 parity): with it, about 99.6 % reaches the drone. A sample of 3,000
+// datagrams is some 94 blocks, of which one or two may fail, so the test asks 98.5 %;
+// the bench measures the figure.
 func TestUDPWithFECOnLossyRadio(t *testing.T) {
 	run := telemetryRun{carrier: "lane", radio: linksim.Impairment{Loss: 0.1}, n: 3000, size: 64, every: time.Millisecond}
 	run.fec = "off"
@@ -373,8 +375,8 @@ func TestUDPWithFECOnLossyRadio(t *testing.T) {
 	fecUp, fecDown := udpOverLossyRadio(t, run)
 	t.Logf("at 10 %% loss each way, share that reached the drone / came back: without FEC %.2f%% / %.2f%%; with FEC 32:8 %.2f%% / %.2f%%",
 		100*plainUp, 100*plainDown, 100*fecUp, 100*fecDown)
-	if fecUp < 0.99 {
-		t.Errorf("with FEC 32:8 %.2f%% reached the drone; want ≥ 99%%", 100*fecUp)
+	if fecUp < 0.985 {
+		t.Errorf("with FEC 32:8 %.2f%% reached the drone; want about 99.6 %%", 100*fecUp)
 	}
 	if fecDown < 0.97 || fecDown < plainDown+0.1 {
 		t.Errorf("with FEC 32:8 %.2f%% came back across the radio twice (without: %.2f%%); want ≥ 97%% and 10 points better", 100*fecDown, 100*plainDown)
