@@ -661,11 +661,7 @@ func (l *radioLab) startTLS(name, cc string) (radioPath, error) {
 		ln = congestionListener{Listener: ln, cc: cc}
 	}
 	l.stops = append(l.stops, serveRadioEcho(tls.NewListener(ln, server)))
-	dial := l.dialer(ln.Addr().String(), client)
-	if cc != "" {
-		dial = l.dialerCC(ln.Addr().String(), client, cc)
-	}
-	return radioPath{name: name, dial: dial}, nil
+	return radioPath{name: name, dial: l.dialerCC(ln.Addr().String(), client, cc)}, nil
 }
 
 // congestionListener sets its accepted connections' TCP congestion control.
@@ -708,17 +704,19 @@ func setCongestion(c net.Conn, cc string) error {
 	return nil
 }
 
-// dialerCC is dialer with cc as the connection's TCP congestion control, set before
-// the TLS handshake.
+// dialerCC is dialer with cc, when set, as the connection's TCP congestion control,
+// set before the TLS handshake.
 func (l *radioLab) dialerCC(addr string, conf *tls.Config, cc string) func(context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
 		c, err := l.nl.DialContext(ctx, linksim.SideA, "tcp", addr)
-		if err != nil {
-			return nil, err
+		if err != nil || conf == nil {
+			return c, err
 		}
-		if err := setCongestion(c, cc); err != nil {
-			c.Close()
-			return nil, err
+		if cc != "" {
+			if err := setCongestion(c, cc); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
 		tc := tls.Client(c, conf)
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -840,18 +838,7 @@ func serveQUICEcho(ln *quic.Listener, pc net.PacketConn) (stop func()) {
 
 // dialer returns a dial function connecting from side A to addr, over TLS if conf is set.
 func (l *radioLab) dialer(addr string, conf *tls.Config) func(context.Context) (net.Conn, error) {
-	return func(ctx context.Context) (net.Conn, error) {
-		c, err := l.nl.DialContext(ctx, linksim.SideA, "tcp", addr)
-		if err != nil || conf == nil {
-			return c, err
-		}
-		tc := tls.Client(c, conf)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("tls handshake: %w", err)
-		}
-		return tc, nil
-	}
+	return l.dialerCC(addr, conf, "")
 }
 
 // waitListen polls until addr accepts a connection from side.

@@ -95,6 +95,10 @@ func writeTargets(r *report, res radioResults) {
 			overhead := f.wirePerDatagram()/plain.wirePerDatagram() - 1
 			delivery = fmt.Sprintf("FEC %s: %.1f %% delivered one way (%.1f %% without FEC), %+.0f %% bytes on the wire",
 				udpFEC, f.delivered()*100, plain.delivered()*100, overhead*100)
+			if plain.packets > 0 {
+				packets := float64(f.packets)/float64(max(1, f.sent))/(float64(plain.packets)/float64(max(1, plain.sent))) - 1
+				delivery += fmt.Sprintf(" (%+.0f %% packets)", packets*100)
+			}
 			met = yesNo(f.delivered() >= targetDelivery && overhead <= targetFECOverhead)
 		}
 	}
