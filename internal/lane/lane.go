@@ -115,7 +115,7 @@ type Lane struct {
 
 	streamMu  sync.Mutex
 	streams   map[uint32]*streamPacketConn // open streams by id
-	streamOut chan []byte                  // stream packets waiting for their pacing slot
+	streamOut chan []byte                  // stream packets waiting for their pacing slot; made with the first stream
 	writeOnce sync.Once
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -160,7 +160,7 @@ func newLane(id ID, client bool, send, recv cipher.AEAD, write WriteFunc, peer *
 		cfg.PingEvery = 250 * time.Millisecond
 	}
 	l := &Lane{id: id, client: client, sealer: seal.NewSealer(send), opener: seal.NewOpener(recv), write: write, cfg: cfg, brk: newBreaker(cfg.Floor),
-		streamOut: make(chan []byte, streamOutQueue), done: make(chan struct{})}
+		done: make(chan struct{})}
 	l.win = newWindowControl(l.done)
 	l.header[0] = Marker
 	copy(l.header[1:], id[:])

@@ -29,11 +29,9 @@ func Pump(ctx context.Context, read ReadFunc, handle func(pkt []byte, from net.A
 		n    int
 		from net.Addr
 	}
+	// Buffers are made as bursts need them and kept for reuse: an idle agent holds few.
 	free := make(chan *packet, pumpQueue)
 	full := make(chan *packet, pumpQueue)
-	for range pumpQueue / 8 {
-		free <- new(packet) // the rest are made as bursts need them
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

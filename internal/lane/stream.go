@@ -321,7 +321,10 @@ const streamOutQueue = 4096
 // queueStream hands one stream packet to the lane's paced writer. It never waits: KCP
 // calls it holding its session's lock.
 func (l *Lane) queueStream(b []byte) {
-	l.writeOnce.Do(func() { go l.writeStreams() })
+	l.writeOnce.Do(func() {
+		l.streamOut = make(chan []byte, streamOutQueue)
+		go l.writeStreams()
+	})
 	select {
 	case l.streamOut <- append([]byte(nil), b...):
 	default:
