@@ -14,7 +14,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"umbra/internal/lane"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
 )
@@ -46,8 +45,7 @@ type Agent struct {
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
-	lanes   map[*quic.Conn]*lane.Lane         // datagram lanes, by link, where the router agreed to one
-	streams map[*quic.Conn]bool               // links whose router carries TCP circuits on lane streams
+	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
 }
 
 // New checks cfg and opens the identity's key. Run starts the agent.
@@ -70,7 +68,7 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
-		lanes: map[*quic.Conn]*lane.Lane{}, streams: map[*quic.Conn]bool{},
+		lanes: map[*quic.Conn]*linkLane{},
 	}
 	return a, cred.Key.Close, nil
 }

@@ -37,14 +37,12 @@ func (c laneCarrier) cancel() { c.Cancel(0) }
 
 func (c laneCarrier) finish() { c.Finish() }
 
-// Close ends the sending direction only, as a QUIC stream's Close does.
-func (c laneCarrier) Close() error { return c.CloseWrite() }
-
 // wantsLaneStream reports whether circuits on conn should ask for lane streams.
 func (a *Agent) wantsLaneStream(conn *quic.Conn) bool {
 	a.udpMu.Lock()
 	defer a.udpMu.Unlock()
-	return a.streams[conn]
+	ll := a.lanes[conn]
+	return ll != nil && ll.streams
 }
 
 // carrierFor makes the carrier of a circuit whose setup ran on s: the lane stream id
@@ -54,12 +52,12 @@ func (a *Agent) carrierFor(conn *quic.Conn, s *quic.Stream, id uint64, onLane bo
 		return quicCarrier{s}, nil
 	}
 	a.udpMu.Lock()
-	ln := a.lanes[conn]
+	ll := a.lanes[conn]
 	a.udpMu.Unlock()
-	if ln == nil {
+	if ll == nil {
 		return nil, fmt.Errorf("lane stream %d: the link has no lane", id)
 	}
-	data, err := ln.OpenStream(uint32(id))
+	data, err := ll.lane.OpenStream(uint32(id))
 	if err != nil {
 		return nil, fmt.Errorf("lane stream %d: %w", id, err)
 	}

@@ -75,12 +75,12 @@ func (l *linkState) status() LinkStatus {
 // laneStatus is the figures of conn's datagram lane, nil without one.
 func (a *Agent) laneStatus(conn *quic.Conn) *LaneStatus {
 	a.udpMu.Lock()
-	ln := a.lanes[conn]
+	ll := a.lanes[conn]
 	a.udpMu.Unlock()
-	if ln == nil {
+	if ll == nil {
 		return nil
 	}
-	s := ln.Stats()
+	s := ll.lane.Stats()
 	return &LaneStatus{
 		RTTms: float64(s.RTT.Microseconds()) / 1000, Sent: s.Sent, Received: s.Received,
 		Throttled: s.Throttled, Rejected: s.Rejected, LimitBytesPerSec: s.Limit,
@@ -420,6 +420,13 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	return conn, nil
 }
 
+// linkLane is a link's datagram lane, and whether its router carries TCP circuits on
+// the lane's streams.
+type linkLane struct {
+	lane    *lane.Lane
+	streams bool
+}
+
 // openLane starts conn's datagram lane, which lives as long as conn: UDP circuits on
 // conn send on it, and what arrives on it goes where conn's QUIC datagrams would.
 func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) error {
@@ -429,8 +436,7 @@ func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) erro
 	}
 	lane.Prime(tr.ReadNonQUICPacket)
 	a.udpMu.Lock()
-	a.lanes[conn] = ln
-	a.streams[conn] = streams
+	a.lanes[conn] = &linkLane{lane: ln, streams: streams}
 	a.udpMu.Unlock()
 	ctx := conn.Context()
 	go ln.Run(ctx)
@@ -438,7 +444,6 @@ func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) erro
 		a.readLane(ctx, conn, tr, ln)
 		a.udpMu.Lock()
 		delete(a.lanes, conn)
-		delete(a.streams, conn)
 		a.udpMu.Unlock()
 		ln.Close()
 	}()

@@ -305,11 +305,12 @@ var errDatagramDropped = errors.New("datagram dropped")
 // router agreed to one, else in QUIC DATAGRAM frames.
 func (a *Agent) datagramSender(conn *quic.Conn) datagramSender {
 	a.udpMu.Lock()
-	ln := a.lanes[conn]
+	ll := a.lanes[conn]
 	a.udpMu.Unlock()
-	if ln == nil {
+	if ll == nil {
 		return conn.SendDatagram
 	}
+	ln := ll.lane
 	return func(b []byte) error {
 		if err := ln.Send(b); err != nil {
 			if conn.Context().Err() != nil {

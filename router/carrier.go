@@ -39,6 +39,3 @@ type laneStream struct{ *lane.Circuit }
 func (s laneStream) cancel(code quic.StreamErrorCode) { s.Cancel(code) }
 
 func (s laneStream) finish() { s.Finish() }
-
-// Close ends the lane stream's sending direction only; finish closes the rest.
-func (s laneStream) Close() error { return s.CloseWrite() }

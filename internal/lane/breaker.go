@@ -97,37 +97,3 @@ func (b *breaker) limit() float64 {
 	defer b.mu.Unlock()
 	return b.rate
 }
-
-// Pacing: a burst (a large datagram split into fragments, a video frame) leaves at most
-// paceBurst packets back to back, then one every paceGap (about 50 MB/s of full
-// packets). The receiving socket's queue of non-QUIC packets holds only 32 in quic-go,
-// and a radio modem's buffer often fewer, so an unpaced burst of 60 loses a third.
-const (
-	paceBurst = 16
-	paceGap   = 50 * time.Microsecond
-)
-
-// pacer hands out send slots.
-type pacer struct {
-	mu     sync.Mutex
-	tokens float64 // packets that may leave now; negative when slots are reserved ahead
-	filled time.Time
-}
-
-// reserve takes the next slot and says how long to wait for it.
-func (p *pacer) reserve(now time.Time) time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	gap := paceGap
-	if p.filled.IsZero() {
-		p.tokens = paceBurst
-	} else {
-		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(gap))
-	}
-	p.filled = now
-	p.tokens--
-	if p.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-p.tokens * float64(gap))
-}

@@ -52,9 +52,13 @@ func (c *Circuit) Cancel(code quic.StreamErrorCode) {
 	c.Stream.Fail(&quic.StreamError{StreamID: c.ctl.StreamID(), ErrorCode: code})
 }
 
+// Close ends the sending direction only, as a QUIC stream's Close does: the peer reads
+// an end of stream after the last byte. Finish frees the rest.
+func (c *Circuit) Close() error { return c.CloseWrite() }
+
 // Finish ends the hop normally: the control stream's end tells the peer, and the lane
 // stream closes once its last bytes are through (Stream.Close).
 func (c *Circuit) Finish() {
 	c.ctl.Close()
-	c.Stream.Close()
+	c.Stream.Close() // the stream's own Close: its end, then its release once through
 }

@@ -101,17 +101,17 @@ type Stats struct {
 
 // Lane is one end of the lane of one QUIC connection.
 type Lane struct {
-	id     ID
-	client bool
-	header [headerSize]byte
-	sealer *seal.Sealer
-	opener *seal.Opener
-	write  WriteFunc
-	cfg    Config
-	brk    *breaker
-	pace   pacer // datagrams' and control packets'
-	space  pacer // streams' data packets', through writeStreams
-	win    *windowControl
+	id         ID
+	client     bool
+	header     [headerSize]byte
+	sealer     *seal.Sealer
+	opener     *seal.Opener
+	write      WriteFunc
+	cfg        Config
+	brk        *breaker
+	pace       pacer // datagrams' and control packets'
+	streamPace pacer // streams' data packets, through writeStreams
+	win        *windowControl
 
 	streamMu  sync.Mutex
 	streams   map[uint32]*streamPacketConn // open streams by id
@@ -206,8 +206,9 @@ func (l *Lane) Close() {
 }
 
 func (l *Lane) send(kind byte, body []byte) error {
-	var buf [MaxPacket]byte
-	var inner [MaxPacket]byte
+	buf, inner := getPacket(), getPacket()
+	defer putPacket(buf)
+	defer putPacket(inner)
 	in := append(append(inner[:0], kind), body...)
 	pkt := l.sealer.Seal(append(buf[:0], l.header[:]...), in, l.header[:])
 	if _, err := l.write(pkt, l.peer.Load()); err != nil {
@@ -228,7 +229,8 @@ func (l *Lane) Receive(dst, pkt []byte, from net.Addr) ([]byte, error) {
 	if !ok || id != l.id {
 		return nil, ErrNotLane
 	}
-	var inner [MaxPacket]byte
+	inner := getPacket()
+	defer putPacket(inner)
 	in, newest, err := l.opener.Open(inner[:0], pkt[headerSize:], pkt[:headerSize])
 	if err != nil || len(in) == 0 {
 		l.rejected.Add(1)
@@ -300,10 +302,10 @@ func (l *Lane) minRTTLocked() time.Duration {
 
 // Run pings the server every PingEvery until ctx ends, so the client knows the round
 // trip (and the breakers of both ends with it) and the server knows where the client is.
-// On the server it only waits for ctx.
+// The server's end answers pings as they come and has nothing to run: there Run returns
+// at once.
 func (l *Lane) Run(ctx context.Context) {
 	if !l.client {
-		<-ctx.Done()
 		return
 	}
 	tick := time.NewTicker(l.cfg.PingEvery)

@@ -280,7 +280,7 @@ func (laneAddr) String() string  { return "lane" }
 
 func (c *streamPacketConn) deliver(pkt []byte) {
 	select {
-	case c.inbox <- append([]byte(nil), pkt...):
+	case c.inbox <- append(getPacket()[:0], pkt...):
 	default: // KCP is far behind; it asks again
 	}
 }
@@ -288,7 +288,9 @@ func (c *streamPacketConn) deliver(pkt []byte) {
 func (c *streamPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	select {
 	case p := <-c.inbox:
-		return copy(b, p), laneAddr{}, nil
+		n := copy(b, p)
+		putPacket(p)
+		return n, laneAddr{}, nil
 	case <-c.done:
 		return 0, nil, net.ErrClosed
 	}
@@ -326,7 +328,7 @@ func (l *Lane) queueStream(b []byte) {
 		go l.writeStreams()
 	})
 	select {
-	case l.streamOut <- append([]byte(nil), b...):
+	case l.streamOut <- append(getPacket()[:0], b...):
 	default:
 	}
 }
@@ -337,10 +339,11 @@ func (l *Lane) writeStreams() {
 	for {
 		select {
 		case b := <-l.streamOut:
-			if wait := l.space.reserve(time.Now()); wait > 0 {
+			if wait := l.streamPace.reserve(time.Now()); wait > 0 {
 				time.Sleep(wait)
 			}
 			l.send(kindStream, b)
+			putPacket(b)
 		case <-l.done:
 			return
 		}

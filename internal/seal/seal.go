@@ -107,10 +107,11 @@ func (o *Opener) Open(dst, b, aad []byte) (out []byte, newest bool, err error) {
 	if err != nil {
 		return nil, false, ErrForged
 	}
-	if !o.accept(seq) {
+	accepted, newest := o.accept(seq)
+	if !accepted {
 		return nil, false, ErrReplay // another goroutine accepted it meanwhile
 	}
-	return out, o.isTop(seq), nil
+	return out, newest, nil
 }
 
 func (o *Opener) fresh(seq uint64) bool {
@@ -131,12 +132,13 @@ func (o *Opener) freshLocked(seq uint64) bool {
 	return o.seen[(seq/64)%uint64(len(o.seen))]&(1<<(seq%64)) == 0
 }
 
-// accept records seq as seen, unless it already was.
-func (o *Opener) accept(seq uint64) bool {
+// accept records seq as seen, unless it already was, and reports whether it is now the
+// highest seen.
+func (o *Opener) accept(seq uint64) (accepted, newest bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.freshLocked(seq) {
-		return false
+		return false, false
 	}
 	if seq > o.top {
 		// Clear the words the window slides past.
@@ -146,11 +148,5 @@ func (o *Opener) accept(seq uint64) bool {
 		o.top = seq
 	}
 	o.seen[(seq/64)%uint64(len(o.seen))] |= 1 << (seq % 64)
-	return true
-}
-
-func (o *Opener) isTop(seq uint64) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return seq == o.top
+	return true, seq == o.top
 }

@@ -60,7 +60,16 @@ func TestTCPCircuits(t *testing.T) {
 // on lane streams, as on a radio: the router opens the lane's seal, so what it sees must
 // still be end-to-end ciphertext, and revocation must still reach the circuit in time.
 func TestTCPCircuitsOnLane(t *testing.T) {
-	tcpCircuits(t, startTCPMesh(t, "--tcp-carrier", "lane"), laneBulkBytes)
+	m := startTCPMesh(t, "--tcp-carrier", "lane")
+	tcpCircuits(t, m, laneBulkBytes)
+	// The echo's bytes rode the operator's lane, not a QUIC stream beside it.
+	st, err := m.op.status(t)
+	if err != nil || len(st.Links) == 0 || st.Links[0].Lane == nil {
+		t.Fatalf("operator's status shows no lane: %+v, %v", st, err)
+	}
+	if sent := st.Links[0].Lane.Sent; sent < laneBulkBytes/1200 {
+		t.Fatalf("the operator's lane sent %d packets; the %d MB echo did not ride it", sent, laneBulkBytes>>20)
+	}
 }
 
 // laneBulkBytes is the echo of TestTCPCircuitsOnLane: lane streams are paced for radios,

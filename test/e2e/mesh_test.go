@@ -64,8 +64,15 @@ type agentProc struct {
 // the quickstart's router.
 func (m *mesh) agent(name, idFile string, args ...string) *agentProc {
 	m.t.Helper()
+	return m.agentVia(name, idFile, m.q.Router, args...)
+}
+
+// agentVia is agent pinned to routers (HOST:PORT[,HOST:PORT...]) instead: a radio's
+// proxy in front of the quickstart's router, say.
+func (m *mesh) agentVia(name, idFile, routers string, args ...string) *agentProc {
+	m.t.Helper()
 	sock := filepath.Join(m.dir, name+".sock")
-	all := append([]string{"run", "--identity", idFile, "--routers", m.q.Router, "--status-socket", sock}, args...)
+	all := append([]string{"run", "--identity", idFile, "--routers", routers, "--status-socket", sock}, args...)
 	return &agentProc{proc: start(m.t, bins.agent, all...), socket: sock}
 }
 

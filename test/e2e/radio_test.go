@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -56,10 +55,8 @@ func startRadioMesh(t *testing.T, opArgs ...string) *radioMesh {
 	rm := &radioMesh{mesh: m, radio: radio, proxy: proxy, listen: freeTCP(t), sink: freeTCP(t)}
 	rm.drone = m.agent("drone", m.enroll("drone", "drone"), "--host", "echo=tcp:"+echoServer(t, "drone"),
 		"--host", "sink=tcp:"+digestServer(t))
-	sock := filepath.Join(m.dir, "op.sock")
-	opCmd := append([]string{"run", "--identity", m.enroll("op", "operator"), "--routers", proxy.Addr().String(),
-		"--status-socket", sock, "--dial", "echo=tcp:" + rm.listen, "--dial", "sink=tcp:" + rm.sink}, opArgs...)
-	rm.op = &agentProc{proc: start(t, bins.agent, opCmd...), socket: sock}
+	rm.op = m.agentVia("op", m.enroll("op", "operator"), proxy.Addr().String(),
+		append([]string{"--dial", "echo=tcp:" + rm.listen, "--dial", "sink=tcp:" + rm.sink}, opArgs...)...)
 	rm.drone.waitHosting(t, "echo")
 	rm.op.waitLinkUp(t)
 	return rm
@@ -114,6 +111,21 @@ func sendDigest(t *testing.T, addr string, n int64, timeout time.Duration) {
 	}
 }
 
+// dialDrone opens a circuit through the operator's echo listener and reads the drone's
+// greeting; the connection closes with the test.
+func (rm *radioMesh) dialDrone(t *testing.T) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if g := bufioLine(t, c); g != "drone" {
+		t.Fatalf("greeting = %q, want drone", g)
+	}
+	return c
+}
+
 // linkState returns the operator's router link state as status shows it.
 func (rm *radioMesh) linkState(t *testing.T) string {
 	st, err := rm.op.status(t)
@@ -139,14 +151,7 @@ func radioBlackout(t *testing.T, carrier string) {
 	}
 
 	// A circuit open before the blackout must carry on after it, no byte lost.
-	held, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	if g := bufioLine(t, held); g != "drone" {
-		t.Fatalf("greeting on the held circuit = %q", g)
-	}
+	held := rm.dialDrone(t)
 
 	const blackout = 8 * time.Second
 	rm.radio.SetBlackout(true)
@@ -248,14 +253,7 @@ func TestLongBlackout(t *testing.T) {
 // the same connection finishes byte-exact once the radio returns.
 func TestBlackoutMidTransfer(t *testing.T) {
 	rm := startRadioMesh(t, "--link-profile", "radio")
-	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if g := bufioLine(t, c); g != "drone" {
-		t.Fatalf("greeting = %q", g)
-	}
+	c := rm.dialDrone(t)
 	const blackout = 20 * time.Second
 	var back time.Time
 	echoBytes(t, c, 16<<20, func(sent int64) {
@@ -278,14 +276,7 @@ func TestAddressChange(t *testing.T) {
 
 func addressChange(t *testing.T, carrier string) {
 	rm := startRadioMesh(t, "--tcp-carrier", carrier)
-	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if g := bufioLine(t, c); g != "drone" {
-		t.Fatalf("greeting = %q", g)
-	}
+	c := rm.dialDrone(t)
 	rebound := false
 	echoBytes(t, c, 16<<20, func(sent int64) {
 		if sent >= 4<<20 && !rebound {
@@ -319,9 +310,8 @@ func udpOverLossyRadio(t *testing.T, r telemetryRun) (up, down float64) {
 	radio, proxy := newRadio(t, m.q.Router)
 	drone := m.agent("drone", m.enroll("drone", "drone"), "--udp-fec", fecFlag, "--udp-carrier", carrier)
 	listen := freeUDP(t)
-	sock := filepath.Join(m.dir, "op.sock")
-	op := &agentProc{proc: start(t, bins.agent, "run", "--identity", m.enroll("op", "operator"), "--routers", proxy.Addr().String(),
-		"--status-socket", sock, "--dial", "mavlink=udp:"+listen, "--udp-fec", fecFlag, "--udp-carrier", carrier), socket: sock}
+	op := m.agentVia("op", m.enroll("op", "operator"), proxy.Addr().String(),
+		"--dial", "mavlink=udp:"+listen, "--udp-fec", fecFlag, "--udp-carrier", carrier)
 	drone.waitHosting(t, "mavlink")
 	op.waitLinkUp(t)
 	c, err := net.Dial("udp", listen)
@@ -412,10 +402,8 @@ func TestFirstRouterSilent(t *testing.T) {
 	m := startMesh(t)
 	radio, proxy := newRadio(t, m.q.Router)
 	radio.SetBlackout(true)
-	sock := filepath.Join(m.dir, "op.sock")
 	began := time.Now()
-	op := &agentProc{proc: start(t, bins.agent, "run", "--identity", m.enroll("op", "operator"),
-		"--routers", proxy.Addr().String()+","+m.q.Router, "--status-socket", sock), socket: sock}
+	op := m.agentVia("op", m.enroll("op", "operator"), proxy.Addr().String()+","+m.q.Router)
 	op.waitLinkUp(t)
 	took := time.Since(began)
 	t.Logf("linked through the second router %v after start", took.Round(time.Millisecond))
