@@ -11,7 +11,7 @@
 #
 # The TPM key store tests start the host's swtpm from inside the emulated test binary;
 # that works (qemu-user passes execve of a host binary through to the kernel), so nothing
-# is skipped. Nothing in these packages uses network namespaces.
+# is skipped. internal/linksim builds network namespaces, which run as root under emulation too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -145,9 +145,6 @@ func TestNetnsLinkCarriesTraffic(t *testing.T) {
 					}
 				})
 			}
-			t.Run("tcp carries 1 MiB there and back", func(t *testing.T) {
-				tcpRoundTrip(t, l)
-			})
 			t.Run("udp datagrams arrive once each, in order", func(t *testing.T) {
 				const n = 200
 				s := netnsSink(t, l, false)
@@ -167,6 +164,11 @@ func TestNetnsLinkCarriesTraffic(t *testing.T) {
 						t.Errorf("got %d packets into the link, want %d", got, n)
 					}
 				}
+			})
+			// TCP goes last: its closing ACKs may still sit in the TUN queue when it
+			// returns, and would count as strays in the datagram test's totals.
+			t.Run("tcp carries 1 MiB there and back", func(t *testing.T) {
+				tcpRoundTrip(t, l)
 			})
 		})
 	}
