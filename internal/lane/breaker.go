@@ -62,17 +62,17 @@ func (b *breaker) allow(n int, now time.Time) bool {
 	return true
 }
 
-// observe takes the path's smoothed and base round trip and moves the limit.
-func (b *breaker) observe(srtt, minRTT time.Duration, now time.Time) {
-	if srtt <= 0 || minRTT <= 0 {
+// observe takes the path's standing (jitter taken out) and base round trip and moves the limit.
+func (b *breaker) observe(rtt, minRTT time.Duration, now time.Time) {
+	if rtt <= 0 || minRTT <= 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	queued := srtt - minRTT
+	queued := rtt - minRTT
 	switch {
 	case queued > max(queueLimit, minRTT/2):
-		if now.Sub(b.changed) < max(srtt, 200*time.Millisecond) {
+		if now.Sub(b.changed) < max(rtt, 200*time.Millisecond) {
 			return // one cut per round trip: the last one has not shown yet
 		}
 		sending := max(b.sendRate, b.meterBytes/max(now.Sub(b.meterStart).Seconds(), 0.001))

@@ -39,7 +39,7 @@ const (
 // Kinds of lane packet, the first byte inside the seal.
 const (
 	kindData byte = iota
-	kindPing      // client → server: send time, the client's smoothed and minimum RTT
+	kindPing      // client → server: send time, the client's standing and minimum RTT
 	kindPong      // server → client: the ping's body, echoed
 )
 
@@ -48,6 +48,9 @@ const (
 	labelServer = "umbra lane router to client"
 	labelID     = "umbra lane id"
 	pingSize    = 8 + 4 + 4
+	// standingSamples is how many of the newest round-trip samples the standing round
+	// trip is the least of: a second's pings.
+	standingSamples = 4
 )
 
 // Errors of Send and Receive.
@@ -256,10 +259,10 @@ func (l *Lane) Receive(dst, pkt []byte, from net.Addr) ([]byte, error) {
 		if l.client || len(body) != pingSize {
 			return nil, nil
 		}
-		srtt := time.Duration(binary.BigEndian.Uint32(body[8:])) * time.Microsecond
+		standing := time.Duration(binary.BigEndian.Uint32(body[8:])) * time.Microsecond
 		minRTT := time.Duration(binary.BigEndian.Uint32(body[12:])) * time.Microsecond
-		l.brk.observe(srtt, minRTT, time.Now())
-		l.win.observe(srtt, minRTT)
+		l.brk.observe(standing, minRTT, time.Now())
+		l.win.observe(standing, minRTT)
 		l.send(kindPong, body)
 	case kindPong:
 		if !l.client || len(body) != pingSize {
@@ -283,10 +286,28 @@ func (l *Lane) sample(rtt time.Duration) {
 	}
 	l.recent[l.recentCount%len(l.recent)] = rtt
 	l.recentCount++
-	srtt, minRTT := l.srtt, l.minRTTLocked()
+	standing, minRTT := l.standingLocked(), l.minRTTLocked()
 	l.mu.Unlock()
-	l.brk.observe(srtt, minRTT, time.Now())
-	l.win.observe(srtt, minRTT)
+	l.brk.observe(standing, minRTT, time.Now())
+	l.win.observe(standing, minRTT)
+}
+
+// standingLocked is the round trip with the path's jitter taken out, which is what a
+// queue adds to: the least of the last standingSamples, about a second's. A queue
+// raises every sample and so this one; jitter spreads samples around the base, and the
+// smoothed round trip with them, so a window moved on the smoothed figure read a
+// jittery radio (LTE, ±50 ms each way) as a standing queue and stayed at its minimum.
+// Copa calls this the standing RTT.
+func (l *Lane) standingLocked() time.Duration {
+	n := min(l.recentCount, standingSamples)
+	var least time.Duration
+	for i := range n {
+		rtt := l.recent[(l.recentCount-1-i)%len(l.recent)]
+		if least == 0 || rtt < least {
+			least = rtt
+		}
+	}
+	return least
 }
 
 func (l *Lane) minRTTLocked() time.Duration {
@@ -314,7 +335,7 @@ func (l *Lane) Run(ctx context.Context) {
 		var body [pingSize]byte
 		binary.BigEndian.PutUint64(body[:], uint64(time.Now().UnixNano()))
 		l.mu.Lock()
-		binary.BigEndian.PutUint32(body[8:], clampMicros(l.srtt))
+		binary.BigEndian.PutUint32(body[8:], clampMicros(l.standingLocked()))
 		binary.BigEndian.PutUint32(body[12:], clampMicros(l.minRTTLocked()))
 		l.mu.Unlock()
 		l.send(kindPing, body[:]) // a lost ping is a lost ping

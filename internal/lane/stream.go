@@ -306,10 +306,40 @@ func (c *streamPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 		// Acknowledgements and window probes: holding them back behind the data's pace
 		// would stretch the peer's round trip into spurious retransmissions.
 		c.l.sendPaced(kindStream, b)
+		if carriesData(b) {
+			// A small packet with data is interactive traffic (a keystroke, a command's
+			// answer) or the tail of a transfer: nothing follows it whose acknowledgement
+			// could tell KCP it was lost, so only the retransmission timeout, a second or
+			// more on a slow radio, would. A copy costs a few bytes and saves that wait
+			// unless both are lost.
+			c.l.sendPaced(kindStream, b)
+		}
 		return len(b), nil
 	}
 	c.l.queueStream(b)
 	return len(b), nil
+}
+
+// carriesData reports whether the KCP packet b holds a segment of stream data, not only
+// acknowledgements or window probes. A KCP packet is a run of segments, each a 24-byte
+// header (conversation, command, fragment, window, timestamp, sequence number,
+// cumulative acknowledgement, length; little-endian) and length bytes of data.
+func carriesData(b []byte) bool {
+	const (
+		segHeader = 24
+		cmdPush   = 81 // KCP's IKCP_CMD_PUSH
+	)
+	for len(b) >= segHeader {
+		n := int(binary.LittleEndian.Uint32(b[20:]))
+		if b[4] == cmdPush && n > 0 {
+			return true
+		}
+		if n > len(b)-segHeader {
+			return false
+		}
+		b = b[segHeader+n:]
+	}
+	return false
 }
 
 // pacedSize is the smallest stream packet paced at the window's rate: one that carries

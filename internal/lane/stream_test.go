@@ -17,13 +17,21 @@ import (
 // sockets, through radio when it is set, with both ends' packets pumped and the client
 // pinging.
 func streamPair(t *testing.T, radio *linksim.Link, id uint32) (client, server *Stream, cl, sl *Lane) {
+	client, server, cl, sl, _ = streamPairProxy(t, radio, id)
+	return client, server, cl, sl
+}
+
+// streamPairProxy is streamPair that also returns the proxy the packets cross (nil
+// without a radio), whose statistics say what the radio dropped.
+func streamPairProxy(t *testing.T, radio *linksim.Link, id uint32) (client, server *Stream, cl, sl *Lane, proxy *linksim.UDPProxy) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var via func(net.Addr) net.Addr
 	if radio != nil {
 		via = func(server net.Addr) net.Addr {
-			proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", server.String(), radio)
+			var err error
+			proxy, err = linksim.NewUDPProxy(ctx, "127.0.0.1:0", server.String(), radio)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +55,7 @@ func streamPair(t *testing.T, radio *linksim.Link, id uint32) (client, server *S
 		client.Fail(ErrStreamClosed)
 		server.Fail(ErrStreamClosed)
 	})
-	return client, server, cl, sl
+	return client, server, cl, sl, proxy
 }
 
 // echoThrough sends size random bytes from client to server, which echoes them back,

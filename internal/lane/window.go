@@ -8,7 +8,8 @@ import (
 // The window of a lane's streams: how many KCP packets they may have in flight, shared
 // evenly among them. It grows while the round trip stays near its base and shrinks when
 // a queue builds, like TCP Vegas: loss leaves the round trip alone and so never shrinks
-// it. Both ends move it on the same figures, the client's measures of the lane.
+// it. The round trip it reads is the standing one, the least of the last second's, so
+// that a radio's jitter does not read as a queue. Both ends move it on the same figures, the client's measures of the lane.
 const (
 	minWindow     = 32
 	maxWindow     = 4096
@@ -74,14 +75,14 @@ func (w *windowControl) remove(s *Stream) {
 	w.applyLocked()
 }
 
-// observe moves the window on one round-trip figure.
-func (w *windowControl) observe(srtt, minRTT time.Duration) {
-	if srtt <= 0 || minRTT <= 0 {
+// observe moves the window on the standing (jitter taken out) and base round trips.
+func (w *windowControl) observe(standing, minRTT time.Duration) {
+	if standing <= 0 || minRTT <= 0 {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	queued := srtt - minRTT
+	queued := standing - minRTT
 	switch {
 	case queued > max(queueHigh, minRTT/4):
 		w.total = max(minWindow, w.total*windowShrink)

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"umbra/agent"
 	"umbra/internal/linksim"
 )
 
@@ -26,7 +25,10 @@ const (
 	// udpFlowWarmup is sent, uncounted, after the link takes the cell's conditions;
 	// udpFlowCount is the counted part that follows.
 	udpFlowWarmup = time.Second
-	udpFlowCount  = 3 * time.Second
+	// Twenty seconds is 4,000 datagrams: about 77 blocks of udpFEC, enough that one block
+	// the code cannot rebuild (about 2 % of them at 10 % loss, each losing some ten
+	// datagrams) does not decide the figure, as it did over 3 s.
+	udpFlowCount = 20 * time.Second
 	// udpUmbraStraggle is how long after its last datagram an umbra flow is waited for,
 	// beyond one round trip: the agent drops a datagram that waited over 2 s to be sent,
 	// and a FEC block waits at most 0.5 s for its missing packets.
@@ -37,12 +39,17 @@ const (
 	// udpProbeEvery paces the datagrams that open a flow (an umbra circuit is set up by
 	// the first one) until one is echoed.
 	udpProbeEvery = 200 * time.Millisecond
-	// udpFEC is the agents' --udp-fec for the FEC rows: 8 parity per 32, 25 % overhead
-	// when a block fills, which at this flow's rate it does before the agent's flush
-	// delay.
-	udpFEC       = "32:8"
-	udpFECData   = 32 // udpFEC's K
-	udpFECParity = 8  // udpFEC's M
+	// udpFEC is the agents' --udp-fec for the FEC rows: 11 parity per 52, 21 % more
+	// packets, and with each packet's 5-byte FEC header about 24 % more bytes, under
+	// issue 4's 25 %. The code rebuilds a block when at most 11 of its 63 packets are
+	// lost: at 10 % loss all but about 0.4 % of datagrams arrive. The flush delay is
+	// raised from agent.DefaultFECFlush to 300 ms so that a block fills (52 datagrams
+	// at 200 a second take 255 ms) before the flush closes it short, where its 11
+	// parity would cost more than 11/52.
+	udpFEC       = "52:11:300ms"
+	udpFECData   = 52                     // udpFEC's K
+	udpFECParity = 11                     // udpFEC's M
+	udpFECFlush  = 300 * time.Millisecond // udpFEC's flush delay
 	// udpFullRate is the share of sent × (1 − loss) datagrams per second a flow must
 	// deliver to count as carried at its full rate: a little under 1 for the spread of
 	// random loss over a few hundred datagrams.
@@ -369,7 +376,7 @@ func writeUDP(r *report, flows []udpFlow, plan radioPlan, cells []udpCell) {
 	r.printf("IP packets, the idle link's heartbeats included) offered to the A→B direction per datagram\n")
 	r.printf("while the counted ones were sent; FEC overhead is the FEC row's wire over the row without\n")
 	r.printf("FEC at the same loss, minus one. An encoder sends a block's parity once it holds K messages\n")
-	r.printf("or %v after its first (`agent.DefaultFECFlush`), so at one datagram every %v a block\n", agent.DefaultFECFlush, time.Second/udpFlowRate)
+	r.printf("or %v after its first (the flush delay `--udp-fec` gives it), so at one datagram every %v a block\n", udpFECFlush, time.Second/udpFlowRate)
 	r.printf("closes with %d messages and %s costs %.0f %% more packets.\n",
 		udpFlushedBlock(), udpFEC, 100*float64(udpFECParity)/float64(udpFlushedBlock()))
 	r.printf("delivered ÷ link: umbra's one-way delivery over the bare link's, higher is better.\n\n")
@@ -405,9 +412,9 @@ func writeUDP(r *report, flows []udpFlow, plan radioPlan, cells []udpCell) {
 }
 
 // udpFlushedBlock is how many of the flow's messages an encoder's block holds when its
-// flush delay closes it (at most K, 16).
+// flush delay closes it (at most K).
 func udpFlushedBlock() int {
-	return min(udpFECData, int(agent.DefaultFECFlush/(time.Second/udpFlowRate))+1)
+	return min(udpFECData, int(udpFECFlush/(time.Second/udpFlowRate))+1)
 }
 
 // writeUDPRows prints one loss rate's rows.
