@@ -116,3 +116,42 @@ func drain(r io.Reader, n int64) error {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// BenchmarkPingPong times a 64-byte round trip over TCP on loopback, bare and through a
+// resume.Conn at both ends: what the replay layer adds to an interactive circuit's
+// latency.
+func BenchmarkPingPong(b *testing.B) {
+	pingPong := func(b *testing.B, a, c io.ReadWriter) {
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					return
+				}
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 64)
+		for b.Loop() {
+			if _, err := a.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(a, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("tcp", func(b *testing.B) {
+		a, c := streamPair(b, true)
+		defer a.Close()
+		defer c.Close()
+		pingPong(b, a, c)
+	})
+	b.Run("resume", func(b *testing.B) {
+		a, c, stop := resumePair(b)
+		defer stop()
+		pingPong(b, a, c)
+	})
+}
