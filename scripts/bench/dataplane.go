@@ -144,6 +144,25 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	if err != nil {
 		return err
 	}
+	relay, err := peers.StartRemoteQUIC(exec.CommandContext(ctx, self, "-serve-quic-relay", remote.Line()))
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
+	relayMeter, err := peers.StartCPUMeter(relay.PID(), remote.PID())
+	if err != nil {
+		return err
+	}
+	relayed, err := relay.Throughput(ctx, c.bulk)
+	if err != nil {
+		return fmt.Errorf("quic-go relay: %w", err)
+	}
+	relayCPU, _ := relayMeter.Seconds()
+	relayed.CPUSeconds += relayCPU
+	relayLat, err := relay.Latency(ctx, latencyRounds, latencySize)
+	if err != nil {
+		return err
+	}
 	tun, err := peers.SSHTunnel(ctx, echo)
 	if err != nil {
 		return err
@@ -172,6 +191,7 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 		r.printf("| %s | %.0f | %.2f | %.1f |\n", name, x.MBps, um.MBps/x.MBps, x.CPUSecondsPerGB())
 	}
 	row("**umbra circuit** (agent → router → agent)", um)
+	row("raw quic-go through a bare quic-go relay process to a server process (umbra's hops, none of its work)", relayed)
 	row("raw quic-go, one stream, server in another process", rquic)
 	row("raw quic-go, one stream, both ends in one process", quic)
 	row("plain TCP", tcp)
@@ -182,10 +202,12 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	r.printf("| **umbra circuit** | %s | %s | %+.0f µs |\n", us(umLat.P50), us(umLat.P99), float64((umLat.P50 - quicLat.P50).Microseconds()))
 	r.printf("| raw quic-go, both ends in one process | %s | %s | — |\n", us(quicLat.P50), us(quicLat.P99))
 	r.printf("| raw quic-go, server in another process | %s | %s | %+.0f µs |\n", us(rquicLat.P50), us(rquicLat.P99), float64((rquicLat.P50 - quicLat.P50).Microseconds()))
+	r.printf("| raw quic-go through a bare quic-go relay process (two hops, three processes) | %s | %s | %+.0f µs |\n", us(relayLat.P50), us(relayLat.P99), float64((relayLat.P50 - quicLat.P50).Microseconds()))
 	r.printf("| `ssh -L` tunnel | %s | %s | %+.0f µs |\n\n", us(sshLat.P50), us(sshLat.P99), float64((sshLat.P50 - quicLat.P50).Microseconds()))
 	r.printf("Target: umbra's p50 within 300 µs of raw quic-go's. Each of umbra's hops is a process of its\n")
 	r.printf("own (laptop agent, router, drone agent), so the cross-process quic-go rows show what one\n")
-	r.printf("QUIC hop between processes costs on this machine before umbra does anything.\n\n")
+	r.printf("QUIC hop between processes costs on this machine before umbra does anything; the relay row\n")
+	r.printf("is umbra's whole topology with nothing of umbra's (umbra p50 − relay p50: %+.0f µs).\n\n", float64((umLat.P50 - relayLat.P50).Microseconds()))
 
 	umUDP, err := measureUDP(udpListen)
 	if err != nil {

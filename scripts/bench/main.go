@@ -48,12 +48,17 @@ func main() {
 	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
 	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,heal,paths,keystore,boards,radio); empty runs all")
 	serveQUIC := flag.Bool("serve-quic-echo", false, "run as the cross-process quic-go echo peer (internal)")
+	serveRelay := flag.String("serve-quic-relay", "", "run as a bare quic-go relay to this echo peer (internal)")
 	flag.Parse()
 	log.SetFlags(0)
-	if *serveQUIC {
+	if *serveQUIC || *serveRelay != "" {
 		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer cancel()
-		if err := peers.ServeQUICEcho(ctx, os.Stdout); err != nil {
+		serve := func() error { return peers.ServeQUICEcho(ctx, os.Stdout) }
+		if *serveRelay != "" {
+			serve = func() error { return peers.ServeQUICRelay(ctx, os.Stdout, *serveRelay) }
+		}
+		if err := serve(); err != nil {
 			log.Fatal(err)
 		}
 		return
