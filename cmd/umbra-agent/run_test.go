@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -25,5 +26,35 @@ func TestParseFEC(t *testing.T) {
 		if _, err := parseFEC(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestSetProcs(t *testing.T) {
+	was := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(was) })
+	noEnv := func(string) string { return "" }
+	tests := []struct {
+		name    string
+		n       int
+		getenv  func(string) string
+		want    int
+		wantErr bool
+	}{
+		{name: "one cpu by default", n: defaultProcs, getenv: noEnv, want: 1},
+		{name: "zero leaves the runtime's choice", n: 0, getenv: noEnv, want: was},
+		{name: "GOMAXPROCS in the environment wins", n: 1, getenv: func(string) string { return "2" }, want: was},
+		{name: "negative is refused", n: -1, getenv: noEnv, want: was, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(was)
+			err := setProcs(tt.n, tt.getenv)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if got := runtime.GOMAXPROCS(0); got != tt.want {
+				t.Errorf("got GOMAXPROCS %d, want %d", got, tt.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,209 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeProcess is a process the trimmer test drives poll by poll.
+type fakeProcess struct {
+	s     trimSample
+	trims int
+	// freed is what a trim brings anonymous resident memory back to.
+	freed uint64
+}
+
+func (f *fakeProcess) read() (trimSample, error) { return f.s, nil }
+func (f *fakeProcess) free()                     { f.trims++; f.s.cpu += time.Millisecond; f.s.anon = f.freed }
+
+func TestTrimmerPolicy(t *testing.T) {
+	const (
+		poll = 100 * time.Millisecond
+		mb   = 1 << 20
+	)
+	cfg := TrimConfig{Poll: poll, Quiet: 300 * time.Millisecond, QuietCPU: 0.1, MinGain: 4 * mb}
+	// step is one poll: CPU time used and anonymous memory grown since the previous.
+	type step struct {
+		cpu  time.Duration
+		grow uint64
+	}
+	repeat := func(n int, s step) []step {
+		out := make([]step, n)
+		for i := range out {
+			out[i] = s
+		}
+		return out
+	}
+	seq := func(parts ...[]step) []step {
+		var out []step
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	busy := step{cpu: 80 * time.Millisecond, grow: mb}
+	idle := step{cpu: time.Millisecond}
+	tests := []struct {
+		name  string
+		steps []step
+		want  int
+	}{
+		{"busy-agent-is-never-trimmed", repeat(50, busy), 0},
+		{"quiet-after-a-burst-trims-once", seq(repeat(5, busy), repeat(20, idle)), 1},
+		{"a-pause-shorter-than-quiet-does-not-trim", seq(repeat(5, busy), repeat(2, idle), repeat(5, busy)), 0},
+		{"quiet-but-grown-by-less-than-min-gain-is-left-alone", seq(repeat(3, busy), repeat(20, idle)), 0},
+		{"an-agent-still-busy-without-growing-is-not-trimmed", seq(repeat(5, busy), repeat(20, step{cpu: 50 * time.Millisecond})), 0},
+		{"quiet-is-below-the-cpu-share-not-at-zero", seq(repeat(5, busy), repeat(5, step{cpu: 9 * time.Millisecond})), 1},
+		{"a-second-burst-trims-again", seq(repeat(5, busy), repeat(5, idle), repeat(5, busy), repeat(5, idle)), 2},
+		{"growth-while-quiet-trims-once-quiet-long-enough", seq([]step{{grow: 5 * mb}}, repeat(2, idle), repeat(10, idle)), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeProcess{s: trimSample{cpu: time.Second, anon: 2 * mb}, freed: 2 * mb}
+			tr, err := newTrimmer(cfg, f.read, f.free)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tt.steps {
+				f.s.cpu += s.cpu
+				f.s.anon += s.grow
+				tr.poll(poll)
+			}
+			if f.trims != tt.want {
+				t.Errorf("trims = %d, want %d", f.trims, tt.want)
+			}
+		})
+	}
+}
+
+// TestTrimMemoryReturnsABurstToTheOS is what a device's owner sees: after a burst of
+// allocation the process's resident memory falls back once it goes quiet, instead of
+// staying at the burst's size until the runtime's next forced GC minutes later.
+func TestTrimMemoryReturnsABurstToTheOS(t *testing.T) {
+	const (
+		burst    = 32 << 20
+		chunk    = 64 << 10
+		deadline = 20 * time.Second
+	)
+	if _, err := rssAnonKB(); err != nil {
+		t.Skipf("no resident memory to read here: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		TrimMemory(ctx, TrimConfig{Poll: 50 * time.Millisecond, Quiet: 200 * time.Millisecond})
+	}()
+	sink := make([][]byte, 0, burst/chunk)
+	for range burst / chunk {
+		b := make([]byte, chunk)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1 // resident, as a transfer's buffers are
+		}
+		sink = append(sink, b)
+	}
+	peak, err := rssAnonKB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(sink)
+	sink = nil
+	want := peak - burst>>10/2 // at least half the burst back
+	var now int
+	for end := time.Now().Add(deadline); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if now, err = rssAnonKB(); err != nil {
+			t.Fatal(err)
+		}
+		if now <= want {
+			break
+		}
+	}
+	cancel()
+	<-done
+	if now > want {
+		t.Fatalf("anonymous resident memory %d KB %v after a %d MB burst (peak %d KB), want at most %d KB",
+			now, deadline, burst>>20, peak, want)
+	}
+}
+
+// rssAnonKB reads this process's anonymous resident memory (heap, stacks, runtime
+// metadata) from /proc/self/status, in KB.
+func rssAnonKB() (int, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, os.ErrNotExist
+}
+
+func TestParseStatm(t *testing.T) {
+	tests := []struct {
+		in               string
+		resident, shared uint64
+		ok               bool
+	}{
+		{"196868 3354 2568 1442 0 30613 0\n", 3354, 2568, true},
+		{"1 2 2", 2, 2, true},
+		{"10 5 3\n", 5, 3, true},
+		{"10 3 5 0 0 0 0\n", 0, 0, false}, // shared above resident
+		{"10 5", 0, 0, false},
+		{"", 0, 0, false},
+		{"10  5 3", 0, 0, false},
+		{"10 x 3", 0, 0, false},
+		{"1 99999999999999999999 3", 0, 0, false}, // 20 digits
+	}
+	for _, tt := range tests {
+		resident, shared, ok := parseStatm([]byte(tt.in))
+		if resident != tt.resident || shared != tt.shared || ok != tt.ok {
+			t.Errorf("parseStatm(%q) = %d, %d, %v; want %d, %d, %v", tt.in, resident, shared, ok, tt.resident, tt.shared, tt.ok)
+		}
+	}
+}
+
+func FuzzParseStatm(f *testing.F) {
+	for _, seed := range []string{"196868 3354 2568 1442 0 30613 0\n", "1 2 2", "10 3 5", "", "1 99999999999999999999 3"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resident, shared, ok := parseStatm(b)
+		if ok && shared > resident {
+			t.Errorf("parseStatm(%q) = %d, %d, ok with shared above resident", b, resident, shared)
+		}
+		if !ok && (resident != 0 || shared != 0) {
+			t.Errorf("parseStatm(%q) = %d, %d, not ok but not zero", b, resident, shared)
+		}
+	})
+}
+
+// TestWatchingAllocatesNothing: the trimmer reads the process twice a second for the
+// agent's whole life, so its reads must not be what grows an idle agent's heap.
+func TestWatchingAllocatesNothing(t *testing.T) {
+	p, err := openProcStat()
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	defer p.close()
+	var s trimSample
+	allocs := testing.AllocsPerRun(100, func() {
+		if s, err = p.read(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("allocations per read = %v, want 0", allocs)
+	}
+	if s.anon == 0 || s.cpu <= 0 {
+		t.Errorf("read = %+v, want some CPU time and anonymous memory", s)
+	}
+}
