@@ -65,7 +65,7 @@ func main() {
 	}
 	r := &report{}
 	r.header()
-	// Each section is bounded by its own budget: the radio section alone takes about 25
+	// Each section is bounded by its own budget: the radio section alone takes about 34
 	// minutes, more than all the others together.
 	sections := []struct {
 		name   string

@@ -39,8 +39,9 @@ import (
 // bounded by one of them in count and in time.
 const (
 	// radioTimeout bounds the whole section, set-up and clean-up included; a run takes
-	// about 25 minutes, most of it in the goodput matrix and the 120 s blackout.
-	radioTimeout = 40 * time.Minute
+	// about 34 minutes, most of it in the goodput matrix, the UDP flows and the 120 s
+	// blackout.
+	radioTimeout = 50 * time.Minute
 	// radioSetupTimeout bounds each command, start-up and first echo of the set-up.
 	radioSetupTimeout = 60 * time.Second
 	// radioBulkTime is how long each bulk run keeps a path full.
