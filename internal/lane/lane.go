@@ -76,7 +76,8 @@ func ParseID(pkt []byte) (ID, bool) {
 	return id, true
 }
 
-// WriteFunc sends one packet on the QUIC connection's socket: quic.Transport.WriteTo.
+// WriteFunc sends one packet on the QUIC connection's socket: quic.Transport.WriteTo. It
+// must not keep b, which the lane reuses once it returns.
 type WriteFunc func(b []byte, addr net.Addr) (int, error)
 
 // Config tunes a lane; the zero value is the default.
@@ -298,27 +299,21 @@ func (l *Lane) sample(rtt time.Duration) {
 // smoothed round trip with them, so a window moved on the smoothed figure read a
 // jittery radio (LTE, ±50 ms each way) as a standing queue and stayed at its minimum.
 // Copa calls this the standing RTT.
-func (l *Lane) standingLocked() time.Duration {
-	n := min(l.recentCount, standingSamples)
+func (l *Lane) standingLocked() time.Duration { return l.leastLocked(standingSamples) }
+
+// minRTTLocked is the base round trip: the least of all the samples kept, about 5 s.
+func (l *Lane) minRTTLocked() time.Duration { return l.leastLocked(len(l.recent)) }
+
+// leastLocked is the least of the newest n round-trip samples, 0 before the first.
+func (l *Lane) leastLocked(n int) time.Duration {
 	var least time.Duration
-	for i := range n {
+	for i := range min(l.recentCount, n) {
 		rtt := l.recent[(l.recentCount-1-i)%len(l.recent)]
 		if least == 0 || rtt < least {
 			least = rtt
 		}
 	}
 	return least
-}
-
-func (l *Lane) minRTTLocked() time.Duration {
-	n := min(l.recentCount, len(l.recent))
-	var m time.Duration
-	for i := range n {
-		if m == 0 || l.recent[i] < m {
-			m = l.recent[i]
-		}
-	}
-	return m
 }
 
 // Run pings the server every PingEvery until ctx ends, so the client knows the round

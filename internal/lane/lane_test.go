@@ -161,7 +161,7 @@ func TestServerFollowsRoamingClient(t *testing.T) {
 	var sentTo net.Addr
 	server.write = func(b []byte, addr net.Addr) (int, error) {
 		sentTo = addr
-		*toClient = append(*toClient, b)
+		*toClient = append(*toClient, bytes.Clone(b)) // b is the lane's buffer, reused once write returns
 		return len(b), nil
 	}
 	server.Send([]byte("reply"))

@@ -25,18 +25,17 @@ type pacer struct {
 func (p *pacer) reserve(now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	gap := paceGap
 	if p.filled.IsZero() {
 		p.tokens = paceBurst
 	} else {
-		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(gap))
+		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(paceGap))
 	}
 	p.filled = now
 	p.tokens--
 	if p.tokens >= 0 {
 		return 0
 	}
-	return time.Duration(-p.tokens * float64(gap))
+	return time.Duration(-p.tokens * float64(paceGap))
 }
 
 // Packet buffers: every packet the lane seals, opens or hands to a stream passes through

@@ -342,8 +342,8 @@ func carriesData(b []byte) bool {
 	return false
 }
 
-// pacedSize is the smallest stream packet paced at the window's rate: one that carries
-// data, not only acknowledgements (24 bytes each in KCP).
+// pacedSize is the smallest stream packet queued for the stream writer's pacing: one
+// that carries a full segment of data, not only acknowledgements (24 bytes each in KCP).
 const pacedSize = 256
 
 // streamOutQueue bounds the stream packets waiting to be paced out; beyond it they are

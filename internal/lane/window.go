@@ -9,7 +9,8 @@ import (
 // evenly among them. It grows while the round trip stays near its base and shrinks when
 // a queue builds, like TCP Vegas: loss leaves the round trip alone and so never shrinks
 // it. The round trip it reads is the standing one, the least of the last second's, so
-// that a radio's jitter does not read as a queue. Both ends move it on the same figures, the client's measures of the lane.
+// that a radio's jitter does not read as a queue. Both ends move it on the same figures,
+// the client's measures of the lane.
 const (
 	minWindow     = 32
 	maxWindow     = 4096
@@ -23,9 +24,9 @@ const (
 	queueLow  = 15 * time.Millisecond
 )
 
-// windowControl sizes the windows of a lane's streams. It sets
-// the windows from its own goroutine: a KCP session holds its lock while it flushes,
-// and the lane's reader, which moves the window, must never wait for that.
+// windowControl sizes the windows of a lane's streams. It sets the windows from its own
+// goroutine: a KCP session holds its lock while it flushes, and the lane's reader, which
+// moves the window, must never wait for that.
 type windowControl struct {
 	mu      sync.Mutex
 	total   float64

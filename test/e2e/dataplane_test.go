@@ -223,6 +223,21 @@ func tcpCircuits(t *testing.T, m *tcpMesh, bulk int64) {
 	})
 }
 
+// dialGreeted opens a circuit through the agent listener at addr and checks the
+// service's greeting is want; the connection closes with the test.
+func dialGreeted(t *testing.T, addr, want string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, commandTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if g := bufioLine(t, c); g != want {
+		t.Fatalf("greeting = %q, want %s", g, want)
+	}
+	return c
+}
+
 func bufioLine(t *testing.T, c net.Conn) string {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(commandTimeout))

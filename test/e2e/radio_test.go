@@ -115,15 +115,7 @@ func sendDigest(t *testing.T, addr string, n int64, timeout time.Duration) {
 // greeting; the connection closes with the test.
 func (rm *radioMesh) dialDrone(t *testing.T) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", rm.listen, commandTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if g := bufioLine(t, c); g != "drone" {
-		t.Fatalf("greeting = %q, want drone", g)
-	}
-	return c
+	return dialGreeted(t, rm.listen, "drone")
 }
 
 // linkState returns the operator's router link state as status shows it.

@@ -129,15 +129,7 @@ func startRelayMesh(t *testing.T) *relayMesh {
 // dialEcho connects to the operator's echo listener and reads the drone's greeting.
 func (m *relayMesh) dialEcho(t *testing.T) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", m.listen, commandTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if g := bufioLine(t, c); g != "drone" {
-		t.Fatalf("greeting = %q, want drone", g)
-	}
-	return c
+	return dialGreeted(t, m.listen, "drone")
 }
 
 // relayed counts the circuits each relay router has logged carrying.
