@@ -29,3 +29,5 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	golang.org/x/net v0.56.0 // indirect
 )
+
+replace github.com/quic-go/quic-go => ./third_party/quic-go

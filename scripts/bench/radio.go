@@ -190,6 +190,34 @@ func defaultRadioPlan() radioPlan {
 	}
 }
 
+// radioProfilesEnv, when set, runs only the "Under radio profiles" part of the section,
+// for the comma-separated profiles it names (for example `telemetry-radio`): a run of a
+// minute or two to reproduce or check one profile's rows, instead of the whole section.
+// The report then holds only those rows, so point -out away from docs/BENCHMARKS.md:
+//
+//	UMBRA_BENCH_RADIO_PROFILES=telemetry-radio go run ./scripts/bench -only radio -out /tmp/radio.md
+const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
+
+// profilesOnly narrows p to the profiles named in names (comma-separated) and drops the
+// goodput matrix, the UDP flows and the blackouts.
+func (p radioPlan) profilesOnly(names string) (radioPlan, error) {
+	var keep []radioProfile
+	for _, n := range strings.Split(names, ",") {
+		n = strings.TrimSpace(n)
+		if _, ok := linksim.Profile(n); !ok {
+			return p, fmt.Errorf("radio: %s: no linksim profile %q", radioProfilesEnv, n)
+		}
+		bulk := false
+		for _, pr := range p.profiles {
+			if pr.name == n {
+				bulk = pr.bulk
+			}
+		}
+		keep = append(keep, radioProfile{n, bulk})
+	}
+	return radioPlan{profiles: keep}, nil
+}
+
 // radioResults is everything the section measured, for the report.
 type radioResults struct {
 	plan       radioPlan
@@ -225,6 +253,13 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	res := radioResults{plan: defaultRadioPlan(), figures: map[string][]radioFigures{}, recoveries: map[time.Duration][]radioRecovery{}}
+	onlyProfiles := os.Getenv(radioProfilesEnv)
+	if onlyProfiles != "" {
+		var err error
+		if res.plan, err = res.plan.profilesOnly(onlyProfiles); err != nil {
+			return err
+		}
+	}
 	began := time.Now()
 	phaseStart := began
 	phase := func(name string) {
@@ -262,10 +297,17 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 				return fmt.Errorf("radio: %w", ctx.Err())
 			}
 			progress("%s, %s", pr.name, p.name)
-			res.figures[pr.name] = append(res.figures[pr.name], lab.measure(ctx, p, pr.bulk, window))
+			before := lab.nl.Stats()
+			f := lab.measure(ctx, p, pr.bulk, window)
+			res.figures[pr.name] = append(res.figures[pr.name], f)
+			progress("%s, %s: %d echoes %v (%v); link %s", pr.name, p.name, len(f.lat), f.lat, f.latErr, linkDelta(before, lab.nl.Stats()))
 		}
 	}
 	phase("profiles")
+	if onlyProfiles != "" {
+		writeRadio(r, res)
+		return nil
+	}
 
 	if res.matrix, err = lab.goodputMatrix(ctx, paths, res.plan, progress); err != nil {
 		return err
@@ -999,6 +1041,16 @@ func (l *radioLab) learnQuiet(ctx context.Context) {
 	log.Printf("radio: the idle link carries up to %d bytes a %v; drained below %d", most, radioDrainStep, l.quiet)
 }
 
+// linkDelta says what the link carried between two snapshots, each way: packets and
+// bytes offered, and the drops (loss, queue) among them.
+func linkDelta(a, b linksim.Stats) string {
+	d := func(x, y linksim.DirStats) string {
+		return fmt.Sprintf("%d pkts %d B (lost %d, queue-dropped %d)", y.PacketsIn-x.PacketsIn, y.BytesIn-x.BytesIn,
+			y.Dropped.Loss-x.Dropped.Loss, y.Dropped.Queue-x.Dropped.Queue)
+	}
+	return "up " + d(a.Up, b.Up) + ", down " + d(a.Down, b.Down)
+}
+
 // echoOnce writes msg on c and reads its echo into buf.
 func echoOnce(c net.Conn, msg, buf []byte) error {
 	if _, err := c.Write(msg); err != nil {
@@ -1530,6 +1582,9 @@ func writeRadio(r *report, res radioResults) {
 		r.printf("- `%s`: %s.\n", pr.name, prof.Models)
 	}
 	r.printf("\n")
+	if len(res.plan.rtts) == 0 {
+		return // only the profiles were run (radioProfilesEnv)
+	}
 
 	writeMatrix(r, paths, res.plan, res.matrix, res.tcpCC)
 	writeUDP(r, res.flows, res.plan, res.udp)
