@@ -51,21 +51,23 @@ func TestTrimmerPolicy(t *testing.T) {
 	tests := []struct {
 		name  string
 		steps []step
-		want  int
+		want  int // trims
+		code  int // releases of the start-up code
 	}{
-		{"busy-agent-is-never-trimmed", repeat(50, busy), 0},
-		{"quiet-after-a-burst-trims-once", seq(repeat(5, busy), repeat(20, idle)), 1},
-		{"a-pause-shorter-than-quiet-does-not-trim", seq(repeat(5, busy), repeat(2, idle), repeat(5, busy)), 0},
-		{"quiet-but-grown-by-less-than-min-gain-is-left-alone", seq(repeat(3, busy), repeat(20, idle)), 0},
-		{"an-agent-still-busy-without-growing-is-not-trimmed", seq(repeat(5, busy), repeat(20, step{cpu: 50 * time.Millisecond})), 0},
-		{"quiet-is-below-the-cpu-share-not-at-zero", seq(repeat(5, busy), repeat(5, step{cpu: 9 * time.Millisecond})), 1},
-		{"a-second-burst-trims-again", seq(repeat(5, busy), repeat(5, idle), repeat(5, busy), repeat(5, idle)), 2},
-		{"growth-while-quiet-trims-once-quiet-long-enough", seq([]step{{grow: 5 * mb}}, repeat(2, idle), repeat(10, idle)), 1},
+		{"busy-agent-is-never-trimmed", repeat(50, busy), 0, 0},
+		{"quiet-after-a-burst-trims-once", seq(repeat(5, busy), repeat(20, idle)), 1, 1},
+		{"a-pause-shorter-than-quiet-does-not-trim", seq(repeat(5, busy), repeat(2, idle), repeat(5, busy)), 0, 0},
+		{"quiet-but-grown-by-less-than-min-gain-is-left-alone", seq(repeat(3, busy), repeat(20, idle)), 0, 1},
+		{"an-agent-still-busy-without-growing-is-not-trimmed", seq(repeat(5, busy), repeat(20, step{cpu: 50 * time.Millisecond})), 0, 0},
+		{"quiet-is-below-the-cpu-share-not-at-zero", seq(repeat(5, busy), repeat(5, step{cpu: 9 * time.Millisecond})), 1, 1},
+		{"a-second-burst-trims-again", seq(repeat(5, busy), repeat(5, idle), repeat(5, busy), repeat(5, idle)), 2, 1},
+		{"growth-while-quiet-trims-once-quiet-long-enough", seq([]step{{grow: 5 * mb}}, repeat(2, idle), repeat(10, idle)), 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeProcess{s: trimSample{cpu: time.Second, anon: 2 * mb}, freed: 2 * mb}
-			tr, err := newTrimmer(cfg, f.read, f.free)
+			releases := 0
+			tr, err := newTrimmer(cfg, f.read, f.free, func() { releases++ })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,6 +78,9 @@ func TestTrimmerPolicy(t *testing.T) {
 			}
 			if f.trims != tt.want {
 				t.Errorf("trims = %d, want %d", f.trims, tt.want)
+			}
+			if releases != tt.code {
+				t.Errorf("start-up code released %d times, want %d (once, the first time the agent is quiet)", releases, tt.code)
 			}
 		})
 	}
@@ -132,15 +137,101 @@ func TestTrimMemoryReturnsABurstToTheOS(t *testing.T) {
 	}
 }
 
+// TestReleaseStartupCodeShrinksResidentMemory is what the owner of a board sees: once
+// the agent has started and gone quiet, the pages of its binary that only starting up
+// needed no longer count in its resident memory, and the code it runs again still runs.
+func TestReleaseStartupCodeShrinksResidentMemory(t *testing.T) {
+	before, err := exeResidentKB()
+	if err != nil {
+		t.Skipf("no resident memory to read here: %v", err)
+	}
+	advised, err := releaseStartupCode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := exeResidentKB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test binary has run its packages' init functions and the tests before this
+	// one: a few MB of its code and read-only data are mapped.
+	if advised < 1<<20 || before < 1024 || after > before/2 {
+		t.Fatalf("the binary's code and read-only data: %d KB resident before, %d KB after releasing %d KB of mappings, want it at least halved",
+			before, after, advised>>10)
+	}
+	t.Logf("the binary's code and read-only data: %d KB resident before, %d KB after", before, after)
+	// What runs again maps back in: parse a statm line and check the result.
+	if r, sh, ok := parseStatm([]byte("100 40 10 1 0 20 0\n")); !ok || r != 40 || sh != 10 {
+		t.Fatalf("parseStatm after the release = %d, %d, %v", r, sh, ok)
+	}
+}
+
+func TestReadOnlyMappingOf(t *testing.T) {
+	const exe = "/usr/bin/umbra-agent"
+	tests := []struct {
+		line   string
+		lo, hi uintptr
+		ok     bool
+	}{
+		{"00400000-0099b000 r-xp 00000000 08:01 123 /usr/bin/umbra-agent", 0x400000, 0x99b000, true},
+		{"0099b000-00f45000 r--p 0059b000 08:01 123 /usr/bin/umbra-agent", 0x99b000, 0xf45000, true},
+		{"00f45000-00fb9000 rw-p 00b45000 08:01 123 /usr/bin/umbra-agent", 0, 0, false}, // written data
+		{"7f00-7f10 r-xs 00000000 08:01 9 /usr/bin/umbra-agent", 0, 0, false},           // shared
+		{"7f00-7f10 r-xp 00000000 08:01 9 /usr/lib/libc.so.6", 0, 0, false},             // another file
+		{"7f00-7f10 r-xp 00000000 08:01 9 /usr/bin/umbra-agent (deleted)", 0, 0, false},
+		{"7f00-7f10 rw-p 00000000 00:00 0", 0, 0, false}, // anonymous
+		{"zz-7f10 r-xp 00000000 08:01 9 /usr/bin/umbra-agent", 0, 0, false},
+		{"7f10-7f00 r-xp 00000000 08:01 9 /usr/bin/umbra-agent", 0, 0, false},
+	}
+	for _, tt := range tests {
+		lo, hi, ok := readOnlyMappingOf(tt.line, exe)
+		if lo != tt.lo || hi != tt.hi || ok != tt.ok {
+			t.Errorf("readOnlyMappingOf(%q) = %#x, %#x, %v, want %#x, %#x, %v", tt.line, lo, hi, ok, tt.lo, tt.hi, tt.ok)
+		}
+	}
+}
+
+// exeResidentKB sums the resident KB of this process's read-only mappings of its own
+// executable, from /proc/self/smaps.
+func exeResidentKB() (int, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return 0, err
+	}
+	total, counting := 0, false
+	for line := range strings.Lines(string(b)) {
+		if _, _, ok := readOnlyMappingOf(line, exe); ok {
+			counting = true
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "Rss:"); ok && counting {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				return 0, err
+			}
+			total += n
+			counting = false
+		}
+	}
+	return total, nil
+}
+
 // rssAnonKB reads this process's anonymous resident memory (heap, stacks, runtime
 // metadata) from /proc/self/status, in KB.
-func rssAnonKB() (int, error) {
+func rssAnonKB() (int, error) { return statusKB("RssAnon:") }
+
+// statusKB reads one figure in KB from /proc/self/status, field naming it with its colon.
+func statusKB(field string) (int, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 		}
 	}

@@ -26,6 +26,11 @@ import (
 // idleSettle is how long the quickstart sits idle before its memory is read.
 const idleSettle = 2 * time.Second
 
+// idleSteady is how long an agent sits idle before its steady-state memory is read: past
+// the Go runtime's forced collection, which runs every two minutes and maps in what it
+// touches.
+const idleSteady = 130 * time.Second
+
 // createWorkers is how many concurrent API calls fill the store.
 const createWorkers = 4
 

@@ -147,13 +147,17 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
 // rssKB reads a process's resident set size.
-func rssKB(pid int) int {
+func rssKB(pid int) int { return statusKB(pid, "VmRSS:") }
+
+// statusKB reads one figure in KB of a process's /proc/PID/status, field naming it with
+// its colon (VmRSS:, RssAnon:, RssFile:); 0 if it cannot.
+func statusKB(pid int, field string) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			var kb int
 			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
 			return kb
