@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -18,34 +17,73 @@ import (
 // handshakes) stops counting against its resident memory. The kernel maps a file's
 // cached pages 64 KB around each fault, so an agent that ran a few functions of a package
 // holds most of it: idle and linked, the hosting agent held 10.0 MB of its 12.3 MB
-// binary. Writable mappings are left alone; MADV_DONTNEED on a private mapping would
-// throw away what was written.
+// binary. Writable mappings, and read-only ones holding a page that was written, are left
+// alone: MADV_DONTNEED on a private mapping throws away what was written.
 func releaseStartupCode() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("agent: release start-up code: %w", err)
 	}
-	maps, err := os.Open("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("agent: release start-up code: %w", err)
 	}
-	defer maps.Close()
 	var advised int64
-	lines := bufio.NewScanner(maps)
-	for lines.Scan() {
-		lo, hi, ok := readOnlyMappingOf(lines.Text(), exe)
-		if !ok {
-			continue
+	for _, m := range cleanMappingsOf(string(smaps), exe) {
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, m.lo, m.hi-m.lo, unix.MADV_DONTNEED); errno != 0 {
+			return advised, fmt.Errorf("agent: release start-up code: madvise %#x-%#x: %w", m.lo, m.hi, errno)
 		}
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_DONTNEED); errno != 0 {
-			return advised, fmt.Errorf("agent: release start-up code: madvise %#x-%#x: %w", lo, hi, errno)
-		}
-		advised += int64(hi - lo)
-	}
-	if err := lines.Err(); err != nil {
-		return advised, fmt.Errorf("agent: release start-up code: read maps: %w", err)
+		advised += int64(m.hi - m.lo)
 	}
 	return advised, nil
+}
+
+// mapping is an address range of the process.
+type mapping struct{ lo, hi uintptr }
+
+// cleanMappingsOf returns the read-only private mappings of file path in smaps (the text
+// of /proc/self/smaps) that hold no anonymous page: none was ever written. A
+// position-independent build relocates pointers in a segment it then makes read-only
+// (RELRO); those pages are private copies, and dropping them would bring back the file's
+// unrelocated bytes.
+func cleanMappingsOf(smaps, path string) []mapping {
+	var (
+		out     []mapping
+		cur     mapping
+		inside  bool // in the fields of a mapping of path
+		written bool
+	)
+	flush := func() {
+		if inside && !written {
+			out = append(out, cur)
+		}
+		inside, written = false, false
+	}
+	for line := range strings.Lines(smaps) {
+		if lo, hi, ok := readOnlyMappingOf(line, path); ok {
+			flush()
+			cur, inside = mapping{lo, hi}, true
+			continue
+		}
+		if isMappingLine(line) {
+			flush()
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "Anonymous:"); ok && inside {
+			if kb := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")); kb != "0" {
+				written = true
+			}
+		}
+	}
+	flush()
+	return out
+}
+
+// isMappingLine reports whether a line of /proc/self/smaps starts a mapping ("lo-hi
+// perms ...") rather than giving one of its fields ("Rss:   12 kB").
+func isMappingLine(line string) bool {
+	first, _, _ := strings.Cut(line, " ")
+	return strings.Contains(first, "-") && !strings.HasSuffix(first, ":")
 }
 
 // readOnlyMappingOf parses one line of /proc/self/maps ("lo-hi perms offset dev inode

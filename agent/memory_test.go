@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -218,6 +219,32 @@ func exeResidentKB() (int, error) {
 		}
 	}
 	return total, nil
+}
+
+func TestCleanMappingsOf(t *testing.T) {
+	const exe = "/usr/bin/umbra-agent"
+	smaps := `00400000-0099b000 r-xp 00000000 08:01 123 /usr/bin/umbra-agent
+Size:               5736 kB
+Rss:                4844 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
+0099b000-00f45000 r--p 0059b000 08:01 123 /usr/bin/umbra-agent
+Size:               5800 kB
+Anonymous:             8 kB
+VmFlags: rd mr mw me
+00f45000-00fb9000 rw-p 00b45000 08:01 123 /usr/bin/umbra-agent
+Anonymous:           100 kB
+00fb9000-03004000 rw-p 00000000 00:00 0
+Anonymous:            96 kB
+7f00a000-7f00b000 r--p 00000000 08:01 9 /usr/bin/umbra-agent
+Rss:                   4 kB
+Anonymous:             0 kB
+`
+	got := cleanMappingsOf(smaps, exe)
+	want := []mapping{{0x400000, 0x99b000}, {0x7f00a000, 0x7f00b000}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("cleanMappingsOf = %#x, want %#x: the code and the untouched read-only tail, not the relocated (written) read-only data or the writable data", got, want)
+	}
 }
 
 // rssAnonKB reads this process's anonymous resident memory (heap, stacks, runtime
