@@ -63,7 +63,7 @@ type trimmer struct {
 	cfg         TrimConfig
 	read        func() (trimSample, error)
 	free        func()
-	releaseCode func()
+	releaseCode func() (int64, error)
 	log         *slog.Logger
 
 	codeReleased bool // releaseCode ran, the first time the agent was quiet
@@ -89,12 +89,7 @@ func TrimMemory(ctx context.Context, cfg TrimConfig) {
 		return
 	}
 	defer p.close()
-	t, err := newTrimmer(cfg, p.read, trimRuntime, func() {
-		n, err := releaseStartupCode()
-		if cfg.Logger != nil {
-			cfg.Logger.Debug("released start-up code pages", "mapped_kb", n>>10, "err", err)
-		}
-	})
+	t, err := newTrimmer(cfg, p.read, trimRuntime, releaseStartupCode)
 	if err != nil {
 		logNotTrimming(cfg.Logger, err)
 		return
@@ -123,7 +118,7 @@ func (t *trimmer) run(ctx context.Context) {
 }
 
 // newTrimmer fills in cfg's defaults and takes the process as it is now for the base.
-func newTrimmer(cfg TrimConfig, read func() (trimSample, error), free, releaseCode func()) (*trimmer, error) {
+func newTrimmer(cfg TrimConfig, read func() (trimSample, error), free func(), releaseCode func() (int64, error)) (*trimmer, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultTrimPoll
 	}
@@ -168,7 +163,8 @@ func (t *trimmer) poll(elapsed time.Duration) bool {
 	}
 	if !t.codeReleased {
 		t.codeReleased = true
-		t.releaseCode()
+		n, err := t.releaseCode()
+		t.log.Debug("released start-up code pages", "mapped_kb", n>>10, "err", err)
 	}
 	if s.anon < t.base+uint64(t.cfg.MinGain) {
 		return false

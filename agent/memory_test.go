@@ -68,7 +68,7 @@ func TestTrimmerPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeProcess{s: trimSample{cpu: time.Second, anon: 2 * mb}, freed: 2 * mb}
 			releases := 0
-			tr, err := newTrimmer(cfg, f.read, f.free, func() { releases++ })
+			tr, err := newTrimmer(cfg, f.read, f.free, func() (int64, error) { releases++; return 0, nil })
 			if err != nil {
 				t.Fatal(err)
 			}

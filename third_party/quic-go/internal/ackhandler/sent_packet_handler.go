@@ -121,7 +121,7 @@ type sentPacketHandler struct {
 	// probeLost holds the send times of packets declared lost by a PTO probe, so that
 	// their late ACK still yields an RTT sample.
 	probeLost map[protocol.PacketNumber]monotime.Time
-	ptoMode  SendMode
+	ptoMode   SendMode
 	// The number of PTO probe packets that should be sent.
 	// Only applies to the application-data packet number space.
 	numProbesToSend int
