@@ -73,7 +73,15 @@ func netnsSink(t testing.TB, l *NetnsLink, echo bool) *nsSink {
 	if err != nil {
 		t.Fatalf("listen on side b: %v", err)
 	}
-	return &nsSink{sink: serveSink(t, c.(*net.UDPConn), echo), outBase: l.Stats().Up.PacketsOut}
+	// A packet counts as out once the pump's write to the TUN returns, which can be after
+	// the answer to it came back (a ping's reply), so the base waits for the counters to
+	// balance: taken early, it missed the ping and the sink seemed a packet short.
+	var st Stats
+	waitFor(t, settleTimeout, "the link to settle before the sink starts", func() bool {
+		st = l.Stats()
+		return balanced(st.Up) && balanced(st.Down)
+	})
+	return &nsSink{sink: serveSink(t, c.(*net.UDPConn), echo), outBase: st.Up.PacketsOut}
 }
 
 // netnsDial returns a UDP socket on side A connected to s.
