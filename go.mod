@@ -31,3 +31,5 @@ require (
 )
 
 replace github.com/quic-go/quic-go => ./third_party/quic-go
+
+replace github.com/xtaci/kcp-go/v5 => ./third_party/kcp-go

@@ -263,7 +263,6 @@ func (l *Lane) Receive(dst, pkt []byte, from net.Addr) ([]byte, error) {
 		standing := time.Duration(binary.BigEndian.Uint32(body[8:])) * time.Microsecond
 		minRTT := time.Duration(binary.BigEndian.Uint32(body[12:])) * time.Microsecond
 		l.brk.observe(standing, minRTT, time.Now())
-		l.win.observe(standing, minRTT)
 		l.send(kindPong, body)
 	case kindPong:
 		if !l.client || len(body) != pingSize {
@@ -290,7 +289,6 @@ func (l *Lane) sample(rtt time.Duration) {
 	standing, minRTT := l.standingLocked(), l.minRTTLocked()
 	l.mu.Unlock()
 	l.brk.observe(standing, minRTT, time.Now())
-	l.win.observe(standing, minRTT)
 }
 
 // standingLocked is the round trip with the path's jitter taken out, which is what a

@@ -36,6 +36,9 @@ const (
 	kcpInterval = 10
 	kcpResend   = 2
 	kcpNoDelay  = 1
+	// kcpRTOMargin: KCP's retransmission timeout is at least this percent of the
+	// smoothed round trip over it.
+	kcpRTOMargin = 50
 )
 
 // Errors of streams.
@@ -91,6 +94,7 @@ func (l *Lane) OpenStream(id uint32) (*Stream, error) {
 	sess.SetACKNoDelay(true)
 	sess.SetWriteDelay(false)
 	sess.SetMtu(streamMTU)
+	sess.SetRTOMargin(kcpRTOMargin)
 	s := &Stream{l: l, id: id, pc: pc, sess: sess}
 	l.win.add(s)
 	return s, nil
@@ -259,8 +263,21 @@ func (s *Stream) SetReadDeadline(t time.Time) error { return s.sess.SetReadDeadl
 // SetWriteDeadline sets the write deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.sess.SetWriteDeadline(t) }
 
-// setWindow sets how many packets the stream may have in flight.
-func (s *Stream) setWindow(packets int) { s.sess.SetWindowSize(packets, maxWindow) }
+// setWindow sets how many packets the stream may have in flight: sent and not yet
+// acknowledged. The sequence span may be spanPerWindow times that, so that a lost
+// packet's wait for its retransmission does not stall the stream, while what waits in
+// KCP to be sent stays bounded.
+func (s *Stream) setWindow(packets int) {
+	s.sess.SetInflightLimit(packets)
+	s.sess.SetWindowSize(min(maxWindow, spanPerWindow*packets), maxWindow)
+}
+
+// windowLimited reports whether the window held back the stream's data since the
+// last call. It never waits for the KCP session's lock.
+func (s *Stream) windowLimited() bool { return s.sess.InflightLimited() }
+
+// spanPerWindow is how far past the in-flight window a stream's sequence span may reach.
+const spanPerWindow = 4
 
 // streamPacketConn is the packet connection a stream's KCP session reads and writes:
 // its packets go out sealed on the lane, and the lane's demultiplexer feeds it.
@@ -279,6 +296,7 @@ func (laneAddr) Network() string { return "umbra-lane" }
 func (laneAddr) String() string  { return "lane" }
 
 func (c *streamPacketConn) deliver(pkt []byte) {
+	c.roundTripsFrom(pkt, time.Now())
 	select {
 	case c.inbox <- append(getPacket()[:0], pkt...):
 	default: // KCP is far behind; it asks again
@@ -302,6 +320,7 @@ func (c *streamPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
+	c.clockFrom(b, time.Now())
 	if len(b) < pacedSize {
 		// Acknowledgements and window probes: holding them back behind the data's pace
 		// would stretch the peer's round trip into spurious retransmissions.
@@ -320,26 +339,60 @@ func (c *streamPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return len(b), nil
 }
 
-// carriesData reports whether the KCP packet b holds a segment of stream data, not only
-// acknowledgements or window probes. A KCP packet is a run of segments, each a 24-byte
-// header (conversation, command, fragment, window, timestamp, sequence number,
-// cumulative acknowledgement, length; little-endian) and length bytes of data.
-func carriesData(b []byte) bool {
-	const (
-		segHeader = 24
-		cmdPush   = 81 // KCP's IKCP_CMD_PUSH
-	)
-	for len(b) >= segHeader {
+// KCP's segment commands and header size.
+const (
+	kcpSegHeader = 24
+	kcpCmdPush   = 81 // IKCP_CMD_PUSH
+	kcpCmdAck    = 82 // IKCP_CMD_ACK
+)
+
+// eachSegment calls f with the command, timestamp and data length of each segment of
+// the KCP packet b, until f returns false or the packet ends. A KCP packet is a run of
+// segments, each a 24-byte header (conversation, command, fragment, window, timestamp,
+// sequence number, cumulative acknowledgement, length; little-endian) and length bytes
+// of data. An acknowledgement's timestamp is the acknowledged segment's, echoed.
+func eachSegment(b []byte, f func(cmd byte, ts uint32, n int) bool) {
+	for len(b) >= kcpSegHeader {
 		n := int(binary.LittleEndian.Uint32(b[20:]))
-		if b[4] == cmdPush && n > 0 {
-			return true
+		if n > len(b)-kcpSegHeader || !f(b[4], binary.LittleEndian.Uint32(b[8:]), n) {
+			return
 		}
-		if n > len(b)-segHeader {
+		b = b[kcpSegHeader+n:]
+	}
+}
+
+// carriesData reports whether the KCP packet b holds a segment of stream data, not only
+// acknowledgements or window probes.
+func carriesData(b []byte) bool {
+	data := false
+	eachSegment(b, func(cmd byte, _ uint32, n int) bool {
+		data = cmd == kcpCmdPush && n > 0
+		return !data
+	})
+	return data
+}
+
+// clockFrom hands the timestamp of the packet's first data segment, about to be sent,
+// to the window, which learns KCP's clock from it.
+func (c *streamPacketConn) clockFrom(b []byte, now time.Time) {
+	eachSegment(b, func(cmd byte, ts uint32, _ int) bool {
+		if cmd == kcpCmdPush {
+			c.l.win.sent(ts, now)
 			return false
 		}
-		b = b[segHeader+n:]
-	}
-	return false
+		return true
+	})
+}
+
+// roundTripsFrom hands the timestamps the packet's acknowledgements echo, arrived now,
+// to the window.
+func (c *streamPacketConn) roundTripsFrom(b []byte, now time.Time) {
+	eachSegment(b, func(cmd byte, ts uint32, _ int) bool {
+		if cmd == kcpCmdAck {
+			c.l.win.acked(ts, now)
+		}
+		return true
+	})
 }
 
 // pacedSize is the smallest stream packet queued for the stream writer's pacing: one

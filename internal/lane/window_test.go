@@ -9,7 +9,10 @@ import (
 // 250 ms for d as a lane's pings do, and returns the window at the end.
 func windowRun(w *windowControl, start time.Time, d time.Duration, rtt func(time.Time) (standing, base time.Duration)) int {
 	for t := time.Duration(0); t < d; t += 250 * time.Millisecond {
-		w.observe(rtt(start.Add(t)))
+		standing, base := rtt(start.Add(t))
+		w.mu.Lock()
+		w.observeLocked(standing, base, true)
+		w.mu.Unlock()
 	}
 	return w.window()
 }
