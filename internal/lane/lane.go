@@ -294,9 +294,9 @@ func (l *Lane) sample(rtt time.Duration) {
 // standingLocked is the round trip with the path's jitter taken out, which is what a
 // queue adds to: the least of the last standingSamples, about a second's. A queue
 // raises every sample and so this one; jitter spreads samples around the base, and the
-// smoothed round trip with them, so a window moved on the smoothed figure read a
-// jittery radio (LTE, ±50 ms each way) as a standing queue and stayed at its minimum.
-// Copa calls this the standing RTT.
+// smoothed round trip with them, so a breaker moved on the smoothed figure would read a
+// jittery radio (LTE, ±50 ms each way) as a standing queue. Copa calls this the standing
+// RTT. (The streams' window reads their own acknowledgements instead: window.go.)
 func (l *Lane) standingLocked() time.Duration { return l.leastLocked(standingSamples) }
 
 // minRTTLocked is the base round trip: the least of all the samples kept, about 5 s.

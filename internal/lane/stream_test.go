@@ -134,3 +134,46 @@ func TestStreamFail(t *testing.T) {
 		t.Fatalf("id 3 not free after the stream failed: %v", err)
 	}
 }
+
+// TestWindowCountsPacketsInFlight: with every acknowledgement lost, a stream whose window
+// is 32 packets sends 32 packets of data and waits, though KCP's sequence span may reach
+// four times as far.
+func TestWindowCountsPacketsInFlight(t *testing.T) {
+	// A 200 ms round trip: KCP's retransmission timeout, 300 ms and more, does not fire
+	// while the test counts.
+	slow := linksim.Impairment{Delay: 100 * time.Millisecond}
+	radio, err := linksim.NewLink(slow, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server, cl, _, proxy := streamPairProxy(t, radio, 9)
+	// One exchange each way first, so that the client knows the server's receive window (4,096
+	// packets) and that window does not bound what it sends.
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(server, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	radio.SetDown(linksim.Impairment{Delay: slow.Delay, Blackout: true})
+	const window = 32
+	cl.win.mu.Lock()
+	cl.win.total = window // what the window's own goroutine applies too
+	cl.win.mu.Unlock()
+	client.setWindow(window)
+	before := proxy.Stats().Up
+	go client.Write(make([]byte, 1<<20))
+	time.Sleep(150 * time.Millisecond) // a measurement window, not a wait for readiness
+	after := proxy.Stats().Up
+	full := (after.BytesIn - before.BytesIn) / streamMTU
+	if full < window/2 || full > window+4 {
+		t.Errorf("got %d packets' worth of data sent with every acknowledgement lost, want about %d", full, window)
+	}
+	client.Fail(ErrStreamClosed)
+}

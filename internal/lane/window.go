@@ -22,7 +22,8 @@ const (
 	windowStep    = 4
 	windowShrink  = 0.85
 	// A queue is building when the round trip exceeds its base by more than queueHigh
-	// (or a quarter of the base); it is gone under queueLow (or a tenth).
+	// (or a quarter of the base, or the path's jitter); it is gone under queueLow (or a
+	// tenth, or half the jitter).
 	queueHigh = 40 * time.Millisecond
 	queueLow  = 15 * time.Millisecond
 	// minRound is the shortest round; baseSpan, how long a base round trip is kept (the
@@ -32,8 +33,8 @@ const (
 )
 
 // windowControl sizes the windows of a lane's streams. It sets the windows from its own
-// goroutine: a KCP session holds its lock while it flushes, and the lane's reader, which
-// moves the window, must never wait for that.
+// goroutine: a KCP session holds its lock while it flushes (and calls sent from there),
+// and the lane's reader, which moves the window, must never wait for that.
 type windowControl struct {
 	mu      sync.Mutex
 	total   float64

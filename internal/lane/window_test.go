@@ -69,3 +69,48 @@ func TestJitterIsNotAQueue(t *testing.T) {
 		t.Errorf("got the breaker limiting to %.0f B/s, want no limit", got)
 	}
 }
+
+// ackRun feeds a window control the acknowledgements of one segment every 2 ms for d,
+// each segment having taken rtt(its send time) to be acknowledged, as a lane's streams
+// do, and returns the window at the end.
+func ackRun(w *windowControl, zero time.Time, from, d time.Duration, rtt func(time.Duration) time.Duration) int {
+	for at := from; at < from+d; at += 2 * time.Millisecond {
+		sentAt := at - rtt(at)
+		w.sent(uint32(sentAt/time.Millisecond), zero.Add(sentAt))
+		w.acked(uint32(sentAt/time.Millisecond), zero.Add(at))
+	}
+	return w.window()
+}
+
+func TestWindowFromAcknowledgements(t *testing.T) {
+	zero := time.Unix(2000, 0)
+	base := 150 * time.Millisecond
+
+	t.Run("a queue in the acknowledged round trips shrinks it within seconds", func(t *testing.T) {
+		w := newWindowControl(make(chan struct{}))
+		ackRun(w, zero, time.Second, 5*time.Second, func(time.Duration) time.Duration { return base })
+		if got := ackRun(w, zero, 6*time.Second, 4*time.Second, func(time.Duration) time.Duration { return base + 150*time.Millisecond }); got != minWindow {
+			t.Errorf("got a window of %d packets after 4 s of a 150 ms queue, want %d", got, minWindow)
+		}
+	})
+	t.Run("a window its streams do not fill does not grow", func(t *testing.T) {
+		// No stream is held back by the window (there is none): an idle or
+		// application-limited lane, whose round trips say nothing about a larger window.
+		w := newWindowControl(make(chan struct{}))
+		if got := ackRun(w, zero, time.Second, 10*time.Second, func(time.Duration) time.Duration { return base }); got != initialWindow {
+			t.Errorf("got a window of %d packets, want the initial %d", got, initialWindow)
+		}
+	})
+	t.Run("round trips spread by jitter past the queue threshold do not shrink it", func(t *testing.T) {
+		// LTE-like: 100 ms of jitter in every round, whose least sample sits 60 ms over
+		// the base (over queueHigh and a quarter of the base), with no queue behind it.
+		w := newWindowControl(make(chan struct{}))
+		ackRun(w, zero, time.Second, 200*time.Millisecond, func(time.Duration) time.Duration { return base })
+		jitter := func(at time.Duration) time.Duration {
+			return base + 60*time.Millisecond + time.Duration(at.Milliseconds()*37%101)*time.Millisecond
+		}
+		if got := ackRun(w, zero, 1200*time.Millisecond, 4*time.Second, jitter); got < initialWindow*3/4 {
+			t.Errorf("got a window of %d packets, want no less than %d", got, initialWindow*3/4)
+		}
+	})
+}

@@ -198,6 +198,24 @@ func defaultRadioPlan() radioPlan {
 //	UMBRA_BENCH_RADIO_PROFILES=telemetry-radio go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 
+// radioQuickEnv, when set, runs a short form of the section (quick): a run of ten
+// minutes or so to check a change to the lane against the peers, not a full report:
+//
+//	UMBRA_BENCH_RADIO_QUICK=1 go run ./scripts/bench -only radio -out /tmp/radio.md
+const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
+
+// quick narrows p to the bulk profiles, the goodput matrix at 0 and 10 % loss and 50 and
+// 200 ms, and no UDP flows or blackouts.
+func (p radioPlan) quick() radioPlan {
+	var bulk []radioProfile
+	for _, pr := range p.profiles {
+		if pr.bulk {
+			bulk = append(bulk, pr)
+		}
+	}
+	return radioPlan{profiles: bulk, losses: []float64{0, 0.10}, rtts: p.rtts[:2], udpRTT: p.udpRTT, udpCheckLoss: p.udpCheckLoss, udpCheckRTT: p.udpCheckRTT}
+}
+
 // profilesOnly narrows p to the profiles named in names (comma-separated) and drops the
 // goodput matrix, the UDP flows and the blackouts.
 func (p radioPlan) profilesOnly(names string) (radioPlan, error) {
@@ -253,6 +271,9 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	res := radioResults{plan: defaultRadioPlan(), figures: map[string][]radioFigures{}, recoveries: map[time.Duration][]radioRecovery{}}
+	if os.Getenv(radioQuickEnv) != "" {
+		res.plan = res.plan.quick()
+	}
 	onlyProfiles := os.Getenv(radioProfilesEnv)
 	if onlyProfiles != "" {
 		var err error
