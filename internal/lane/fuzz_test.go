@@ -23,3 +23,27 @@ func FuzzReceive(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEachSegment walks arbitrary KCP packets, as the lane does with every stream packet
+// that passes it (opened, so from the authenticated peer, or from our own KCP): it must
+// end, visit only segments inside the packet, and never panic.
+func FuzzEachSegment(f *testing.F) {
+	ack := make([]byte, 24)
+	ack[4] = kcpCmdAck
+	push := append(make([]byte, 24), "data"...)
+	push[4], push[20] = kcpCmdPush, 4
+	f.Add(append(push, ack...))
+	f.Add([]byte{1, 2, 3})
+	f.Add(append(make([]byte, 20), 0xe8, 0xff, 0xff, 0xff)) // a length of 2^32-24
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		total := 0
+		eachSegment(pkt, func(_ byte, _ uint32, n int) bool {
+			total += kcpSegHeader + n
+			if n < 0 || total > len(pkt) {
+				t.Fatalf("visited a segment of %d bytes past the packet's %d", n, len(pkt))
+			}
+			return true
+		})
+		carriesData(pkt)
+	})
+}

@@ -353,8 +353,12 @@ const (
 // of data. An acknowledgement's timestamp is the acknowledged segment's, echoed.
 func eachSegment(b []byte, f func(cmd byte, ts uint32, n int) bool) {
 	for len(b) >= kcpSegHeader {
-		n := int(binary.LittleEndian.Uint32(b[20:]))
-		if n > len(b)-kcpSegHeader || !f(b[4], binary.LittleEndian.Uint32(b[8:]), n) {
+		length := binary.LittleEndian.Uint32(b[20:])
+		if uint64(length) > uint64(len(b)-kcpSegHeader) { // compared unsigned: int is 32 bits on ARMv6/v7
+			return
+		}
+		n := int(length)
+		if !f(b[4], binary.LittleEndian.Uint32(b[8:]), n) {
 			return
 		}
 		b = b[kcpSegHeader+n:]
