@@ -175,5 +175,8 @@ func TestWindowCountsPacketsInFlight(t *testing.T) {
 	if full < window/2 || full > window+4 {
 		t.Errorf("got %d packets' worth of data sent with every acknowledgement lost, want about %d", full, window)
 	}
+	if !client.windowLimited() {
+		t.Error("the window held the stream's data back and the stream did not say so: the lane's window would never grow past its first size")
+	}
 	client.Fail(ErrStreamClosed)
 }

@@ -205,7 +205,7 @@ const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
 
 // quick narrows p to the bulk profiles, the goodput matrix at 0 and 10 % loss and 50 and
-// 200 ms, and no UDP flows or blackouts.
+// 200 ms, the UDP flows at those losses with the full-rate check, and no blackouts.
 func (p radioPlan) quick() radioPlan {
 	var bulk []radioProfile
 	for _, pr := range p.profiles {
