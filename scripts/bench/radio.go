@@ -132,6 +132,9 @@ type radioLab struct {
 	stops []func()
 	// quiet is the most bytes a radioDrainStep of a drained link carries.
 	quiet uint64
+	// quicOperator is the command line of the operator agent with --udp-carrier quic,
+	// started like fecOperator.
+	quicOperator []string
 	// fecOperator is the command line of the operator agent with --udp-fec, started
 	// only for the UDP flows.
 	fecOperator []string
@@ -335,15 +338,16 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	}
 	phase("goodput matrix")
 
-	stopFEC, err := lab.startFECOperator()
+	stopOperators, err := lab.startUDPOperators()
 	if err != nil {
 		return fmt.Errorf("radio: %w", err)
 	}
 	if err := lab.waitFlows(ctx, res.flows); err != nil {
+		stopOperators()
 		return fmt.Errorf("radio: %w\n%s", err, lab.logs())
 	}
 	res.udp, err = lab.udpMatrix(ctx, res.flows, res.plan, progress)
-	stopFEC()
+	stopOperators()
 	if err != nil {
 		return err
 	}
@@ -499,7 +503,8 @@ func (l *radioLab) logs() string {
 
 // startPaths starts the echo servers, umbra, sshd and ssh -L, and returns the paths
 // (umbra's first) once each has carried an echo, and the UDP flows (in the order of
-// udpFlowLink, udpFlowUmbra, udpFlowFEC; the last needs startFECOperator).
+// udpFlowLink, udpFlowUmbra, udpFlowFEC, udpFlowQUIC; the last two need
+// startUDPOperators).
 func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	var echo string
 	var sink *udpSink
@@ -558,6 +563,8 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 		udpFlowLink:  {name: "UDP straight over the link (no umbra)", addr: pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle},
 		udpFlowUmbra: {name: "umbra UDP circuit", addr: radioUDPListen, sink: sink, straggle: udpUmbraStraggle},
 		udpFlowFEC:   {name: "umbra UDP circuit, FEC " + udpFEC, addr: radioUDPFECListen, sink: sink, straggle: udpUmbraStraggle},
+		udpFlowQUIC: {name: "umbra UDP circuit in QUIC DATAGRAM frames (`--udp-carrier quic`)", addr: radioUDPQUICListen,
+			sink: sink, straggle: udpUmbraStraggle, checkOnly: true},
 	}
 	return paths, flows, nil
 }
@@ -565,7 +572,8 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 // startUmbra runs the quickstart and the drone agents on side B, hosting echo (TCP) and
 // uecho (UDP, delivered to udpEcho), and the operator's agent dialing them on side A:
 // drone and op without forward error correction, dronefec with --udp-fec; opfec, the
-// operator with --udp-fec, is left for startFECOperator.
+// operator with --udp-fec, and opquic, the operator whose datagrams ride QUIC instead of
+// the lane, are left for startUDPOperators.
 func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	var none radioPath
 	qs := filepath.Join(l.dir, "qs")
@@ -593,6 +601,7 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	oJWT, oID := ids("op")
 	dfJWT, dfID := ids("dronefec")
 	ofJWT, ofID := ids("opfec")
+	oqJWT, oqID := ids("opquic")
 	for _, s := range [][]string{
 		{l.umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
 		{l.umbra, "edge", "create", "service", "uecho", "--host", "udp:" + udpEcho},
@@ -603,10 +612,12 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{l.umbra, "edge", "create", "identity", "op", "--attr", "operator", "--jwt-out", oJWT},
 		{l.umbra, "edge", "create", "identity", "dronefec", "--attr", "dronefec", "--jwt-out", dfJWT},
 		{l.umbra, "edge", "create", "identity", "opfec", "--attr", "operator", "--jwt-out", ofJWT},
+		{l.umbra, "edge", "create", "identity", "opquic", "--attr", "operator", "--jwt-out", oqJWT},
 		{l.agent, "enroll", "--jwt", dJWT, "--out", dID},
 		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
 		{l.agent, "enroll", "--jwt", dfJWT, "--out", dfID},
 		{l.agent, "enroll", "--jwt", ofJWT, "--out", ofID},
+		{l.agent, "enroll", "--jwt", oqJWT, "--out", oqID},
 	} {
 		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
 			return none, err
@@ -629,18 +640,33 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	}
 	l.fecOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opfec.sock"),
 		"--identity", ofID, "--link-profile", "radio", "--udp-fec", udpFEC, "--dial", "uecho@dronefec=udp:" + radioUDPFECListen}
+	l.quicOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opquic.sock"),
+		"--identity", oqID, "--link-profile", "radio", "--udp-carrier", "quic", "--dial", "uecho@drone=udp:" + radioUDPQUICListen}
 	return radioPath{name: "umbra circuit", dial: l.dialer(radioUmbraListen, nil)}, nil
 }
 
-// startFECOperator starts the operator agent with --udp-fec on side A and returns the
-// function that stops it. It runs only while the UDP flows are measured: its router
-// link's heartbeats would otherwise take a share of the slower profiles' links.
-func (l *radioLab) startFECOperator() (stop func(), err error) {
-	if err := l.start(linksim.SideA, "opfec", l.agent, l.fecOperator...); err != nil {
-		return nil, err
+// startUDPOperators starts the operator agents with --udp-fec and with --udp-carrier quic
+// on side A and returns the function that stops them. They run only while the UDP flows
+// are measured: their router links' heartbeats would otherwise take a share of the slower
+// profiles' links.
+func (l *radioLab) startUDPOperators() (stop func(), err error) {
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			stopWithin(c, radioStopTimeout)
+		}
 	}
-	cmd := l.procs[len(l.procs)-1]
-	return func() { stopWithin(cmd, radioStopTimeout) }, nil
+	for _, op := range []struct {
+		name string
+		args []string
+	}{{"opfec", l.fecOperator}, {"opquic", l.quicOperator}} {
+		if err := l.start(linksim.SideA, op.name, l.agent, op.args...); err != nil {
+			stop()
+			return nil, err
+		}
+		cmds = append(cmds, l.procs[len(l.procs)-1])
+	}
+	return stop, nil
 }
 
 // startSSH runs sshd on side B's link address and `ssh -N -L` on side A forwarding
