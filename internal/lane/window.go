@@ -14,6 +14,23 @@ import (
 // they are idle, so an idle lane's window does not grow. Each round (a base round
 // trip, at least minRound) it takes the least sample, so that a radio's jitter does
 // not read as a queue, and moves the window once.
+//
+// A radio's round trip also rises for good (a longer route, a congested cell), and the
+// base, the least of the last 5–10 s, would read the new delay as a queue for that long,
+// holding the window at its floor: a circuit opened after the change ran at a third of
+// the link. A queue the streams built follows their window, shrinking by more than half
+// when a window they fill halves; so when packets sent after the window halved (or
+// reached its floor), while the streams filled it, come back with the round trip's
+// excess over the base not fallen by a quarter, the delay is the path's, and the round's
+// least becomes the base. (Judged on packets sent after the halving: a deep queue of our
+// own takes its own length to answer a smaller window.)
+//
+// The other way round, a standing queue of ours under the shrink threshold would age
+// into the base as the path's samples left it, and the next window would queue as much
+// again over that: the base crept up 30 ms every 10 s. So when the base is about to
+// rise, the window halves for two round trips, long enough for such a queue to drain
+// and show the path's round trip (BBR's ProbeRTT, gentler), at a cost of a quarter of a
+// round trip's data every 5 s.
 const (
 	minWindow     = 32
 	maxWindow     = 4096
@@ -30,6 +47,9 @@ const (
 	// base is the least of the last two spans' samples).
 	minRound = 20 * time.Millisecond
 	baseSpan = 5 * time.Second
+	// minShrinkRounds is the fewest rounds of shrinking before the delay may be taken
+	// for the path's own.
+	minShrinkRounds = 3
 )
 
 // windowControl sizes the windows of a lane's streams. It sets the windows from its own
@@ -51,10 +71,26 @@ type windowControl struct {
 	spread            time.Duration // how far a round's samples spread, smoothed: the path's jitter
 	baseNow, basePrev time.Duration // the least samples of this and the last baseSpan
 	baseEnds          time.Time     // when this baseSpan ends
+
+	// A run of rounds that shrank the window: the window and the queue when it began,
+	// its rounds so far and when the window had halved; zero when the last round did
+	// not shrink it.
+	shrinkFrom   float64
+	shrinkQueue  time.Duration
+	shrinkRounds int
+	halvedAt     time.Time
+	// A probe of the base round trip: the window it halved, and when it ends (zero
+	// when none runs).
+	probeSaved float64
+	probeEnds  time.Time
+	// heldBack reports whether the window held back any stream's data since the last
+	// call: limitedLocked, but for tests.
+	heldBack func() bool
 }
 
 func newWindowControl(done <-chan struct{}) *windowControl {
 	w := &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}, kick: make(chan struct{}, 1), done: done}
+	w.heldBack = w.limitedLocked
 	go w.run()
 	return w
 }
@@ -118,6 +154,13 @@ func (w *windowControl) acked(ts uint32, now time.Time) {
 	}
 	rtt = max(rtt, time.Millisecond) // KCP's clock ticks in milliseconds
 	if now.After(w.baseEnds) {
+		if w.basePrev != 0 && w.baseNow > w.basePrev && w.probeEnds.IsZero() {
+			// The base is about to rise: a queue of ours that never drained, or the path.
+			// Halve the window for two round trips, so that a queue of ours drains and
+			// the path's round trip shows.
+			w.probeSaved, w.total, w.probeEnds = w.total, max(minWindow, w.total/2), now.Add(2*rtt)
+			w.applyLocked()
+		}
 		w.basePrev, w.baseNow, w.baseEnds = w.baseNow, 0, now.Add(baseSpan)
 	}
 	if w.baseNow == 0 || rtt < w.baseNow {
@@ -130,13 +173,26 @@ func (w *windowControl) acked(ts uint32, now time.Time) {
 	if now.Before(w.round) {
 		return
 	}
-	base := w.baseNow
-	if w.basePrev != 0 {
-		base = min(base, w.basePrev)
+	base := w.baseLocked()
+	switch {
+	case w.probeEnds.IsZero():
+		w.spread += (w.roundMost - w.roundLeast - w.spread) / 4
+		w.observeLocked(now, w.roundLeast, w.roundMost, base, w.heldBack())
+	case now.After(w.probeEnds):
+		w.total, w.probeEnds = w.probeSaved, time.Time{}
+		w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
+		w.heldBack() // what the halved window held back says nothing of the whole
+		w.applyLocked()
 	}
-	w.spread += (w.roundMost - w.roundLeast - w.spread) / 4
-	w.observeLocked(w.roundLeast, base, w.limitedLocked())
 	w.round, w.roundLeast, w.roundMost = now.Add(max(minRound, base)), 0, 0
+}
+
+// baseLocked is the base round trip: the least sample of the last two spans.
+func (w *windowControl) baseLocked() time.Duration {
+	if w.basePrev != 0 {
+		return min(w.baseNow, w.basePrev)
+	}
+	return w.baseNow
 }
 
 // limitedLocked reports whether the window held back any stream's data since the last
@@ -152,11 +208,37 @@ func (w *windowControl) limitedLocked() bool {
 }
 
 // observeLocked moves the window on a round's standing (least) and the base round
-// trips; it grows it only if the window held the streams back (limited).
-func (w *windowControl) observeLocked(standing, minRTT time.Duration, limited bool) {
+// trips at now; it grows it only if the window held the streams back (limited). Once a
+// run of shrinking rounds has halved the window it holds it until packets sent since
+// come back (most, the round's greatest round trip, after), and takes the standing round
+// trip as the new base if their delay did not follow the window.
+func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time.Duration, limited bool) {
 	queued := standing - minRTT
+	if queued <= max(queueHigh, minRTT/4, w.spread) {
+		w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
+	}
 	switch {
 	case queued > max(queueHigh, minRTT/4, w.spread):
+		if w.shrinkRounds == 0 {
+			w.shrinkFrom, w.shrinkQueue = w.total, queued
+		}
+		w.shrinkRounds++
+		if w.halvedAt.IsZero() && (w.total <= w.shrinkFrom/2 || w.total == minWindow) {
+			w.halvedAt = now
+		}
+		if !w.halvedAt.IsZero() {
+			if now.Sub(w.halvedAt) <= most {
+				return // hold the halved window until its packets answer
+			}
+			if limited && w.shrinkRounds >= minShrinkRounds && queued > w.shrinkQueue*3/4 {
+				// Not a queue of ours: the path's round trip rose.
+				w.baseNow, w.basePrev = standing, standing
+				w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
+				return
+			}
+			// The queue followed the window: ours. Judge the next halving afresh.
+			w.shrinkFrom, w.shrinkQueue, w.halvedAt = w.total, queued, time.Time{}
+		}
 		w.total = max(minWindow, w.total*windowShrink)
 	case queued < max(queueLow, minRTT/10, w.spread/2) && limited:
 		w.total = min(maxWindow, w.total*windowGrow+windowStep)

@@ -11,7 +11,7 @@ func windowRun(w *windowControl, start time.Time, d time.Duration, rtt func(time
 	for t := time.Duration(0); t < d; t += 250 * time.Millisecond {
 		standing, base := rtt(start.Add(t))
 		w.mu.Lock()
-		w.observeLocked(standing, base, true)
+		w.observeLocked(start.Add(t), standing, standing, base, true)
 		w.mu.Unlock()
 	}
 	return w.window()
@@ -39,13 +39,6 @@ func TestWindow(t *testing.T) {
 		}
 		if got := windowRun(w, start, 20*time.Second, jitter); got < initialWindow {
 			t.Errorf("got a window of %d packets, want at least the initial %d", got, initialWindow)
-		}
-	})
-	t.Run("a standing queue shrinks it to the minimum", func(t *testing.T) {
-		w := newWindowControl(make(chan struct{}))
-		windowRun(w, start, 10*time.Second, steady(base, base))
-		if got := windowRun(w, start.Add(10*time.Second), 15*time.Second, steady(base+150*time.Millisecond, base)); got != minWindow {
-			t.Errorf("got a window of %d packets after 15 s of a 150 ms queue, want %d", got, minWindow)
 		}
 	})
 }
@@ -87,10 +80,49 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 	base := 150 * time.Millisecond
 
 	t.Run("a queue in the acknowledged round trips shrinks it within seconds", func(t *testing.T) {
+		// The streams do not fill the window, so it cannot tell whether the queue
+		// follows it: it takes the queue for its own.
 		w := newWindowControl(make(chan struct{}))
 		ackRun(w, zero, time.Second, 5*time.Second, func(time.Duration) time.Duration { return base })
 		if got := ackRun(w, zero, 6*time.Second, 4*time.Second, func(time.Duration) time.Duration { return base + 150*time.Millisecond }); got != minWindow {
 			t.Errorf("got a window of %d packets after 4 s of a 150 ms queue, want %d", got, minWindow)
+		}
+	})
+	t.Run("a queue that follows the window shrinks it until the queue is gone", func(t *testing.T) {
+		// Every packet over 200 in flight waits 1 ms in the queue: the window settles
+		// where the queue is under queueHigh, and the base stays the path's (before, the
+		// standing queue aged into the base, which crept up 30 ms every 10 s).
+		w := newWindowControl(make(chan struct{}))
+		w.heldBack = func() bool { return true }
+		ackRun(w, zero, time.Second, 2*time.Second, func(time.Duration) time.Duration { return base })
+		w.mu.Lock()
+		w.total = 1000
+		w.mu.Unlock()
+		queue := func(time.Duration) time.Duration {
+			return base + time.Duration(max(0, w.total-200))*time.Millisecond
+		}
+		got := ackRun(w, zero, 3*time.Second, 20*time.Second, queue)
+		if got < 150 || got > 245 {
+			t.Errorf("got a window of %d packets, want 150–245 (a queue of 0–45 ms)", got)
+		}
+		if b := w.baseLocked(); b != base {
+			t.Errorf("got a base round trip of %v, want the path's %v", b, base)
+		}
+	})
+	t.Run("a round trip that rises for good becomes the base within a second", func(t *testing.T) {
+		// 50 ms, then 250 ms that no window changes (a longer route): the window halves,
+		// finds the delay did not follow, and grows again on the new base. Before, it sat
+		// at its floor until the 50 ms samples aged out 5–10 s later.
+		w := newWindowControl(make(chan struct{}))
+		w.heldBack = func() bool { return true }
+		ackRun(w, zero, time.Second, 6*time.Second, func(time.Duration) time.Duration { return 50 * time.Millisecond })
+		grown := w.window()
+		got := ackRun(w, zero, 7*time.Second, 3*time.Second, func(time.Duration) time.Duration { return 250 * time.Millisecond })
+		if b := w.baseLocked(); b != 250*time.Millisecond {
+			t.Errorf("got a base round trip of %v 3 s after the path's rose to 250 ms, want 250ms", b)
+		}
+		if got < grown/4 {
+			t.Errorf("got a window of %d packets 3 s after the round trip rose, want at least a quarter of the %d before", got, grown)
 		}
 	})
 	t.Run("a window its streams do not fill does not grow", func(t *testing.T) {
