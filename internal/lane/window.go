@@ -1,14 +1,15 @@
 package lane
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
 
 // The window of a lane's streams: how many KCP packets they may have in flight, sent and
 // not yet acknowledged, shared evenly among them. It grows while the round trip stays
-// near its base and shrinks when a queue builds, like TCP Vegas: loss leaves the round
-// trip alone and so never shrinks it. The round trips it reads are those of the
+// near its base and shrinks when a queue builds, like TCP Vegas: a radio's random loss
+// leaves the round trip alone and so never shrinks it. The round trips it reads are those of the
 // streams' own packets, from the timestamps KCP's acknowledgements echo: many a round
 // trip while the streams send, so it sees a queue within a round trip, and none while
 // they are idle, so an idle lane's window does not grow. Each round (a base round
@@ -31,6 +32,13 @@ import (
 // rise, the window halves for two round trips, long enough for such a queue to drain
 // and show the path's round trip (BBR's ProbeRTT, gentler), at a cost of a quarter of a
 // round trip's data every 5 s.
+//
+// Loss counts only beyond the path's usual share: a queue shorter than the delay the
+// window reads as one (a Wi-Fi mesh's 100 packets, 50 ms at 20 Mbit/s, under a
+// threshold the path's jitter widened) overflows before its delay shows. So a round
+// whose share of segments sent again is over twice the median of the last 16 rounds
+// and 3 points more shrinks the window as a queue would: steady random loss at any rate
+// does not, an overflowing queue's bursts of drops do.
 const (
 	minWindow     = 32
 	maxWindow     = 4096
@@ -50,6 +58,14 @@ const (
 	// minShrinkRounds is the fewest rounds of shrinking before the delay may be taken
 	// for the path's own.
 	minShrinkRounds = 3
+	// lossRounds is how many rounds' shares of segments sent again the usual share is
+	// the median of; minLossSample, the fewest segments a round must send to count.
+	lossRounds    = 16
+	minLossSample = 20
+	// A round's share sent again reads as a queue's overflow over lossOverUsual times
+	// the usual share plus lossMargin.
+	lossOverUsual = 2
+	lossMargin    = 0.03
 )
 
 // windowControl sizes the windows of a lane's streams. It sets the windows from its own
@@ -83,6 +99,11 @@ type windowControl struct {
 	// when none runs).
 	probeSaved float64
 	probeEnds  time.Time
+	// The streams' segment counts at the last round, and the share of segments sent
+	// again in each of the last lossRounds rounds (a ring, losses counting them).
+	segsAt map[*Stream][2]uint64
+	losses [lossRounds]float64
+	lossN  int
 	// heldBack reports whether the window held back any stream's data since the last
 	// call: limitedLocked, but for tests.
 	heldBack func() bool
@@ -91,6 +112,7 @@ type windowControl struct {
 func newWindowControl(done <-chan struct{}) *windowControl {
 	w := &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}, kick: make(chan struct{}, 1), done: done}
 	w.heldBack = w.limitedLocked
+	w.segsAt = map[*Stream][2]uint64{}
 	go w.run()
 	return w
 }
@@ -127,6 +149,7 @@ func (w *windowControl) remove(s *Stream) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.streams, s)
+	delete(w.segsAt, s)
 	w.applyLocked()
 }
 
@@ -177,7 +200,7 @@ func (w *windowControl) acked(ts uint32, now time.Time) {
 	switch {
 	case w.probeEnds.IsZero():
 		w.spread += (w.roundMost - w.roundLeast - w.spread) / 4
-		w.observeLocked(now, w.roundLeast, w.roundMost, base, w.heldBack())
+		w.observeLocked(now, w.roundLeast, w.roundMost, base, w.heldBack(), w.lossCongestedLocked(w.roundSegmentsLocked()))
 	case now.After(w.probeEnds):
 		w.total, w.probeEnds = w.probeSaved, time.Time{}
 		w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
@@ -187,12 +210,49 @@ func (w *windowControl) acked(ts uint32, now time.Time) {
 	w.round, w.roundLeast, w.roundMost = now.Add(max(minRound, base)), 0, 0
 }
 
+// roundSegmentsLocked returns the segments the streams sent for the first time, and sent
+// again, since the last call.
+func (w *windowControl) roundSegmentsLocked() (sent, resent uint64) {
+	for s := range w.streams {
+		a, b := s.sess.Segments()
+		last := w.segsAt[s]
+		sent, resent = sent+a-last[0], resent+b-last[1]
+		w.segsAt[s] = [2]uint64{a, b}
+	}
+	return sent, resent
+}
+
+// lossCongestedLocked takes a round's segments sent and sent again, and reports whether
+// the share sent again stands well over the path's usual share (the median of the last
+// lossRounds rounds): over twice it and 3 points. A radio's random loss, steady at
+// whatever rate, does not; a queue that overflows before its delay crosses the shrink
+// threshold (a short queue, or one whose delay the path's jitter hides) does.
+func (w *windowControl) lossCongestedLocked(sent, resent uint64) bool {
+	if sent < minLossSample {
+		return false
+	}
+	share := float64(resent) / float64(sent)
+	n := min(w.lossN, lossRounds)
+	usual := -1.0
+	if n >= lossRounds/2 {
+		sorted := w.losses // a copy
+		slices.Sort(sorted[:n])
+		usual = sorted[n/2]
+	}
+	w.losses[w.lossN%lossRounds] = share
+	w.lossN++
+	return usual >= 0 && share > lossOverUsual*usual+lossMargin
+}
+
 // baseLocked is the base round trip: the least sample of the last two spans.
 func (w *windowControl) baseLocked() time.Duration {
-	if w.basePrev != 0 {
-		return min(w.baseNow, w.basePrev)
+	switch {
+	case w.baseNow == 0:
+		return w.basePrev
+	case w.basePrev == 0:
+		return w.baseNow
 	}
-	return w.baseNow
+	return min(w.baseNow, w.basePrev)
 }
 
 // limitedLocked reports whether the window held back any stream's data since the last
@@ -212,8 +272,15 @@ func (w *windowControl) limitedLocked() bool {
 // run of shrinking rounds has halved the window it holds it until packets sent since
 // come back (most, the round's greatest round trip, after), and takes the standing round
 // trip as the new base if their delay did not follow the window.
-func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time.Duration, limited bool) {
+func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time.Duration, limited, lossy bool) {
 	queued := standing - minRTT
+	if lossy && queued <= max(queueHigh, minRTT/4, w.spread) {
+		// A queue that overflows before its delay shows: shrink, outside the run of
+		// shrinking rounds, whose delay tells whether the base moved.
+		w.total = max(minWindow, w.total*windowShrink)
+		w.applyLocked()
+		return
+	}
 	if queued <= max(queueHigh, minRTT/4, w.spread) {
 		w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
 	}

@@ -11,7 +11,7 @@ func windowRun(w *windowControl, start time.Time, d time.Duration, rtt func(time
 	for t := time.Duration(0); t < d; t += 250 * time.Millisecond {
 		standing, base := rtt(start.Add(t))
 		w.mu.Lock()
-		w.observeLocked(start.Add(t), standing, standing, base, true)
+		w.observeLocked(start.Add(t), standing, standing, base, true, false)
 		w.mu.Unlock()
 	}
 	return w.window()
@@ -143,6 +143,60 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		}
 		if got := ackRun(w, zero, 1200*time.Millisecond, 4*time.Second, jitter); got < initialWindow*3/4 {
 			t.Errorf("got a window of %d packets, want no less than %d", got, initialWindow*3/4)
+		}
+	})
+}
+
+// TestLossOverTheUsualShare: a round's share of segments sent again counts as a queue's
+// overflow only well over the path's usual share, so that a radio's random loss, at any
+// steady rate, never shrinks the window.
+func TestLossOverTheUsualShare(t *testing.T) {
+	rounds := func(w *windowControl, n int, share float64) (congested int) {
+		for range n {
+			if w.lossCongestedLocked(1000, uint64(share*1000)) {
+				congested++
+			}
+		}
+		return congested
+	}
+	t.Run("steady random loss at any rate is not a queue", func(t *testing.T) {
+		for _, share := range []float64{0, 0.03, 0.1, 0.3} {
+			w := newWindowControl(make(chan struct{}))
+			if got := rounds(w, 100, share); got != 0 {
+				t.Errorf("got %d of 100 rounds at a steady %.0f %% read as a queue, want none", got, share*100)
+			}
+		}
+	})
+	t.Run("a burst of drops over the usual share is", func(t *testing.T) {
+		w := newWindowControl(make(chan struct{}))
+		rounds(w, lossRounds, 0.03)
+		if rounds(w, 1, 0.08) != 0 {
+			t.Error("got a round at 8 % over a usual 3 % read as a queue, want not (under twice it and 3 points)")
+		}
+		if rounds(w, 1, 0.2) != 1 {
+			t.Error("got a round at 20 % over a usual 3 % not read as a queue, want it read as one")
+		}
+	})
+	t.Run("no verdict before the usual share is known, nor on a few segments", func(t *testing.T) {
+		w := newWindowControl(make(chan struct{}))
+		if got := rounds(w, lossRounds/2, 0.5); got != 0 {
+			t.Errorf("got %d of the first %d rounds read as a queue, want none", got, lossRounds/2)
+		}
+		w = newWindowControl(make(chan struct{}))
+		rounds(w, lossRounds, 0)
+		if w.lossCongestedLocked(minLossSample-1, minLossSample-1) {
+			t.Errorf("got a round of %d segments, all sent again, read as a queue, want too few to tell", minLossSample-1)
+		}
+	})
+	t.Run("a queue's overflow shrinks the window though its delay is under the threshold", func(t *testing.T) {
+		w := newWindowControl(make(chan struct{}))
+		base := 60 * time.Millisecond
+		w.mu.Lock()
+		w.observeLocked(time.Unix(1000, 0), base+20*time.Millisecond, base+30*time.Millisecond, base, true, true)
+		w.mu.Unlock()
+		shrunk := float64(initialWindow) * windowShrink
+		if got, want := w.window(), int(shrunk); got != want {
+			t.Errorf("got a window of %d packets, want %d", got, want)
 		}
 	})
 }

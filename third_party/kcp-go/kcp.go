@@ -217,6 +217,8 @@ type KCP struct {
 	rto_margin uint32
 	// umbra: set when the in-flight limit held back data waiting to be sent.
 	inflight_limited atomic.Bool
+	// umbra: segments sent for the first time, and sent again, since the session began.
+	sent_segs, resent_segs atomic.Uint64
 
 	snd_queue *RingBuffer[segment]
 	rcv_queue *RingBuffer[segment]
@@ -924,6 +926,10 @@ func (kcp *KCP) flush(ackOnly bool) uint32 {
 	}
 	if sum > 0 {
 		atomic.AddUint64(&DefaultSnmp.RetransSegs, sum)
+		kcp.resent_segs.Add(sum)
+	}
+	if newSegsCount > 0 {
+		kcp.sent_segs.Add(uint64(newSegsCount))
 	}
 
 	// cwnd update

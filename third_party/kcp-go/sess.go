@@ -508,6 +508,12 @@ func (s *UDPSession) SetInflightLimit(n int) {
 // sent since the last call. It never waits for the session's lock. (umbra)
 func (s *UDPSession) InflightLimited() bool { return s.kcp.inflight_limited.Swap(false) }
 
+// Segments counts the segments sent for the first time and sent again since the
+// session began. It never waits for the session's lock. (umbra)
+func (s *UDPSession) Segments() (sent, resent uint64) {
+	return s.kcp.sent_segs.Load(), s.kcp.resent_segs.Load()
+}
+
 // SetRTOMargin makes the retransmission timeout at least percent of the smoothed
 // round trip over it. (umbra)
 func (s *UDPSession) SetRTOMargin(percent int) {
