@@ -9,10 +9,10 @@ import (
 // The window of a lane's streams: how many KCP packets they may have in flight, sent and
 // not yet acknowledged, shared evenly among them. It grows while the round trip stays
 // near its base and shrinks when a queue builds, like TCP Vegas: a radio's random loss
-// leaves the round trip alone and so never shrinks it. The round trips it reads are those of the
-// streams' own packets, from the timestamps KCP's acknowledgements echo: many a round
-// trip while the streams send, so it sees a queue within a round trip, and none while
-// they are idle, so an idle lane's window does not grow. Each round (a base round
+// leaves the round trip alone and so never shrinks it. The round trips it reads are
+// those of the streams' own packets, from the timestamps KCP's acknowledgements echo:
+// many a round trip while the streams send, so it sees a queue within a round trip, and
+// none while they are idle, so an idle lane's window does not grow. Each round (a base round
 // trip, at least minRound) it takes the least sample, so that a radio's jitter does
 // not read as a queue, and moves the window once.
 //
