@@ -389,14 +389,22 @@ func (c *streamPacketConn) clockFrom(b []byte, now time.Time) {
 }
 
 // roundTripsFrom hands the timestamps the packet's acknowledgements echo, arrived now,
-// to the window.
+// to the window, under one hold of its lock (a packet carries up to 48 of them).
 func (c *streamPacketConn) roundTripsFrom(b []byte, now time.Time) {
+	w, locked := c.l.win, false
 	eachSegment(b, func(cmd byte, ts uint32, _ int) bool {
 		if cmd == kcpCmdAck {
-			c.l.win.acked(ts, now)
+			if !locked {
+				w.mu.Lock()
+				locked = true
+			}
+			w.ackedLocked(ts, now)
 		}
 		return true
 	})
+	if locked {
+		w.mu.Unlock()
+	}
 }
 
 // pacedSize is the smallest stream packet queued for the stream writer's pacing: one

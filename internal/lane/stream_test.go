@@ -103,6 +103,12 @@ func TestStreamOverLossyRadio(t *testing.T) {
 	began := time.Now()
 	echoThrough(t, client, server, 1<<20, 90*time.Second)
 	t.Logf("1 MB echoed at 20 %% loss each way, 400 ms round trip, in %v", time.Since(began).Round(time.Millisecond))
+	// The counts the window reads a queue's overflow from: every segment of the
+	// megabyte, and the fifth or so of them the radio lost sent again.
+	sent, resent := client.sess.Segments()
+	if least := uint64(1<<20) / streamMTU; sent < least || float64(resent) < 0.1*float64(sent) || float64(resent) > 0.6*float64(sent) {
+		t.Errorf("got %d segments sent and %d sent again, want at least %d and 10–60 %% of them again at 20 %% loss", sent, resent, least)
+	}
 }
 
 // TestStreamFail: a failed stream returns the failure from every call at once, and a

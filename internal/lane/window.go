@@ -88,13 +88,8 @@ type windowControl struct {
 	baseNow, basePrev time.Duration // the least samples of this and the last baseSpan
 	baseEnds          time.Time     // when this baseSpan ends
 
-	// A run of rounds that shrank the window: the window and the queue when it began,
-	// its rounds so far and when the window had halved; zero when the last round did
-	// not shrink it.
-	shrinkFrom   float64
-	shrinkQueue  time.Duration
-	shrinkRounds int
-	halvedAt     time.Time
+	// The run of rounds that shrank the window; zero when the last round did not.
+	shrink shrinkRun
 	// A probe of the base round trip: the window it halved, and when it ends (zero
 	// when none runs).
 	probeSaved float64
@@ -107,6 +102,15 @@ type windowControl struct {
 	// heldBack reports whether the window held back any stream's data since the last
 	// call: limitedLocked, but for tests.
 	heldBack func() bool
+}
+
+// shrinkRun is a run of rounds that shrank the window: the window and the queue when it
+// began, its rounds so far, and when the window had halved.
+type shrinkRun struct {
+	from     float64
+	queue    time.Duration
+	rounds   int
+	halvedAt time.Time
 }
 
 func newWindowControl(done <-chan struct{}) *windowControl {
@@ -163,11 +167,9 @@ func (w *windowControl) sent(ts uint32, now time.Time) {
 	}
 }
 
-// acked takes the round trip of a segment whose acknowledgement, echoing the segment's
-// timestamp ts, arrived now.
-func (w *windowControl) acked(ts uint32, now time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// ackedLocked takes the round trip of a segment whose acknowledgement, echoing the
+// segment's timestamp ts, arrived now.
+func (w *windowControl) ackedLocked(ts uint32, now time.Time) {
 	if w.clockZero.IsZero() {
 		return
 	}
@@ -203,7 +205,7 @@ func (w *windowControl) acked(ts uint32, now time.Time) {
 		w.observeLocked(now, w.roundLeast, w.roundMost, base, w.heldBack(), w.lossCongestedLocked(w.roundSegmentsLocked()))
 	case now.After(w.probeEnds):
 		w.total, w.probeEnds = w.probeSaved, time.Time{}
-		w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
+		w.shrink = shrinkRun{}
 		w.heldBack() // what the halved window held back says nothing of the whole
 		w.applyLocked()
 	}
@@ -282,29 +284,29 @@ func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time
 		return
 	}
 	if queued <= max(queueHigh, minRTT/4, w.spread) {
-		w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
+		w.shrink = shrinkRun{}
 	}
 	switch {
 	case queued > max(queueHigh, minRTT/4, w.spread):
-		if w.shrinkRounds == 0 {
-			w.shrinkFrom, w.shrinkQueue = w.total, queued
+		if w.shrink.rounds == 0 {
+			w.shrink.from, w.shrink.queue = w.total, queued
 		}
-		w.shrinkRounds++
-		if w.halvedAt.IsZero() && (w.total <= w.shrinkFrom/2 || w.total == minWindow) {
-			w.halvedAt = now
+		w.shrink.rounds++
+		if w.shrink.halvedAt.IsZero() && (w.total <= w.shrink.from/2 || w.total == minWindow) {
+			w.shrink.halvedAt = now
 		}
-		if !w.halvedAt.IsZero() {
-			if now.Sub(w.halvedAt) <= most {
+		if !w.shrink.halvedAt.IsZero() {
+			if now.Sub(w.shrink.halvedAt) <= most {
 				return // hold the halved window until its packets answer
 			}
-			if limited && w.shrinkRounds >= minShrinkRounds && queued > w.shrinkQueue*3/4 {
+			if limited && w.shrink.rounds >= minShrinkRounds && queued > w.shrink.queue*3/4 {
 				// Not a queue of ours: the path's round trip rose.
 				w.baseNow, w.basePrev = standing, standing
-				w.shrinkFrom, w.shrinkQueue, w.shrinkRounds, w.halvedAt = 0, 0, 0, time.Time{}
+				w.shrink = shrinkRun{}
 				return
 			}
 			// The queue followed the window: ours. Judge the next halving afresh.
-			w.shrinkFrom, w.shrinkQueue, w.halvedAt = w.total, queued, time.Time{}
+			w.shrink = shrinkRun{from: w.total, queue: queued, rounds: w.shrink.rounds}
 		}
 		w.total = max(minWindow, w.total*windowShrink)
 	case queued < max(queueLow, minRTT/10, w.spread/2) && limited:

@@ -70,7 +70,9 @@ func ackRun(w *windowControl, zero time.Time, from, d time.Duration, rtt func(ti
 	for at := from; at < from+d; at += 2 * time.Millisecond {
 		sentAt := at - rtt(at)
 		w.sent(uint32(sentAt/time.Millisecond), zero.Add(sentAt))
-		w.acked(uint32(sentAt/time.Millisecond), zero.Add(at))
+		w.mu.Lock()
+		w.ackedLocked(uint32(sentAt/time.Millisecond), zero.Add(at))
+		w.mu.Unlock()
 	}
 	return w.window()
 }

@@ -180,8 +180,9 @@ func freeTCP(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// echoServer echoes every TCP connection, after writing greeting if set.
-func echoServer(t *testing.T, greeting string) string {
+// serveTCP listens on loopback and runs handle on each connection, closing it after;
+// the listener closes, and its handlers are waited for, with the test.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -200,15 +201,23 @@ func echoServer(t *testing.T, greeting string) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				if greeting != "" {
-					fmt.Fprintln(c, greeting)
-				}
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
+				handle(c)
 			})
 		}
 	})
 	return ln.Addr().String()
+}
+
+// echoServer echoes every TCP connection, after writing greeting if set.
+func echoServer(t *testing.T, greeting string) string {
+	t.Helper()
+	return serveTCP(t, func(c net.Conn) {
+		if greeting != "" {
+			fmt.Fprintln(c, greeting)
+		}
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 // dialGreeting connects to addr and reads the first line.

@@ -66,26 +66,11 @@ func startRadioMesh(t *testing.T, opArgs ...string) *radioMesh {
 // it read: a one-way transfer whose receiver proves it got every byte.
 func digestServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h := sha256.New()
-				io.Copy(h, c)
-				fmt.Fprintf(c, "%x\n", h.Sum(nil))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return serveTCP(t, func(c net.Conn) {
+		h := sha256.New()
+		io.Copy(h, c)
+		fmt.Fprintf(c, "%x\n", h.Sum(nil))
+	})
 }
 
 // sendDigest sends n pseudo-random bytes to addr and checks the digest it answers.
