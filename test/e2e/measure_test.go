@@ -34,7 +34,7 @@ func TestMeasureCircuitGoodput(t *testing.T) {
 		imp  linksim.Impairment
 	}
 	var rows []row
-	for _, rtt := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond} {
+	for _, rtt := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 800 * time.Millisecond} {
 		for _, loss := range []float64{0, 0.1} {
 			rows = append(rows, row{fmt.Sprintf("%v, %.0f %% loss", rtt, loss*100), linksim.Impairment{Loss: loss, Delay: rtt / 2, RateBitsPerSec: 10e6}})
 		}
