@@ -37,10 +37,10 @@ func FuzzEachSegment(f *testing.F) {
 	f.Add(append(make([]byte, 20), 0xe8, 0xff, 0xff, 0xff)) // a length of 2^32-24
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		total := 0
-		eachSegment(pkt, func(_ byte, _ uint32, n int) bool {
-			total += kcpSegHeader + n
-			if n < 0 || total > len(pkt) {
-				t.Fatalf("visited a segment of %d bytes past the packet's %d", n, len(pkt))
+		eachSegment(pkt, func(seg kcpSegment) bool {
+			total += kcpSegHeader + seg.dataLen
+			if seg.dataLen < 0 || total > len(pkt) {
+				t.Fatalf("visited a segment of %d bytes past the packet's %d", seg.dataLen, len(pkt))
 			}
 			return true
 		})

@@ -165,7 +165,7 @@ func newLane(id ID, client bool, send, recv cipher.AEAD, write WriteFunc, peer *
 	}
 	l := &Lane{id: id, client: client, sealer: seal.NewSealer(send), opener: seal.NewOpener(recv), write: write, cfg: cfg, brk: newBreaker(cfg.Floor),
 		done: make(chan struct{})}
-	l.win = newWindowControl(l.done)
+	l.win = newWindowControl(l.done, &l.streamPace)
 	l.header[0] = Marker
 	copy(l.header[1:], id[:])
 	l.peer.Store(peer)

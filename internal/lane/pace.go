@@ -19,23 +19,32 @@ type pacer struct {
 	mu     sync.Mutex
 	tokens float64 // packets that may leave now; negative when slots are reserved ahead
 	filled time.Time
+	gap    time.Duration // between packets beyond a burst, if longer than paceGap
+}
+
+// setGap spaces packets beyond a burst by gap, or by paceGap if that is longer.
+func (p *pacer) setGap(gap time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gap = gap
 }
 
 // reserve takes the next slot and says how long to wait for it.
 func (p *pacer) reserve(now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	gap := max(paceGap, p.gap)
 	if p.filled.IsZero() {
 		p.tokens = paceBurst
 	} else {
-		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(paceGap))
+		p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.filled))/float64(gap))
 	}
 	p.filled = now
 	p.tokens--
 	if p.tokens >= 0 {
 		return 0
 	}
-	return time.Duration(-p.tokens * float64(paceGap))
+	return time.Duration(-p.tokens * float64(gap))
 }
 
 // Packet buffers: every packet the lane seals, opens or hands to a stream passes through

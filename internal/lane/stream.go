@@ -320,8 +320,8 @@ func (c *streamPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	c.clockFrom(b, time.Now())
 	if len(b) < pacedSize {
+		c.l.clockFrom(b, time.Now())
 		// Acknowledgements and window probes: holding them back behind the data's pace
 		// would stretch the peer's round trip into spurious retransmissions.
 		c.l.sendPaced(kindStream, b)
@@ -346,22 +346,30 @@ const (
 	kcpCmdAck    = 82 // IKCP_CMD_ACK
 )
 
-// eachSegment calls f with the command, timestamp and data length of each segment of
-// the KCP packet b, until f returns false or the packet ends. A KCP packet is a run of
-// segments, each a 24-byte header (conversation, command, fragment, window, timestamp,
-// sequence number, cumulative acknowledgement, length; little-endian) and length bytes
-// of data. An acknowledgement's timestamp is the acknowledged segment's, echoed.
-func eachSegment(b []byte, f func(cmd byte, ts uint32, n int) bool) {
+// kcpSegment is what the lane reads of a KCP segment's header: its conversation (the
+// stream), command, timestamp, sequence number and data length. An acknowledgement's
+// timestamp and sequence number are the acknowledged segment's, echoed.
+type kcpSegment struct {
+	conv, ts, sn uint32
+	cmd          byte
+	dataLen      int
+}
+
+// eachSegment calls f with each segment of the KCP packet b, until f returns false or
+// the packet ends. A KCP packet is a run of segments, each a 24-byte header
+// (conversation, command, fragment, window, timestamp, sequence number, cumulative
+// acknowledgement, length; little-endian) and length bytes of data.
+func eachSegment(b []byte, f func(kcpSegment) bool) {
 	for len(b) >= kcpSegHeader {
 		length := binary.LittleEndian.Uint32(b[20:])
 		if uint64(length) > uint64(len(b)-kcpSegHeader) { // compared unsigned: int is 32 bits on ARMv6/v7
 			return
 		}
-		n := int(length)
-		if !f(b[4], binary.LittleEndian.Uint32(b[8:]), n) {
+		seg := kcpSegment{conv: binary.LittleEndian.Uint32(b), cmd: b[4], ts: binary.LittleEndian.Uint32(b[8:]), sn: binary.LittleEndian.Uint32(b[12:]), dataLen: int(length)}
+		if !f(seg) {
 			return
 		}
-		b = b[kcpSegHeader+n:]
+		b = b[kcpSegHeader+seg.dataLen:]
 	}
 }
 
@@ -369,36 +377,44 @@ func eachSegment(b []byte, f func(cmd byte, ts uint32, n int) bool) {
 // acknowledgements or window probes.
 func carriesData(b []byte) bool {
 	data := false
-	eachSegment(b, func(cmd byte, _ uint32, n int) bool {
-		data = cmd == kcpCmdPush && n > 0
+	eachSegment(b, func(seg kcpSegment) bool {
+		data = seg.cmd == kcpCmdPush && seg.dataLen > 0
 		return !data
 	})
 	return data
 }
 
-// clockFrom hands the timestamp of the packet's first data segment, about to be sent,
-// to the window, which learns KCP's clock from it.
-func (c *streamPacketConn) clockFrom(b []byte, now time.Time) {
-	eachSegment(b, func(cmd byte, ts uint32, _ int) bool {
-		if cmd == kcpCmdPush {
-			c.l.win.sent(ts, now)
-			return false
+// clockFrom hands the packet's data segments, sent now, to the window, which learns
+// KCP's clock from their timestamps and how long each waited to leave, under one hold
+// of its lock.
+func (l *Lane) clockFrom(b []byte, now time.Time) {
+	w, locked := l.win, false
+	eachSegment(b, func(seg kcpSegment) bool {
+		if seg.cmd == kcpCmdPush {
+			if !locked {
+				w.mu.Lock()
+				locked = true
+			}
+			w.sentLocked(seg, now)
 		}
 		return true
 	})
+	if locked {
+		w.mu.Unlock()
+	}
 }
 
 // roundTripsFrom hands the timestamps the packet's acknowledgements echo, arrived now,
 // to the window, under one hold of its lock (a packet carries up to 48 of them).
 func (c *streamPacketConn) roundTripsFrom(b []byte, now time.Time) {
 	w, locked := c.l.win, false
-	eachSegment(b, func(cmd byte, ts uint32, _ int) bool {
-		if cmd == kcpCmdAck {
+	eachSegment(b, func(seg kcpSegment) bool {
+		if seg.cmd == kcpCmdAck {
 			if !locked {
 				w.mu.Lock()
 				locked = true
 			}
-			w.ackedLocked(ts, now)
+			w.ackedLocked(seg, now)
 		}
 		return true
 	})
@@ -437,6 +453,7 @@ func (l *Lane) writeStreams() {
 			if wait := l.streamPace.reserve(time.Now()); wait > 0 {
 				time.Sleep(wait)
 			}
+			l.clockFrom(b, time.Now())
 			l.send(kindStream, b)
 			putPacket(b)
 		case <-l.done:

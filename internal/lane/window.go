@@ -33,6 +33,23 @@ import (
 // and show the path's round trip (BBR's ProbeRTT, gentler), at a cost of a quarter of a
 // round trip's data every 5 s.
 //
+// A lane starts knowing nothing of its path, and growing ×1.15 a round its window took
+// 14 rounds, 11 s at 800 ms, to fill a 10 Mbit/s radio (and as long again after the
+// path's round trip rose for good). So growth speeds up while rounds show no queue at
+// all (their least round trip within queueLow of the base): ×1.15, ×1.3, … up to ×2
+// a round, TCP's slow start reached by degrees, so that a short path, which the
+// initial window may already fill, never doubles into its queue. The first sign of a
+// queue, or of loss over the ramp's usual share (a queue too short to show its delay
+// overflows first), undoes the last growth, whose window overfilled the path, and ends
+// the ramping until the path's round trip rises for good: a queue that drained after
+// an overflow would start a ramp into the next (TCP's slow-start threshold, for the
+// same reason).
+//
+// A window grown at a round's end would leave at once, at the rate of the machine, not
+// the radio: doubled, a burst of a whole window into a queue that may hold a tenth of
+// it. So the streams' packets are also paced, at paceGain times a window per base
+// round trip: no faster than the window lets them go on average, never all at once.
+//
 // Loss counts only beyond the path's usual share: a queue shorter than the delay the
 // window reads as one (a Wi-Fi mesh's 100 packets, 50 ms at 20 Mbit/s, under a
 // threshold the path's jitter widened) overflows before its delay shows. So a round
@@ -58,6 +75,20 @@ const (
 	// minShrinkRounds is the fewest rounds of shrinking before the delay may be taken
 	// for the path's own.
 	minShrinkRounds = 3
+	// waitRing is how many segments' waits to leave are kept: a largest window's.
+	waitRing = maxWindow
+	// paceGain is how much faster than a window per base round trip the streams'
+	// packets may leave.
+	paceGain = 1.5
+	// A ramp grows the window rampStep more each round than the last, to rampMost; a
+	// queue undoes its last growth once it has run rampUndoAfter rounds (before, the
+	// growth was as small as the shrink that follows).
+	rampStep      = 0.15
+	rampMost      = 2
+	rampUndoAfter = 3
+	// rampLossMargin is the points a ramp round's share lost may exceed the ramp's
+	// least before it reads as a queue's overflow.
+	rampLossMargin = 0.1
 	// lossRounds is how many rounds' shares of segments sent again the usual share is
 	// the median of; minLossSample, the fewest segments a round must send to count.
 	lossRounds    = 16
@@ -77,16 +108,26 @@ type windowControl struct {
 	streams map[*Stream]struct{}
 	kick    chan struct{} // the window changed
 	done    <-chan struct{}
+	pace    *pacer // the streams' data packets'; nil in tests
 
 	// KCP's timestamps count milliseconds from an instant of its own: clockZero is
 	// that instant, learned from the timestamps of the streams' outgoing data.
-	clockZero         time.Time
+	clockZero time.Time
+	// waits holds how long the last waitRing segments sent waited to leave, by
+	// sequence number.
+	waits             [waitRing]sentWait
 	round             time.Time     // when the current round ends
 	roundLeast        time.Duration // the least sample of the current round
 	roundMost         time.Duration // the greatest sample of the current round
+	roundAcked        int           // the segments acknowledged in the current round
 	spread            time.Duration // how far a round's samples spread, smoothed: the path's jitter
 	baseNow, basePrev time.Duration // the least samples of this and the last baseSpan
 	baseEnds          time.Time     // when this baseSpan ends
+
+	// The run of rounds that grew the window with no queue at all, and whether a queue
+	// has ended one since the lane began or the path's round trip last rose.
+	ramp     rampRun
+	rampDone bool
 
 	// The run of rounds that shrank the window; zero when the last round did not.
 	shrink shrinkRun
@@ -104,6 +145,23 @@ type windowControl struct {
 	heldBack func() bool
 }
 
+// rampRun is a run of rounds that grew the window with no queue at all: how many, the
+// factor of the last growth, the segments the last round sent, and the least share of
+// a round's segments lost in the run.
+type rampRun struct {
+	rounds    int
+	factor    float64
+	sent      uint64
+	leastLoss float64
+	lossRuns  int
+}
+
+// sentWait is how long segment sn of stream conv, stamped ts, waited to leave.
+type sentWait struct {
+	conv, ts, sn uint32
+	wait         time.Duration
+}
+
 // shrinkRun is a run of rounds that shrank the window: the window and the queue when it
 // began, its rounds so far, and when the window had halved.
 type shrinkRun struct {
@@ -113,8 +171,10 @@ type shrinkRun struct {
 	halvedAt time.Time
 }
 
-func newWindowControl(done <-chan struct{}) *windowControl {
-	w := &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}, kick: make(chan struct{}, 1), done: done}
+// newWindowControl returns a lane's window control, which paces the streams' data
+// packets with pace, until done closes.
+func newWindowControl(done <-chan struct{}, pace *pacer) *windowControl {
+	w := &windowControl{total: initialWindow, streams: map[*Stream]struct{}{}, kick: make(chan struct{}, 1), done: done, pace: pace}
 	w.heldBack = w.limitedLocked
 	w.segsAt = map[*Stream][2]uint64{}
 	go w.run()
@@ -157,25 +217,36 @@ func (w *windowControl) remove(s *Stream) {
 	w.applyLocked()
 }
 
-// sent learns KCP's clock from the timestamp of a data segment sent now.
-func (w *windowControl) sent(ts uint32, now time.Time) {
-	zero := now.Add(-time.Duration(ts) * time.Millisecond)
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// sentLocked learns KCP's clock from the timestamp of a data segment sent now, and
+// keeps how long the segment waited to leave since KCP stamped it: its round trip
+// comes back less that wait, which would otherwise read the pacer's queue (a window's
+// growth, paced out over a round trip) as the path's.
+func (w *windowControl) sentLocked(seg kcpSegment, now time.Time) {
+	zero := now.Add(-time.Duration(seg.ts) * time.Millisecond)
 	if w.clockZero.IsZero() || zero.Before(w.clockZero) {
 		w.clockZero = zero
 	}
+	*w.waitOf(seg) = sentWait{conv: seg.conv, ts: seg.ts, sn: seg.sn, wait: now.Sub(w.clockZero.Add(time.Duration(seg.ts) * time.Millisecond))}
 }
 
-// ackedLocked takes the round trip of a segment whose acknowledgement, echoing the
-// segment's timestamp ts, arrived now.
-func (w *windowControl) ackedLocked(ts uint32, now time.Time) {
+// waitOf is the entry in waits for a segment sent or acknowledged.
+func (w *windowControl) waitOf(seg kcpSegment) *sentWait {
+	return &w.waits[(seg.sn+seg.conv*2654435761)%uint32(len(w.waits))]
+}
+
+// ackedLocked takes the round trip of a segment whose acknowledgement (ack, echoing
+// its stream, timestamp and sequence number) arrived now.
+func (w *windowControl) ackedLocked(ack kcpSegment, now time.Time) {
+	ts := ack.ts
 	if w.clockZero.IsZero() {
 		return
 	}
 	rtt := time.Duration(int32(uint32(now.Sub(w.clockZero)/time.Millisecond)-ts)) * time.Millisecond
 	if rtt < 0 || rtt > time.Minute {
 		return
+	}
+	if e := w.waitOf(ack); *e == (sentWait{conv: ack.conv, ts: ts, sn: ack.sn, wait: e.wait}) {
+		rtt -= e.wait
 	}
 	rtt = max(rtt, time.Millisecond) // KCP's clock ticks in milliseconds
 	if now.After(w.baseEnds) {
@@ -195,6 +266,7 @@ func (w *windowControl) ackedLocked(ts uint32, now time.Time) {
 		w.roundLeast = rtt
 	}
 	w.roundMost = max(w.roundMost, rtt)
+	w.roundAcked++
 	if now.Before(w.round) {
 		return
 	}
@@ -202,14 +274,19 @@ func (w *windowControl) ackedLocked(ts uint32, now time.Time) {
 	switch {
 	case w.probeEnds.IsZero():
 		w.spread += (w.roundMost - w.roundLeast - w.spread) / 4
-		w.observeLocked(now, w.roundLeast, w.roundMost, base, w.heldBack(), w.lossCongestedLocked(w.roundSegmentsLocked()))
+		sent, resent := w.roundSegmentsLocked()
+		lossy := w.lossCongestedLocked(sent, resent)
+		if w.rampLossLocked(sent, resent) {
+			lossy = true
+		}
+		w.observeLocked(now, w.roundLeast, w.roundMost, base, w.heldBack(), lossy)
 	case now.After(w.probeEnds):
 		w.total, w.probeEnds = w.probeSaved, time.Time{}
 		w.shrink = shrinkRun{}
 		w.heldBack() // what the halved window held back says nothing of the whole
 		w.applyLocked()
 	}
-	w.round, w.roundLeast, w.roundMost = now.Add(max(minRound, base)), 0, 0
+	w.round, w.roundLeast, w.roundMost, w.roundAcked = now.Add(max(minRound, base)), 0, 0, 0
 }
 
 // roundSegmentsLocked returns the segments the streams sent for the first time, and sent
@@ -246,6 +323,25 @@ func (w *windowControl) lossCongestedLocked(sent, resent uint64) bool {
 	return usual >= 0 && share > lossOverUsual*usual+lossMargin
 }
 
+// rampLossLocked takes a round's segments sent and sent again, and reports whether, in
+// a ramp, the share of the last round's segments lost (which this round resent) stands
+// over the least in the ramp by rampLossMargin: the overflow of a queue too short to
+// show its delay, where a radio's random loss is steady.
+func (w *windowControl) rampLossLocked(sent, resent uint64) bool {
+	last := w.ramp.sent
+	w.ramp.sent = sent
+	if w.ramp.rounds == 0 || last < minLossSample {
+		return false
+	}
+	share := float64(resent) / float64(last)
+	least := w.ramp.leastLoss
+	if w.ramp.lossRuns == 0 || share < least {
+		w.ramp.leastLoss = share
+	}
+	w.ramp.lossRuns++
+	return w.ramp.lossRuns > 1 && share > least+rampLossMargin
+}
+
 // baseLocked is the base round trip: the least sample of the last two spans.
 func (w *windowControl) baseLocked() time.Duration {
 	switch {
@@ -273,9 +369,23 @@ func (w *windowControl) limitedLocked() bool {
 // trips at now; it grows it only if the window held the streams back (limited). Once a
 // run of shrinking rounds has halved the window it holds it until packets sent since
 // come back (most, the round's greatest round trip, after), and takes the standing round
-// trip as the new base if their delay did not follow the window.
+// trip as the new base if their delay did not follow the window. A ramp's growth speeds
+// up while rounds show no queue at all, and a queue or a ramp's loss ends it.
 func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time.Duration, limited, lossy bool) {
 	queued := standing - minRTT
+	if w.ramp.rounds > 0 && (lossy || queued >= queueLow) {
+		// The ramp's last growth overfilled the path: undo it.
+		undo := w.ramp.rounds >= rampUndoAfter
+		if undo {
+			// What the path delivered in a round, its window without a queue, if less.
+			w.total = max(minWindow, min(w.total/w.ramp.factor, float64(w.roundAcked)))
+		}
+		w.ramp, w.rampDone = rampRun{sent: w.ramp.sent}, true
+		if undo {
+			w.applyLocked()
+			return
+		}
+	}
 	if lossy && queued <= max(queueHigh, minRTT/4, w.spread) {
 		// A queue that overflows before its delay shows: shrink, outside the run of
 		// shrinking rounds, whose delay tells whether the base moved.
@@ -303,6 +413,7 @@ func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time
 				// Not a queue of ours: the path's round trip rose.
 				w.baseNow, w.basePrev = standing, standing
 				w.shrink = shrinkRun{}
+				w.rampDone = false
 				return
 			}
 			// The queue followed the window: ours. Judge the next halving afresh.
@@ -310,7 +421,15 @@ func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time
 		}
 		w.total = max(minWindow, w.total*windowShrink)
 	case queued < max(queueLow, minRTT/10, w.spread/2) && limited:
-		w.total = min(maxWindow, w.total*windowGrow+windowStep)
+		factor := windowGrow
+		if queued < queueLow && !w.rampDone {
+			w.ramp.rounds++
+			factor = min(rampMost, windowGrow+rampStep*float64(w.ramp.rounds-1))
+		} else {
+			w.ramp = rampRun{sent: w.ramp.sent}
+		}
+		w.ramp.factor = factor
+		w.total = min(maxWindow, w.total*factor+windowStep)
 	default:
 		return
 	}
@@ -325,6 +444,9 @@ func (w *windowControl) window() int {
 }
 
 func (w *windowControl) applyLocked() {
+	if base := w.baseLocked(); w.pace != nil && base > 0 {
+		w.pace.setGap(time.Duration(float64(base) / (paceGain * w.total)))
+	}
 	select {
 	case w.kick <- struct{}{}:
 	default: // already due
