@@ -46,7 +46,7 @@ func TestMeasureStreamGoodput(t *testing.T) {
 	}
 	// The bench's goodput matrix: an echo with a round trip and 250 ms of the link's
 	// rate in flight, on a 200-packet queue, after the lane has idled.
-	for _, rtt := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond} {
+	for _, rtt := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 800 * time.Millisecond} {
 		for _, loss := range []float64{0, 0.1} {
 			rows = append(rows, row{fmt.Sprintf("%v, %.0f %% loss, echo", rtt, loss*100), linksim.Impairment{Loss: loss, Delay: rtt / 2, RateBitsPerSec: 10e6, QueuePackets: 200}, true})
 		}
