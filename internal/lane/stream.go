@@ -385,42 +385,15 @@ func carriesData(b []byte) bool {
 }
 
 // clockFrom hands the packet's data segments, sent now, to the window, which learns
-// KCP's clock from their timestamps and how long each waited to leave, under one hold
-// of its lock.
+// KCP's clock from their timestamps and how long each waited to leave.
 func (l *Lane) clockFrom(b []byte, now time.Time) {
-	w, locked := l.win, false
-	eachSegment(b, func(seg kcpSegment) bool {
-		if seg.cmd == kcpCmdPush {
-			if !locked {
-				w.mu.Lock()
-				locked = true
-			}
-			w.sentLocked(seg, now)
-		}
-		return true
-	})
-	if locked {
-		w.mu.Unlock()
-	}
+	l.win.eachLocked(b, kcpCmdPush, func(seg kcpSegment) { l.win.sentLocked(seg, now) })
 }
 
-// roundTripsFrom hands the timestamps the packet's acknowledgements echo, arrived now,
-// to the window, under one hold of its lock (a packet carries up to 48 of them).
+// roundTripsFrom hands the packet's acknowledgements, arrived now, to the window, which
+// takes their round trips from the timestamps they echo.
 func (c *streamPacketConn) roundTripsFrom(b []byte, now time.Time) {
-	w, locked := c.l.win, false
-	eachSegment(b, func(seg kcpSegment) bool {
-		if seg.cmd == kcpCmdAck {
-			if !locked {
-				w.mu.Lock()
-				locked = true
-			}
-			w.ackedLocked(seg, now)
-		}
-		return true
-	})
-	if locked {
-		w.mu.Unlock()
-	}
+	c.l.win.eachLocked(b, kcpCmdAck, func(seg kcpSegment) { c.l.win.ackedLocked(seg, now) })
 }
 
 // pacedSize is the smallest stream packet queued for the stream writer's pacing: one

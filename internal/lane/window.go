@@ -40,10 +40,10 @@ import (
 // a round, TCP's slow start reached by degrees, so that a short path, which the
 // initial window may already fill, never doubles into its queue. The first sign of a
 // queue, or of loss over the ramp's usual share (a queue too short to show its delay
-// overflows first), undoes the last growth, whose window overfilled the path, and ends
-// the ramping until the path's round trip rises for good: a queue that drained after
-// an overflow would start a ramp into the next (TCP's slow-start threshold, for the
-// same reason).
+// overflows first), takes the window back to what the path delivered in that round (no
+// more than before the last growth, which overfilled the path), and ends the ramping
+// until the path's round trip rises for good: a queue that drained after an overflow
+// would start a ramp into the next (TCP's slow-start threshold, for the same reason).
 //
 // A window grown at a round's end would leave at once, at the rate of the machine, not
 // the radio: doubled, a burst of a whole window into a queue that may hold a tenth of
@@ -81,7 +81,7 @@ const (
 	// packets may leave.
 	paceGain = 1.5
 	// A ramp grows the window rampStep more each round than the last, to rampMost; a
-	// queue undoes its last growth once it has run rampUndoAfter rounds (before, the
+	// queue takes back its growth once it has run rampUndoAfter rounds (before, the
 	// growth was as small as the shrink that follows).
 	rampStep      = 0.15
 	rampMost      = 2
@@ -229,6 +229,26 @@ func (w *windowControl) sentLocked(seg kcpSegment, now time.Time) {
 	*w.waitOf(seg) = sentWait{conv: seg.conv, ts: seg.ts, sn: seg.sn, wait: now.Sub(w.clockZero.Add(time.Duration(seg.ts) * time.Millisecond))}
 }
 
+// eachLocked calls f with each segment of the KCP packet b whose command is cmd,
+// holding the window's lock, taken once for the packet (which carries up to 48
+// acknowledgements) and only if it has such a segment.
+func (w *windowControl) eachLocked(b []byte, cmd byte, f func(kcpSegment)) {
+	locked := false
+	eachSegment(b, func(seg kcpSegment) bool {
+		if seg.cmd == cmd {
+			if !locked {
+				w.mu.Lock()
+				locked = true
+			}
+			f(seg)
+		}
+		return true
+	})
+	if locked {
+		w.mu.Unlock()
+	}
+}
+
 // waitOf is the entry in waits for a segment sent or acknowledged.
 func (w *windowControl) waitOf(seg kcpSegment) *sentWait {
 	return &w.waits[(seg.sn+seg.conv*2654435761)%uint32(len(w.waits))]
@@ -374,10 +394,10 @@ func (w *windowControl) limitedLocked() bool {
 func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time.Duration, limited, lossy bool) {
 	queued := standing - minRTT
 	if w.ramp.rounds > 0 && (lossy || queued >= queueLow) {
-		// The ramp's last growth overfilled the path: undo it.
+		// The ramp's last growth overfilled the path: take it back, to no more than the
+		// path delivered in the round, its window without a queue.
 		undo := w.ramp.rounds >= rampUndoAfter
 		if undo {
-			// What the path delivered in a round, its window without a queue, if less.
 			w.total = max(minWindow, min(w.total/w.ramp.factor, float64(w.roundAcked)))
 		}
 		w.ramp, w.rampDone = rampRun{sent: w.ramp.sent}, true
