@@ -135,23 +135,24 @@ type windowControl struct {
 	// when none runs).
 	probeSaved float64
 	probeEnds  time.Time
-	// The streams' segment counts at the last round, and the share of segments sent
-	// again in each of the last lossRounds rounds (a ring, losses counting them).
-	segsAt map[*Stream][2]uint64
-	losses [lossRounds]float64
-	lossN  int
+	// The streams' segment counts at the last round, the segments sent for the first
+	// time in the last round, and the share of segments sent again in each of the last
+	// lossRounds rounds (a ring, losses counting them).
+	segsAt   map[*Stream][2]uint64
+	lastSent uint64
+	losses   [lossRounds]float64
+	lossN    int
 	// heldBack reports whether the window held back any stream's data since the last
 	// call: limitedLocked, but for tests.
 	heldBack func() bool
 }
 
 // rampRun is a run of rounds that grew the window with no queue at all: how many, the
-// factor of the last growth, the segments the last round sent, and the least share of
-// a round's segments lost in the run.
+// factor of the last growth, and the least share of a round's segments lost in the run
+// over how many rounds.
 type rampRun struct {
 	rounds    int
 	factor    float64
-	sent      uint64
 	leastLoss float64
 	lossRuns  int
 }
@@ -257,15 +258,14 @@ func (w *windowControl) waitOf(seg kcpSegment) *sentWait {
 // ackedLocked takes the round trip of a segment whose acknowledgement (ack, echoing
 // its stream, timestamp and sequence number) arrived now.
 func (w *windowControl) ackedLocked(ack kcpSegment, now time.Time) {
-	ts := ack.ts
 	if w.clockZero.IsZero() {
 		return
 	}
-	rtt := time.Duration(int32(uint32(now.Sub(w.clockZero)/time.Millisecond)-ts)) * time.Millisecond
+	rtt := time.Duration(int32(uint32(now.Sub(w.clockZero)/time.Millisecond)-ack.ts)) * time.Millisecond
 	if rtt < 0 || rtt > time.Minute {
 		return
 	}
-	if e := w.waitOf(ack); *e == (sentWait{conv: ack.conv, ts: ts, sn: ack.sn, wait: e.wait}) {
+	if e := w.waitOf(ack); e.conv == ack.conv && e.sn == ack.sn && e.ts == ack.ts {
 		rtt -= e.wait
 	}
 	rtt = max(rtt, time.Millisecond) // KCP's clock ticks in milliseconds
@@ -348,8 +348,8 @@ func (w *windowControl) lossCongestedLocked(sent, resent uint64) bool {
 // over the least in the ramp by rampLossMargin: the overflow of a queue too short to
 // show its delay, where a radio's random loss is steady.
 func (w *windowControl) rampLossLocked(sent, resent uint64) bool {
-	last := w.ramp.sent
-	w.ramp.sent = sent
+	last := w.lastSent
+	w.lastSent = sent
 	if w.ramp.rounds == 0 || last < minLossSample {
 		return false
 	}
@@ -393,31 +393,31 @@ func (w *windowControl) limitedLocked() bool {
 // up while rounds show no queue at all, and a queue or a ramp's loss ends it.
 func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time.Duration, limited, lossy bool) {
 	queued := standing - minRTT
-	if w.ramp.rounds > 0 && (lossy || queued >= queueLow) {
-		// The ramp's last growth overfilled the path: take it back, to no more than the
-		// path delivered in the round, its window without a queue.
-		undo := w.ramp.rounds >= rampUndoAfter
-		if undo {
-			w.total = max(minWindow, min(w.total/w.ramp.factor, float64(w.roundAcked)))
-		}
-		w.ramp, w.rampDone = rampRun{sent: w.ramp.sent}, true
-		if undo {
+	// A queue builds over high (queueHigh, a quarter of the base or the path's jitter,
+	// whichever is most) and is gone under low.
+	high, low := max(queueHigh, minRTT/4, w.spread), max(queueLow, minRTT/10, w.spread/2)
+	if ramp := w.ramp; ramp.rounds > 0 && (lossy || queued >= queueLow) {
+		w.ramp, w.rampDone = rampRun{}, true
+		if ramp.rounds >= rampUndoAfter {
+			// The ramp's last growth overfilled the path: take it back, to no more than
+			// the path delivered in the round, its window without a queue.
+			w.total = max(minWindow, min(w.total/ramp.factor, float64(w.roundAcked)))
 			w.applyLocked()
 			return
 		}
 	}
-	if lossy && queued <= max(queueHigh, minRTT/4, w.spread) {
+	if lossy && queued <= high {
 		// A queue that overflows before its delay shows: shrink, outside the run of
 		// shrinking rounds, whose delay tells whether the base moved.
 		w.total = max(minWindow, w.total*windowShrink)
 		w.applyLocked()
 		return
 	}
-	if queued <= max(queueHigh, minRTT/4, w.spread) {
+	if queued <= high {
 		w.shrink = shrinkRun{}
 	}
 	switch {
-	case queued > max(queueHigh, minRTT/4, w.spread):
+	case queued > high:
 		if w.shrink.rounds == 0 {
 			w.shrink.from, w.shrink.queue = w.total, queued
 		}
@@ -440,13 +440,13 @@ func (w *windowControl) observeLocked(now time.Time, standing, most, minRTT time
 			w.shrink = shrinkRun{from: w.total, queue: queued, rounds: w.shrink.rounds}
 		}
 		w.total = max(minWindow, w.total*windowShrink)
-	case queued < max(queueLow, minRTT/10, w.spread/2) && limited:
+	case queued < low && limited:
 		factor := windowGrow
 		if queued < queueLow && !w.rampDone {
 			w.ramp.rounds++
 			factor = min(rampMost, windowGrow+rampStep*float64(w.ramp.rounds-1))
 		} else {
-			w.ramp = rampRun{sent: w.ramp.sent}
+			w.ramp = rampRun{}
 		}
 		w.ramp.factor = factor
 		w.total = min(maxWindow, w.total*factor+windowStep)

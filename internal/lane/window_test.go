@@ -99,6 +99,25 @@ func TestWaitToLeaveIsNotTheRoundTrip(t *testing.T) {
 	}
 }
 
+// fixedRTT is a path on which every segment takes d to be acknowledged.
+func fixedRTT(d time.Duration) func(time.Duration) time.Duration {
+	return func(time.Duration) time.Duration { return d }
+}
+
+// filledWindow returns a window control whose streams always fill the window.
+func filledWindow() *windowControl {
+	w := newWindowControl(make(chan struct{}), nil)
+	w.heldBack = func() bool { return true }
+	return w
+}
+
+// setWindow sets w's window to packets.
+func setWindow(w *windowControl, packets float64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.total = packets
+}
+
 func TestWindowFromAcknowledgements(t *testing.T) {
 	zero := time.Unix(2000, 0)
 	base := 150 * time.Millisecond
@@ -107,8 +126,8 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		// The streams do not fill the window, so it cannot tell whether the queue
 		// follows it: it takes the queue for its own.
 		w := newWindowControl(make(chan struct{}), nil)
-		ackRun(w, zero, time.Second, 5*time.Second, func(time.Duration) time.Duration { return base })
-		if got := ackRun(w, zero, 6*time.Second, 4*time.Second, func(time.Duration) time.Duration { return base + 150*time.Millisecond }); got != minWindow {
+		ackRun(w, zero, time.Second, 5*time.Second, fixedRTT(base))
+		if got := ackRun(w, zero, 6*time.Second, 4*time.Second, fixedRTT(base+150*time.Millisecond)); got != minWindow {
 			t.Errorf("got a window of %d packets after 4 s of a 150 ms queue, want %d", got, minWindow)
 		}
 	})
@@ -116,12 +135,9 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		// Every packet over 200 in flight waits 1 ms in the queue: the window settles
 		// where the queue is under queueHigh, and the base stays the path's (before, the
 		// standing queue aged into the base, which crept up 30 ms every 10 s).
-		w := newWindowControl(make(chan struct{}), nil)
-		w.heldBack = func() bool { return true }
-		ackRun(w, zero, time.Second, 2*time.Second, func(time.Duration) time.Duration { return base })
-		w.mu.Lock()
-		w.total = 1000
-		w.mu.Unlock()
+		w := filledWindow()
+		ackRun(w, zero, time.Second, 2*time.Second, fixedRTT(base))
+		setWindow(w, 1000)
 		queue := func(time.Duration) time.Duration {
 			return base + time.Duration(max(0, w.total-200))*time.Millisecond
 		}
@@ -137,11 +153,10 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		// 50 ms, then 250 ms that no window changes (a longer route): the window halves,
 		// finds the delay did not follow, and grows again on the new base. Before, it sat
 		// at its floor until the 50 ms samples aged out 5–10 s later.
-		w := newWindowControl(make(chan struct{}), nil)
-		w.heldBack = func() bool { return true }
-		ackRun(w, zero, time.Second, 6*time.Second, func(time.Duration) time.Duration { return 50 * time.Millisecond })
+		w := filledWindow()
+		ackRun(w, zero, time.Second, 6*time.Second, fixedRTT(50*time.Millisecond))
 		grown := w.window()
-		got := ackRun(w, zero, 7*time.Second, 3*time.Second, func(time.Duration) time.Duration { return 250 * time.Millisecond })
+		got := ackRun(w, zero, 7*time.Second, 3*time.Second, fixedRTT(250*time.Millisecond))
 		if b := w.baseLocked(); b != 250*time.Millisecond {
 			t.Errorf("got a base round trip of %v 3 s after the path's rose to 250 ms, want 250ms", b)
 		}
@@ -152,9 +167,8 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 	t.Run("a long path's window opens in a few round trips", func(t *testing.T) {
 		// 800 ms with no queue: the growth speeds up round by round to doubling. At
 		// ×1.15 a round the window was 380 packets after these seven rounds.
-		w := newWindowControl(make(chan struct{}), nil)
-		w.heldBack = func() bool { return true }
-		if got := ackRun(w, zero, time.Second, 6*time.Second, func(time.Duration) time.Duration { return 800 * time.Millisecond }); got < 1000 {
+		w := filledWindow()
+		if got := ackRun(w, zero, time.Second, 6*time.Second, fixedRTT(800*time.Millisecond)); got < 1000 {
 			t.Errorf("got a window of %d packets after 6 s at 800 ms with no queue, want at least 1000", got)
 		}
 	})
@@ -162,17 +176,14 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		// After the ramp, a queue appears: the window falls to the segments the path
 		// delivered in the round (an acknowledgement every 2 ms, 75 a 150 ms round),
 		// and grows from there no faster than ×1.15 a round though the queue drains.
-		w := newWindowControl(make(chan struct{}), nil)
-		w.heldBack = func() bool { return true }
-		ackRun(w, zero, time.Second, 1600*time.Millisecond, func(time.Duration) time.Duration { return base })
-		w.mu.Lock()
-		w.total = 1000
-		w.mu.Unlock()
-		ackRun(w, zero, 2600*time.Millisecond, 400*time.Millisecond, func(time.Duration) time.Duration { return base + 30*time.Millisecond })
+		w := filledWindow()
+		ackRun(w, zero, time.Second, 1600*time.Millisecond, fixedRTT(base))
+		setWindow(w, 1000)
+		ackRun(w, zero, 2600*time.Millisecond, 400*time.Millisecond, fixedRTT(base+30*time.Millisecond))
 		if got := w.window(); got > 80 {
 			t.Errorf("got a window of %d packets when a ramp met a queue, want what a round delivered, 75", got)
 		}
-		if got := ackRun(w, zero, 3*time.Second, 800*time.Millisecond, func(time.Duration) time.Duration { return base }); got > 250 {
+		if got := ackRun(w, zero, 3*time.Second, 800*time.Millisecond, fixedRTT(base)); got > 250 {
 			t.Errorf("got a window of %d packets five rounds after the queue drained, want no more than ×1.15 a round (under 250)", got)
 		}
 	})
@@ -180,7 +191,7 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		// No stream is held back by the window (there is none): an idle or
 		// application-limited lane, whose round trips say nothing about a larger window.
 		w := newWindowControl(make(chan struct{}), nil)
-		if got := ackRun(w, zero, time.Second, 10*time.Second, func(time.Duration) time.Duration { return base }); got != initialWindow {
+		if got := ackRun(w, zero, time.Second, 10*time.Second, fixedRTT(base)); got != initialWindow {
 			t.Errorf("got a window of %d packets, want the initial %d", got, initialWindow)
 		}
 	})
@@ -188,7 +199,7 @@ func TestWindowFromAcknowledgements(t *testing.T) {
 		// LTE-like: 100 ms of jitter in every round, whose least sample sits 60 ms over
 		// the base (over queueHigh and a quarter of the base), with no queue behind it.
 		w := newWindowControl(make(chan struct{}), nil)
-		ackRun(w, zero, time.Second, 200*time.Millisecond, func(time.Duration) time.Duration { return base })
+		ackRun(w, zero, time.Second, 200*time.Millisecond, fixedRTT(base))
 		jitter := func(at time.Duration) time.Duration {
 			return base + 60*time.Millisecond + time.Duration(at.Milliseconds()*37%101)*time.Millisecond
 		}
@@ -250,4 +261,26 @@ func TestLossOverTheUsualShare(t *testing.T) {
 			t.Errorf("got a window of %d packets, want %d", got, want)
 		}
 	})
+}
+
+// TestStreamsPacedAtTheWindowsRate: beyond a burst the streams' packets leave at 1.5
+// windows per base round trip, not at the machine's rate, so a window grown at a
+// round's end never reaches the radio as one burst.
+func TestStreamsPacedAtTheWindowsRate(t *testing.T) {
+	var p pacer
+	w := newWindowControl(make(chan struct{}), &p)
+	ackRun(w, time.Unix(4000, 0), time.Second, time.Second, fixedRTT(200*time.Millisecond))
+	w.mu.Lock()
+	w.total = 400
+	w.applyLocked()
+	w.mu.Unlock()
+	now := time.Now()
+	var wait time.Duration
+	for range paceBurst + 300 {
+		wait = p.reserve(now)
+	}
+	// 300 packets past the burst at 600 a round trip of 200 ms: the last waits 100 ms.
+	if want := 100 * time.Millisecond; wait < want*95/100 || wait > want*105/100 {
+		t.Errorf("got the 300th packet past a burst leaving after %v, want %v (1.5 windows of 400 per 200 ms)", wait, want)
+	}
 }
