@@ -56,7 +56,7 @@ func TestMeasureStreamGoodput(t *testing.T) {
 		rows = append(rows, row{name, p.Up, false}, row{name + ", echo", p.Up, true})
 	}
 	var table strings.Builder
-	fmt.Fprintf(&table, "| link | lane stream, Mbit/s | window at the end | RTT | base RTT | segments sent again, of all (fast, early) | queue drops up, down |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&table, "| link | lane stream, Mbit/s | window at the end | RTT | base RTT | segments sent again, of all (fast, early) | queue drops up, down | link carried up, down (mean packet) |\n|---|---|---|---|---|---|---|---|\n")
 	var id uint32
 	for _, r := range rows {
 		if only := os.Getenv("UMBRA_MEASURE_ONLY"); only != "" && !strings.Contains(r.name, only) {
@@ -112,11 +112,19 @@ func TestMeasureStreamGoodput(t *testing.T) {
 		mbit := float64(got.Load()-g0) * 8 / measure.Seconds() / 1e6
 		st := cl.Stats()
 		out, again, fast, early := snmp.OutSegs-snmp0.OutSegs, snmp.RetransSegs-snmp0.RetransSegs, snmp.FastRetransSegs-snmp0.FastRetransSegs, snmp.EarlyRetransSegs-snmp0.EarlyRetransSegs
-		fmt.Fprintf(&table, "| %s | %.2f | %d | %v | %v | %.0f %% (%.0f %%, %.0f %%) | %d, %d |\n", r.name, mbit, st.Window, st.RTT.Round(time.Millisecond), st.MinRTT.Round(time.Millisecond),
+		fmt.Fprintf(&table, "| %s | %.2f | %d | %v | %v | %.0f %% (%.0f %%, %.0f %%) | %d, %d | %s, %s |\n", r.name, mbit, st.Window, st.RTT.Round(time.Millisecond), st.MinRTT.Round(time.Millisecond),
 			100*float64(again)/float64(max(out, 1)), 100*float64(fast)/float64(max(out, 1)), 100*float64(early)/float64(max(out, 1)),
-			link.Up.Dropped.Queue-link0.Up.Dropped.Queue, link.Down.Dropped.Queue-link0.Down.Dropped.Queue)
+			link.Up.Dropped.Queue-link0.Up.Dropped.Queue, link.Down.Dropped.Queue-link0.Down.Dropped.Queue,
+			carried(link.Up, link0.Up, measure), carried(link.Down, link0.Down, measure))
 		client.Fail(ErrStreamClosed)
 		server.Fail(ErrStreamClosed)
 	}
 	t.Log("\n" + table.String())
+}
+
+// carried says what one direction of the link delivered between two of its statistics:
+// Mbit/s and the mean packet's size.
+func carried(now, then linksim.DirStats, over time.Duration) string {
+	packets, bytes := now.PacketsOut-then.PacketsOut, now.BytesOut-then.BytesOut
+	return fmt.Sprintf("%.2f Mbit/s (%d B)", float64(bytes)*8/over.Seconds()/1e6, bytes/max(packets, 1))
 }

@@ -93,6 +93,7 @@ func (l *Lane) OpenStream(id uint32) (*Stream, error) {
 	sess.SetStreamMode(true)
 	sess.SetACKNoDelay(true)
 	sess.SetWriteDelay(false)
+	sess.SetHoldPartial(true)
 	sess.SetMtu(streamMTU)
 	sess.SetRTOMargin(kcpRTOMargin)
 	s := &Stream{l: l, id: id, pc: pc, sess: sess}

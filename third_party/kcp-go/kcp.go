@@ -219,6 +219,10 @@ type KCP struct {
 	inflight_limited atomic.Bool
 	// umbra: segments sent for the first time, and sent again, since the session began.
 	sent_segs, resent_segs atomic.Uint64
+	// umbra: a last, partly filled segment waits in snd_queue while others are in
+	// flight, until it fills or the session's timer flushes (ticking): Nagle's rule,
+	// bounded by the interval.
+	hold_partial, ticking bool
 
 	snd_queue *RingBuffer[segment]
 	rcv_queue *RingBuffer[segment]
@@ -800,9 +804,9 @@ func (kcp *KCP) flush(ackOnly bool) uint32 {
 		cwnd = _imin_(kcp.cwnd, cwnd)
 	}
 
-	// umbra: count the segments in flight for the in-flight limit.
+	// umbra: count the segments in flight for the in-flight limit and hold_partial.
 	var inflight uint32
-	if kcp.inflight_limit > 0 {
+	if kcp.inflight_limit > 0 || kcp.hold_partial {
 		for segment := range kcp.snd_buf.ForEach {
 			if segment.acked == 0 {
 				inflight++
@@ -821,6 +825,12 @@ func (kcp *KCP) flush(ackOnly bool) uint32 {
 				kcp.inflight_limited.Store(true)
 			}
 			break
+		}
+		// umbra: hold a last, partly filled segment while others are in flight.
+		if kcp.hold_partial && !kcp.ticking && inflight > 0 && kcp.snd_queue.Len() == 1 {
+			if head, _ := kcp.snd_queue.Peek(); len(head.data) < int(kcp.mss) {
+				break
+			}
 		}
 		inflight++
 

@@ -431,6 +431,7 @@ func (s *UDPSession) Close() error {
 
 		// try best to send all queued messages especially the data in txqueue
 		s.mu.Lock()
+		s.kcp.ticking = true // umbra: nothing held back at the end
 		s.kcp.flush(false)
 		s.mu.Unlock()
 
@@ -502,6 +503,16 @@ func (s *UDPSession) SetInflightLimit(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.kcp.inflight_limit = uint32(max(n, 0))
+}
+
+// SetHoldPartial makes a last, partly filled segment wait while others are in flight,
+// until more bytes fill it or the session's next timed flush, at most an interval
+// later: Nagle's rule, bounded. Without it every Write that finds the window open
+// sends its tail as a short packet of its own. (umbra)
+func (s *UDPSession) SetHoldPartial(hold bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kcp.hold_partial = hold
 }
 
 // InflightLimited reports whether the in-flight limit held back data waiting to be
@@ -739,7 +750,9 @@ func (s *UDPSession) update() {
 	case <-s.die:
 	default:
 		s.mu.Lock()
+		s.kcp.ticking = true // umbra: the timer sends what hold_partial held
 		interval := s.kcp.flush(false)
+		s.kcp.ticking = false
 		waitsnd := s.kcp.WaitSnd()
 		if waitsnd < int(s.kcp.snd_wnd) && waitsnd < int(s.kcp.rmt_wnd) {
 			s.notifyWriteEvent()
