@@ -63,6 +63,25 @@ func TestWriteRadioShowsTargetsBesideFigures(t *testing.T) {
 	}
 }
 
+// A goodput target beyond the link's rate says so beside its "no".
+func TestGoodputTargetAboveTheLink(t *testing.T) {
+	res := syntheticRadio()
+	res.matrix[1].rates = []float64{500e3, 400e3, 474e3, 0} // TLS at 3.79 Mbit/s: 3× is 11.4
+	var r report
+	writeTargets(&r, res)
+	out := r.String()
+	want := "umbra 4.00 Mbit/s, TLS over TCP 3.79 Mbit/s: 1.05× (3× is 11.38 Mbit/s, above the link's 10.00 Mbit/s: out of any path's reach) | no |"
+	if !strings.Contains(out, want) {
+		t.Errorf("report lacks %q:\n%s", want, out)
+	}
+	res.matrix[1].rates = []float64{500e3, 100e3, 100e3, 0}
+	r = report{}
+	writeTargets(&r, res)
+	if out := r.String(); strings.Contains(out, "out of any path's reach") {
+		t.Errorf("a reachable target reads as out of reach:\n%s", out)
+	}
+}
+
 // A target whose figures failed reads "no" or a dash, never "yes".
 func TestWriteTargetsWithFailedFigures(t *testing.T) {
 	res := syntheticRadio()
