@@ -45,10 +45,13 @@ func writeTargets(r *report, res radioResults) {
 			}
 			goodput = fmt.Sprintf("umbra %s, %s %s: %s×", fmtRate(um), peer, fmtRate(tl), rateRatio(um, nil, tl, nil))
 			met = yesNo(um >= targetGoodputRatio*tl)
-			// A peer that already moves over a third of the link leaves a target no path
-			// can reach: say so, so that the "no" is not read as umbra falling short.
-			if want, link := targetGoodputRatio*tl, float64(matrixRate)/8; want > link {
-				goodput += fmt.Sprintf(" (%.0f× is %s, above the link's %s: out of any path's reach)", targetGoodputRatio, fmtRate(want), fmtRate(link))
+			// A link losing a share of its packets delivers at most the rest of its rate,
+			// headers and acknowledgements before payload: a peer that already moves over
+			// a third of that leaves a target no path can reach. Say so, so that the "no"
+			// is not read as umbra falling short.
+			if want, link := targetGoodputRatio*tl, float64(matrixRate)/8*(1-targetGoodputLoss); want > link {
+				goodput += fmt.Sprintf(" (%.0f× is %s, above the %s the link delivers at %s loss: out of any path's reach)",
+					targetGoodputRatio, fmtRate(want), fmtRate(link), fmtLoss(targetGoodputLoss))
 			}
 		}
 		if len(c.rates) > radioPathTLSCubic && c.errs[radioPathTLSCubic] == nil && c.errs[radioPathUmbra] == nil {

@@ -66,15 +66,17 @@ func TestWriteRadioShowsTargetsBesideFigures(t *testing.T) {
 // A goodput target beyond the link's rate says so beside its "no".
 func TestGoodputTargetAboveTheLink(t *testing.T) {
 	res := syntheticRadio()
-	res.matrix[1].rates = []float64{500e3, 400e3, 474e3, 0} // TLS at 3.79 Mbit/s: 3× is 11.4
+	// make bench at f4645cf: TLS over TCP with BBR at 3.10 Mbit/s, 3× is 9.3, and a link
+	// losing 10 % of 10 Mbit/s delivers 9.
+	res.matrix[1].rates = []float64{556e3, 400e3, 387.5e3, 0}
 	var r report
 	writeTargets(&r, res)
 	out := r.String()
-	want := "umbra 4.00 Mbit/s, TLS over TCP 3.79 Mbit/s: 1.05× (3× is 11.38 Mbit/s, above the link's 10.00 Mbit/s: out of any path's reach) | no |"
+	want := "umbra 4.45 Mbit/s, TLS over TCP 3.10 Mbit/s: 1.43× (3× is 9.30 Mbit/s, above the 9.00 Mbit/s the link delivers at 10 % loss: out of any path's reach) | no |"
 	if !strings.Contains(out, want) {
 		t.Errorf("report lacks %q:\n%s", want, out)
 	}
-	res.matrix[1].rates = []float64{500e3, 100e3, 100e3, 0}
+	res.matrix[1].rates = []float64{556e3, 300e3, 370e3, 0} // 3× is 8.88 Mbit/s
 	r = report{}
 	writeTargets(&r, res)
 	if out := r.String(); strings.Contains(out, "out of any path's reach") {
