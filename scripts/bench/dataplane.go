@@ -221,8 +221,8 @@ func benchDataPlane(ctx context.Context, c config, r *report) error {
 	r.printf("QUIC hop between processes costs on this machine before umbra does anything; the relay row\n")
 	r.printf("is umbra's whole topology with nothing of umbra's (umbra p50 − relay p50: %+.0f µs).\n\n", float64((umLat.P50 - relayLat.P50).Microseconds()))
 	writeDataPlaneTargets(r, dataPlaneFigures{
-		umbra: um, relay: relayed, quicRemote: rquic, quicLocal: quic, ssh: ssh,
-		umbraLat: umLat, relayLat: relayLat, quicRemoteLat: rquicLat, quicLocalLat: quicLat, sshLat: sshLat,
+		umbra: um, quicRemote: rquic, quicLocal: quic, ssh: ssh,
+		umbraLat: umLat, relayLat: relayLat, quicRemoteLat: rquicLat, quicLocalLat: quicLat,
 	})
 
 	umUDP, err := measureUDP(udpListen)

@@ -21,8 +21,8 @@ const (
 
 // dataPlaneFigures are the section's figures the targets are checked against.
 type dataPlaneFigures struct {
-	umbra, relay, quicRemote, quicLocal, ssh                peers.Result
-	umbraLat, relayLat, quicRemoteLat, quicLocalLat, sshLat peers.Latency
+	umbra, quicRemote, quicLocal, ssh               peers.Result
+	umbraLat, relayLat, quicRemoteLat, quicLocalLat peers.Latency
 }
 
 // writeDataPlaneTargets prints each of issue #3's data-plane targets, what this run

@@ -14,8 +14,8 @@ func benchedDataPlane() dataPlaneFigures {
 	mbps := func(x float64) peers.Result { return peers.Result{MBps: x} }
 	p50 := func(us int) peers.Latency { return peers.Latency{P50: time.Duration(us) * time.Microsecond} }
 	return dataPlaneFigures{
-		umbra: mbps(47), relay: mbps(71), quicRemote: mbps(106), quicLocal: mbps(191), ssh: mbps(210),
-		umbraLat: p50(659), relayLat: p50(480), quicRemoteLat: p50(200), quicLocalLat: p50(49), sshLat: p50(369),
+		umbra: mbps(47), quicRemote: mbps(106), quicLocal: mbps(191), ssh: mbps(210),
+		umbraLat: p50(659), relayLat: p50(480), quicRemoteLat: p50(200), quicLocalLat: p50(49),
 	}
 }
 
