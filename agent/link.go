@@ -517,9 +517,11 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 	}
 }
 
-// fetchRouters asks the controller which routers this identity may use.
+// fetchRouters asks the controller which routers this identity may use. It presents the
+// certificate whose key the agent holds open: a TPM or a secure element serves one
+// session at a time, so opening the key a second time would wait on the first forever.
 func (a *Agent) fetchRouters(ctx context.Context) ([]string, error) {
-	c, err := api.NewClient(ctx, a.cfg.Identity)
+	c, err := api.NewClientWithCert(a.cfg.Identity, *a.currentCert())
 	if err != nil {
 		return nil, err
 	}

@@ -85,26 +85,39 @@ type Error struct {
 	Error string `json:"error"`
 }
 
-// Client calls the management API as an admin identity.
+// Client calls the management API as an identity (an admin's, or an agent's asking for
+// its routers).
 type Client struct {
 	base string
 	http *http.Client
-	key  keystore.Key
+	key  keystore.Key // closed by Close; nil when the caller owns the key
 }
 
-// NewClient opens the admin identity's key and returns a client for its controller.
+// NewClient opens the identity's key and returns a client for its controller. Close
+// releases the key. A program that already holds the key open (an agent whose key lives
+// in a TPM or secure element, which allows one session at a time) uses NewClientWithCert.
 func NewClient(ctx context.Context, id *identity.File) (*Client, error) {
 	cert, key, err := id.Certificate(ctx)
 	if err != nil {
 		return nil, err
 	}
-	roots, err := id.Roots()
+	c, err := NewClientWithCert(id, cert)
 	if err != nil {
 		key.Close()
 		return nil, err
 	}
+	c.key = key
+	return c, nil
+}
+
+// NewClientWithCert returns a client for id's controller that presents cert, whose key
+// the caller opened and keeps: Close leaves it open.
+func NewClientWithCert(id *identity.File, cert tls.Certificate) (*Client, error) {
+	roots, err := id.Roots()
+	if err != nil {
+		return nil, err
+	}
 	if _, err := url.Parse(id.Controller); err != nil {
-		key.Close()
 		return nil, fmt.Errorf("api: controller URL: %w", err)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{
@@ -112,12 +125,15 @@ func NewClient(ctx context.Context, id *identity.File) (*Client, error) {
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS13,
 	}}
-	return &Client{base: id.Controller, http: &http.Client{Transport: tr, Timeout: requestTimeout}, key: key}, nil
+	return &Client{base: id.Controller, http: &http.Client{Transport: tr, Timeout: requestTimeout}}, nil
 }
 
-// Close releases the client's key and connections.
+// Close releases the client's connections, and its key if NewClient opened it.
 func (c *Client) Close() error {
 	c.http.CloseIdleConnections()
+	if c.key == nil {
+		return nil
+	}
 	return c.key.Close()
 }
 

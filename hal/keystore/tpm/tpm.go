@@ -20,6 +20,10 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
 
+// maxTransientObjects bounds how many leftover transient objects one look lists; TPMs
+// hold three to a few dozen.
+const maxTransientObjects = 64
+
 // tcpPrefix marks a path as swtpm's TCP server port ("tcp:127.0.0.1:2321") rather
 // than a device file.
 const tcpPrefix = "tcp:"
@@ -104,7 +108,37 @@ func Open(ctx context.Context, path string) (*TPM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TPM{path: path, tr: retrying{tr}, refs: 1}, nil
+	t := &TPM{path: path, tr: retrying{tr}, refs: 1}
+	t.flushLeftovers()
+	return t, nil
+}
+
+// flushLeftovers evicts transient objects that a process which died holding this TPM
+// left behind. swtpm's port and a bare /dev/tpm0 have no resource manager: objects
+// outlive the connection that loaded them, the TPM has room for only three, and after
+// three crashed agents no key would load again (TPM_RC_OBJECT_MEMORY). Such a TPM serves
+// one connection at a time, so every transient object it lists while this one is open
+// is a leftover. Behind /dev/tpmrm0 the resource manager shows each connection only its
+// own objects, of which a new one has none. Failures are not reported: the key
+// operations that follow report the TPM's state better.
+func (t *TPM) flushLeftovers() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rsp, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapHandles,
+		Property:      uint32(tpm2.TPMHTTransient) << 24,
+		PropertyCount: maxTransientObjects,
+	}.Execute(t.tr)
+	if err != nil {
+		return
+	}
+	handles, err := rsp.CapabilityData.Data.Handles()
+	if err != nil {
+		return
+	}
+	for _, h := range handles.Handle {
+		t.flushLocked(h)
+	}
 }
 
 func openDevice(path string) (transport.TPMCloser, error) {

@@ -397,3 +397,25 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// TestKeyLoadsAfterCrashedHolders: swtpm's port, like a bare /dev/tpm0, keeps the
+// objects of a connection that dropped without flushing them (an agent killed mid-run),
+// and has room for only a few. However many holders crashed, the next one loads its key.
+func TestKeyLoadsAfterCrashedHolders(t *testing.T) {
+	const crashes = 5 // more than the three objects a TPM must hold at least
+	sw, tp, key, pub, priv := newTestKey(t)
+	key.Close()
+	tp.Close()
+	ctx := context.Background()
+	for i := range crashes + 1 {
+		held, err := Open(ctx, sw.Path())
+		if err != nil {
+			t.Fatalf("Open after %d crashed holders: %v", i, err)
+		}
+		if _, err := held.LoadKey(ctx, pub, priv); err != nil {
+			t.Fatalf("LoadKey after %d crashed holders: %v", i, err)
+		}
+		// A crash: the connection drops with the key still loaded.
+		held.tr.Close()
+	}
+}
