@@ -40,6 +40,7 @@ func (c *Controller) Handler() http.Handler {
 	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
 	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
 	mux.Handle("GET /v1/{kind}/{name}", c.admin(c.serveGet))
+	mux.Handle("PATCH /v1/{kind}/{name}", c.admin(c.serveUpdate))
 	mux.Handle("DELETE /v1/{kind}/{name}", c.admin(c.serveDelete))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)

@@ -66,7 +66,7 @@ func newEdgeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := kindAliases[args[0]]
 			if !ok {
-				return fmt.Errorf("unknown kind %q", args[0])
+				return fmt.Errorf("unknown kind %q: want one of %s", args[0], strings.Join(cmd.ValidArgs, ", "))
 			}
 			c, err := f.client(cmd)
 			if err != nil {
@@ -96,9 +96,9 @@ func newEdgeCmd() *cobra.Command {
 		Short: "delete a record (an identity's or router's certificate is revoked)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, ok := kindAliases[args[0]]
-			if !ok || kind == "links" || kind == "revocations" {
-				return fmt.Errorf("unknown kind %q", args[0])
+			kind, err := apiKind(args[0])
+			if err != nil {
+				return err
 			}
 			c, err := f.client(cmd)
 			if err != nil {
@@ -112,7 +112,7 @@ func newEdgeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, del)
+	cmd.AddCommand(create, list, getCmd(f), updateCmd(f), del)
 	return cmd
 }
 
@@ -270,6 +270,17 @@ func cell(v any) string {
 			parts[i] = fmt.Sprint(e)
 		}
 		return strings.Join(parts, ",")
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + cell(v[k])
+		}
+		return strings.Join(parts, " ")
 	}
 	return fmt.Sprint(v)
 }

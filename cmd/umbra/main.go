@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -64,5 +65,35 @@ func newRoot() *cobra.Command {
 		newEdgeCmd(),
 		newLinksimCmd(),
 	)
+	requireSubcommands(root)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (the flags are listed by %s --help)", err, cmd.CommandPath())
+	})
 	return root
+}
+
+// requireSubcommands makes every command that only groups others (edge, edge create, …)
+// refuse a word that is none of them, naming the valid ones; cobra would print the help
+// and exit 0, so a typo in a script would pass unseen. Alone, such a command prints its
+// help.
+func requireSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		requireSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() || !cmd.HasParent() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var valid []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				valid = append(valid, sub.Name())
+			}
+		}
+		return fmt.Errorf("unknown command %q for %q: want one of %s", args[0], cmd.CommandPath(), strings.Join(valid, ", "))
+	}
 }

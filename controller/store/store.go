@@ -58,6 +58,9 @@ const (
 	OpEnroll Op = "enroll"
 	// OpSetCert records Cert on Kind/Name (certificates the controller issues itself).
 	OpSetCert Op = "set-cert"
+	// OpUpdate replaces the record Kind/Name with Record, keeping its id, name, creation
+	// time and certificate as stored.
+	OpUpdate Op = "update"
 )
 
 // Command is one write. It carries its own time so that replaying it gives the same state.
@@ -151,6 +154,8 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		return applyCreate(tx, cmd)
 	case OpDelete:
 		return applyDelete(tx, cmd)
+	case OpUpdate:
+		return applyUpdate(tx, cmd)
 	case OpEnroll:
 		return applyEnroll(tx, cmd)
 	case OpSetCert:
@@ -239,6 +244,40 @@ func applyDelete(tx *bolt.Tx, cmd Command) error {
 		return err
 	}
 	return b.Delete([]byte(id))
+}
+
+// storedFields are what an update never changes: who the record is, when it was made,
+// and the certificate enrollment gave it.
+var storedFields = []string{"id", "name", "created_at", "cert"}
+
+func applyUpdate(tx *bolt.Tx, cmd Command) error {
+	b, _ := buckets(tx, cmd.Kind)
+	if b == nil {
+		return fmt.Errorf("store: unknown kind %q", cmd.Kind)
+	}
+	id, err := idOf(tx, cmd.Kind, cmd.Name)
+	if err != nil {
+		return err
+	}
+	var old, next map[string]json.RawMessage
+	if err := json.Unmarshal(b.Get([]byte(id)), &old); err != nil {
+		return fmt.Errorf("store: update: %w", err)
+	}
+	if err := json.Unmarshal(cmd.Record, &next); err != nil || next == nil {
+		return fmt.Errorf("store: update: record is not a JSON object: %v", err)
+	}
+	for _, f := range storedFields {
+		if v, ok := old[f]; ok {
+			next[f] = v
+		} else {
+			delete(next, f)
+		}
+	}
+	out, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("store: update: %w", err)
+	}
+	return b.Put([]byte(id), out)
 }
 
 func applyEnroll(tx *bolt.Tx, cmd Command) error {

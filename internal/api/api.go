@@ -72,6 +72,48 @@ type CreateEdgeRouterPolicy struct {
 	Routers    []string `json:"routers"`
 }
 
+// An update is the body of PATCH /v1/KIND/NAME: every field left out keeps its value.
+// Attributes, when given, replaces the attribute set; AddAttributes and RemoveAttributes
+// then edit it.
+
+// UpdateIdentity is the body of PATCH /v1/identities/NAME.
+type UpdateIdentity struct {
+	Attributes       *[]string `json:"attributes,omitempty"`
+	AddAttributes    []string  `json:"add_attributes,omitempty"`
+	RemoveAttributes []string  `json:"remove_attributes,omitempty"`
+	Admin            *bool     `json:"admin,omitempty"`
+}
+
+// UpdateRouter is the body of PATCH /v1/routers/NAME.
+type UpdateRouter struct {
+	Attributes       *[]string `json:"attributes,omitempty"`
+	AddAttributes    []string  `json:"add_attributes,omitempty"`
+	RemoveAttributes []string  `json:"remove_attributes,omitempty"`
+}
+
+// UpdateService is the body of PATCH /v1/services/NAME. An empty Host or Intercept
+// clears it.
+type UpdateService struct {
+	Attributes       *[]string `json:"attributes,omitempty"`
+	AddAttributes    []string  `json:"add_attributes,omitempty"`
+	RemoveAttributes []string  `json:"remove_attributes,omitempty"`
+	Host             *string   `json:"host,omitempty"`
+	Intercept        *string   `json:"intercept,omitempty"`
+}
+
+// UpdateServicePolicy is the body of PATCH /v1/service-policies/NAME.
+type UpdateServicePolicy struct {
+	Type       *string   `json:"type,omitempty"`
+	Identities *[]string `json:"identities,omitempty"`
+	Services   *[]string `json:"services,omitempty"`
+}
+
+// UpdateEdgeRouterPolicy is the body of PATCH /v1/edge-router-policies/NAME.
+type UpdateEdgeRouterPolicy struct {
+	Identities *[]string `json:"identities,omitempty"`
+	Routers    *[]string `json:"routers,omitempty"`
+}
+
 // Created is the answer to a create: the new record's name and id, and for identities
 // and routers the one-time enrollment token.
 type Created struct {
@@ -148,6 +190,21 @@ func (c *Client) Create(ctx context.Context, kind string, body any) (Created, er
 func (c *Client) List(ctx context.Context, kind string) ([]map[string]any, error) {
 	var out []map[string]any
 	err := c.Do(ctx, http.MethodGet, PathPrefix+kind, nil, &out)
+	return out, err
+}
+
+// Get returns kind/name as a JSON object.
+func (c *Client) Get(ctx context.Context, kind, name string) (map[string]any, error) {
+	var out map[string]any
+	err := c.Do(ctx, http.MethodGet, PathPrefix+kind+"/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Update patches kind/name with body (one of the Update types) and returns the record
+// as stored afterwards.
+func (c *Client) Update(ctx context.Context, kind, name string, body any) (map[string]any, error) {
+	var out map[string]any
+	err := c.Do(ctx, http.MethodPatch, PathPrefix+kind+"/"+url.PathEscape(name), body, &out)
 	return out, err
 }
 

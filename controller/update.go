@@ -1,0 +1,138 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"umbra/controller/store"
+	"umbra/internal/api"
+)
+
+// serveUpdate patches one record: PATCH /v1/KIND/NAME with the kind's api.Update body.
+// The result is checked as a create is, and stored by one store command; a refused
+// update changes nothing. Circuits and bindings the change no longer allows end as they
+// do on a delete.
+func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
+	k, ok := parseKind(r.PathValue("kind"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown kind "+r.PathValue("kind"))
+		return
+	}
+	name := r.PathValue("name")
+	var (
+		rec any
+		err error
+	)
+	switch k {
+	case store.Identities:
+		var req api.UpdateIdentity
+		var id store.Identity
+		if !decode(w, r, &req) || !c.load(w, k, name, &id) {
+			return
+		}
+		id.Attributes, err = editAttributes(id.Attributes, req.Attributes, req.AddAttributes, req.RemoveAttributes)
+		if req.Admin != nil {
+			id.Admin = *req.Admin
+		}
+		rec = id
+	case store.Routers:
+		var req api.UpdateRouter
+		var rt store.Router
+		if !decode(w, r, &req) || !c.load(w, k, name, &rt) {
+			return
+		}
+		rt.Attributes, err = editAttributes(rt.Attributes, req.Attributes, req.AddAttributes, req.RemoveAttributes)
+		rec = rt
+	case store.Services:
+		var req api.UpdateService
+		var svc store.Service
+		if !decode(w, r, &req) || !c.load(w, k, name, &svc) {
+			return
+		}
+		svc.Attributes, err = editAttributes(svc.Attributes, req.Attributes, req.AddAttributes, req.RemoveAttributes)
+		setIfGiven(&svc.Host, req.Host)
+		setIfGiven(&svc.Intercept, req.Intercept)
+		err = errors.Join(err, checkAddress("host", svc.Host), checkAddress("intercept", svc.Intercept))
+		rec = svc
+	case store.ServicePolicies:
+		var req api.UpdateServicePolicy
+		var sp store.ServicePolicy
+		if !decode(w, r, &req) || !c.load(w, k, name, &sp) {
+			return
+		}
+		setIfGiven(&sp.Type, req.Type)
+		setIfGiven(&sp.Identities, req.Identities)
+		setIfGiven(&sp.Services, req.Services)
+		if sp.Type != store.PolicyDial && sp.Type != store.PolicyBind {
+			err = fmt.Errorf("policy type %q: want dial or bind", sp.Type)
+		} else {
+			err = errors.Join(checkRoles("identities", sp.Identities), checkRoles("services", sp.Services))
+		}
+		rec = sp
+	case store.EdgeRouterPolicies:
+		var req api.UpdateEdgeRouterPolicy
+		var erp store.EdgeRouterPolicy
+		if !decode(w, r, &req) || !c.load(w, k, name, &erp) {
+			return
+		}
+		setIfGiven(&erp.Identities, req.Identities)
+		setIfGiven(&erp.Routers, req.Routers)
+		err = errors.Join(checkRoles("identities", erp.Identities), checkRoles("routers", erp.Routers))
+		rec = erp
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	cmd := store.Command{Op: store.OpUpdate, Kind: k, Name: name, Record: raw, At: c.cfg.Now().UTC()}
+	if err := c.store.Apply(r.Context(), cmd); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	c.log.Info("updated", "kind", k, "name", name)
+	c.enforce(r.Context())
+	c.serveGet(w, r)
+}
+
+// load decodes kind/name into v, answering the request itself when it cannot.
+func (c *Controller) load(w http.ResponseWriter, k store.Kind, name string, v any) bool {
+	if err := c.store.Get(k, name, v); err != nil {
+		writeStoreError(w, err)
+		return false
+	}
+	return true
+}
+
+// editAttributes applies an update's attribute edits to attrs: replace (when set) first,
+// then add, then remove. The result is checked as a create's attributes are.
+func editAttributes(attrs []string, replace *[]string, add, remove []string) ([]string, error) {
+	out := slices.Clone(attrs)
+	if replace != nil {
+		out = slices.Clone(*replace)
+	}
+	for _, a := range add {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	out = slices.DeleteFunc(out, func(a string) bool { return slices.Contains(remove, a) })
+	if err := errors.Join(checkAttributes(out), checkAttributes(remove)); err != nil {
+		return nil, err
+	}
+	return nonNil(out), nil
+}
+
+// setIfGiven sets *dst to *v when the update gave v.
+func setIfGiven[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
