@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 
@@ -33,6 +36,7 @@ func newEnrollCmd() *cobra.Command {
 	var (
 		jwtFile, out, i2cAddr string
 		ks                    agent.KeyStore
+		force                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "enroll",
@@ -49,6 +53,9 @@ func newEnrollCmd() *cobra.Command {
 				}
 				ks.I2CAddr = addr
 			}
+			if err := checkOutFree(out, force); err != nil {
+				return err
+			}
 			token, err := enroll.ReadTokenFile(jwtFile)
 			if err != nil {
 				return err
@@ -64,6 +71,7 @@ func newEnrollCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&jwtFile, "jwt", "", "file holding the enrollment token (required)")
 	f.StringVar(&out, "out", "", "identity file to write (required)")
+	f.BoolVar(&force, "force", false, "replace an existing --out file (only once the new enrollment has succeeded)")
 	f.StringVar(&ks.Store, "key", keystore.StoreFile, "key store: file (the key is in the identity file), tpm or atecc608")
 	f.StringVar(&ks.TPM, "tpm", keystore.DefaultTPM, "TPM 2.0 device, or tcp:HOST:PORT for swtpm (--key tpm)")
 	f.StringVar(&ks.I2CBus, "i2c", "", `I2C bus of the secure element by name or number; "" is the first bus (--key atecc608)`)
@@ -72,6 +80,21 @@ func newEnrollCmd() *cobra.Command {
 	cmd.MarkFlagRequired("jwt")
 	cmd.MarkFlagRequired("out")
 	return cmd
+}
+
+// checkOutFree refuses to enroll over an existing identity file unless force: a token
+// of another identity would otherwise silently replace a running device's identity.
+// With force the file is replaced atomically, and only after the enrollment succeeded.
+func checkOutFree(out string, force bool) error {
+	if force {
+		return nil
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("enroll: %s exists: it holds an identity this would replace; pass --force to replace it once the new enrollment succeeds", out)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	return nil
 }
 
 // checkStoreFlags refuses an unknown store and flags given for another store than the

@@ -138,9 +138,14 @@ func TestQuickstartEnrollListRestartDelete(t *testing.T) {
 		t.Errorf("no client certificate: accepted, want refused at the handshake")
 	}
 
-	// A reused token fails and leaves the enrolled file as it was.
+	// Enrolling over an identity file is refused unless --force; with it, a reused token
+	// fails and leaves the enrolled file as it was.
 	before, _ := os.ReadFile(idFile)
 	_, errOut, err := run(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", idFile)
+	if err == nil || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "exists") || !strings.Contains(errOut, "--force") {
+		t.Errorf("enrolling over an identity file: err %v, stderr %q; want one line saying it exists and naming --force", err, errOut)
+	}
+	_, errOut, err = run(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", idFile, "--force")
 	if err == nil || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "already used") {
 		t.Errorf("reusing the token: err %v, stderr %q; want one line saying it is used", err, errOut)
 	}
