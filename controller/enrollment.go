@@ -7,25 +7,109 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"umbra/controller/store"
+	"umbra/internal/api"
 	"umbra/internal/enroll"
 	"umbra/internal/pki"
 )
 
-// newEnrollment makes the outstanding record of a new one-time token for subject id.
-func (c *Controller) newEnrollment(kind store.Kind, id, method string) *store.Enrollment {
+// maxTokenLifetime bounds what an admin may ask for: a token is a bearer credential, and
+// one that lives for years is one nobody remembers to revoke.
+const maxTokenLifetime = 365 * 24 * time.Hour
+
+// newEnrollment makes the outstanding record of a new one-time token for subject id,
+// valid for lifetime.
+func (c *Controller) newEnrollment(kind store.Kind, id, method string, lifetime time.Duration) *store.Enrollment {
 	return &store.Enrollment{
 		JTI:       newID(),
 		Kind:      kind,
 		SubjectID: id,
 		Method:    method,
-		ExpiresAt: c.cfg.Now().Add(c.cfg.TokenLifetime).UTC(),
+		ExpiresAt: c.cfg.Now().Add(lifetime).UTC(),
 	}
+}
+
+// tokenLifetime reads an API body's "expires" (a Go duration); empty is the configured
+// TokenLifetime.
+func (c *Controller) tokenLifetime(expires string) (time.Duration, error) {
+	if expires == "" {
+		return c.cfg.TokenLifetime, nil
+	}
+	d, err := time.ParseDuration(expires)
+	if err != nil || d <= 0 || d > maxTokenLifetime {
+		return 0, fmt.Errorf("expires %q: want a duration above 0 and at most %v, such as 48h", expires, maxTokenLifetime)
+	}
+	return d, nil
+}
+
+// serveReissue issues a new one-time token for an existing identity or router: POST
+// /v1/enrollments with an api.CreateEnrollment. Redeeming it revokes the subject's
+// certificate of the time; the subject's older unused tokens stop working now.
+func (c *Controller) serveReissue(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateEnrollment
+	if !decode(w, r, &req) {
+		return
+	}
+	life, err := c.tokenLifetime(req.Expires)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Kind != "" && req.Kind != string(store.Identities) && req.Kind != string(store.Routers) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("kind %q: want identities or routers", req.Kind))
+		return
+	}
+	kind, meta, err := c.enrollableNamed(req.Kind, req.Name)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	method := enroll.MethodOTT
+	if kind == store.Routers {
+		method = enroll.MethodRouter
+	}
+	enr := c.newEnrollment(kind, meta.ID, method, life)
+	jwt, err := c.token(enr)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	cmd := store.Command{Op: store.OpReissue, Enrollment: enr, At: c.cfg.Now().UTC()}
+	if err := c.store.Apply(r.Context(), cmd); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	c.log.Info("enrollment issued", "kind", kind, "name", meta.Name, "expires", enr.ExpiresAt)
+	writeJSON(w, http.StatusCreated, api.Created{Name: meta.Name, ID: meta.ID, JWT: jwt, ExpiresAt: &enr.ExpiresAt})
+}
+
+// enrollableNamed finds the identity or router called name; kind, when set, says which.
+// A name both kinds use needs kind.
+func (c *Controller) enrollableNamed(kind, name string) (store.Kind, store.Meta, error) {
+	var found []store.Kind
+	var meta store.Meta
+	for _, k := range []store.Kind{store.Identities, store.Routers} {
+		if kind != "" && kind != string(k) {
+			continue
+		}
+		var m store.Meta
+		if err := c.store.Get(k, name, &m); err == nil {
+			found, meta = append(found, k), m
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return "", meta, fmt.Errorf("no identity or router %q: %w", name, store.ErrNotFound)
+	case len(found) > 1:
+		return "", meta, fmt.Errorf("both an identity and a router are called %q: say which kind: %w", name, store.ErrExists)
+	}
+	return found[0], meta, nil
 }
 
 // token signs the JWT that redeems e.
@@ -104,6 +188,8 @@ func (c *Controller) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("enrolled", "kind", kind, "name", meta.Name, "serial", pki.SerialString(cert))
+	// A re-enrollment revoked the subject's previous certificate: routers drop it now.
+	c.enforce(r.Context())
 	writeJSON(w, http.StatusOK, enroll.Response{
 		Name: meta.Name, ID: meta.ID, Kind: subj.Kind,
 		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)),

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"umbra/controller/policy"
 	"umbra/controller/store"
@@ -37,6 +38,7 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("GET "+enroll.PathCACerts, c.serveCACerts)
 	mux.HandleFunc("POST "+enroll.PathEnroll, c.serveEnroll)
 	mux.Handle("GET "+api.PathEdgeRouters, c.identity(c.serveEdgeRouters))
+	mux.Handle("POST "+api.PathEnrollments, c.admin(c.serveReissue))
 	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
 	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
 	mux.Handle("GET /v1/{kind}/{name}", c.admin(c.serveGet))
@@ -188,6 +190,9 @@ func (c *Controller) serveGet(w http.ResponseWriter, r *http.Request) {
 	if k == store.Routers {
 		rec = c.withOnline([]json.RawMessage{rec})[0]
 	}
+	if k == store.Identities || k == store.Routers {
+		rec = c.withEnrollment(k, rec)
+	}
 	writeJSON(w, http.StatusOK, rec)
 }
 
@@ -225,16 +230,20 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id := store.Identity{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes), Admin: req.Admin}
-		rec, err = id, checkAttributes(req.Attributes)
-		enr = c.newEnrollment(k, id.ID, enroll.MethodOTT)
+		var life time.Duration
+		life, err = c.tokenLifetime(req.Expires)
+		rec, err = id, errors.Join(err, checkAttributes(req.Attributes))
+		enr = c.newEnrollment(k, id.ID, enroll.MethodOTT, life)
 	case store.Routers:
 		var req api.CreateRouter
 		if !decode(w, r, &req) {
 			return
 		}
 		rt := store.Router{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes)}
-		rec, err = rt, checkAttributes(req.Attributes)
-		enr = c.newEnrollment(k, rt.ID, enroll.MethodRouter)
+		var life time.Duration
+		life, err = c.tokenLifetime(req.Expires)
+		rec, err = rt, errors.Join(err, checkAttributes(req.Attributes))
+		enr = c.newEnrollment(k, rt.ID, enroll.MethodRouter, life)
 	case store.Services:
 		var req api.CreateService
 		if !decode(w, r, &req) {
@@ -270,6 +279,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 	json.Unmarshal(raw, &meta)
 	out := api.Created{Name: meta.Name, ID: meta.ID}
 	if enr != nil {
+		out.ExpiresAt = &enr.ExpiresAt
 		if out.JWT, err = c.token(enr); err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
@@ -391,6 +401,32 @@ func (c *Controller) withOnline(recs []json.RawMessage) []json.RawMessage {
 			m["advertise"] = st.advertise
 		}
 		out[i], _ = json.Marshal(m)
+	}
+	return out
+}
+
+// withEnrollment adds "enrollment_expires_at" to an identity or router record that has
+// an unused one-time token: until then a device may still enroll as it.
+func (c *Controller) withEnrollment(k store.Kind, raw json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	id, _ := m["id"].(string)
+	enrs, err := c.store.EnrollmentsOf(k, id)
+	if err != nil || len(enrs) == 0 {
+		return raw
+	}
+	latest := enrs[0].ExpiresAt
+	for _, e := range enrs[1:] {
+		if e.ExpiresAt.After(latest) {
+			latest = e.ExpiresAt
+		}
+	}
+	m["enrollment_expires_at"] = latest
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
 	}
 	return out
 }

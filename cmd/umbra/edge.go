@@ -8,10 +8,12 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"umbra/internal/api"
+	"umbra/internal/enroll"
 	"umbra/internal/identity"
 )
 
@@ -55,7 +57,7 @@ func newEdgeCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&f.admin, "admin", "", "admin identity file (default $"+adminEnv+")")
 
 	create := &cobra.Command{Use: "create", Short: "create a record"}
-	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f))
+	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f), createEnrollmentCmd(f))
 
 	var output string
 	list := &cobra.Command{
@@ -133,41 +135,75 @@ func runCreate(cmd *cobra.Command, f *edgeFlags, kind string, body any, jwtOut s
 		}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "created %s %s (id %s)\n", cmd.Name(), out.Name, out.ID)
+	if out.ExpiresAt != nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "token %s expires %s\n", jwtOut, out.ExpiresAt.Local().Format(time.RFC3339))
+	}
 	return nil
+}
+
+// expiresHelp is the help of --expires: the token lifetime the controller applies when the
+// flag is left out.
+var expiresHelp = fmt.Sprintf("how long the one-time token stays valid, such as 1h or 72h (default %v)", enroll.DefaultTokenLifetime)
+
+func createEnrollmentCmd(f *edgeFlags) *cobra.Command {
+	var jwtOut, expires, kind string
+	cmd := &cobra.Command{
+		Use:   "enrollment NAME",
+		Short: "issue a new one-time token for an existing identity or router (a replaced or wiped device); using it revokes the old certificate",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := api.CreateEnrollment{Name: args[0], Expires: expires}
+			if kind != "" {
+				k, ok := kindAliases[kind]
+				if !ok || (k != "identities" && k != "routers") {
+					return fmt.Errorf("--kind %q: want identity or router", kind)
+				}
+				body.Kind = k
+			}
+			return runCreate(cmd, f, strings.TrimPrefix(api.PathEnrollments, api.PathPrefix), body, jwtOut)
+		},
+	}
+	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
+	cmd.Flags().StringVar(&kind, "kind", "", "identity or router, when both kinds have a record called NAME")
+	cmd.MarkFlagRequired("jwt-out")
+	return cmd
 }
 
 func createIdentityCmd(f *edgeFlags) *cobra.Command {
 	var attrs []string
 	var admin bool
-	var jwtOut string
+	var jwtOut, expires string
 	cmd := &cobra.Command{
 		Use:   "identity NAME",
 		Short: "create an identity and write its one-time enrollment token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCreate(cmd, f, "identities", api.CreateIdentity{Name: args[0], Attributes: attrs, Admin: admin}, jwtOut)
+			return runCreate(cmd, f, "identities", api.CreateIdentity{Name: args[0], Attributes: attrs, Admin: admin, Expires: expires}, jwtOut)
 		},
 	}
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
 	cmd.Flags().BoolVar(&admin, "admin-role", false, "the identity may use the management API")
 	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.MarkFlagRequired("jwt-out")
 	return cmd
 }
 
 func createRouterCmd(f *edgeFlags) *cobra.Command {
 	var attrs []string
-	var jwtOut string
+	var jwtOut, expires string
 	cmd := &cobra.Command{
 		Use:   "router NAME",
 		Short: "create a router and write its one-time enrollment token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCreate(cmd, f, "routers", api.CreateRouter{Name: args[0], Attributes: attrs}, jwtOut)
+			return runCreate(cmd, f, "routers", api.CreateRouter{Name: args[0], Attributes: attrs, Expires: expires}, jwtOut)
 		},
 	}
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
 	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.MarkFlagRequired("jwt-out")
 	return cmd
 }

@@ -54,10 +54,14 @@ const (
 	OpCreate Op = "create"
 	// OpDelete removes Kind/Name, revokes its certificate and drops its enrollments.
 	OpDelete Op = "delete"
-	// OpEnroll consumes Enrollment JTI and records Cert on its subject.
+	// OpEnroll consumes Enrollment JTI and records Cert on its subject, revoking the
+	// certificate the subject had before (a replaced or wiped device re-enrolled).
 	OpEnroll Op = "enroll"
 	// OpSetCert records Cert on Kind/Name (certificates the controller issues itself).
 	OpSetCert Op = "set-cert"
+	// OpReissue adds Enrollment, a new one-time token for the existing subject it names,
+	// and drops that subject's other outstanding tokens.
+	OpReissue Op = "reissue"
 	// OpUpdate replaces the record Kind/Name with Record, keeping its id, name, creation
 	// time and certificate as stored.
 	OpUpdate Op = "update"
@@ -91,6 +95,8 @@ type Store interface {
 	Revoked(serial string) (bool, error)
 	// Revocations lists every revoked serial.
 	Revocations() ([]Revocation, error)
+	// EnrollmentsOf lists the outstanding one-time tokens of subject kind/id.
+	EnrollmentsOf(kind Kind, id string) ([]Enrollment, error)
 	// Dump is a deterministic image of the whole state, for tests and backups.
 	Dump() ([]byte, error)
 	// Close releases the store.
@@ -156,6 +162,8 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		return applyDelete(tx, cmd)
 	case OpUpdate:
 		return applyUpdate(tx, cmd)
+	case OpReissue:
+		return applyReissue(tx, cmd)
 	case OpEnroll:
 		return applyEnroll(tx, cmd)
 	case OpSetCert:
@@ -223,22 +231,8 @@ func applyDelete(tx *bolt.Tx, cmd Command) error {
 		}
 	}
 	// Drop the subject's outstanding tokens, so a token of a deleted identity is unknown.
-	enr := tx.Bucket(bucketEnrollments)
-	var stale [][]byte
-	err = enr.ForEach(func(k, v []byte) error {
-		var e Enrollment
-		if json.Unmarshal(v, &e) == nil && e.Kind == cmd.Kind && e.SubjectID == id {
-			stale = append(stale, append([]byte(nil), k...))
-		}
-		return nil
-	})
-	if err != nil {
+	if err := dropEnrollments(tx, cmd.Kind, id); err != nil {
 		return err
-	}
-	for _, k := range stale {
-		if err := enr.Delete(k); err != nil {
-			return err
-		}
 	}
 	if err := names.Delete([]byte(cmd.Name)); err != nil {
 		return err
@@ -280,6 +274,82 @@ func applyUpdate(tx *bolt.Tx, cmd Command) error {
 	return b.Put([]byte(id), out)
 }
 
+// dropEnrollments deletes every outstanding token of subject kind/id.
+func dropEnrollments(tx *bolt.Tx, kind Kind, id string) error {
+	enr := tx.Bucket(bucketEnrollments)
+	var stale [][]byte
+	err := enr.ForEach(func(k, v []byte) error {
+		var e Enrollment
+		if json.Unmarshal(v, &e) == nil && e.Kind == kind && e.SubjectID == id {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := enr.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyReissue(tx *bolt.Tx, cmd Command) error {
+	e := cmd.Enrollment
+	if e == nil || e.JTI == "" {
+		return errors.New("store: reissue: no enrollment")
+	}
+	b, _ := buckets(tx, e.Kind)
+	if b == nil || (e.Kind != Identities && e.Kind != Routers) {
+		return fmt.Errorf("store: reissue: kind %q enrolls nothing", e.Kind)
+	}
+	if b.Get([]byte(e.SubjectID)) == nil {
+		return fmt.Errorf("%s: %w", Singular(e.Kind), ErrNotFound)
+	}
+	if err := dropEnrollments(tx, e.Kind, e.SubjectID); err != nil {
+		return err
+	}
+	return putJSON(tx.Bucket(bucketEnrollments), e.JTI, e)
+}
+
+// revokeCurrent revokes the certificate subject kind/id holds, if any.
+func revokeCurrent(tx *bolt.Tx, kind Kind, id string, at time.Time) error {
+	b, _ := buckets(tx, kind)
+	v := b.Get([]byte(id))
+	if v == nil {
+		return fmt.Errorf("%s: %w", Singular(kind), ErrNotFound)
+	}
+	var rec struct {
+		Meta
+		Cert *Cert `json:"cert"`
+	}
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("store: revoke: %w", err)
+	}
+	if rec.Cert == nil {
+		return nil
+	}
+	r := Revocation{Serial: rec.Cert.Serial, Kind: kind, Name: rec.Name, RevokedAt: at, NotAfter: rec.Cert.NotAfter}
+	return putJSON(tx.Bucket(bucketRevoked), r.Serial, r)
+}
+
+// EnrollmentsOf lists the outstanding tokens of subject kind/id.
+func (s *Bolt) EnrollmentsOf(kind Kind, id string) ([]Enrollment, error) {
+	var out []Enrollment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEnrollments).ForEach(func(_, v []byte) error {
+			var e Enrollment
+			if json.Unmarshal(v, &e) == nil && e.Kind == kind && e.SubjectID == id {
+				out = append(out, e)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
 func applyEnroll(tx *bolt.Tx, cmd Command) error {
 	enr := tx.Bucket(bucketEnrollments)
 	v := enr.Get([]byte(cmd.JTI))
@@ -295,6 +365,9 @@ func applyEnroll(tx *bolt.Tx, cmd Command) error {
 	}
 	if !cmd.At.Before(e.ExpiresAt) {
 		return ErrTokenExpired
+	}
+	if err := revokeCurrent(tx, e.Kind, e.SubjectID, cmd.At); err != nil {
+		return err
 	}
 	if err := setCert(tx, e.Kind, e.SubjectID, cmd.Cert); err != nil {
 		return err

@@ -41,12 +41,33 @@ type CreateIdentity struct {
 	Name       string   `json:"name"`
 	Attributes []string `json:"attributes,omitempty"`
 	Admin      bool     `json:"admin,omitempty"`
+	// Expires is the enrollment token's lifetime as a Go duration ("48h"); empty is the
+	// controller's default.
+	Expires string `json:"expires,omitempty"`
 }
 
 // CreateRouter is the body of POST /v1/routers.
 type CreateRouter struct {
 	Name       string   `json:"name"`
 	Attributes []string `json:"attributes,omitempty"`
+	// Expires is the enrollment token's lifetime, as in CreateIdentity.
+	Expires string `json:"expires,omitempty"`
+}
+
+// PathEnrollments issues a new one-time token for an existing identity or router: POST
+// a CreateEnrollment, get a Created back.
+const PathEnrollments = "/v1/enrollments"
+
+// CreateEnrollment is the body of POST /v1/enrollments: a new token for the identity or
+// router Name (a device replaced or wiped). When it is redeemed, the certificate the
+// subject held until then is revoked; older unused tokens of the subject stop working at
+// once.
+type CreateEnrollment struct {
+	Name string `json:"name"`
+	// Kind is "identities" or "routers"; empty finds Name among both.
+	Kind string `json:"kind,omitempty"`
+	// Expires is the token's lifetime, as in CreateIdentity.
+	Expires string `json:"expires,omitempty"`
 }
 
 // CreateService is the body of POST /v1/services.
@@ -120,6 +141,8 @@ type Created struct {
 	Name string `json:"name"`
 	ID   string `json:"id"`
 	JWT  string `json:"jwt,omitempty"`
+	// ExpiresAt is when JWT stops being redeemable.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -104,3 +104,66 @@ func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestReissueReplacesADevice: a drone is lost; the operator issues a new token for its
+// identity, a replacement board enrolls with it and hosts the drone's service, and the
+// lost board's certificate is refused from then on.
+func TestReissueReplacesADevice(t *testing.T) {
+	m := startMesh(t)
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	lostFile := m.enroll("drone1", "drone")
+	lost, err := identity.Load(lostFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostCert, lostKey, err := lost.Certificate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lostKey.Close()
+	if err := dialRouter(t, m.q.Router, lost, &lostCert); err != nil {
+		t.Fatalf("drone1's first certificate before the re-issue: %v, want accepted", err)
+	}
+
+	jwt := filepath.Join(m.dir, "drone1-again.jwt")
+	out := m.edge("create", "enrollment", "drone1", "--jwt-out", jwt, "--expires", "1h")
+	if !strings.Contains(out, "expires") {
+		t.Errorf("create enrollment printed %q, want the token's expiry", out)
+	}
+	if got := m.edge("get", "identity", "drone1"); !strings.Contains(got, "enrollment_expires_at") {
+		t.Errorf("get identity drone1 = %q, want the outstanding token's expiry", got)
+	}
+	// Until the new token is used, the lost board still works.
+	if err := dialRouter(t, m.q.Router, lost, &lostCert); err != nil {
+		t.Errorf("drone1's first certificate before the new token is used: %v, want accepted", err)
+	}
+	spareFile := filepath.Join(m.dir, "spare.json")
+	must(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", spareFile)
+
+	listen := freeTCP(t)
+	spare := m.agent("spare", spareFile)
+	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
+	spare.waitHosting(t, "echo")
+	op.waitLinkUp(t)
+	if got, err := dialGreeting(listen); err != nil || got != "drone1" {
+		t.Errorf("dial echo after the replacement enrolled: %q (%v), want drone1", got, err)
+	}
+	if err := dialRouter(t, m.q.Router, lost, &lostCert); err == nil {
+		t.Errorf("the lost board's certificate is still accepted after the replacement enrolled")
+	}
+	// The token is one-time, and a bad lifetime or an unknown name is refused.
+	for _, args := range [][]string{
+		{"create", "enrollment", "nobody", "--jwt-out", filepath.Join(m.dir, "x.jwt")},
+		{"create", "enrollment", "drone1", "--jwt-out", filepath.Join(m.dir, "x.jwt"), "--expires", "-1h"},
+		{"create", "enrollment", "drone1", "--jwt-out", filepath.Join(m.dir, "x.jwt"), "--kind", "service"},
+	} {
+		if _, errOut, err := run(t, m.env, bins.umbra, append([]string{"edge"}, args...)...); err == nil || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("edge %s: err %v, stderr %q; want a one-line refusal", strings.Join(args, " "), err, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "x.jwt")); err == nil {
+		t.Errorf("a refused create enrollment wrote a token file")
+	}
+}
