@@ -39,6 +39,7 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("POST "+enroll.PathEnroll, c.serveEnroll)
 	mux.Handle("GET "+api.PathEdgeRouters, c.identity(c.serveEdgeRouters))
 	mux.Handle("POST "+api.PathEnrollments, c.admin(c.serveReissue))
+	mux.Handle("GET "+api.PathPolicyAdvisor+"{identity}/{service}", c.admin(c.serveAdvice))
 	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
 	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
 	mux.Handle("GET /v1/{kind}/{name}", c.admin(c.serveGet))
@@ -277,7 +278,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 	raw, _ := json.Marshal(rec)
 	var meta store.Meta
 	json.Unmarshal(raw, &meta)
-	out := api.Created{Name: meta.Name, ID: meta.ID}
+	out := api.Created{Name: meta.Name, ID: meta.ID, Warnings: c.roleWarnings(rec)}
 	if enr != nil {
 		out.ExpiresAt = &enr.ExpiresAt
 		if out.JWT, err = c.token(enr); err != nil {

@@ -114,7 +114,7 @@ func newEdgeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, getCmd(f), updateCmd(f), del)
+	cmd.AddCommand(create, list, getCmd(f), updateCmd(f), del, policyAdvisorCmd(f))
 	return cmd
 }
 
@@ -135,6 +135,9 @@ func runCreate(cmd *cobra.Command, f *edgeFlags, kind string, body any, jwtOut s
 		}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "created %s %s (id %s)\n", cmd.Name(), out.Name, out.ID)
+	for _, w := range out.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+	}
 	if out.ExpiresAt != nil {
 		fmt.Fprintf(cmd.OutOrStdout(), "token %s expires %s\n", jwtOut, out.ExpiresAt.Local().Format(time.RFC3339))
 	}
@@ -319,4 +322,52 @@ func cell(v any) string {
 		return strings.Join(parts, " ")
 	}
 	return fmt.Sprint(v)
+}
+
+// errAdviceRefused makes `edge policy-advisor` exit 1 once it has printed its checks.
+var errAdviceRefused = errors.New("a dial would fail now (see the checks above)")
+
+func policyAdvisorCmd(f *edgeFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "policy-advisor IDENTITY SERVICE",
+		Short: "say, one line per check, whether IDENTITY may dial SERVICE now and why; exit 0 when it would succeed",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			adv, err := c.Advise(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(adv); err != nil {
+					return err
+				}
+			} else {
+				for _, ch := range adv.Checks {
+					mark := "ok  "
+					if !ch.OK {
+						mark = "FAIL"
+					}
+					fmt.Fprintf(w, "%s  %-12s  %s\n", mark, ch.Check, ch.Detail)
+				}
+			}
+			if !adv.Allowed {
+				return errAdviceRefused
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
 }

@@ -135,6 +135,24 @@ type UpdateEdgeRouterPolicy struct {
 	Routers    *[]string `json:"routers,omitempty"`
 }
 
+// PathPolicyAdvisor + IDENTITY/SERVICE answers whether IDENTITY could dial SERVICE now,
+// with an Advice.
+const PathPolicyAdvisor = "/v1/policy-advisor/"
+
+// Advice is the policy advisor's answer: each check a dial passes, in order, and whether
+// all of them pass.
+type Advice struct {
+	Allowed bool    `json:"allowed"`
+	Checks  []Check `json:"checks"`
+}
+
+// Check is one step of a dial's authorization and routing, and what the controller found.
+type Check struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
 // Created is the answer to a create: the new record's name and id, and for identities
 // and routers the one-time enrollment token.
 type Created struct {
@@ -143,6 +161,8 @@ type Created struct {
 	JWT  string `json:"jwt,omitempty"`
 	// ExpiresAt is when JWT stops being redeemable.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Warnings name what was stored but looks wrong: a policy's @name that matches nothing.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.
@@ -228,6 +248,13 @@ func (c *Client) Get(ctx context.Context, kind, name string) (map[string]any, er
 func (c *Client) Update(ctx context.Context, kind, name string, body any) (map[string]any, error) {
 	var out map[string]any
 	err := c.Do(ctx, http.MethodPatch, PathPrefix+kind+"/"+url.PathEscape(name), body, &out)
+	return out, err
+}
+
+// Advise asks whether identity could dial service now, and why.
+func (c *Client) Advise(ctx context.Context, identity, service string) (Advice, error) {
+	var out Advice
+	err := c.Do(ctx, http.MethodGet, PathPolicyAdvisor+url.PathEscape(identity)+"/"+url.PathEscape(service), nil, &out)
 	return out, err
 }
 

@@ -167,3 +167,44 @@ func TestReissueReplacesADevice(t *testing.T) {
 		t.Errorf("a refused create enrollment wrote a token file")
 	}
 }
+
+// TestPolicyAdvisorNamesTheReason: for each reason a dial fails, policy-advisor names it
+// on a FAIL line and exits 1; once everything is in place it exits 0.
+func TestPolicyAdvisorNamesTheReason(t *testing.T) {
+	m := startMesh(t)
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	droneID := m.enroll("drone1", "drone")
+	m.enroll("op", "operator")
+	advise := func(wantOK bool, wantLine string) {
+		t.Helper()
+		out, errOut, err := run(t, m.env, bins.umbra, "edge", "policy-advisor", "op", "echo")
+		if (err == nil) != wantOK {
+			t.Errorf("policy-advisor op echo: err %v, want success %v\n%s%s", err, wantOK, out, errOut)
+		}
+		if !strings.Contains(out, wantLine) {
+			t.Errorf("policy-advisor op echo printed:\n%s\nwant a line with %q", out, wantLine)
+		}
+	}
+	advise(false, "FAIL  dial policy")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	advise(false, "FAIL  bind policy")
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	advise(false, "FAIL  host online")
+	drone := m.agent("drone1", droneID)
+	drone.waitHosting(t, "echo")
+	advise(true, "ok    path")
+
+	m.edge("update", "edge-router-policy", "all-routers", "--identities", "@drone1")
+	advise(false, "FAIL  edge routers")
+	m.edge("update", "edge-router-policy", "all-routers", "--identities", "#all")
+	advise(true, "ok    edge routers")
+
+	if _, errOut, err := run(t, m.env, bins.umbra, "edge", "policy-advisor", "nobody", "echo"); err == nil || !strings.Contains(errOut, "would fail") {
+		t.Errorf("policy-advisor for an unknown identity: err %v, stderr %q; want exit 1", err, errOut)
+	}
+	// A policy naming nobody is stored, with a warning.
+	_, errOut, err := run(t, m.env, bins.umbra, "edge", "create", "service-policy", "typo", "--type", "dial", "--identities", "@opp", "--services", "@echo")
+	if err != nil || !strings.Contains(errOut, "warning: role @opp matches no identity") {
+		t.Errorf("create a policy naming @opp: err %v, stderr %q; want success with a warning naming @opp", err, errOut)
+	}
+}
