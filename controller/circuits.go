@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"umbra/controller/events"
 	"umbra/controller/policy"
 	"umbra/controller/store"
 	"umbra/internal/grant"
@@ -72,8 +73,12 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 			return
 		}
 		b.stream = s
+		host := events.Event{Type: events.Hosting, Name: req.Service, Service: req.Service, Identity: c.identityName(b.identity)}
+		c.event(host)
 		c.hold(s, func() { c.bindings[b] = struct{}{} }, func() { delete(c.bindings, b) },
 			func() error { return wire.Write(s, wire.TypeBindAck, wire.BindAck{}) })
+		host.Type = events.HostingEnded
+		c.event(host)
 	case wire.TypeDial:
 		var req wire.Dial
 		if err := wire.Unmarshal(body, &req); err != nil {
@@ -82,12 +87,17 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 		}
 		g, signed, err := c.dial(router.ID, req)
 		if err != nil {
+			c.event(events.Event{Type: events.CircuitRefused, Name: req.Service, Service: req.Service, Identity: c.identityName(req.Identity), Reason: err.Error()})
 			refuse(err.Error())
 			return
 		}
 		ci := &circuit{grant: g, stream: s}
+		opened := events.Event{Type: events.CircuitOpened, Name: g.ServiceName, Service: g.ServiceName, Identity: c.identityName(g.Dialer), Circuit: g.Circuit, Path: c.routerNames(g.Routers)}
+		c.event(opened)
 		c.hold(s, func() { c.circuits[ci] = struct{}{} }, func() { delete(c.circuits, ci) },
 			func() error { return wire.Write(s, wire.TypeDialGrant, wire.DialGrant{Grant: signed}) })
+		opened.Type = events.CircuitClosed
+		c.event(opened)
 		c.log.Debug("circuit ended", "circuit", g.Circuit)
 	case wire.TypeLinkReport:
 		var rep wire.LinkReport
@@ -174,6 +184,27 @@ func (c *Controller) hold(s *quic.Stream, add, remove func(), answer func() erro
 			return
 		}
 	}
+}
+
+// identityName names the identity with id for events and logs; an unknown one is shown
+// by its id.
+func (c *Controller) identityName(id string) string {
+	if rec, err := c.identityByID(id); err == nil {
+		return rec.Name
+	}
+	return id
+}
+
+// routerNames names the routers of a path for events and logs.
+func (c *Controller) routerNames(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id
+		if rt, err := c.routerByID(id); err == nil {
+			out[i] = rt.Name
+		}
+	}
+	return out
 }
 
 func (c *Controller) identityByID(id string) (store.Identity, error) {

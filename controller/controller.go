@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"umbra/controller/ca"
+	"umbra/controller/events"
 	"umbra/controller/store"
 	"umbra/hal/keystore"
 	"umbra/internal/enroll"
@@ -32,6 +33,8 @@ import (
 const (
 	configFile = "controller.json"
 	storeFile  = "umbra.db"
+	// eventsFile is the audit trail (events.log.1 beside it once rotated).
+	eventsFile = "events.log"
 	pkiDir     = "pki"
 	// AdminFile is where init writes the first admin identity.
 	AdminFile = "admin.json"
@@ -91,8 +94,9 @@ func (c *Config) fill() {
 type Controller struct {
 	cfg   Config
 	ca    *ca.CA
-	store store.Store
-	log   *slog.Logger
+	store  store.Store
+	log    *slog.Logger
+	events *events.Log
 
 	mu       sync.Mutex
 	online   map[string]routerState // router id → its live control link
@@ -170,12 +174,25 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	return &Controller{cfg: cfg, ca: authority, store: st, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{},
+	ev, err := events.Open(filepath.Join(cfg.DataDir, eventsFile), cfg.Now)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	return &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{},
 		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}, nil
 }
 
-// Close closes the store.
-func (c *Controller) Close() error { return c.store.Close() }
+// Close closes the store and the event trail.
+func (c *Controller) Close() error { return errors.Join(c.store.Close(), c.events.Close()) }
+
+// event records e in the audit trail; a trail that cannot be written is logged, never
+// a reason to fail what happened.
+func (c *Controller) event(e events.Event) {
+	if err := c.events.Add(e); err != nil {
+		c.log.Warn("event trail", "err", err)
+	}
+}
 
 // Store is the controller's state, for tests and tools that inspect it.
 func (c *Controller) Store() store.Store { return c.store }

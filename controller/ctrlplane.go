@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/controller/store"
+	"umbra/controller/events"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
@@ -134,6 +135,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 	s.Close()
 	c.setOnline(subj.ID, hello.Advertise, conn)
 	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
+	c.event(events.Event{Type: events.RouterOnline, Name: subj.Name})
 	go func() {
 		for {
 			rs, err := conn.AcceptStream(ctx)
@@ -150,6 +152,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 	}
 	c.setOffline(subj.ID, conn)
 	c.log.Info("router offline", "name", subj.Name)
+	c.event(events.Event{Type: events.RouterOffline, Name: subj.Name})
 }
 
 // routerState is what the controller knows of a router's control link.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"umbra/controller/events"
 	"umbra/controller/store"
 	"umbra/internal/api"
 	"umbra/internal/enroll"
@@ -86,6 +87,7 @@ func (c *Controller) serveReissue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("enrollment issued", "kind", kind, "name", meta.Name, "expires", enr.ExpiresAt)
+	c.event(events.Event{Type: events.EnrollmentIssued, Kind: store.Singular(kind), Name: meta.Name})
 	writeJSON(w, http.StatusCreated, api.Created{Name: meta.Name, ID: meta.ID, JWT: jwt, ExpiresAt: &enr.ExpiresAt})
 }
 
@@ -188,6 +190,7 @@ func (c *Controller) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("enrolled", "kind", kind, "name", meta.Name, "serial", pki.SerialString(cert))
+	c.event(events.Event{Type: events.Enrolled, Kind: store.Singular(kind), Name: meta.Name})
 	// A re-enrollment revoked the subject's previous certificate: routers drop it now.
 	c.enforce(r.Context())
 	writeJSON(w, http.StatusOK, enroll.Response{

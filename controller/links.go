@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"umbra/controller/events"
 	"umbra/controller/paths"
 	"umbra/controller/store"
 	"umbra/internal/wire"
@@ -25,11 +26,38 @@ type LinkInfo struct {
 // setLinks records a router's report of its links, replacing its previous one.
 func (c *Controller) setLinks(routerID string, rep wire.LinkReport) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if _, online := c.online[routerID]; !online {
+		c.mu.Unlock()
 		return
 	}
+	was := map[string]bool{}
+	for _, l := range c.links[routerID] {
+		was[l.Peer] = l.Up
+	}
 	c.links[routerID] = rep.Links
+	c.mu.Unlock()
+	for _, l := range rep.Links {
+		if up, seen := was[l.Peer]; (!seen && l.Up) || (seen && up != l.Up) {
+			c.linkEvent(routerID, l.Peer, l.Up)
+		}
+		delete(was, l.Peer)
+	}
+	for peer, up := range was {
+		if up {
+			c.linkEvent(routerID, peer, false)
+		}
+	}
+}
+
+// linkEvent records that the link from router to peer, as router reports it, went up or
+// down.
+func (c *Controller) linkEvent(router, peer string, up bool) {
+	names := c.routerNames([]string{router, peer})
+	e := events.Event{Type: events.LinkDown, Name: names[0] + "-" + names[1]}
+	if up {
+		e.Type = events.LinkUp
+	}
+	c.event(e)
 }
 
 // graph builds the mesh the controller routes circuits through: the links both of whose

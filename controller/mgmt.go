@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"umbra/controller/events"
 	"umbra/controller/policy"
 	"umbra/controller/store"
 	"umbra/internal/api"
@@ -39,6 +40,7 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("POST "+enroll.PathEnroll, c.serveEnroll)
 	mux.Handle("GET "+api.PathEdgeRouters, c.identity(c.serveEdgeRouters))
 	mux.Handle("POST "+api.PathEnrollments, c.admin(c.serveReissue))
+	mux.Handle("GET "+api.PathEvents, c.admin(c.serveEvents))
 	mux.Handle("GET "+api.PathPolicyAdvisor+"{identity}/{service}", c.admin(c.serveAdvice))
 	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
 	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
@@ -209,6 +211,7 @@ func (c *Controller) serveDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("deleted", "kind", k, "name", cmd.Name)
+	c.event(events.Event{Type: events.Deleted, Kind: store.Singular(k), Name: cmd.Name})
 	c.enforce(r.Context())
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -292,6 +295,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("created", "kind", k, "name", meta.Name)
+	c.event(events.Event{Type: events.Created, Kind: store.Singular(k), Name: meta.Name})
 	writeJSON(w, http.StatusCreated, out)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"umbra/controller/events"
 	"umbra/controller/store"
 	"umbra/internal/api"
 )
@@ -98,6 +99,7 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("updated", "kind", k, "name", name)
+	c.event(events.Event{Type: events.Updated, Kind: store.Singular(k), Name: name})
 	c.enforce(r.Context())
 	c.serveGet(w, r)
 }

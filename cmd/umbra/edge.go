@@ -114,7 +114,7 @@ func newEdgeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, getCmd(f), updateCmd(f), del, policyAdvisorCmd(f))
+	cmd.AddCommand(create, list, getCmd(f), updateCmd(f), del, policyAdvisorCmd(f), eventsCmd(f))
 	return cmd
 }
 
@@ -369,5 +369,36 @@ func policyAdvisorCmd(f *edgeFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func eventsCmd(f *edgeFlags) *cobra.Command {
+	var (
+		output string
+		follow bool
+		since  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "print the controller's audit trail as JSON lines: changes, enrollments, routers and links, hosting and circuits",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "json" {
+				return fmt.Errorf("unknown output format %q: want json (one event a line)", output)
+			}
+			if since < 0 {
+				return fmt.Errorf("--since %v: want a duration of 0 or more", since)
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.Events(cmd.Context(), cmd.OutOrStdout(), since, follow)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "json", "output format: json (one event a line)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing events as they happen, until interrupted")
+	cmd.Flags().DurationVar(&since, "since", 0, "start this far back, such as 10m (default: everything the controller remembers)")
 	return cmd
 }

@@ -153,6 +153,13 @@ type Check struct {
 	Detail string `json:"detail"`
 }
 
+// PathEvents answers with the controller's audit trail as JSON lines (ContentTypeEvents):
+// ?since=DURATION, ?follow=true.
+const PathEvents = "/v1/events"
+
+// ContentTypeEvents is the media type of PathEvents' answer: one JSON object a line.
+const ContentTypeEvents = "application/x-ndjson"
+
 // Created is the answer to a create: the new record's name and id, and for identities
 // and routers the one-time enrollment token.
 type Created struct {
@@ -258,6 +265,39 @@ func (c *Client) Advise(ctx context.Context, identity, service string) (Advice, 
 	return out, err
 }
 
+// Events copies the audit trail to w as JSON lines: the events of the last since (all
+// the controller remembers when 0), then, with follow, each new one as it happens until
+// ctx ends.
+func (c *Client) Events(ctx context.Context, w io.Writer, since time.Duration, follow bool) error {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", since.String())
+	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+PathEvents+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	// A followed trail stays open for as long as the caller wants: no overall timeout.
+	stream := &http.Client{Transport: c.http.Transport}
+	resp, err := stream.Do(req)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize))
+		return errorOf(resp.Status, data)
+	}
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
 // Delete removes kind/name.
 func (c *Client) Delete(ctx context.Context, kind, name string) error {
 	return c.Do(ctx, http.MethodDelete, PathPrefix+kind+"/"+url.PathEscape(name), nil, nil)
@@ -291,11 +331,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("api: read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("api: controller answered %s", resp.Status)
+		return errorOf(resp.Status, data)
 	}
 	if out == nil {
 		return nil
@@ -304,4 +340,13 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("api: answer: %w", err)
 	}
 	return nil
+}
+
+// errorOf is the error a non-2xx answer carries, or its status when it carries none.
+func errorOf(status string, body []byte) error {
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return fmt.Errorf("api: controller answered %s", status)
 }

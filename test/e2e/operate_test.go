@@ -208,3 +208,69 @@ func TestPolicyAdvisorNamesTheReason(t *testing.T) {
 		t.Errorf("create a policy naming @opp: err %v, stderr %q; want success with a warning naming @opp", err, errOut)
 	}
 }
+
+// TestEventsFollowShowsTheFleet: `edge events --follow` prints, in order, the router
+// coming online, records created, a device hosting, a circuit opened and closed, an
+// update and a deletion, each a JSON line with time, type and name.
+func TestEventsFollowShowsTheFleet(t *testing.T) {
+	m := startMesh(t)
+	follow := start(t, bins.umbra, "edge", "--admin", m.q.Admin, "events", "--follow", "-o", "json")
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	listen := freeTCP(t)
+	drone := m.agent("drone1", m.enroll("drone1", "drone"))
+	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
+	drone.waitHosting(t, "echo")
+	op.waitLinkUp(t)
+	if got, err := dialGreeting(listen); err != nil || got != "drone1" {
+		t.Fatalf("dial echo: %q (%v), want drone1", got, err)
+	}
+	m.edge("update", "service", "echo", "--add-attr", "video")
+	m.edge("delete", "service-policy", "d")
+
+	want := []struct{ typ, name string }{
+		{"router-online", "router1"},
+		{"created", "echo"},
+		{"created", "drone1"},
+		{"enrolled", "drone1"},
+		{"hosting", "echo"},
+		{"circuit-opened", "echo"},
+		{"circuit-closed", "echo"},
+		{"updated", "echo"},
+		{"deleted", "d"},
+	}
+	var got []map[string]any
+	waitUntil(t, readyTimeout, "every event in the followed trail", func() bool {
+		got = nil
+		for _, line := range strings.Split(follow.output(), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) == nil {
+				got = append(got, e)
+			}
+		}
+		i := 0
+		for _, e := range got {
+			if i < len(want) && e["type"] == want[i].typ && e["name"] == want[i].name {
+				i++
+			}
+		}
+		return i == len(want)
+	})
+	for _, e := range got {
+		if _, ok := e["time"].(string); !ok || e["type"] == "" || e["name"] == "" {
+			t.Errorf("event %v lacks a time, type or name", e)
+		}
+		if e["type"] == "circuit-opened" && (e["identity"] != "op" || e["path"] == nil) {
+			t.Errorf("circuit event %v, want the dialing identity op and the path", e)
+		}
+	}
+	// Without --follow the trail is printed once; --since bounds it.
+	out := m.edge("events", "--since", "1h")
+	if n := strings.Count(out, "\n"); n < len(want) {
+		t.Errorf("events --since 1h printed %d lines, want at least %d", n, len(want))
+	}
+	if _, errOut, err := run(t, m.env, bins.umbra, "edge", "events", "-o", "yaml"); err == nil || !strings.Contains(errOut, "want json") {
+		t.Errorf("events -o yaml: err %v, stderr %q; want a refusal naming json", err, errOut)
+	}
+}
