@@ -92,8 +92,8 @@ func (c *Config) fill() {
 
 // Controller is a running controller.
 type Controller struct {
-	cfg   Config
-	ca    *ca.CA
+	cfg    Config
+	ca     *ca.CA
 	store  store.Store
 	log    *slog.Logger
 	events *events.Log

@@ -11,8 +11,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"umbra/controller/store"
 	"umbra/controller/events"
+	"umbra/controller/store"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/wire"

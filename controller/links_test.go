@@ -2,17 +2,34 @@ package controller
 
 import (
 	"errors"
+	"log/slog"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"umbra/controller/events"
 	"umbra/controller/paths"
+	"umbra/controller/store"
 	"umbra/internal/wire"
 )
 
-// meshOf is a controller that holds only the link reports given, from online routers.
-func meshOf(reports map[string][]wire.LinkState) *Controller {
-	c := &Controller{cfg: Config{Now: time.Now}, online: map[string]routerState{}, links: map[string][]wire.LinkState{}}
+// meshOf is a controller that holds only the link reports given, from online routers,
+// with an empty store and event trail.
+func meshOf(t *testing.T, reports map[string][]wire.LinkState) *Controller {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Open(filepath.Join(dir, eventsFile), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Controller{cfg: Config{Now: time.Now}, store: st, events: ev, log: slog.New(slog.DiscardHandler),
+		online: map[string]routerState{}, links: map[string][]wire.LinkState{}}
+	t.Cleanup(func() { c.Close() })
 	for id, ls := range reports {
 		c.online[id] = routerState{}
 		c.setLinks(id, wire.LinkReport{Links: ls})
@@ -28,7 +45,7 @@ func up(peer string, rttMicros uint64, lossPermille uint16) wire.LinkState {
 // it up, so a router that died (its neighbours stop reporting it) is routed around at
 // once, even though its own last report still claims its links.
 func TestGraphNeedsBothEnds(t *testing.T) {
-	c := meshOf(map[string][]wire.LinkState{
+	c := meshOf(t, map[string][]wire.LinkState{
 		"r1": {up("r2", 1000, 0), up("r3", 1000, 0)},
 		"r2": {up("r4", 1000, 0), up("r1", 1000, 0)},
 		"r3": {up("r1", 1000, 0), up("r4", 1000, 0)},
@@ -59,7 +76,7 @@ func TestGraphNeedsBothEnds(t *testing.T) {
 // TestGraphTakesTheWorseEnd: each end measures its link; the path cost uses the worse
 // figures, and two connections between the same routers make one link.
 func TestGraphTakesTheWorseEnd(t *testing.T) {
-	c := meshOf(map[string][]wire.LinkState{
+	c := meshOf(t, map[string][]wire.LinkState{
 		"a": {up("b", 2000, 10), up("b", 2000, 10)}, // two connections, as when both ends dial
 		"b": {up("a", 5000, 300), up("a", 5000, 300)},
 	})
@@ -83,7 +100,7 @@ func TestGraphTakesTheWorseEnd(t *testing.T) {
 // TestLinksOfOfflineRoutersIgnored: a report from a router without a control link is
 // dropped, and going offline forgets a router's report.
 func TestLinksOfOfflineRoutersIgnored(t *testing.T) {
-	c := meshOf(nil)
+	c := meshOf(t, nil)
 	c.setLinks("ghost", wire.LinkReport{Links: []wire.LinkState{up("r1", 1, 0)}})
 	if len(c.links) != 0 {
 		t.Fatalf("a report from an offline router was kept: %v", c.links)
