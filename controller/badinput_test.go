@@ -211,13 +211,13 @@ func TestUsedTokenRefused(t *testing.T) {
 	tc := startController(t)
 	tok := tc.createIdentity(t, "drone1", false).JWT
 	key, _, _ := keystore.NewFileKey()
-	first, err := enroll.Enroll(context.Background(), tok, key)
+	first, err := enroll.Enroll(context.Background(), tok, pki.KindIdentity, key)
 	if err != nil {
 		t.Fatalf("first enrollment: %v", err)
 	}
 	before := tc.dump(t)
 	key2, _, _ := keystore.NewFileKey()
-	_, err = enroll.Enroll(context.Background(), tok, key2)
+	_, err = enroll.Enroll(context.Background(), tok, pki.KindIdentity, key2)
 	if err == nil || !strings.Contains(err.Error(), "already used") {
 		t.Fatalf("second enrollment: got %v, want an 'already used' refusal", err)
 	}
@@ -244,7 +244,7 @@ func TestClientRefusesForeignController(t *testing.T) {
 	tok := a.createIdentity(t, "drone1", false).JWT
 	forged := tamper(t, tok, "iss", b.URL())
 	key, _, _ := keystore.NewFileKey()
-	_, err := enroll.Enroll(context.Background(), forged, key)
+	_, err := enroll.Enroll(context.Background(), forged, pki.KindIdentity, key)
 	if err == nil || !strings.Contains(err.Error(), "does not present the root CA the token pins") {
 		t.Fatalf("got %v, want a refusal to trust the other controller", err)
 	}
@@ -261,7 +261,7 @@ func TestManagementAPIRefusals(t *testing.T) {
 	defer adminKey.Close()
 	tok := tc.createIdentity(t, "pilot", false).JWT
 	key, ref, _ := keystore.NewFileKey()
-	pilot, err := enroll.Enroll(context.Background(), tok, key)
+	pilot, err := enroll.Enroll(context.Background(), tok, pki.KindIdentity, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,4 +395,53 @@ func TestDeletedAdminLosesAccess(t *testing.T) {
 		t.Fatalf("deleted admin: got %v, want a refusal", err)
 	}
 	_ = identity.File{}
+}
+
+// TestWrongKindTokenNotSpent: a client that says it enrolls a router but presents an
+// identity's token (and the other way round) is refused with api.CodeWrongTokenKind and
+// the store unchanged; each token then enrolls as its own kind.
+func TestWrongKindTokenNotSpent(t *testing.T) {
+	tc := startController(t)
+	plain := tc.httpClient(t, nil)
+	url := tc.URL() + enroll.PathEnroll
+	idTok := tc.createIdentity(t, "drone1", false).JWT
+	rt, err := tc.api.Create(context.Background(), "routers", api.CreateRouter{Name: "relay1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := pki.NewKey()
+	tests := []struct {
+		name, token, claim, tokenKind, text string
+	}{
+		{"an identity token presented as a router's is refused", idTok, pki.KindRouter, pki.KindIdentity, "this is an identity token"},
+		{"a router token presented as an identity's is refused", rt.JWT, pki.KindIdentity, pki.KindRouter, "this is a router token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(enroll.Request{Token: tt.token, CSR: csrPEM(t, key), Kind: tt.claim})
+			before := tc.dump(t)
+			resp, err := plain.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != http.StatusBadRequest || e.Code != api.CodeWrongTokenKind {
+				t.Errorf("got %d code %q, want %d code %q", resp.StatusCode, e.Code, http.StatusBadRequest, api.CodeWrongTokenKind)
+			}
+			if !strings.Contains(e.Error, tt.text) {
+				t.Errorf("got %q, want it to contain %q", e.Error, tt.text)
+			}
+			if after := tc.dump(t); after != before {
+				t.Errorf("store changed by a wrong-kind enrollment:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+	for _, tt := range tests {
+		k, _, _ := keystore.NewFileKey()
+		if _, err := enroll.Enroll(context.Background(), tt.token, tt.tokenKind, k); err != nil {
+			t.Errorf("got %v enrolling the %s token as its own kind afterwards, want success", err, tt.tokenKind)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"umbra/controller/store"
+	"umbra/internal/api"
 	"umbra/internal/enroll"
 	"umbra/internal/pki"
 )
@@ -68,6 +69,12 @@ func (c *Controller) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	enr, err := c.store.Enrollment(claims.ID)
 	if err != nil || enr.SubjectID != claims.Subject || enr.Method != claims.Method {
 		writeError(w, http.StatusUnauthorized, errTokenRefused)
+		return
+	}
+	if req.Kind != "" && req.Kind != claims.Kind() {
+		// Refused before anything is spent: the token still enrolls with the right program.
+		err := &enroll.WrongKindError{Token: claims.Kind(), Want: req.Kind}
+		writeCodedError(w, http.StatusBadRequest, api.CodeWrongTokenKind, err.Error())
 		return
 	}
 	csr, err := parseCSR(req.CSR)
