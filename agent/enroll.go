@@ -9,6 +9,7 @@ import (
 	"umbra/hal/keystore"
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
+	"umbra/internal/pki"
 )
 
 // KeyStore says where Enroll makes the device's private key. The zero value is a P-256
@@ -29,12 +30,15 @@ type KeyStore struct {
 	Slot int
 }
 
-// Enroll redeems token with a new P-256 key made in the key store ks names and writes the
-// identity to out with mode 0600. With a hardware store the file holds only a reference
-// to the key. A failed enrollment writes nothing and leaves an existing file as it was.
+// Enroll redeems an identity's token with a new P-256 key made in the key store ks names
+// and writes the identity to out with mode 0600. With a hardware store the file holds
+// only a reference to the key. A failed enrollment writes nothing and leaves an existing
+// file as it was. A router's token is refused with an *enroll.WrongKindError before
+// anything is spent: no key made, no call to the controller, the token still good.
 func Enroll(ctx context.Context, token, out string, ks KeyStore) (*identity.File, error) {
-	// A malformed token fails here, before any key is made in hardware.
-	if _, err := enroll.Peek(token); err != nil {
+	// A malformed token, or one of another kind, fails here, before any key is made in
+	// hardware (a secure element's GenKey replaces the slot's key).
+	if _, err := enroll.CheckKind(token, pki.KindIdentity); err != nil {
 		return nil, err
 	}
 	if err := checkSlotIsFree(out, ks); err != nil {
@@ -45,7 +49,7 @@ func Enroll(ctx context.Context, token, out string, ks KeyStore) (*identity.File
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	defer key.Close()
-	id, err := enroll.Enroll(ctx, token, key)
+	id, err := enroll.Enroll(ctx, token, pki.KindIdentity, key)
 	if err != nil {
 		return nil, err
 	}

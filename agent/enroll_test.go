@@ -23,6 +23,12 @@ import (
 // past the local checks that run before a key is made.
 func testToken(t *testing.T) string {
 	t.Helper()
+	return testTokenOf(t, enroll.MethodOTT)
+}
+
+// testTokenOf is testToken with the enrollment method (the token's kind) given.
+func testTokenOf(t *testing.T, method string) string {
+	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +38,7 @@ func testToken(t *testing.T) string {
 			ID: "jti-1", Subject: "id-1", Issuer: "https://127.0.0.1:1",
 			ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
 		},
-		Method:          enroll.MethodOTT,
+		Method:          method,
 		RootFingerprint: strings.Repeat("ab", 32),
 	}, k)
 	if err != nil {
@@ -73,6 +79,8 @@ func TestFailedEnrollmentWritesNothing(t *testing.T) {
 		{"unknown-store", testToken(t), KeyStore{Store: "hsm"}, `enroll: keystore: unknown key store "hsm"`, keystore.ErrUnknownStore},
 		{"missing-tpm", testToken(t), KeyStore{Store: keystore.StoreTPM, TPM: missingTPM}, "enroll: keystore: tpm: open " + missingTPM + ": no such device", nil},
 		{"slot-of-the-existing-identity", testToken(t), KeyStore{Store: keystore.StoreATECC608, Slot: 0}, "already uses the key in atecc608 slot 0", nil},
+		{"a router token is refused before a key is made", testTokenOf(t, enroll.MethodRouter), KeyStore{Store: keystore.StoreTPM, TPM: missingTPM},
+			"enroll: this is a router token; use `umbra router enroll`", enroll.ErrWrongKind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

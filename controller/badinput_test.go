@@ -211,13 +211,13 @@ func TestUsedTokenRefused(t *testing.T) {
 	tc := startController(t)
 	tok := tc.createIdentity(t, "drone1", false).JWT
 	key, _, _ := keystore.NewFileKey()
-	first, err := enroll.Enroll(context.Background(), tok, key)
+	first, err := enroll.Enroll(context.Background(), tok, pki.KindIdentity, key)
 	if err != nil {
 		t.Fatalf("first enrollment: %v", err)
 	}
 	before := tc.dump(t)
 	key2, _, _ := keystore.NewFileKey()
-	_, err = enroll.Enroll(context.Background(), tok, key2)
+	_, err = enroll.Enroll(context.Background(), tok, pki.KindIdentity, key2)
 	if err == nil || !strings.Contains(err.Error(), "already used") {
 		t.Fatalf("second enrollment: got %v, want an 'already used' refusal", err)
 	}
@@ -244,7 +244,7 @@ func TestClientRefusesForeignController(t *testing.T) {
 	tok := a.createIdentity(t, "drone1", false).JWT
 	forged := tamper(t, tok, "iss", b.URL())
 	key, _, _ := keystore.NewFileKey()
-	_, err := enroll.Enroll(context.Background(), forged, key)
+	_, err := enroll.Enroll(context.Background(), forged, pki.KindIdentity, key)
 	if err == nil || !strings.Contains(err.Error(), "does not present the root CA the token pins") {
 		t.Fatalf("got %v, want a refusal to trust the other controller", err)
 	}
@@ -261,7 +261,7 @@ func TestManagementAPIRefusals(t *testing.T) {
 	defer adminKey.Close()
 	tok := tc.createIdentity(t, "pilot", false).JWT
 	key, ref, _ := keystore.NewFileKey()
-	pilot, err := enroll.Enroll(context.Background(), tok, key)
+	pilot, err := enroll.Enroll(context.Background(), tok, pki.KindIdentity, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,34 +273,90 @@ func TestManagementAPIRefusals(t *testing.T) {
 	defer pilotKey.Close()
 
 	asAdmin := tc.httpClient(t, &adminCert)
-	url := tc.URL() + "/v1/identities"
 	cases := []struct {
 		name    string
 		client  *http.Client
+		kind    string // "" is identities
 		body    string
 		status  int
 		wantErr string
 	}{
-		{"malformed-json", asAdmin, `{"name": "x",`, http.StatusBadRequest, "malformed JSON"},
-		{"wrong-type", asAdmin, `{"name": 7}`, http.StatusBadRequest, "malformed JSON"},
-		{"unknown-field", asAdmin, `{"name": "x", "root": true}`, http.StatusBadRequest, "unknown field"},
-		{"trailing-data", asAdmin, `{"name": "x"} {"name": "y"}`, http.StatusBadRequest, "trailing data"},
-		{"oversized-body", asAdmin, `{"name": "` + strings.Repeat("x", api.MaxBodySize) + `"}`, http.StatusRequestEntityTooLarge, "larger than"},
-		{"bad-name", asAdmin, `{"name": "a b"}`, http.StatusBadRequest, "bad name"},
-		{"bad-attribute", asAdmin, `{"name": "x", "attributes": ["#drone"]}`, http.StatusBadRequest, "attribute"},
-		{"duplicate-name", asAdmin, `{"name": "pilot"}`, http.StatusConflict, "already exists"},
-		{"no-client-certificate", tc.httpClient(t, nil), `{"name": "x"}`, http.StatusUnauthorized, "client certificate"},
-		{"non-admin-certificate", tc.httpClient(t, &pilotCert), `{"name": "x"}`, http.StatusForbidden, "not an admin"},
+		{"malformed-json", asAdmin, "", `{"name": "x",`, http.StatusBadRequest, "malformed JSON"},
+		{"wrong-type", asAdmin, "", `{"name": 7}`, http.StatusBadRequest, "malformed JSON"},
+		{"unknown-field", asAdmin, "", `{"name": "x", "root": true}`, http.StatusBadRequest, "unknown field"},
+		{"trailing-data", asAdmin, "", `{"name": "x"} {"name": "y"}`, http.StatusBadRequest, "trailing data"},
+		{"oversized-body", asAdmin, "", `{"name": "` + strings.Repeat("x", api.MaxBodySize) + `"}`, http.StatusRequestEntityTooLarge, "larger than"},
+		{"bad-name", asAdmin, "", `{"name": "a b"}`, http.StatusBadRequest, "bad name"},
+		{"bad-attribute", asAdmin, "", `{"name": "x", "attributes": ["#drone"]}`, http.StatusBadRequest, "attribute"},
+		{"duplicate-name", asAdmin, "", `{"name": "pilot"}`, http.StatusConflict, "already exists"},
+		{"no-client-certificate", tc.httpClient(t, nil), "", `{"name": "x"}`, http.StatusUnauthorized, "client certificate"},
+		{"non-admin-certificate", tc.httpClient(t, &pilotCert), "", `{"name": "x"}`, http.StatusForbidden, "not an admin"},
+
+		// Field names match exactly: encoding/json alone would take "ADMIN" for "admin".
+		{"an upper-case admin field does not make an admin", asAdmin, "", `{"name":"x","ADMIN":true}`, http.StatusBadRequest, `unknown field "ADMIN"`},
+		{"a capitalised name field is refused", asAdmin, "", `{"Name":"x"}`, http.StatusBadRequest, `unknown field "Name"`},
+		{"a mixed-case field of a service is refused", asAdmin, "services", `{"name":"s","Host":"tcp:h:1"}`, http.StatusBadRequest, `unknown field "Host"`},
+		{"a case variant inside a policy is refused", asAdmin, "service-policies", `{"name":"p","type":"dial","identities":["#all"],"services":["#all"],"TYPE":"bind"}`, http.StatusBadRequest, `unknown field "TYPE"`},
+		// Duplicate keys are refused, not resolved to the last value.
+		{"a repeated admin key is refused", asAdmin, "", `{"name":"x","admin":false,"admin":true}`, http.StatusBadRequest, `duplicate key "admin"`},
+		{"a repeated name key is refused", asAdmin, "", `{"name":"x","name":"y"}`, http.StatusBadRequest, `duplicate key "name"`},
+		{"a repeated key of a router is refused", asAdmin, "routers", `{"name":"r","attributes":[],"attributes":["a"]}`, http.StatusBadRequest, `duplicate key "attributes"`},
+		// Service addresses are parsed as addresses.
+		{"a host port above 65535 is refused", asAdmin, "services", `{"name":"s","host":"tcp:host:99999"}`, http.StatusBadRequest, "port"},
+		{"a negative host port is refused", asAdmin, "services", `{"name":"s","host":"tcp:host:-1"}`, http.StatusBadRequest, "port"},
+		{"a host port of letters is refused", asAdmin, "services", `{"name":"s","host":"tcp:host:abc"}`, http.StatusBadRequest, "port"},
+		{"a host name with a space is refused", asAdmin, "services", `{"name":"s","host":"tcp:a b:1"}`, http.StatusBadRequest, "host"},
+		{"a host name with a shell substitution is refused", asAdmin, "services", `{"name":"s","host":"tcp:$(id):1"}`, http.StatusBadRequest, "host"},
+		{"an intercept port above 65535 is refused", asAdmin, "services", `{"name":"s","intercept":"udp:127.0.0.1:99999"}`, http.StatusBadRequest, "intercept"},
+		{"an intercept with a shell substitution is refused", asAdmin, "services", `{"name":"s","intercept":"tcp:$(id):1"}`, http.StatusBadRequest, "intercept"},
+		{"a bad host and a bad intercept give one line", asAdmin, "services", `{"name":"s","host":"tcp:h:0","intercept":"tcp:h:0"}`, http.StatusBadRequest, "host"},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
+			kind := tt.kind
+			if kind == "" {
+				kind = "identities"
+			}
 			before := tc.dump(t)
-			status, msg := post(t, tt.client, url, []byte(tt.body))
+			status, msg := post(t, tt.client, tc.URL()+api.PathPrefix+kind, []byte(tt.body))
 			if status != tt.status || !strings.Contains(msg, tt.wantErr) {
 				t.Errorf("got %d %q, want %d with %q", status, msg, tt.status, tt.wantErr)
 			}
+			if strings.Contains(msg, "\n") || msg == "" {
+				t.Errorf("got error %q, want one clear line", msg)
+			}
 			if after := tc.dump(t); after != before {
-				t.Errorf("store changed by a refused request")
+				t.Errorf("store changed by a refused request:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+// TestBadBodiesCarryTheirCode: a refused body answers with api.CodeBadRequest, so a
+// program can tell it from other refusals without reading the message.
+func TestBadBodiesCarryTheirCode(t *testing.T) {
+	tc := startController(t)
+	adminCert, adminKey, err := tc.admin.Certificate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminKey.Close()
+	asAdmin := tc.httpClient(t, &adminCert)
+	for _, tt := range []struct{ name, kind, body string }{
+		{"a case variant", "identities", `{"name":"x","ADMIN":true}`},
+		{"a duplicate key", "identities", `{"name":"x","name":"y"}`},
+		{"a malformed address", "services", `{"name":"s","host":"tcp:host:99999"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := asAdmin.Post(tc.URL()+api.PathPrefix+tt.kind, "application/json", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != http.StatusBadRequest || e.Code != api.CodeBadRequest {
+				t.Errorf("got %d code %q, want %d code %q", resp.StatusCode, e.Code, http.StatusBadRequest, api.CodeBadRequest)
 			}
 		})
 	}
@@ -339,4 +395,53 @@ func TestDeletedAdminLosesAccess(t *testing.T) {
 		t.Fatalf("deleted admin: got %v, want a refusal", err)
 	}
 	_ = identity.File{}
+}
+
+// TestWrongKindTokenNotSpent: a client that says it enrolls a router but presents an
+// identity's token (and the other way round) is refused with api.CodeWrongTokenKind and
+// the store unchanged; each token then enrolls as its own kind.
+func TestWrongKindTokenNotSpent(t *testing.T) {
+	tc := startController(t)
+	plain := tc.httpClient(t, nil)
+	url := tc.URL() + enroll.PathEnroll
+	idTok := tc.createIdentity(t, "drone1", false).JWT
+	rt, err := tc.api.Create(context.Background(), "routers", api.CreateRouter{Name: "relay1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := pki.NewKey()
+	tests := []struct {
+		name, token, claim, tokenKind, text string
+	}{
+		{"an identity token presented as a router's is refused", idTok, pki.KindRouter, pki.KindIdentity, "this is an identity token"},
+		{"a router token presented as an identity's is refused", rt.JWT, pki.KindIdentity, pki.KindRouter, "this is a router token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(enroll.Request{Token: tt.token, CSR: csrPEM(t, key), Kind: tt.claim})
+			before := tc.dump(t)
+			resp, err := plain.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != http.StatusBadRequest || e.Code != api.CodeWrongTokenKind {
+				t.Errorf("got %d code %q, want %d code %q", resp.StatusCode, e.Code, http.StatusBadRequest, api.CodeWrongTokenKind)
+			}
+			if !strings.Contains(e.Error, tt.text) {
+				t.Errorf("got %q, want it to contain %q", e.Error, tt.text)
+			}
+			if after := tc.dump(t); after != before {
+				t.Errorf("store changed by a wrong-kind enrollment:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+	for _, tt := range tests {
+		k, _, _ := keystore.NewFileKey()
+		if _, err := enroll.Enroll(context.Background(), tt.token, tt.tokenKind, k); err != nil {
+			t.Errorf("got %v enrolling the %s token as its own kind afterwards, want success", err, tt.tokenKind)
+		}
+	}
 }

@@ -156,6 +156,12 @@ func (c *Controller) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, errTokenRefused)
 		return
 	}
+	if req.Kind != "" && req.Kind != claims.Kind() {
+		// Refused before anything is spent: the token still enrolls with the right program.
+		err := &enroll.WrongKindError{Token: claims.Kind(), Want: req.Kind}
+		writeCodedError(w, http.StatusBadRequest, api.CodeWrongTokenKind, err.Error())
+		return
+	}
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"umbra/internal/api"
 	"umbra/internal/enroll"
 	"umbra/internal/pki"
+	"umbra/internal/strictjson"
+	"umbra/internal/svcaddr"
 )
 
 func (c *Controller) tlsConfig() *tls.Config {
@@ -236,7 +237,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 		id := store.Identity{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes), Admin: req.Admin}
 		var life time.Duration
 		life, err = c.tokenLifetime(req.Expires)
-		rec, err = id, errors.Join(err, checkAttributes(req.Attributes))
+		rec, err = id, firstError(err, checkAttributes(req.Attributes))
 		enr = c.newEnrollment(k, id.ID, enroll.MethodOTT, life)
 	case store.Routers:
 		var req api.CreateRouter
@@ -246,7 +247,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 		rt := store.Router{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes)}
 		var life time.Duration
 		life, err = c.tokenLifetime(req.Expires)
-		rec, err = rt, errors.Join(err, checkAttributes(req.Attributes))
+		rec, err = rt, firstError(err, checkAttributes(req.Attributes))
 		enr = c.newEnrollment(k, rt.ID, enroll.MethodRouter, life)
 	case store.Services:
 		var req api.CreateService
@@ -254,7 +255,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rec = store.Service{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes), Host: req.Host, Intercept: req.Intercept}
-		err = errors.Join(checkAttributes(req.Attributes), checkAddress("host", req.Host), checkAddress("intercept", req.Intercept))
+		err = firstError(checkAttributes(req.Attributes), checkAddress("host", req.Host), checkAddress("intercept", req.Intercept))
 	case store.ServicePolicies:
 		var req api.CreateServicePolicy
 		if !decode(w, r, &req) {
@@ -263,7 +264,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 		if req.Type != store.PolicyDial && req.Type != store.PolicyBind {
 			err = fmt.Errorf("policy type %q: want dial or bind", req.Type)
 		} else {
-			err = errors.Join(checkRoles("identities", req.Identities), checkRoles("services", req.Services))
+			err = firstError(checkRoles("identities", req.Identities), checkRoles("services", req.Services))
 		}
 		rec = store.ServicePolicy{Meta: c.newMeta(req.Name), Type: req.Type, Identities: req.Identities, Services: req.Services}
 	case store.EdgeRouterPolicies:
@@ -271,11 +272,11 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 		if !decode(w, r, &req) {
 			return
 		}
-		err = errors.Join(checkRoles("identities", req.Identities), checkRoles("routers", req.Routers))
+		err = firstError(checkRoles("identities", req.Identities), checkRoles("routers", req.Routers))
 		rec = store.EdgeRouterPolicy{Meta: c.newMeta(req.Name), Identities: req.Identities, Routers: req.Routers}
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeCodedError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return
 	}
 	raw, _ := json.Marshal(rec)
@@ -299,7 +300,10 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, out)
 }
 
-// decode reads one JSON object of at most api.MaxBodySize with no unknown fields.
+// decode reads one JSON value of at most api.MaxBodySize into v, strictly: field names
+// exactly as tagged, no unknown or repeated keys, nothing after the value. Every handler
+// that reads a body reads it here; a refusal answers 400 (413 when too large) with
+// api.CodeBadRequest, before anything is stored.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	err := decodeBody(w, r, v)
 	if err == nil {
@@ -307,27 +311,19 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit))
+		writeCodedError(w, http.StatusRequestEntityTooLarge, api.CodeBadRequest, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit))
 		return false
 	}
-	writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+	writeCodedError(w, http.StatusBadRequest, api.CodeBadRequest, "malformed JSON body: "+err.Error())
 	return false
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodySize))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodySize))
+	if err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return err
-		}
-		return errors.New("trailing data after the JSON object")
-	}
-	return nil
+	return strictjson.Decode(data, v)
 }
 
 func parseKind(s string) (store.Kind, bool) {
@@ -366,17 +362,25 @@ func checkRoles(field string, roles []string) error {
 	return nil
 }
 
-// checkAddress accepts PROTO:HOST:PORT with PROTO tcp or udp, or nothing.
+// checkAddress accepts a service address (svcaddr.Parse: PROTO:HOST:PORT, PROTO tcp or
+// udp, a valid hostname or IP literal, port 1-65535), or nothing.
 func checkAddress(field, v string) error {
 	if v == "" {
 		return nil
 	}
-	proto, addr, ok := strings.Cut(v, ":")
-	if !ok || (proto != "tcp" && proto != "udp") {
-		return fmt.Errorf("%s %q: want tcp:HOST:PORT or udp:HOST:PORT", field, v)
+	if _, err := svcaddr.Parse(v); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%s %q: %v", field, v, err)
+	return nil
+}
+
+// firstError returns the first of errs that is not nil, so that a refusal stays one line
+// (errors.Join would put each on its own).
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -451,6 +455,11 @@ func writeStoreError(w http.ResponseWriter, err error) {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, api.Error{Error: msg})
+}
+
+// writeCodedError answers with msg and a code a program can act on without reading it.
+func writeCodedError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, api.Error{Error: msg, Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -56,7 +55,7 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		svc.Attributes, err = editAttributes(svc.Attributes, req.Attributes, req.AddAttributes, req.RemoveAttributes)
 		setIfGiven(&svc.Host, req.Host)
 		setIfGiven(&svc.Intercept, req.Intercept)
-		err = errors.Join(err, checkAddress("host", svc.Host), checkAddress("intercept", svc.Intercept))
+		err = firstError(err, checkAddress("host", svc.Host), checkAddress("intercept", svc.Intercept))
 		rec = svc
 	case store.ServicePolicies:
 		var req api.UpdateServicePolicy
@@ -70,7 +69,7 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		if sp.Type != store.PolicyDial && sp.Type != store.PolicyBind {
 			err = fmt.Errorf("policy type %q: want dial or bind", sp.Type)
 		} else {
-			err = errors.Join(checkRoles("identities", sp.Identities), checkRoles("services", sp.Services))
+			err = firstError(checkRoles("identities", sp.Identities), checkRoles("services", sp.Services))
 		}
 		rec = sp
 	case store.EdgeRouterPolicies:
@@ -81,7 +80,7 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 		setIfGiven(&erp.Identities, req.Identities)
 		setIfGiven(&erp.Routers, req.Routers)
-		err = errors.Join(checkRoles("identities", erp.Identities), checkRoles("routers", erp.Routers))
+		err = firstError(checkRoles("identities", erp.Identities), checkRoles("routers", erp.Routers))
 		rec = erp
 	}
 	if err != nil {
@@ -126,7 +125,7 @@ func editAttributes(attrs []string, replace *[]string, add, remove []string) ([]
 		}
 	}
 	out = slices.DeleteFunc(out, func(a string) bool { return slices.Contains(remove, a) })
-	if err := errors.Join(checkAttributes(out), checkAttributes(remove)); err != nil {
+	if err := firstError(checkAttributes(out), checkAttributes(remove)); err != nil {
 		return nil, err
 	}
 	return nonNil(out), nil

@@ -15,6 +15,7 @@ import (
 	"umbra/internal/api"
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
+	"umbra/internal/svcaddr"
 )
 
 // adminEnv names the admin identity file when --admin is not given.
@@ -219,13 +220,30 @@ func createServiceCmd(f *edgeFlags) *cobra.Command {
 		Short: "create a service",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkServiceAddresses(host, intercept); err != nil {
+				return err
+			}
 			return runCreate(cmd, f, "services", api.CreateService{Name: args[0], Attributes: attrs, Host: host, Intercept: intercept}, "")
 		},
 	}
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
-	cmd.Flags().StringVar(&host, "host", "", "PROTO:ADDR where a binding agent delivers the traffic (tcp or udp)")
-	cmd.Flags().StringVar(&intercept, "intercept", "", "PROTO:ADDR where a dialing agent listens by default")
+	cmd.Flags().StringVar(&host, "host", "", "PROTO:HOST:PORT where a binding agent delivers the traffic (tcp or udp)")
+	cmd.Flags().StringVar(&intercept, "intercept", "", "PROTO:HOST:PORT where a dialing agent listens by default")
 	return cmd
+}
+
+// checkServiceAddresses refuses a malformed --host or --intercept before anything is sent;
+// the controller checks them again, for every client.
+func checkServiceAddresses(host, intercept string) error {
+	for _, a := range []struct{ flag, v string }{{"host", host}, {"intercept", intercept}} {
+		if a.v == "" {
+			continue
+		}
+		if _, err := svcaddr.Parse(a.v); err != nil {
+			return fmt.Errorf("--%s: %w", a.flag, err)
+		}
+	}
+	return nil
 }
 
 func createServicePolicyCmd(f *edgeFlags) *cobra.Command {

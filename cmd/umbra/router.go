@@ -11,6 +11,7 @@ import (
 	"umbra/hal/keystore"
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
+	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/router"
 )
@@ -84,14 +85,18 @@ func enrollFileKey(cmd *cobra.Command, jwtFile, out string) error {
 	return enrollFileKeyToken(cmd.Context(), token, out)
 }
 
-// enrollFileKeyToken redeems token with a new file key and writes the identity to out.
+// enrollFileKeyToken redeems a router's token with a new file key and writes the
+// identity to out. An identity's token is refused before anything is spent or written.
 func enrollFileKeyToken(ctx context.Context, token, out string) error {
+	if _, err := enroll.CheckKind(token, pki.KindRouter); err != nil {
+		return err
+	}
 	key, ref, err := keystore.NewFileKey()
 	if err != nil {
 		return err
 	}
 	defer key.Close()
-	id, err := enroll.Enroll(ctx, token, key)
+	id, err := enroll.Enroll(ctx, token, pki.KindRouter, key)
 	if err != nil {
 		return err
 	}

@@ -174,8 +174,24 @@ type Created struct {
 
 // Error is the body of every non-2xx answer.
 type Error struct {
+	// Error is one line for a person.
 	Error string `json:"error"`
+	// Code, when set, is what kind of refusal this is, for a program to act on
+	// without reading Error (one of the Code constants).
+	Code string `json:"code,omitempty"`
 }
+
+// Error codes of the API's refusals.
+const (
+	// CodeBadRequest: the body is not strict JSON of the endpoint's type (a field name
+	// not exactly as documented, an unknown or repeated key, trailing data, too large),
+	// or a field's value is invalid (a name, an attribute, a role, an address).
+	CodeBadRequest = "bad_request"
+	// CodeWrongTokenKind: an enrollment token of another kind than the enrolling
+	// program enrolls (an identity's token given to a router, say). The token is
+	// not spent.
+	CodeWrongTokenKind = "wrong_token_kind"
+)
 
 // Client calls the management API as an identity (an admin's, or an agent's asking for
 // its routers).

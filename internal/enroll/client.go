@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"time"
 
+	"umbra/internal/api"
 	"umbra/internal/identity"
 	"umbra/internal/pki"
 )
@@ -40,6 +41,10 @@ const (
 type Request struct {
 	Token string `json:"token"`
 	CSR   string `json:"csr"`
+	// Kind is the kind of subject the caller enrolls (pki.KindIdentity or
+	// pki.KindRouter). The controller refuses a token of another kind without
+	// spending it. "" (a client older than the field) is not checked.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Response is the controller's answer to an enrollment.
@@ -53,17 +58,14 @@ type Response struct {
 	CA string `json:"ca"`
 }
 
-// errorBody is how the controller reports an error.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-// Enroll redeems token with the controller that signed it: it pins the root named by
-// the token, verifies the token against the controller's signer certificate, sends a
-// CSR signed by key and checks the chain it gets back. The returned file has no key
-// reference yet; the caller sets it. Nothing is written anywhere.
-func Enroll(ctx context.Context, token string, key crypto.Signer) (*identity.File, error) {
-	claims, err := Peek(token)
+// Enroll redeems token with the controller that signed it, as a subject of kind
+// (pki.KindIdentity or pki.KindRouter): it refuses a token of another kind before any
+// call (a *WrongKindError), pins the root named by the token, verifies the token
+// against the controller's signer certificate, sends a CSR signed by key and checks the
+// chain it gets back. The returned file has no key reference yet; the caller sets it.
+// Nothing is written anywhere.
+func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identity.File, error) {
+	claims, err := CheckKind(token, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +103,13 @@ func Enroll(ctx context.Context, token string, key crypto.Signer) (*identity.Fil
 	body, _ := json.Marshal(Request{
 		Token: token,
 		CSR:   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
+		Kind:  kind,
 	})
 	var resp Response
 	if err := call(ctx, client, http.MethodPost, claims.Issuer+PathEnroll, body, &resp); err != nil {
+		if errors.Is(err, errWrongKindAnswer) {
+			return nil, &WrongKindError{Token: claims.Kind(), Want: kind}
+		}
 		return nil, err
 	}
 	chain, err := pki.ParseCerts([]byte(resp.Cert))
@@ -209,6 +215,9 @@ func nonRoot(certs []*x509.Certificate, root *x509.Certificate) []*x509.Certific
 	return out
 }
 
+// errWrongKindAnswer is call's error for the controller's api.CodeWrongTokenKind.
+var errWrongKindAnswer = errors.New("enroll: controller refused the token's kind")
+
 // call sends a JSON request and decodes a JSON answer or the controller's error.
 func call(ctx context.Context, client *http.Client, method, url string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
@@ -226,8 +235,11 @@ func call(ctx context.Context, client *http.Client, method, url string, body []b
 		return fmt.Errorf("enroll: read answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e errorBody
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Code == api.CodeWrongTokenKind {
+			return errWrongKindAnswer
+		}
+		if e.Error != "" {
 			return fmt.Errorf("enroll: controller refused: %s", e.Error)
 		}
 		return fmt.Errorf("enroll: controller answered %s", resp.Status)

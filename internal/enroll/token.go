@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"umbra/internal/pki"
 )
 
 // Enrollment methods, the token's "em" claim.
@@ -94,6 +96,67 @@ func Verify(token string, pub *ecdsa.PublicKey, now time.Time) (Claims, error) {
 	}
 	if err := c.check(); err != nil {
 		return c, err
+	}
+	return c, nil
+}
+
+// Kind is what the token enrolls: pki.KindIdentity for MethodOTT, pki.KindRouter for
+// MethodRouter, "" for a method this program does not know.
+func (c Claims) Kind() string {
+	switch c.Method {
+	case MethodOTT:
+		return pki.KindIdentity
+	case MethodRouter:
+		return pki.KindRouter
+	}
+	return ""
+}
+
+// ErrWrongKind is wrapped by every *WrongKindError.
+var ErrWrongKind = errors.New("enroll: token of another kind")
+
+// WrongKindError is the refusal of a token that enrolls another kind of subject than
+// the program redeeming it: an identity's token given to a router, say. Nothing was
+// spent: the token still enrolls with the right program.
+type WrongKindError struct {
+	// Token is the kind the token enrolls (pki.KindIdentity, pki.KindRouter).
+	Token string
+	// Want is the kind the program enrolls.
+	Want string
+}
+
+// Error names the token's kind and the command that redeems it, on one line.
+func (e *WrongKindError) Error() string {
+	article, command := kindWords(e.Token)
+	return fmt.Sprintf("enroll: this is %s %s token; use %s", article, e.Token, command)
+}
+
+// Unwrap returns ErrWrongKind, for errors.Is.
+func (e *WrongKindError) Unwrap() error { return ErrWrongKind }
+
+// kindWords returns the article of a kind's name and the command that enrolls it.
+func kindWords(kind string) (article, command string) {
+	switch kind {
+	case pki.KindIdentity:
+		return "an", "`umbra-agent enroll`"
+	case pki.KindRouter:
+		return "a", "`umbra router enroll`"
+	case pki.KindController:
+		return "a", "`umbra controller join`"
+	}
+	return "a", "the command that enrolls a " + kind
+}
+
+// CheckKind reads token's claims without verifying it (Peek) and refuses it with a
+// *WrongKindError unless it enrolls want (pki.KindIdentity or pki.KindRouter). It makes
+// no call and writes nothing, so a refused token is not spent.
+func CheckKind(token, want string) (Claims, error) {
+	c, err := Peek(token)
+	if err != nil {
+		return c, err
+	}
+	if kind := c.Kind(); kind != want {
+		return c, &WrongKindError{Token: kind, Want: want}
 	}
 	return c, nil
 }

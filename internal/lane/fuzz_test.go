@@ -1,8 +1,11 @@
 package lane
 
 import (
+	"fmt"
 	"net"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // FuzzReceive feeds a server lane arbitrary packets: none may panic, be taken as data,
@@ -12,7 +15,9 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte{Marker})
 	f.Add([]byte{0x40, 0, 0})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		_, server, _, _ := wirePair(&testing.T{})
+		// The iteration's own t, so that wirePair's cleanup closes both lanes (and
+		// their window goroutines) when the iteration ends.
+		_, server, _, _ := wirePair(t)
 		before := server.peer.Load().String()
 		d, err := server.Receive(nil, pkt, &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1})
 		if err == nil && d != nil {
@@ -46,4 +51,21 @@ func FuzzEachSegment(f *testing.F) {
 		})
 		carriesData(pkt)
 	})
+}
+
+// TestWirePairCleansUp: the lanes of a wirePair, as FuzzReceive makes one per input, are
+// closed when their test ends, so thousands of fuzz iterations hold no goroutines.
+func TestWirePairCleansUp(t *testing.T) {
+	const pairs = 200
+	before := runtime.NumGoroutine()
+	for i := range pairs {
+		t.Run(fmt.Sprintf("pair-%d", i), func(t *testing.T) { wirePair(t) })
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := runtime.NumGoroutine(); got > before {
+		t.Errorf("got %d goroutines after %d pairs, want at most the %d before", got, pairs, before)
+	}
 }

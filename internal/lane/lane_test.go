@@ -94,6 +94,10 @@ func wirePair(t *testing.T) (client, server *Lane, toServer, toClient *[][]byte)
 	clientAddr := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 5000}
 	client = newLane(id, true, a1, a2, capture(toServer), serverAddr, Config{})
 	server = newLane(id, false, b2, b1, capture(toClient), clientAddr, Config{})
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
 	return client, server, toServer, toClient
 }
 

@@ -116,7 +116,7 @@ func benchGroundStation(ctx context.Context, c config, r *report) error {
 			return err
 		}
 		t0 := time.Now()
-		if _, err := enroll.Enroll(ctx, tok, key); err != nil {
+		if _, err := enroll.Enroll(ctx, tok, pki.KindIdentity, key); err != nil {
 			return fmt.Errorf("enroll: %w", err)
 		}
 		enrollTotal += time.Since(t0)
