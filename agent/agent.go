@@ -41,6 +41,8 @@ type Agent struct {
 	dialing    map[string]*dialState // by listen address
 	// resumable holds the TCP circuits this agent hosts, by resumption token.
 	resumable map[string]*hostedCircuit
+	// changed wakes manageServices when the router says records changed.
+	changed chan struct{}
 
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
@@ -68,7 +70,7 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
-		lanes: map[*quic.Conn]*linkLane{},
+		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
 	}
 	return a, cred.Key.Close, nil
 }

@@ -27,17 +27,27 @@ type dialState struct {
 	spec     DialSpec
 	circuits int
 	lastErr  string
+	// intercept marks a listener the agent opened for a service's intercept address,
+	// rather than for a --dial: it closes when the service is no longer dialable.
+	intercept bool
+	closer    io.Closer // the listener
 }
 
 // startDial listens on d.Listen for the agent's lifetime; each local connection becomes
 // a circuit. A listener already open on the address is kept.
-func (a *Agent) startDial(d DialSpec) error {
+func (a *Agent) startDial(d DialSpec) error { return a.listenDial(d, false) }
+
+// startIntercept listens on a dialable service's intercept address until the service is
+// no longer dialable (stopIntercept) or the agent stops.
+func (a *Agent) startIntercept(d DialSpec) error { return a.listenDial(d, true) }
+
+func (a *Agent) listenDial(d DialSpec, intercept bool) error {
 	a.mu.Lock()
 	if _, ok := a.dialing[d.Listen]; ok {
 		a.mu.Unlock()
 		return nil
 	}
-	st := &dialState{spec: d}
+	st := &dialState{spec: d, intercept: intercept}
 	a.dialing[d.Listen] = st
 	a.mu.Unlock()
 	switch d.Proto {
@@ -47,6 +57,7 @@ func (a *Agent) startDial(d DialSpec) error {
 			a.forgetDial(d.Listen)
 			return fmt.Errorf("agent: dial listener %s: %w", d, err)
 		}
+		a.setCloser(st, ln)
 		a.run.Go(func() { a.serveTCPDial(ln, st) })
 	case ProtoUDP:
 		pc, err := net.ListenPacket("udp", d.Listen)
@@ -54,10 +65,37 @@ func (a *Agent) startDial(d DialSpec) error {
 			a.forgetDial(d.Listen)
 			return fmt.Errorf("agent: dial listener %s: %w", d, err)
 		}
+		a.setCloser(st, pc)
 		a.run.Go(func() { a.serveUDPDial(pc, st) })
 	}
 	a.log.Info("dial listener", "service", d.Service, "host", d.Host, "listen", d.Proto+":"+d.Listen)
 	return nil
+}
+
+func (a *Agent) setCloser(st *dialState, c io.Closer) {
+	a.mu.Lock()
+	st.closer = c
+	a.mu.Unlock()
+}
+
+// stopIntercepts closes the intercept listeners that keep reports should not stay: those
+// of services no longer dialable, or whose intercept address moved.
+func (a *Agent) stopIntercepts(keep func(DialSpec) bool) {
+	a.mu.Lock()
+	var gone []*dialState
+	for listen, st := range a.dialing {
+		if st.intercept && !keep(st.spec) {
+			delete(a.dialing, listen)
+			gone = append(gone, st)
+		}
+	}
+	a.mu.Unlock()
+	for _, st := range gone {
+		if st.closer != nil {
+			st.closer.Close()
+		}
+		a.log.Info("intercept closed", "service", st.spec.Service, "listen", st.spec.Proto+":"+st.spec.Listen)
+	}
 }
 
 func (a *Agent) forgetDial(listen string) {

@@ -34,10 +34,13 @@ type hostState struct {
 	circuits int
 	err      string
 	conn     *quic.Conn // the link the binding is held on
+	stop     context.CancelFunc
 }
 
 // startHosting binds s at the router on conn, unless it is bound there already. The
-// binding is held by a stream for as long as the link lasts.
+// binding is held by a stream for as long as the link lasts, or until stopHosting. A
+// service bound already whose host address changed keeps its binding: new circuits are
+// delivered to the new address, those open stay where they are.
 func (a *Agent) startHosting(ctx context.Context, wg *sync.WaitGroup, conn *quic.Conn, s wire.ServiceInfo) {
 	proto, addr, err := splitAddress(s.Host)
 	if err != nil {
@@ -47,13 +50,35 @@ func (a *Agent) startHosting(ctx context.Context, wg *sync.WaitGroup, conn *quic
 	a.mu.Lock()
 	h, ok := a.hosting[s.Name]
 	if ok && h.conn == conn {
+		moved := h.proto != proto || h.addr != addr
+		h.proto, h.addr = proto, addr
 		a.mu.Unlock()
+		if moved {
+			a.log.Info("hosting at a new address", "service", s.Name, "address", proto+":"+addr)
+		}
 		return
 	}
-	h = &hostState{service: s.Name, proto: proto, addr: addr, state: hostBinding, conn: conn}
+	hctx, stop := context.WithCancel(ctx)
+	h = &hostState{service: s.Name, proto: proto, addr: addr, state: hostBinding, conn: conn, stop: stop}
 	a.hosting[s.Name] = h
 	a.mu.Unlock()
-	wg.Go(func() { a.holdBinding(ctx, conn, h) })
+	wg.Go(func() {
+		defer stop()
+		a.holdBinding(hctx, conn, h)
+	})
+}
+
+// stopHosting ends the binding of a service this agent may no longer host; circuits
+// already delivered run on until they end or the controller ends them.
+func (a *Agent) stopHosting(service string) {
+	a.mu.Lock()
+	h := a.hosting[service]
+	delete(a.hosting, service)
+	a.mu.Unlock()
+	if h != nil {
+		h.stop()
+		a.log.Info("hosting stopped", "service", service)
+	}
 }
 
 // holdBinding binds h's service and keeps the binding, rebinding with backoff when the
@@ -106,7 +131,7 @@ func (a *Agent) bindOnce(ctx context.Context, conn *quic.Conn, h *hostState) err
 	a.mu.Lock()
 	h.state, h.err = hostBound, ""
 	a.mu.Unlock()
-	a.log.Info("hosting", "service", h.service, "address", h.proto+":"+h.addr)
+	a.log.Info("hosting", "service", h.service)
 	stop := context.AfterFunc(ctx, func() { s.CancelRead(0) })
 	defer stop()
 	// The router says nothing more unless it revokes the binding.
@@ -149,8 +174,21 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 		s.CancelRead(0)
 		return errors.New(msg)
 	}
+	typ, body, err := wire.Read(s)
+	if typ == wire.TypeChanged && err == nil {
+		// Not a circuit: the router passing on that records changed.
+		s.Close()
+		a.servicesChanged()
+		return nil
+	}
 	var c wire.Circuit
-	if err := wire.Expect(s, wire.TypeCircuit, &c); err != nil {
+	if err == nil && typ != wire.TypeCircuit {
+		err = fmt.Errorf("%w: got type %d, want a circuit", wire.ErrUnexpected, typ)
+	}
+	if err == nil {
+		err = wire.Unmarshal(body, &c)
+	}
+	if err != nil {
 		s.CancelRead(0)
 		s.CancelWrite(0)
 		return err
@@ -161,12 +199,16 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	}
 	a.mu.Lock()
 	h := a.hosting[g.ServiceName]
+	var proto, addr string
+	if h != nil {
+		proto, addr = h.proto, h.addr
+	}
 	a.mu.Unlock()
-	if g.Host != a.cfg.Identity.ID || h == nil || h.proto != g.Proto {
+	if g.Host != a.cfg.Identity.ID || h == nil || proto != g.Proto {
 		return refuse("this agent does not host " + g.ServiceName)
 	}
 	if len(c.Resume) > 0 {
-		return a.hostResumable(conn, s, c, g, h, refuse)
+		return a.hostResumable(conn, s, c, g, h, addr, refuse)
 	}
 	if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
 		return err
@@ -181,9 +223,9 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	defer a.hostResult(h, -1)
 	switch g.Proto {
 	case ProtoTCP:
-		return deliverTCP(ctx, tc, h)
+		return deliverTCP(ctx, tc, g.ServiceName, addr)
 	case ProtoUDP:
-		return a.hostUDP(ctx, conn, c.Circuit, tc, h)
+		return a.hostUDP(ctx, conn, c.Circuit, tc, g.ServiceName, addr)
 	}
 	return fmt.Errorf("unknown protocol %q", g.Proto)
 }
@@ -197,7 +239,7 @@ func (a *Agent) hostResult(h *hostState, delta int) {
 // hostResumable takes a resumable circuit: a new one is registered under its token and
 // delivered to the local service for the agent's lifetime, not the link's; a known token
 // moves its circuit to this stream.
-func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, refuse func(string) error) error {
+func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, addr string, refuse func(string) error) error {
 	key := string(c.Resume)
 	a.mu.Lock()
 	hc := a.resumable[key]
@@ -253,7 +295,7 @@ func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g
 		}
 		a.hostResult(h, 1)
 		defer a.hostResult(h, -1)
-		if err := deliverTCP(ctx, tc, h); err != nil {
+		if err := deliverTCP(ctx, tc, g.ServiceName, addr); err != nil {
 			a.log.Warn("circuit", "service", g.ServiceName, "err", err)
 		}
 	})
@@ -272,11 +314,11 @@ func handshakeHost(ctx context.Context, tc *tls.Conn, service string) error {
 
 // deliverTCP carries a TCP circuit to the hosted service's local address until either
 // side ends it.
-func deliverTCP(ctx context.Context, tc *tls.Conn, h *hostState) error {
+func deliverTCP(ctx context.Context, tc *tls.Conn, service, addr string) error {
 	d := net.Dialer{Timeout: hostDialTimeout}
-	local, err := d.DialContext(ctx, "tcp", h.addr)
+	local, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
+		return fmt.Errorf("deliver %s to %s: %w", service, addr, err)
 	}
 	defer local.Close()
 	return splice(ctx, local.(*net.TCPConn), tc)

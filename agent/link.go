@@ -465,7 +465,9 @@ func (a *Agent) request(ctx context.Context, conn *quic.Conn, typ wire.Type, msg
 }
 
 // manageServices learns what the agent may use, binds what it hosts, and listens for
-// what it dials by intercept, again every serviceRefresh while the link is up.
+// what it dials by intercept, again whenever the router says records changed and every
+// serviceRefresh while the link is up (a notice lost with a dropped link is caught up on
+// the next link, which fetches at once).
 func (a *Agent) manageServices(ctx context.Context, conn *quic.Conn) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -483,7 +485,17 @@ func (a *Agent) manageServices(ctx context.Context, conn *quic.Conn) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-a.changed:
 		}
+	}
+}
+
+// servicesChanged asks manageServices to fetch the services now: the router said records
+// changed. Several notices while one fetch is pending make one fetch.
+func (a *Agent) servicesChanged() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -496,11 +508,14 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 		a.services[s.Name] = s
 	}
 	a.mu.Unlock()
+	hosted := map[string]bool{}
+	intercepts := map[DialSpec]bool{}
 	for _, s := range svcs {
 		if addr, ok := a.cfg.Hosts[s.Name]; ok {
 			s.Host = addr
 		}
 		if s.Bind && s.Host != "" {
+			hosted[s.Name] = true
 			a.startHosting(ctx, wg, conn, s)
 		}
 		if s.Dial && s.Intercept != "" {
@@ -510,11 +525,25 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 				continue
 			}
 			d := DialSpec{Service: s.Name, Proto: proto, Listen: addr}
-			if err := a.startDial(d); err != nil {
+			intercepts[d] = true
+			if err := a.startIntercept(d); err != nil {
 				a.log.Warn("intercept", "service", s.Name, "err", err)
 			}
 		}
 	}
+	// What the agent may no longer do, it stops doing.
+	a.mu.Lock()
+	var unhosted []string
+	for name := range a.hosting {
+		if !hosted[name] {
+			unhosted = append(unhosted, name)
+		}
+	}
+	a.mu.Unlock()
+	for _, name := range unhosted {
+		a.stopHosting(name)
+	}
+	a.stopIntercepts(func(d DialSpec) bool { return intercepts[d] })
 }
 
 // fetchRouters asks the controller which routers this identity may use. It presents the

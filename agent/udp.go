@@ -439,10 +439,10 @@ func (a *Agent) runUDPEnd(ctx context.Context, e *udpEnd, tc *tls.Conn) {
 }
 
 // hostUDP delivers a UDP circuit to the local service over a connected UDP socket.
-func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tls.Conn, h *hostState) error {
-	local, err := net.Dial("udp", h.addr)
+func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tls.Conn, service, addr string) error {
+	local, err := net.Dial("udp", addr)
 	if err != nil {
-		return fmt.Errorf("deliver %s to %s: %w", h.service, h.addr, err)
+		return fmt.Errorf("deliver %s to %s: %w", service, addr, err)
 	}
 	defer local.Close()
 	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)

@@ -396,6 +396,24 @@ func (c *Controller) enforce(ctx context.Context) {
 	for _, r := range revs {
 		msg.Serials = append(msg.Serials, r.Serial)
 	}
+	c.push(ctx, conns, wire.TypeRevoke, msg)
+}
+
+// announceChanged tells every online router, and through them every agent, that records
+// changed: agents ask for their services again and host, stop hosting, open and close
+// intercepts as the answer says.
+func (c *Controller) announceChanged(ctx context.Context) {
+	c.mu.Lock()
+	var conns []*quic.Conn
+	for _, st := range c.online {
+		conns = append(conns, st.conn)
+	}
+	c.mu.Unlock()
+	c.push(ctx, conns, wire.TypeChanged, wire.Changed{})
+}
+
+// push sends msg on a stream of its own over each of conns, in the background.
+func (c *Controller) push(ctx context.Context, conns []*quic.Conn, typ wire.Type, msg any) {
 	for _, conn := range conns {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ctrlHelloTimeout)
@@ -404,7 +422,7 @@ func (c *Controller) enforce(ctx context.Context) {
 			if err != nil {
 				return
 			}
-			wire.Write(s, wire.TypeRevoke, msg)
+			wire.Write(s, typ, msg)
 			s.Close()
 		}()
 	}

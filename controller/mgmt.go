@@ -214,6 +214,7 @@ func (c *Controller) serveDelete(w http.ResponseWriter, r *http.Request) {
 	c.log.Info("deleted", "kind", k, "name", cmd.Name)
 	c.event(events.Event{Type: events.Deleted, Kind: store.Singular(k), Name: cmd.Name})
 	c.enforce(r.Context())
+	c.announceChanged(r.Context())
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -297,6 +298,7 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	c.log.Info("created", "kind", k, "name", meta.Name)
 	c.event(events.Event{Type: events.Created, Kind: store.Singular(k), Name: meta.Name})
+	c.announceChanged(r.Context())
 	writeJSON(w, http.StatusCreated, out)
 }
 

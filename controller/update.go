@@ -100,6 +100,7 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	c.log.Info("updated", "kind", k, "name", name)
 	c.event(events.Event{Type: events.Updated, Kind: store.Singular(k), Name: name})
 	c.enforce(r.Context())
+	c.announceChanged(r.Context())
 	c.serveGet(w, r)
 }
 

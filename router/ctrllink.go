@@ -106,7 +106,8 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 	return true, context.Cause(conn.Context())
 }
 
-// acceptControlPushes handles what the controller sends unasked: revoked certificates.
+// acceptControlPushes handles what the controller sends unasked: revoked certificates,
+// and notices that records changed, which go on to every agent connected here.
 func (r *Router) acceptControlPushes(conn *quic.Conn) {
 	for {
 		s, err := conn.AcceptStream(conn.Context())
@@ -116,12 +117,47 @@ func (r *Router) acceptControlPushes(conn *quic.Conn) {
 		go func() {
 			defer s.Close()
 			s.SetReadDeadline(time.Now().Add(ctrlDialTimeout))
-			var rev wire.Revoke
-			if err := wire.Expect(s, wire.TypeRevoke, &rev); err != nil {
+			typ, body, err := wire.Read(s)
+			if err != nil {
 				r.log.Warn("control push", "err", err)
 				return
 			}
-			r.revoke(rev.Serials)
+			switch typ {
+			case wire.TypeRevoke:
+				var rev wire.Revoke
+				if err := wire.Unmarshal(body, &rev); err != nil {
+					r.log.Warn("control push: revoke", "err", err)
+					return
+				}
+				r.revoke(rev.Serials)
+			case wire.TypeChanged:
+				r.announceChanged()
+			default:
+				r.log.Warn("control push: unexpected message", "type", typ)
+			}
+		}()
+	}
+}
+
+// announceChanged tells every connected agent that records changed, so each asks for
+// its services again; an agent that misses it catches up on its next link.
+func (r *Router) announceChanged() {
+	r.mu.Lock()
+	conns := make([]*quic.Conn, 0, len(r.sessions))
+	for conn := range r.sessions {
+		conns = append(conns, conn)
+	}
+	r.mu.Unlock()
+	for _, conn := range conns {
+		go func() {
+			ctx, cancel := context.WithTimeout(conn.Context(), ctrlDialTimeout)
+			defer cancel()
+			s, err := conn.OpenStreamSync(ctx)
+			if err != nil {
+				return
+			}
+			wire.Write(s, wire.TypeChanged, wire.Changed{})
+			s.Close()
 		}()
 	}
 }

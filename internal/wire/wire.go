@@ -51,6 +51,9 @@ const (
 
 	// Controller → router.
 	TypeRevoke Type = 30 // end what this stream set up; or, on its own stream, drop these certificates
+	// TypeChanged: controller → router → agent, on a stream of its own: records changed
+	// (a service, policy, identity or edge-router policy); ask for your services again.
+	TypeChanged Type = 31
 
 	// Router ↔ router, on a link (umbra-link/1).
 	TypeHop      Type = 40 // carry this circuit onward: the next router or the hosting agent
@@ -187,6 +190,10 @@ type Revoke struct {
 	Reason  string   `cbor:"1,keyasint,omitempty"`
 	Serials []string `cbor:"2,keyasint,omitempty"`
 }
+
+// Changed tells routers, and through them agents, that what identities may use may have
+// changed: an agent asks for its services again and follows the answer.
+type Changed struct{}
 
 // Hop asks the next router on a circuit's path to carry it onward. Index is the
 // receiver's position in the grant's router list; Circuit is the id the circuit's
