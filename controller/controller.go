@@ -103,6 +103,7 @@ type Controller struct {
 	bindings map[*binding]struct{}
 	circuits map[*circuit]struct{}
 	links    map[string][]wire.LinkState // router id → its last report of its links
+	seen     map[string]time.Time        // identity id → when a router last relayed for it
 }
 
 // Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
@@ -179,7 +180,7 @@ func Open(cfg Config) (*Controller, error) {
 		st.Close()
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	return &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{},
+	return &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{},
 		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}, nil
 }
 

@@ -133,7 +133,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	s.Close()
-	c.setOnline(subj.ID, hello.Advertise, conn)
+	c.setOnline(subj.ID, hello, conn)
 	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
 	c.event(events.Event{Type: events.RouterOnline, Name: subj.Name})
 	go func() {
@@ -159,16 +159,17 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 type routerState struct {
 	since     time.Time
 	advertise string
+	software  string
 	conn      *quic.Conn
 }
 
-func (c *Controller) setOnline(id, advertise string, conn *quic.Conn) {
+func (c *Controller) setOnline(id string, hello wire.Hello, conn *quic.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.online[id]; ok {
 		old.conn.CloseWithError(ctrlCodeShutdown, "replaced by a newer control link")
 	}
-	c.online[id] = routerState{since: c.cfg.Now(), advertise: advertise, conn: conn}
+	c.online[id] = routerState{since: c.cfg.Now(), advertise: hello.Advertise, software: hello.Software, conn: conn}
 }
 
 // setOffline forgets the router's control link, unless a newer one replaced it.

@@ -174,6 +174,9 @@ func (c *Controller) serveList(w http.ResponseWriter, r *http.Request) {
 	if k == store.Routers {
 		recs = c.withOnline(recs)
 	}
+	if k == store.Identities {
+		recs = c.withPresence(recs)
+	}
 	if recs == nil {
 		recs = []json.RawMessage{}
 	}
@@ -193,6 +196,9 @@ func (c *Controller) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	if k == store.Routers {
 		rec = c.withOnline([]json.RawMessage{rec})[0]
+	}
+	if k == store.Identities {
+		rec = c.withPresence([]json.RawMessage{rec})[0]
 	}
 	if k == store.Identities || k == store.Routers {
 		rec = c.withEnrollment(k, rec)
@@ -410,6 +416,40 @@ func (c *Controller) withOnline(recs []json.RawMessage) []json.RawMessage {
 		m["online"] = online
 		if online {
 			m["advertise"] = st.advertise
+			m["version"] = st.software
+		}
+		out[i], _ = json.Marshal(m)
+	}
+	return out
+}
+
+// presenceWindow is how recently a router must have relayed a request for an identity
+// for it to count as online: a linked agent asks for its services every 10 s, so two
+// missed asks and a margin.
+const presenceWindow = 25 * time.Second
+
+// withPresence adds to identity records what an operator looks for first: "enrolled",
+// "cert_expires", "online" and "last_seen" (when a router last relayed for it).
+func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
+	now := c.cfg.Now()
+	out := make([]json.RawMessage, len(recs))
+	for i, raw := range recs {
+		var m map[string]any
+		var id store.Identity
+		if json.Unmarshal(raw, &m) != nil || json.Unmarshal(raw, &id) != nil {
+			out[i] = raw
+			continue
+		}
+		m["enrolled"] = id.Cert != nil
+		if id.Cert != nil {
+			m["cert_expires"] = id.Cert.NotAfter
+		}
+		c.mu.Lock()
+		seen, ok := c.seen[id.ID]
+		c.mu.Unlock()
+		m["online"] = ok && now.Sub(seen) < presenceWindow
+		if ok {
+			m["last_seen"] = seen.UTC().Truncate(time.Second)
 		}
 		out[i], _ = json.Marshal(m)
 	}

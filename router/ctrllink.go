@@ -14,6 +14,7 @@ import (
 
 	"umbra/internal/pki"
 	"umbra/internal/transport"
+	"umbra/internal/version"
 	"umbra/internal/wire"
 )
 
@@ -85,7 +86,7 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("control link: %w", err)
 	}
 	s.SetDeadline(time.Now().Add(ctrlDialTimeout))
-	if err := wire.Write(s, wire.TypeHello, wire.Hello{Version: wire.Version, Name: r.cfg.Identity.Name, Advertise: r.cfg.Advertise}); err != nil {
+	if err := wire.Write(s, wire.TypeHello, wire.Hello{Version: wire.Version, Name: r.cfg.Identity.Name, Advertise: r.cfg.Advertise, Software: version.Version}); err != nil {
 		return false, fmt.Errorf("control link: %w", err)
 	}
 	var ack wire.HelloAck

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -88,7 +89,7 @@ func newEdgeCmd() *cobra.Command {
 			if output != "" && output != "table" {
 				return fmt.Errorf("unknown output format %q: want json or table", output)
 			}
-			printTable(cmd, recs)
+			printTable(cmd, kindColumns[kind], recs)
 			return nil
 		},
 	}
@@ -283,13 +284,29 @@ func createEdgeRouterPolicyCmd(f *edgeFlags) *cobra.Command {
 	return cmd
 }
 
+// kindColumns are the columns of each kind's table, in order; a kind not listed shows
+// tableColumns.
+var kindColumns = map[string][]string{
+	"identities":           {"name", "attributes", "admin", "enrolled", "online", "last_seen", "cert_expires"},
+	"routers":              {"name", "attributes", "advertise", "online", "version"},
+	"services":             {"name", "host", "intercept", "attributes"},
+	"service-policies":     {"name", "type", "identities", "services"},
+	"edge-router-policies": {"name", "identities", "routers"},
+	"links":                {"name", "state", "rtt_ms", "loss", "dialed"},
+	"revocations":          {"serial", "kind", "name", "revoked_at"},
+}
+
 // tableColumns are shown first, in this order, when present; other scalar fields follow.
 var tableColumns = []string{"name", "serial", "kind", "revoked_at", "id", "type", "attributes", "admin", "online", "host", "intercept", "identities", "services", "routers"}
 
-func printTable(cmd *cobra.Command, recs []map[string]any) {
+// printTable prints recs under cols, or, without cols, the tableColumns they have.
+func printTable(cmd *cobra.Command, cols []string, recs []map[string]any) {
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	var cols []string
+	if len(cols) > 0 {
+		printRows(tw, cols, recs)
+		return
+	}
 	for _, c := range tableColumns {
 		for _, r := range recs {
 			if _, ok := r[c]; ok {
@@ -307,6 +324,10 @@ func printTable(cmd *cobra.Command, recs []map[string]any) {
 		}
 		sort.Strings(cols)
 	}
+	printRows(tw, cols, recs)
+}
+
+func printRows(tw io.Writer, cols []string, recs []map[string]any) {
 	fmt.Fprintln(tw, strings.ToUpper(strings.Join(cols, "\t")))
 	for _, r := range recs {
 		cells := make([]string, len(cols))

@@ -80,6 +80,8 @@ type Hello struct {
 	// LaneStreams asks the router to carry the bytes of the agent's TCP circuits on
 	// streams of the lane (agent → router).
 	LaneStreams bool `cbor:"5,keyasint,omitempty"`
+	// Software is the sender's release (internal/version.Version), for operators' lists.
+	Software string `cbor:"6,keyasint,omitempty"`
 }
 
 // HelloAck accepts a Hello.

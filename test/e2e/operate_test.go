@@ -204,6 +204,18 @@ func TestPolicyAdvisorNamesTheReason(t *testing.T) {
 	if _, errOut, err := run(t, m.env, bins.umbra, "edge", "policy-advisor", "nobody", "echo"); err == nil || !strings.Contains(errOut, "would fail") {
 		t.Errorf("policy-advisor for an unknown identity: err %v, stderr %q; want exit 1", err, errOut)
 	}
+	// The lists say who is enrolled and online, and what each router runs.
+	ids := listJSON(t, m.env, "identities")
+	if d := find(ids, "drone1"); d == nil || d["enrolled"] != true || d["online"] != true || d["cert_expires"] == nil || d["last_seen"] == nil {
+		t.Errorf("drone1 in list identities = %v, want enrolled, online, with its certificate expiry and last seen", d)
+	}
+	if r := find(listJSON(t, m.env, "routers"), "router1"); r == nil || r["online"] != true || r["version"] == nil || r["advertise"] == nil {
+		t.Errorf("router1 in list routers = %v, want online with its address and version", r)
+	}
+	if out := m.edge("list", "links"); !strings.Contains(out, "STATE") || !strings.Contains(out, "RTT_MS") || !strings.Contains(out, "LOSS") {
+		t.Errorf("list links = %q, want state, RTT and loss columns", out)
+	}
+
 	// A policy naming nobody is stored, with a warning.
 	_, errOut, err := run(t, m.env, bins.umbra, "edge", "create", "service-policy", "typo", "--type", "dial", "--identities", "@opp", "--services", "@echo")
 	if err != nil || !strings.Contains(errOut, "warning: role @opp matches no identity") {
