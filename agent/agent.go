@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/transport"
+	"umbra/internal/version"
 	"umbra/internal/wire"
 )
 
@@ -43,6 +44,10 @@ type Agent struct {
 	resumable map[string]*hostedCircuit
 	// changed wakes manageServices when the router says records changed.
 	changed chan struct{}
+	// started is when Run began; refused, whether the routers last refused this
+	// identity's certificate.
+	started time.Time
+	refused bool
 
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
@@ -80,6 +85,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.runCtx = ctx
+	a.mu.Lock()
+	a.started = time.Now()
+	a.mu.Unlock()
 	defer a.run.Wait()
 	if a.cfg.StatusSocket != "" {
 		ln, err := listenStatus(a.cfg.StatusSocket)
@@ -134,20 +142,38 @@ func (a *Agent) waitConn(ctx context.Context) (*quic.Conn, error) {
 	}
 }
 
+// Identity states, as `umbra-agent status` shows them.
+const (
+	identityOK      = "ok"
+	identityRevoked = "revoked"
+)
+
 // Status is what `umbra-agent status` prints.
 type Status struct {
-	Identity string          `json:"identity"`
-	Links    []LinkStatus    `json:"links"`
-	Hosting  []HostingStatus `json:"hosting"`
-	Dialing  []DialingStatus `json:"dialing"`
+	Identity string `json:"identity"`
+	// IdentityState is "ok", or "revoked" while the routers refuse the certificate (the
+	// identity was deleted or re-enrolled elsewhere); the agent then retries slowly.
+	IdentityState string    `json:"identity_state"`
+	CertExpires   time.Time `json:"cert_expires"`
+	Version       string    `json:"version"`
+	// UptimeSeconds is how long the agent has run.
+	UptimeSeconds float64         `json:"uptime_s"`
+	Links         []LinkStatus    `json:"links"`
+	Hosting       []HostingStatus `json:"hosting"`
+	Dialing       []DialingStatus `json:"dialing"`
 }
 
 // LinkStatus is one router link.
 type LinkStatus struct {
 	Router string  `json:"router"`
-	State  string  `json:"state"` // "up", "stalled", "connecting" or "down"
+	State  string  `json:"state"` // "up", "stalled", "connecting", "standby" or "down"
 	RTTms  float64 `json:"rtt_ms"`
-	Error  string  `json:"error,omitempty"`
+	// LossPercent is the share of the link's QUIC packets declared lost; BytesSent and
+	// BytesReceived count what it carried each way (an up link only).
+	LossPercent   float64 `json:"loss_percent"`
+	BytesSent     uint64  `json:"bytes_sent"`
+	BytesReceived uint64  `json:"bytes_received"`
+	Error         string  `json:"error,omitempty"`
 	// Lane is the datagram lane of an up link, when the router agreed to one.
 	Lane *LaneStatus `json:"lane,omitempty"`
 }
@@ -175,14 +201,20 @@ type HostingStatus struct {
 	Address  string `json:"address"`
 	State    string `json:"state"` // "bound" or "binding"
 	Circuits int    `json:"circuits"`
-	Error    string `json:"error,omitempty"`
+	// Target is "reachable" or "unreachable: ERROR": whether the local address took the
+	// last circuit (or the check when the binding came up); empty before either.
+	Target string `json:"target,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // DialingStatus is one local listener for a service.
 type DialingStatus struct {
-	Service   string `json:"service"`
-	Host      string `json:"host,omitempty"`
-	Listen    string `json:"listen"`
+	Service string `json:"service"`
+	Host    string `json:"host,omitempty"`
+	Listen  string `json:"listen"`
+	// State is "listening", or "bind failed: ERROR" for an intercept address the agent
+	// could not listen on (another program holds it, say).
+	State     string `json:"state"`
 	Circuits  int    `json:"circuits"`
 	LastError string `json:"last_error,omitempty"`
 }
@@ -191,7 +223,19 @@ type DialingStatus struct {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := Status{Identity: a.cfg.Identity.Name, Links: []LinkStatus{}, Hosting: []HostingStatus{}, Dialing: []DialingStatus{}}
+	st := Status{
+		Identity: a.cfg.Identity.Name, IdentityState: identityOK, Version: version.Version,
+		Links: []LinkStatus{}, Hosting: []HostingStatus{}, Dialing: []DialingStatus{},
+	}
+	if a.refused {
+		st.IdentityState = identityRevoked
+	}
+	if a.cert.Leaf != nil {
+		st.CertExpires = a.cert.Leaf.NotAfter
+	}
+	if !a.started.IsZero() {
+		st.UptimeSeconds = time.Since(a.started).Round(time.Second).Seconds()
+	}
 	for _, l := range a.links {
 		ls := l.status()
 		if l.conn != nil && l.state == stateUp {
@@ -200,10 +244,14 @@ func (a *Agent) Status() Status {
 		st.Links = append(st.Links, ls)
 	}
 	for _, h := range a.hosting {
-		st.Hosting = append(st.Hosting, HostingStatus{Service: h.service, Address: h.proto + ":" + h.addr, State: h.state, Circuits: h.circuits, Error: h.err})
+		st.Hosting = append(st.Hosting, HostingStatus{Service: h.service, Address: h.proto + ":" + h.addr, State: h.state, Circuits: h.circuits, Target: h.target, Error: h.err})
 	}
 	for _, d := range a.dialing {
-		st.Dialing = append(st.Dialing, DialingStatus{Service: d.spec.Service, Host: d.spec.Host, Listen: d.spec.Proto + ":" + d.spec.Listen, Circuits: d.circuits, LastError: d.lastErr})
+		state := dialListening
+		if d.bindErr != "" {
+			state = dialBindFailed + ": " + d.bindErr
+		}
+		st.Dialing = append(st.Dialing, DialingStatus{Service: d.spec.Service, Host: d.spec.Host, Listen: d.spec.Proto + ":" + d.spec.Listen, State: state, Circuits: d.circuits, LastError: d.lastErr})
 	}
 	sort.Slice(st.Links, func(i, j int) bool { return st.Links[i].Router < st.Links[j].Router })
 	sort.Slice(st.Hosting, func(i, j int) bool { return st.Hosting[i].Service < st.Hosting[j].Service })

@@ -31,7 +31,14 @@ type dialState struct {
 	// rather than for a --dial: it closes when the service is no longer dialable.
 	intercept bool
 	closer    io.Closer // the listener
+	bindErr   string    // why the intercept listener could not open, "" while it is
 }
+
+// Dial listener states, as `umbra-agent status` shows them.
+const (
+	dialListening  = "listening"
+	dialBindFailed = "bind failed"
+)
 
 // startDial listens on d.Listen for the agent's lifetime; each local connection becomes
 // a circuit. A listener already open on the address is kept.
@@ -41,32 +48,42 @@ func (a *Agent) startDial(d DialSpec) error { return a.listenDial(d, false) }
 // no longer dialable (stopIntercept) or the agent stops.
 func (a *Agent) startIntercept(d DialSpec) error { return a.listenDial(d, true) }
 
+// listenDial opens the listener of d. An intercept that cannot listen stays in the
+// status as "bind failed" and is tried again at the next service refresh; a --dial that
+// cannot is an error.
 func (a *Agent) listenDial(d DialSpec, intercept bool) error {
 	a.mu.Lock()
-	if _, ok := a.dialing[d.Listen]; ok {
+	if old, ok := a.dialing[d.Listen]; ok && old.bindErr == "" {
 		a.mu.Unlock()
 		return nil
 	}
 	st := &dialState{spec: d, intercept: intercept}
 	a.dialing[d.Listen] = st
 	a.mu.Unlock()
+	var err error
 	switch d.Proto {
 	case ProtoTCP:
-		ln, err := net.Listen("tcp", d.Listen)
-		if err != nil {
-			a.forgetDial(d.Listen)
-			return fmt.Errorf("agent: dial listener %s: %w", d, err)
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", d.Listen); err == nil {
+			a.setCloser(st, ln)
+			a.run.Go(func() { a.serveTCPDial(ln, st) })
 		}
-		a.setCloser(st, ln)
-		a.run.Go(func() { a.serveTCPDial(ln, st) })
 	case ProtoUDP:
-		pc, err := net.ListenPacket("udp", d.Listen)
-		if err != nil {
-			a.forgetDial(d.Listen)
-			return fmt.Errorf("agent: dial listener %s: %w", d, err)
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", d.Listen); err == nil {
+			a.setCloser(st, pc)
+			a.run.Go(func() { a.serveUDPDial(pc, st) })
 		}
-		a.setCloser(st, pc)
-		a.run.Go(func() { a.serveUDPDial(pc, st) })
+	}
+	if err != nil {
+		if intercept {
+			a.mu.Lock()
+			st.bindErr = err.Error()
+			a.mu.Unlock()
+		} else {
+			a.forgetDial(d.Listen)
+		}
+		return fmt.Errorf("agent: dial listener %s: %w", d, err)
 	}
 	a.log.Info("dial listener", "service", d.Service, "host", d.Host, "listen", d.Proto+":"+d.Listen)
 	return nil

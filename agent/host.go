@@ -35,6 +35,45 @@ type hostState struct {
 	err      string
 	conn     *quic.Conn // the link the binding is held on
 	stop     context.CancelFunc
+	target   string // "reachable" or "unreachable: ERROR", "" until known
+}
+
+// Hosted target states, as `umbra-agent status` shows them.
+const (
+	targetReachable   = "reachable"
+	targetUnreachable = "unreachable"
+)
+
+// targetCheckTimeout bounds the check of a TCP service's local address when its binding
+// comes up.
+const targetCheckTimeout = 2 * time.Second
+
+// checkTarget connects to a bound TCP service's local address once, so that status says
+// at once whether circuits will find it; UDP has no connection to try.
+func (a *Agent) checkTarget(ctx context.Context, h *hostState) {
+	a.mu.Lock()
+	proto, addr := h.proto, h.addr
+	a.mu.Unlock()
+	if proto != ProtoTCP {
+		return
+	}
+	d := net.Dialer{Timeout: targetCheckTimeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	a.noteTarget(h, err)
+}
+
+// noteTarget records whether h's local address took a connection.
+func (a *Agent) noteTarget(h *hostState, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		h.target = targetUnreachable + ": " + err.Error()
+		return
+	}
+	h.target = targetReachable
 }
 
 // startHosting binds s at the router on conn, unless it is bound there already. The
@@ -132,6 +171,7 @@ func (a *Agent) bindOnce(ctx context.Context, conn *quic.Conn, h *hostState) err
 	h.state, h.err = hostBound, ""
 	a.mu.Unlock()
 	a.log.Info("hosting", "service", h.service)
+	go a.checkTarget(ctx, h)
 	stop := context.AfterFunc(ctx, func() { s.CancelRead(0) })
 	defer stop()
 	// The router says nothing more unless it revokes the binding.
@@ -223,7 +263,7 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	defer a.hostResult(h, -1)
 	switch g.Proto {
 	case ProtoTCP:
-		return deliverTCP(ctx, tc, g.ServiceName, addr)
+		return deliverTCP(ctx, tc, g.ServiceName, addr, func(err error) { a.noteTarget(h, err) })
 	case ProtoUDP:
 		return a.hostUDP(ctx, conn, c.Circuit, tc, g.ServiceName, addr)
 	}
@@ -295,7 +335,7 @@ func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g
 		}
 		a.hostResult(h, 1)
 		defer a.hostResult(h, -1)
-		if err := deliverTCP(ctx, tc, g.ServiceName, addr); err != nil {
+		if err := deliverTCP(ctx, tc, g.ServiceName, addr, func(err error) { a.noteTarget(h, err) }); err != nil {
 			a.log.Warn("circuit", "service", g.ServiceName, "err", err)
 		}
 	})
@@ -313,10 +353,11 @@ func handshakeHost(ctx context.Context, tc *tls.Conn, service string) error {
 }
 
 // deliverTCP carries a TCP circuit to the hosted service's local address until either
-// side ends it.
-func deliverTCP(ctx context.Context, tc *tls.Conn, service, addr string) error {
+// side ends it; reached says whether the address took the connection.
+func deliverTCP(ctx context.Context, tc *tls.Conn, service, addr string, reached func(error)) error {
 	d := net.Dialer{Timeout: hostDialTimeout}
 	local, err := d.DialContext(ctx, "tcp", addr)
+	reached(err)
 	if err != nil {
 		return fmt.Errorf("deliver %s to %s: %w", service, addr, err)
 	}

@@ -46,6 +46,14 @@ const (
 	raceEvery = time.Second
 	// codeReplaced closes a stalled connection that a fresh one replaced.
 	codeReplaced quic.ApplicationErrorCode = 0x10
+	// refusedBackoffInitial and refusedBackoffMax pace reconnects while every router
+	// refuses this identity's certificate (revoked, or the identity deleted): nothing a
+	// retry can mend soon, so the agent asks again now and then rather than hammering.
+	refusedBackoffInitial = 5 * time.Second
+	refusedBackoffMax     = time.Minute
+	// alertBadCertificate is the TLS alert a router sends for a certificate it refuses;
+	// QUIC carries TLS alert A as transport error 0x100+A (RFC 9001, 4.8).
+	alertBadCertificate = 0x100 + 42
 )
 
 // Link states, as `umbra-agent status` shows them.
@@ -53,6 +61,7 @@ const (
 	stateUp         = "up"
 	stateConnecting = "connecting"
 	stateStalled    = "stalled"
+	stateStandby    = "standby" // reachable, but another router carries the link
 	stateDown       = "down"
 )
 
@@ -67,7 +76,12 @@ type linkState struct {
 func (l *linkState) status() LinkStatus {
 	ls := LinkStatus{Router: l.router, State: l.state, Error: l.err}
 	if l.conn != nil && l.state == stateUp {
-		ls.RTTms = float64(l.conn.ConnectionStats().SmoothedRTT.Microseconds()) / 1000
+		cs := l.conn.ConnectionStats()
+		ls.RTTms = float64(cs.SmoothedRTT.Microseconds()) / 1000
+		ls.BytesSent, ls.BytesReceived = cs.BytesSent, cs.BytesReceived
+		if cs.PacketsSent > 0 {
+			ls.LossPercent = 100 * float64(cs.PacketsLost) / float64(cs.PacketsSent)
+		}
 	}
 	return ls
 }
@@ -104,14 +118,25 @@ func (a *Agent) runLinks(ctx context.Context, routers []string) {
 		backoff.WithRandomizationFactor(linkBackoffJitter),
 		backoff.WithMaxElapsedTime(0),
 	)
+	refused := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(refusedBackoffInitial),
+		backoff.WithMaxInterval(refusedBackoffMax),
+		backoff.WithRandomizationFactor(linkBackoffJitter),
+		backoff.WithMaxElapsedTime(0),
+	)
 	for ctx.Err() == nil {
 		if a.linkOnce(ctx, routers) {
 			b.Reset()
+			refused.Reset()
 			continue
+		}
+		wait := b.NextBackOff()
+		if a.identityRefused() {
+			wait = refused.NextBackOff()
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(b.NextBackOff()):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -135,10 +160,15 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 	}
 	conn, router, err := a.race(ctx, routers, nil)
 	for _, r := range routers {
-		if r != router {
+		switch {
+		case r == router:
+		case err == nil:
+			a.setLink(r, stateStandby, nil, nil)
+		default:
 			a.setLink(r, stateDown, nil, err)
 		}
 	}
+	a.noteRefusal(err)
 	if err != nil {
 		a.log.Warn("router link failed", "routers", routers, "err", err)
 		return false
@@ -164,6 +194,7 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 		lwg.Wait()
 		if next == nil {
 			a.setConn(nil)
+			a.noteRefusal(context.Cause(conn.Context()))
 			a.setLink(router, stateDown, nil, context.Cause(conn.Context()))
 			a.log.Warn("router link down", "router", router, "err", context.Cause(conn.Context()))
 		} else if nextRouter != router {
@@ -611,4 +642,37 @@ func (a *Agent) pong(conn *quic.Conn, body []byte) {
 	case ch <- sent:
 	default:
 	}
+}
+
+// refusedCertificate reports whether err is a router refusing this identity's
+// certificate: at the handshake (a TLS bad_certificate alert), or by closing a link whose
+// certificate the controller has since revoked.
+func refusedCertificate(err error) bool {
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote && te.ErrorCode == alertBadCertificate {
+		return true
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == quic.ApplicationErrorCode(wire.CloseRevoked)
+}
+
+// noteRefusal records whether the last link attempt ended in a refusal of the identity's
+// certificate; a link that came up (err nil) clears it.
+func (a *Agent) noteRefusal(err error) {
+	refused := refusedCertificate(err)
+	a.mu.Lock()
+	was := a.refused
+	a.refused = refused
+	a.mu.Unlock()
+	if refused && !was {
+		a.log.Error("identity revoked: the routers refuse its certificate; retrying slowly", "err", err)
+	}
+}
+
+// identityRefused reports whether the routers refused this identity's certificate last
+// time the agent tried.
+func (a *Agent) identityRefused() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.refused
 }

@@ -159,15 +159,21 @@ func newRunCmd() *cobra.Command {
 }
 
 func newStatusCmd() *cobra.Command {
-	var statusSocket string
+	var statusSocket, output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "print the running agent's links, hosted services and dial listeners as JSON",
+		Short: "print the running agent's identity, links, hosted services and dial listeners (-o json: one JSON object)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "json" && output != "text" {
+				return fmt.Errorf("unknown output format %q: want text or json", output)
+			}
 			st, err := agent.ReadStatus(cmd.Context(), statusSocket)
 			if err != nil {
 				return err
+			}
+			if output == "text" {
+				return printStatus(cmd.OutOrStdout(), st)
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
@@ -175,6 +181,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "the agent's status socket")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (a summary to read) or json")
 	return cmd
 }
 

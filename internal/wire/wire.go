@@ -193,6 +193,10 @@ type Revoke struct {
 	Serials []string `cbor:"2,keyasint,omitempty"`
 }
 
+// CloseRevoked is the QUIC application error code with which a router closes the
+// connection of an agent or router whose certificate the controller revoked.
+const CloseRevoked = 0x102
+
 // Changed tells routers, and through them agents, that what identities may use may have
 // changed: an agent asks for its services again and follows the answer.
 type Changed struct{}

@@ -86,7 +86,7 @@ func TestMeasureCircuitGoodput(t *testing.T) {
 		time.Sleep(measure)
 		link := proxy.Stats()
 		if os.Getenv("UMBRA_MEASURE_STATUS") == "1" {
-			out, _, _ := run(t, nil, bins.agent, "status", "--status-socket", op.socket)
+			out, _, _ := run(t, nil, bins.agent, "status", "--status-socket", op.socket, "-o", "json")
 			t.Logf("%s: operator's status at the end:\n%s", r.name, out)
 		}
 		mbit := float64(got.Load()-g0) * 8 / measure.Seconds() / 1e6

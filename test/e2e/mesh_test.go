@@ -78,11 +78,15 @@ func (m *mesh) agentVia(name, idFile, routers string, args ...string) *agentProc
 
 // agentStatus is the JSON of `umbra-agent status`.
 type agentStatus struct {
-	Identity string `json:"identity"`
-	Links    []struct {
-		Router string  `json:"router"`
-		State  string  `json:"state"`
-		RTTms  float64 `json:"rtt_ms"`
+	Identity      string `json:"identity"`
+	IdentityState string `json:"identity_state"`
+	Version       string `json:"version"`
+	CertExpires   string `json:"cert_expires"`
+	Links         []struct {
+		Router    string  `json:"router"`
+		State     string  `json:"state"`
+		RTTms     float64 `json:"rtt_ms"`
+		BytesSent uint64  `json:"bytes_sent"`
 		Lane   *struct {
 			Sent    uint64 `json:"sent"`
 			Streams int    `json:"streams"`
@@ -91,18 +95,20 @@ type agentStatus struct {
 	Hosting []struct {
 		Service  string `json:"service"`
 		State    string `json:"state"`
+		Target   string `json:"target"`
 		Circuits int    `json:"circuits"`
 	} `json:"hosting"`
 	Dialing []struct {
 		Service   string `json:"service"`
 		Listen    string `json:"listen"`
+		State     string `json:"state"`
 		LastError string `json:"last_error"`
 	} `json:"dialing"`
 }
 
 func (a *agentProc) status(t *testing.T) (agentStatus, error) {
 	var st agentStatus
-	out, _, err := run(t, nil, bins.agent, "status", "--status-socket", a.socket)
+	out, _, err := run(t, nil, bins.agent, "status", "--status-socket", a.socket, "-o", "json")
 	if err != nil {
 		return st, err
 	}

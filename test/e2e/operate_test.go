@@ -380,3 +380,54 @@ func TestChangesReachRunningAgents(t *testing.T) {
 		})
 	})
 }
+
+// TestStatusSaysWhereAFailureIs: `umbra-agent status` names each failure where it is: an
+// intercept address another program holds, a hosted service whose local address refuses,
+// and an identity the routers refuse once it is deleted; the readable summary says the
+// same.
+func TestStatusSaysWhereAFailureIs(t *testing.T) {
+	m := startMesh(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	refusing := freeTCP(t) // nothing listens there
+	m.edge("create", "service", "web", "--host", "tcp:"+refusing, "--intercept", "tcp:"+taken.Addr().String())
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@web")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#drone", "--services", "@web")
+	drone := m.agent("drone1", m.enroll("drone1", "drone"))
+	drone.waitHosting(t, "web")
+
+	var st agentStatus
+	waitUntil(t, readyTimeout, "status names the refusing target and the taken intercept", func() bool {
+		st, err = drone.status(t)
+		return err == nil && len(st.Hosting) == 1 && strings.HasPrefix(st.Hosting[0].Target, "unreachable: ") &&
+			len(st.Dialing) == 1 && strings.HasPrefix(st.Dialing[0].State, "bind failed: ")
+	})
+	if st.IdentityState != "ok" || st.Version == "" || st.CertExpires == "" || len(st.Links) != 1 || st.Links[0].BytesSent == 0 {
+		t.Errorf("status = %+v, want identity ok, a version, a certificate expiry and an up link's byte counts", st)
+	}
+	text := must(t, nil, bins.agent, "status", "--status-socket", drone.socket)
+	for _, want := range []string{"drone1 (ok)", "target unreachable: ", "bind failed: ", "certificate"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status summary lacks %q:\n%s", want, text)
+		}
+	}
+
+	m.edge("delete", "identity", "drone1")
+	waitUntil(t, readyTimeout, "status says the identity is revoked", func() bool {
+		st, err = drone.status(t)
+		return err == nil && st.IdentityState == "revoked"
+	})
+	if text := must(t, nil, bins.agent, "status", "--status-socket", drone.socket); !strings.Contains(text, "REVOKED") {
+		t.Errorf("status summary after the identity was deleted lacks REVOKED:\n%s", text)
+	}
+	// Slow retries: in the next few seconds the agent tries the router a handful of times
+	// at most, not every 100 ms-2 s.
+	before := strings.Count(drone.output(), "router link failed")
+	time.Sleep(4 * time.Second) // observe the retry rate over a fixed span
+	if n := strings.Count(drone.output(), "router link failed") - before; n > 2 {
+		t.Errorf("a revoked agent retried %d times in 4 s, want at most 2 (it waits 5 s and more between tries)", n)
+	}
+}
