@@ -87,7 +87,7 @@ type agentStatus struct {
 		State     string  `json:"state"`
 		RTTms     float64 `json:"rtt_ms"`
 		BytesSent uint64  `json:"bytes_sent"`
-		Lane   *struct {
+		Lane      *struct {
 			Sent    uint64 `json:"sent"`
 			Streams int    `json:"streams"`
 		} `json:"lane"`
