@@ -23,6 +23,7 @@ import (
 	"umbra/internal/lane"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
+	"umbra/internal/wire"
 )
 
 // Config is what a router needs to run.
@@ -45,7 +46,7 @@ type Config struct {
 const (
 	errCodeShutdown quic.ApplicationErrorCode = 0x100
 	errCodeRefused  quic.ApplicationErrorCode = 0x101
-	errCodeRevoked  quic.ApplicationErrorCode = 0x102
+	errCodeRevoked  quic.ApplicationErrorCode = wire.ConnCertRevoked
 )
 
 // Router is a listening router.
