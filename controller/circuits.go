@@ -16,6 +16,7 @@ import (
 	"umbra/controller/policy"
 	"umbra/controller/store"
 	"umbra/internal/grant"
+	"umbra/internal/heartbeat"
 	"umbra/internal/pki"
 	"umbra/internal/wire"
 )
@@ -131,6 +132,10 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 			return
 		}
 		c.setLinks(router.ID, rep)
+	case wire.TypeLinkPing:
+		// The router's heartbeats, which tell it within a second that this controller is
+		// gone; they end with the control link.
+		heartbeat.New().Echo(s, body)
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -61,7 +62,13 @@ func (c *Controller) serveControl(ctx context.Context, pc net.PacketConn) error 
 	chain, key := c.ca.ServerChain()
 	cert := tls.Certificate{Certificate: chain[:2], PrivateKey: key, Leaf: c.ca.Server}
 	tlsConf := transport.ServerTLS(cert, c.ca.Roots(), []string{transport.ALPNCtrl}, c.checkRouter)
-	tr := &quic.Transport{Conn: pc}
+	resetKey, err := controlResetKey(key)
+	if err != nil {
+		return fmt.Errorf("controller: control plane: %w", err)
+	}
+	// A restarted controller answers a router's packets on the link it had before the
+	// restart with a stateless reset, so the router redials at once.
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: resetKey}
 	ln, err := tr.Listen(tlsConf, transport.LAN.QUIC())
 	if err != nil {
 		return fmt.Errorf("controller: control plane: %w", err)
@@ -82,6 +89,16 @@ func (c *Controller) serveControl(ctx context.Context, pc net.PacketConn) error 
 		}
 		go c.serveRouter(ctx, conn)
 	}
+}
+
+// controlResetKey derives the control plane's stateless reset key from the controller's
+// long-term server key, so that it is the same after a restart.
+func controlResetKey(key *ecdsa.PrivateKey) (*quic.StatelessResetKey, error) {
+	secret, err := key.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("stateless reset key: %w", err)
+	}
+	return transport.StatelessResetKey(secret)
 }
 
 // checkRouter admits routers the store knows, with their current, unrevoked certificate.
