@@ -46,7 +46,32 @@ const (
 	raceEvery = time.Second
 	// codeReplaced closes a stalled connection that a fresh one replaced.
 	codeReplaced quic.ApplicationErrorCode = 0x10
+
+	// A router that refuses the agent's certificate (revoked: its identity was deleted)
+	// will refuse it again: the agent retries slowly rather than every linkBackoffMax,
+	// in case it was a router's mistake, and says so in its status.
+	refusedBackoffInitial = 10 * time.Second
+	refusedBackoffMax     = 5 * time.Minute
 )
+
+// TLS alerts a router refuses an agent's certificate with (RFC 8446 §6.2), as QUIC
+// carries them: in a CONNECTION_CLOSE's crypto error code.
+const (
+	alertBadCertificate     = 42
+	alertCertificateRevoked = 44
+)
+
+// certRefused reports whether err says a router refused this agent's certificate: a
+// TLS alert at the handshake, or the close of its connection for a revoked certificate.
+func certRefused(err error) bool {
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
+		alert := uint8(te.ErrorCode - quic.TransportErrorCode(0x100))
+		return alert == alertBadCertificate || alert == alertCertificateRevoked
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeCertRevoked
+}
 
 // Link states, as `umbra-agent status` shows them.
 const (
@@ -104,14 +129,29 @@ func (a *Agent) runLinks(ctx context.Context, routers []string) {
 		backoff.WithRandomizationFactor(linkBackoffJitter),
 		backoff.WithMaxElapsedTime(0),
 	)
+	refused := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(refusedBackoffInitial),
+		backoff.WithMaxInterval(refusedBackoffMax),
+		backoff.WithRandomizationFactor(linkBackoffJitter),
+		backoff.WithMaxElapsedTime(0),
+	)
 	for ctx.Err() == nil {
-		if a.linkOnce(ctx, routers) {
+		up, err := a.linkOnce(ctx, routers)
+		var wait time.Duration
+		switch {
+		case certRefused(err):
+			wait = refused.NextBackOff()
+			a.log.Error("router refused this agent's certificate (revoked, or its identity deleted); retrying slowly", "err", err, "retry_in", wait)
+		case up:
 			b.Reset()
+			refused.Reset()
 			continue
+		default:
+			wait = b.NextBackOff()
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(b.NextBackOff()):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -128,8 +168,8 @@ func (a *Agent) setLink(router, state string, conn *quic.Conn, err error) {
 
 // linkOnce connects to one of routers and serves the link until it ends, moving to a
 // fresh connection whenever one wins a race against a stalled link. It reports whether
-// the link came up.
-func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
+// the link came up, and why it failed or ended.
+func (a *Agent) linkOnce(ctx context.Context, routers []string) (bool, error) {
 	for _, r := range routers {
 		a.setLink(r, stateConnecting, nil, nil)
 	}
@@ -141,8 +181,9 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 	}
 	if err != nil {
 		a.log.Warn("router link failed", "routers", routers, "err", err)
-		return false
+		return false, err
 	}
+	var ended error
 	for conn != nil {
 		a.setLink(router, stateUp, conn, nil)
 		a.setConn(conn)
@@ -163,6 +204,7 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 		cancel()
 		lwg.Wait()
 		if next == nil {
+			ended = context.Cause(conn.Context())
 			a.setConn(nil)
 			a.setLink(router, stateDown, nil, context.Cause(conn.Context()))
 			a.log.Warn("router link down", "router", router, "err", context.Cause(conn.Context()))
@@ -172,7 +214,7 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 		}
 		conn = next
 	}
-	return true
+	return true, ended
 }
 
 // raceOrder lists the routers a stalled link to router races: router itself first, then

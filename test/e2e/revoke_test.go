@@ -269,3 +269,43 @@ func dialGreetingWithin(addr string, timeout time.Duration) (string, error) {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimSpace(line), err
 }
+
+// refusedRetryAtLeast is the shortest wait the agent may log before it retries a router
+// that refused its certificate: the agent's initial refusal backoff less its jitter.
+const refusedRetryAtLeast = 5 * time.Second
+
+// TestDeletedDialerEndsAtOnceAndRetriesSlowly: deleting the dialing identity resets its
+// application's connection at once (not after a minute of "no new path"), and the agent,
+// whose certificate every router now refuses, stops retrying hard.
+func TestDeletedDialerEndsAtOnceAndRetriesSlowly(t *testing.T) {
+	m := startOneRouterMesh(t)
+	echoed, ended := m.busyCircuit(t)
+	waitFlowing(t, echoed, "circuit carrying bytes")
+
+	deleted := time.Now()
+	m.edge("delete", "identity", "op")
+	d := waitEnded(t, ended, deleted, "the dialing identity was deleted")
+	t.Logf("circuit ended %v after the delete", d.Round(time.Millisecond))
+
+	var retry time.Duration
+	waitUntil(t, readyTimeout, "the agent's slow retry after its certificate was refused", func() bool {
+		for _, l := range strings.Split(m.op.output(), "\n") {
+			if !strings.Contains(l, "refused this agent's certificate") {
+				continue
+			}
+			_, after, ok := strings.Cut(l, "retry_in=")
+			if !ok {
+				continue
+			}
+			field, _, _ := strings.Cut(after, " ")
+			if v, err := time.ParseDuration(field); err == nil {
+				retry = v
+				return true
+			}
+		}
+		return false
+	})
+	if retry < refusedRetryAtLeast {
+		t.Errorf("agent retries a refused certificate after %v, want at least %v", retry, refusedRetryAtLeast)
+	}
+}
