@@ -183,7 +183,7 @@ func (c *Controller) answerCarry(ci *circuit) error {
 		ci.revoke(errCircuitRevoked.Error())
 		return errCircuitRevoked
 	}
-	c.log.Info("carried circuit held", "circuit", ci.grant.Circuit, "service", ci.grant.ServiceName)
+	c.log.Debug("carried circuit held", "circuit", ci.grant.Circuit, "service", ci.grant.ServiceName)
 	return ci.send(wire.TypeCarryAck, wire.CarryAck{})
 }
 

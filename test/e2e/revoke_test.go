@@ -150,16 +150,32 @@ func waitEnded(t *testing.T, ended <-chan time.Time, deleted time.Time, what str
 	return 0
 }
 
-// TestDeleteEndsCircuitAfterControllerRestart: a live circuit survives the controller's
-// restart (a clean stop or a crash) by its grant, and a deletion made once the router's
-// control link is back to the new controller still ends it within 5 s (CONTRACT).
-func TestDeleteEndsCircuitAfterControllerRestart(t *testing.T) {
+// restartController returns a fault that stops the controller with sig (SIGTERM: a
+// clean stop; SIGKILL: a crash), starts it again and waits for r1's control link to it.
+func restartController(sig syscall.Signal) func(*relayMesh) {
+	return func(m *relayMesh) {
+		ups := m.controlLinksUp("r1")
+		m.stopController(sig)
+		m.startController()
+		m.waitControlLinks("r1", ups+1, controlLinkBackTimeout)
+	}
+}
+
+// TestDeleteEndsCircuitAfterRestart: a live circuit survives the controller's
+// restart (a clean stop or a crash) by its grant, or the router's restart by resuming,
+// and a deletion made once the router's control link is back still ends it within 5 s
+// (CONTRACT).
+func TestDeleteEndsCircuitAfterRestart(t *testing.T) {
 	restarts := []struct {
-		name string
-		sig  syscall.Signal
+		name    string
+		restart func(*relayMesh)
 	}{
-		{"controller-stopped", syscall.SIGTERM},
-		{"controller-killed", syscall.SIGKILL},
+		{"controller-stopped", restartController(syscall.SIGTERM)},
+		{"controller-killed", restartController(syscall.SIGKILL)},
+		{"router-restarted", func(m *relayMesh) {
+			m.restartRouter("r1")
+			m.waitControlLinks("r1", 1, readyTimeout)
+		}},
 	}
 	deletions := []struct {
 		name string
@@ -177,11 +193,8 @@ func TestDeleteEndsCircuitAfterControllerRestart(t *testing.T) {
 				echoed, ended := m.busyCircuit(t)
 				waitFlowing(t, echoed, "circuit carrying bytes")
 
-				ups := m.controlLinksUp("r1")
-				m.stopController(rs.sig)
-				m.startController()
-				m.waitControlLinks("r1", ups+1, controlLinkBackTimeout)
-				waitFlowing(t, echoed, "circuit carrying bytes after the controller's restart")
+				rs.restart(m)
+				waitFlowing(t, echoed, "circuit carrying bytes after the restart")
 
 				deleted := time.Now()
 				m.edge(append([]string{"delete"}, del.args...)...)
