@@ -58,8 +58,9 @@ func (ci *circuit) revoke(reason string) {
 	revokeStream(ci.stream, reason)
 }
 
-// serveRouterStream answers one request a router relays for an agent.
-func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, s *quic.Stream) {
+// serveRouterStream answers one request a router relays for an agent, or the router's
+// heartbeats, which keep hb alive.
+func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, s *quic.Stream, hb *heartbeat.Monitor) {
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(ctrlHelloTimeout))
 	typ, body, err := wire.Read(s)
@@ -133,9 +134,9 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 		}
 		c.setLinks(router.ID, rep)
 	case wire.TypeLinkPing:
-		// The router's heartbeats, which tell it within a second that this controller is
-		// gone; they end with the control link.
-		heartbeat.New().Echo(s, body)
+		// The router's heartbeats: they tell each side within a second that the other is
+		// gone, and end with the control link.
+		hb.Echo(s, body)
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/controller/store"
+	"umbra/internal/heartbeat"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
@@ -30,6 +31,8 @@ const (
 const (
 	ctrlCodeShutdown quic.ApplicationErrorCode = 0x200
 	ctrlCodeRefused  quic.ApplicationErrorCode = 0x201
+	// ctrlCodeDead closes the control link of a router whose heartbeats stopped.
+	ctrlCodeDead quic.ApplicationErrorCode = 0x202
 )
 
 // ListenPair opens the management API's TCP port and the control plane's UDP port on
@@ -151,22 +154,35 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 	s.Close()
 	c.setOnline(subj.ID, hello.Advertise, conn)
 	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
+	hb := heartbeat.New()
 	go func() {
 		for {
 			rs, err := conn.AcceptStream(ctx)
 			if err != nil {
 				return
 			}
-			go c.serveRouterStream(ctx, subj, rs)
+			go c.serveRouterStream(ctx, subj, rs, hb)
 		}
 	}()
-	select {
-	case <-ctx.Done():
-		conn.CloseWithError(ctrlCodeShutdown, "controller shutting down")
-	case <-conn.Context().Done():
-	}
+	c.watchRouter(ctx, conn, hb)
 	c.setOffline(subj.ID, conn)
 	c.log.Info("router offline", "name", subj.Name)
+}
+
+// watchRouter returns when the router's control link ends: closed by the router, by
+// this controller's shutdown, or for the router's silence once it has sent heartbeats,
+// so a crashed router goes offline (and out of new paths) within about a second.
+func (c *Controller) watchRouter(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(conn.Context(), cancel)()
+	err := hb.Watch(wctx, true)
+	switch {
+	case err != nil:
+		conn.CloseWithError(ctrlCodeDead, err.Error())
+	case ctx.Err() != nil:
+		conn.CloseWithError(ctrlCodeShutdown, "controller shutting down")
+	}
 }
 
 // routerState is what the controller knows of a router's control link.

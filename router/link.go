@@ -179,27 +179,17 @@ func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subjec
 }
 
 // watchHeartbeats closes conn as dead once hb has heard nothing for its dead interval,
-// and returns when conn ends or ctx ends (true). With untilAnswered, a peer that never
-// answered a ping is not held to it: it does not speak the heartbeat protocol.
-func watchHeartbeats(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor, untilAnswered bool) (stopped bool) {
-	tick := time.NewTicker(heartbeat.Interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-conn.Context().Done():
-			return false
-		case <-tick.C:
-			if untilAnswered && !hb.Answered() {
-				continue
-			}
-			if silent, dead := hb.Dead(); dead {
-				conn.CloseWithError(errCodeLinkDead, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)))
-				return false
-			}
-		}
+// and returns when conn ends or ctx ends (stopped). With untilSpoke, a peer that never
+// took part in the heartbeats is not held to them.
+func watchHeartbeats(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor, untilSpoke bool) (stopped bool) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(conn.Context(), cancel)()
+	if err := hb.Watch(wctx, untilSpoke); err != nil {
+		conn.CloseWithError(errCodeLinkDead, err.Error())
+		return false
 	}
+	return ctx.Err() != nil
 }
 
 // sendHeartbeats opens a heartbeat stream on conn and pings on it until ctx ends; the

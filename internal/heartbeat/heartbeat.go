@@ -10,6 +10,8 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -37,8 +39,11 @@ type Monitor struct {
 	mu        sync.Mutex
 	lastHeard time.Time
 	rtt       time.Duration // smoothed; zero until the first echo
-	answered  bool          // an echo came back at least once
+	spoke     bool          // the peer sent a ping or echoed one at least once
 }
+
+// ErrDead is what Watch returns for a peer silent past the dead interval.
+var ErrDead = errors.New("heartbeat: peer silent")
 
 // New returns a Monitor that counts the peer as heard now.
 func New() *Monitor { return &Monitor{lastHeard: time.Now()} }
@@ -47,6 +52,7 @@ func New() *Monitor { return &Monitor{lastHeard: time.Now()} }
 func (m *Monitor) Heard() {
 	m.mu.Lock()
 	m.lastHeard = time.Now()
+	m.spoke = true
 	m.mu.Unlock()
 }
 
@@ -57,12 +63,12 @@ func (m *Monitor) RTT() time.Duration {
 	return m.rtt
 }
 
-// Answered reports whether an echo ever came back: a peer that does not speak the
-// heartbeat protocol never answers.
-func (m *Monitor) Answered() bool {
+// Spoke reports whether the peer ever sent a ping or echoed one: a peer that does not
+// speak the heartbeat protocol never does.
+func (m *Monitor) Spoke() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.answered
+	return m.spoke
 }
 
 // Dead reports how long the peer has been silent and whether that declares it dead.
@@ -79,11 +85,33 @@ func (m *Monitor) echoed(sent int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastHeard = time.Now()
-	m.answered = true
+	m.spoke = true
 	if m.rtt == 0 {
 		m.rtt = sample
 	} else {
 		m.rtt = (rttWeight*m.rtt + sample) / (rttWeight + 1)
+	}
+}
+
+// Watch checks the peer every Interval until ctx ends (it returns nil) or the peer has
+// been silent past the dead interval (an error wrapping ErrDead that says how long).
+// With untilSpoke, a peer that never took part in the heartbeats is not held to them:
+// it predates them, and its connection relies on QUIC's idle timeout.
+func (m *Monitor) Watch(ctx context.Context, untilSpoke bool) error {
+	tick := time.NewTicker(Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if untilSpoke && !m.Spoke() {
+			continue
+		}
+		if silent, dead := m.Dead(); dead {
+			return fmt.Errorf("%w for %s", ErrDead, silent.Round(time.Millisecond))
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestPingEcho(t *testing.T) {
 		echoer.Echo(b, body)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for !pinger.Answered() {
+	for !pinger.Spoke() {
 		if time.Now().After(deadline) {
 			t.Fatal("no echo within 10s")
 		}
@@ -61,7 +62,22 @@ func TestPingEcho(t *testing.T) {
 	if _, dead := pinger.Dead(); dead {
 		t.Errorf("pinger dead right after an echo")
 	}
-	if _, dead := echoer.Dead(); dead {
-		t.Errorf("echoer dead right after a ping")
+	if _, dead := echoer.Dead(); dead || !echoer.Spoke() {
+		t.Errorf("echoer dead or not spoken to right after a ping")
+	}
+}
+
+// TestWatch: a silent peer is declared dead, with how long it was silent; one that never
+// spoke is not, when the caller waits for it to speak first.
+func TestWatch(t *testing.T) {
+	silent := &Monitor{lastHeard: time.Now().Add(-2 * DeadAfter), spoke: true}
+	if err := silent.Watch(context.Background(), false); !errors.Is(err, ErrDead) {
+		t.Errorf("silent peer: got %v, want %v", err, ErrDead)
+	}
+	mute := &Monitor{lastHeard: time.Now().Add(-2 * DeadAfter)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*Interval)
+	defer cancel()
+	if err := mute.Watch(ctx, true); err != nil {
+		t.Errorf("peer that never spoke, untilSpoke: got %v, want nil at the context's end", err)
 	}
 }
