@@ -55,8 +55,10 @@ const (
 )
 
 // TLS alerts a router refuses an agent's certificate with (RFC 8446 §6.2), as QUIC
-// carries them: in a CONNECTION_CLOSE's crypto error code.
+// carries them: a CONNECTION_CLOSE's crypto error code is cryptoErrorBase plus the alert
+// (RFC 9001 §4.8).
 const (
+	cryptoErrorBase         = 0x100
 	alertBadCertificate     = 42
 	alertCertificateRevoked = 44
 )
@@ -66,7 +68,7 @@ const (
 func certRefused(err error) bool {
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
-		alert := uint8(te.ErrorCode - quic.TransportErrorCode(0x100))
+		alert := uint8(te.ErrorCode - cryptoErrorBase)
 		return alert == alertBadCertificate || alert == alertCertificateRevoked
 	}
 	var ae *quic.ApplicationError

@@ -96,8 +96,8 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 	s.SetDeadline(time.Time{})
 	s.Close()
 	r.revoke(ack.Revoked)
-	// Heartbeats notice a controller that crashed within about a second, where QUIC's
-	// idle timeout would keep the dead link, and fail every request on it, for 30.
+	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
+	// timeout would keep the dead link, and fail every request on it, for 30 s.
 	hb := heartbeat.New()
 	hctx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
