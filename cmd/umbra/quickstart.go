@@ -127,7 +127,7 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, f quickstartFlags) error 
 	if err != nil {
 		return err
 	}
-	r, err := router.Listen(ctx, router.Config{Identity: routerID, Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Profile: profile, Logger: log})
+	r, err := router.Listen(ctx, router.Config{Identity: routerID, DataDir: filepath.Join(dir, qsRouterDir), Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Profile: profile, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("router run: --link-profile: %w", err)
 			}
-			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, LinkTo: linkTo, Profile: profile, Logger: g.logger()})
+			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, DataDir: runData, Listen: listen, Advertise: advertise, LinkTo: linkTo, Profile: profile, Logger: g.logger()})
 			if err != nil {
 				return err
 			}
