@@ -99,7 +99,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 
 	done := make(chan struct{})
 	go func() {
-		carry(up, down)
+		s.r.carry(up, down, g.ServiceName)
 		close(done)
 	}()
 	rev := s.r.holdCircuit(ctx, g, dg.Grant, cs, done)
@@ -191,11 +191,15 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 }
 
 // carry joins a circuit's two ends at this router, bytes and datagrams, until both
-// directions of its bytes end.
-func carry(a, b circuitEnd) {
+// directions of its bytes end; a is the dialer's side, b the host's.
+func (r *Router) carry(a, b circuitEnd, service string) {
 	unjoin := join(a.ep, a.cid, b.ep, b.cid)
 	defer unjoin()
-	splice(a.stream, b.stream)
+	r.metrics.circuits.WithLabelValues(service).Inc()
+	r.metrics.active.Inc()
+	defer r.metrics.active.Dec()
+	splice(countingStream{a.stream, r.metrics.bytes.WithLabelValues(service, towardHost)},
+		countingStream{b.stream, r.metrics.bytes.WithLabelValues(service, towardDialer)})
 	a.stream.finish()
 	b.stream.finish()
 }

@@ -257,7 +257,7 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 		return
 	}
 	r.log.Info("circuit relayed", "circuit", g.Circuit, "from", l.peer.Name)
-	carry(circuitEnd{stream: quicStream{st}, ep: &l.endpoint, cid: h.Circuit}, down)
+	r.carry(circuitEnd{stream: quicStream{st}, ep: &l.endpoint, cid: h.Circuit}, down, g.ServiceName)
 }
 
 // linksChanged asks the reporter to tell the controller about the links now.

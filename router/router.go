@@ -56,6 +56,7 @@ const (
 type Router struct {
 	cfg       Config
 	log       *slog.Logger
+	metrics   *routerMetrics
 	cert      tls.Certificate
 	roots     *x509.CertPool
 	signer    *ecdsa.PublicKey
@@ -107,6 +108,7 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
 		lanes: map[lane.ID]*session{},
 	}
+	r.metrics = newRouterMetrics(r)
 	tlsConf := transport.ServerTLS(cred.Cert, cred.Roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {

@@ -143,7 +143,7 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, f quickstartFlags) error 
 			return fmt.Errorf("quickstart: %w", err)
 		}
 		state.Metrics = metrics.URL(mln)
-		go func() { errc <- metrics.Serve(ctx, mln, ctrl.Metrics()) }()
+		go func() { errc <- metrics.Serve(ctx, mln, ctrl.Metrics(), r.Metrics()) }()
 	}
 	data, _ := json.MarshalIndent(state, "", "  ")
 	if err := identity.WriteFileAtomic(filepath.Join(dir, qsStateFile), append(data, '\n'), 0o600); err != nil {

@@ -487,8 +487,9 @@ func metricValue(fams map[string]*dto.MetricFamily, name string, want map[string
 }
 
 // TestQuickstartMetrics: quickstart serves Prometheus metrics on loopback, named in
-// quickstart.json; after a circuit carries traffic the controller's figures show it, and
-// the listener answers nothing but /metrics.
+// quickstart.json; after a circuit carries traffic the controller's and the router's
+// figures show it (bytes each way by service), and the listener answers nothing but
+// /metrics.
 func TestQuickstartMetrics(t *testing.T) {
 	m := startMesh(t)
 	var q struct {
@@ -522,6 +523,11 @@ func TestQuickstartMetrics(t *testing.T) {
 		{"umbra_controller_events_total", map[string]string{"type": "circuit-opened"}, 1},
 		{"umbra_controller_api_requests_total", map[string]string{"route": "POST /v1/{kind}", "code": "201"}, 3},
 		{"go_goroutines", nil, 1},
+		{"umbra_router_agents_connected", nil, 2},
+		{"umbra_router_control_link_up", nil, 1},
+		{"umbra_router_circuits_total", map[string]string{"service": "echo"}, 1},
+		{"umbra_router_circuit_bytes_total", map[string]string{"service": "echo", "direction": "toward_host"}, 64 << 10},
+		{"umbra_router_circuit_bytes_total", map[string]string{"service": "echo", "direction": "toward_dialer"}, 64 << 10},
 	}
 	for _, ch := range checks {
 		if got := metricValue(fams, ch.name, ch.labels); got < ch.min {
