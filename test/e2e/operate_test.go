@@ -502,13 +502,34 @@ func TestQuickstartMetrics(t *testing.T) {
 	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
 	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
 	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
-	listen := freeTCP(t)
-	drone := m.agent("drone1", m.enroll("drone1", "drone"))
+	listen, droneMetrics := freeTCP(t), freeTCP(t)
+	drone := m.agent("drone1", m.enroll("drone1", "drone"), "--metrics", droneMetrics)
 	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
 	drone.waitHosting(t, "echo")
 	op.waitLinkUp(t)
 	c := dialGreeted(t, listen, "drone1")
 	echoBytes(t, c, 64<<10, nil)
+
+	// The agent's own metrics: over its status socket, and on its loopback listener.
+	out := must(t, nil, bins.agent, "metrics", "--status-socket", op.socket)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	opFams, err := parser.TextToMetricFamilies(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("umbra-agent metrics is not the text format: %v\n%s", err, out)
+	}
+	if got := metricValue(opFams, "umbra_agent_link_sent_bytes_total", map[string]string{"router": m.q.Router}); got < 64<<10 {
+		t.Errorf("op's link sent %v bytes, want at least the 64 KiB it carried", got)
+	}
+	if got := metricValue(opFams, "umbra_agent_dial_listening", map[string]string{"service": "echo"}); got != 1 {
+		t.Errorf("op's dial listener for echo: umbra_agent_dial_listening = %v, want 1", got)
+	}
+	droneFams := scrape(t, "http://"+droneMetrics+"/metrics")
+	if got := metricValue(droneFams, "umbra_agent_hosted_bound", map[string]string{"service": "echo"}); got != 1 {
+		t.Errorf("drone1 hosting echo: umbra_agent_hosted_bound = %v, want 1", got)
+	}
+	if _, _, err := run(t, nil, bins.agent, "run", "--identity", filepath.Join(m.dir, "drone1.json"), "--metrics", "0.0.0.0:0", "--status-socket", ""); err == nil {
+		t.Errorf("umbra-agent run --metrics 0.0.0.0:0 started, want a refusal: the agent opens no port to the network")
+	}
 
 	fams := scrape(t, q.Metrics)
 	checks := []struct {
