@@ -6,8 +6,10 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -228,4 +230,49 @@ func parseCSR(data string) (*x509.CertificateRequest, error) {
 
 func certInfo(c *x509.Certificate) *store.Cert {
 	return &store.Cert{Serial: pki.SerialString(c), Fingerprint: pki.Fingerprint(c), NotAfter: c.NotAfter.UTC().Truncate(time.Second)}
+}
+
+// maxRefusalBody bounds what of a refused enrollment's answer is kept to read its reason.
+const maxRefusalBody = 1 << 10
+
+// auditRefusals records every refused enrollment in the event trail, named by the
+// address it came from (the token's subject is not to be trusted, or told), with the
+// reason the caller was given.
+func (c *Controller) auditRefusals(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &refusalRecorder{ResponseWriter: w}
+		h(rec, r)
+		if rec.status < http.StatusBadRequest {
+			return
+		}
+		var e api.Error
+		json.Unmarshal(rec.body, &e)
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		c.event(events.Event{Type: events.EnrollmentRefused, Name: host, Reason: e.Error})
+	}
+}
+
+// refusalRecorder keeps the status and the start of the body of an answer.
+type refusalRecorder struct {
+	http.ResponseWriter
+	status int
+	body   []byte
+}
+
+func (r *refusalRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *refusalRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if room := maxRefusalBody - len(r.body); room > 0 {
+		r.body = append(r.body, b[:min(room, len(b))]...)
+	}
+	return r.ResponseWriter.Write(b)
 }

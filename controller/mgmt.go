@@ -38,7 +38,7 @@ func (c *Controller) tlsConfig() *tls.Config {
 func (c *Controller) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+enroll.PathCACerts, c.serveCACerts)
-	mux.HandleFunc("POST "+enroll.PathEnroll, c.serveEnroll)
+	mux.HandleFunc("POST "+enroll.PathEnroll, c.auditRefusals(c.serveEnroll))
 	mux.Handle("GET "+api.PathEdgeRouters, c.identity(c.serveEdgeRouters))
 	mux.Handle("POST "+api.PathEnrollments, c.admin(c.serveReissue))
 	mux.Handle("GET "+api.PathEvents, c.admin(c.serveEvents))

@@ -247,6 +247,9 @@ func TestEventsFollowShowsTheFleet(t *testing.T) {
 	}
 	m.edge("update", "service", "echo", "--add-attr", "video")
 	m.edge("delete", "service-policy", "d")
+	if _, _, err := run(t, nil, bins.agent, "enroll", "--jwt", filepath.Join(m.dir, "op.jwt"), "--out", filepath.Join(m.dir, "again.json")); err == nil {
+		t.Fatalf("enrolling with op's used token succeeded")
+	}
 
 	want := []struct{ typ, name string }{
 		{"router-online", "router1"},
@@ -258,6 +261,7 @@ func TestEventsFollowShowsTheFleet(t *testing.T) {
 		{"circuit-closed", "echo"},
 		{"updated", "echo"},
 		{"deleted", "d"},
+		{"enrollment-refused", "127.0.0.1"},
 	}
 	var got []map[string]any
 	waitUntil(t, readyTimeout, "every event in the followed trail", func() bool {
