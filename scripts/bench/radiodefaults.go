@@ -21,9 +21,11 @@ import (
 // radio, beside one run with --link-profile radio. Both are operator agents on side A of
 // the radio lab's link, the only hops that cross it; the router (a quickstart with
 // default flags) and a drone agent hosting a TCP and a UDP echo sit on side B. Per loss
-// rate: UDP delivery of the telemetry flow of issue 20 (200 datagrams a second of 300
-// bytes), TCP goodput on a circuit opened once the link is lossy, and on one opened on
-// the clean link before the loss (a circuit keeps the carrier it was opened on).
+// rate, in this order: TCP goodput on a circuit opened on the clean link before the loss
+// (a circuit keeps the carrier it was opened on), once the default agent judges the link
+// clean; how soon after the loss begins the default agent moves new TCP circuits to the
+// lane, and the goodput of one opened then; UDP delivery of issue 20's telemetry flow
+// (200 datagrams a second of 300 bytes).
 const (
 	// defaultsTimeout bounds the section: a run takes about ten minutes.
 	defaultsTimeout = 25 * time.Minute
@@ -116,17 +118,6 @@ func benchDefaults(ctx context.Context, c config, r *report) error {
 			out[i].before, out[i].beforeErr = lab.goodput(ctx, a.tcp, base, imp, defaultsRTT)
 			progress("%s loss, %s: TCP opened before the loss %s %v", fmtLoss(loss), a.flags, fmtRate(out[i].before), out[i].beforeErr)
 		}
-		// The UDP flows, straight over the link first.
-		run++
-		lc := lab.udpRun(ctx, link, base, imp, defaultsRTT, run)
-		lc.loss, lc.rtt = loss, defaultsRTT
-		linkCells = append(linkCells, lc)
-		for i, a := range agents {
-			run++
-			out[i].udp = lab.udpRun(ctx, a.udp, base, imp, defaultsRTT, run)
-			progress("%s loss, %s: UDP %d/%d delivered, %d echoed %v", fmtLoss(loss), a.flags,
-				len(out[i].udp.oneWay), out[i].udp.sent, len(out[i].udp.echoed), out[i].udp.err)
-		}
 		// A circuit opened on the lossy link, once the default agent has judged it.
 		if err := lab.setConditions(imp, imp); err != nil {
 			return err
@@ -139,6 +130,17 @@ func benchDefaults(ctx context.Context, c config, r *report) error {
 		for i, a := range agents {
 			out[i].fresh, out[i].freshErr = lab.freshGoodput(ctx, a.tcp)
 			progress("%s loss, %s: TCP opened on the lossy link %s %v", fmtLoss(loss), a.flags, fmtRate(out[i].fresh), out[i].freshErr)
+		}
+		// The UDP flows, straight over the link first.
+		run++
+		lc := lab.udpRun(ctx, link, base, imp, defaultsRTT, run)
+		lc.loss, lc.rtt = loss, defaultsRTT
+		linkCells = append(linkCells, lc)
+		for i, a := range agents {
+			run++
+			out[i].udp = lab.udpRun(ctx, a.udp, base, imp, defaultsRTT, run)
+			progress("%s loss, %s: UDP %d/%d delivered, %d echoed %v", fmtLoss(loss), a.flags,
+				len(out[i].udp.oneWay), out[i].udp.sent, len(out[i].udp.echoed), out[i].udp.err)
 		}
 		rows[loss] = out
 		if err := lab.setConditions(base, base); err != nil {
@@ -290,9 +292,11 @@ func (l *radioLab) startDefaultsOperators(router string) error {
 // link's carrier of new TCP circuits, and reports whether it did.
 func (l *radioLab) waitCarrier(ctx context.Context, socket, want string, within time.Duration) bool {
 	deadline := time.Now().Add(within)
+	var last []agent.LinkStatus
 	for time.Now().Before(deadline) {
 		st, err := agent.ReadStatus(ctx, socket)
 		if err == nil {
+			last = st.Links
 			for _, ln := range st.Links {
 				if ln.State == "up" && ln.TCPCarrier == want {
 					return true
@@ -303,6 +307,7 @@ func (l *radioLab) waitCarrier(ctx context.Context, socket, want string, within 
 			return false
 		}
 	}
+	log.Printf("defaults: %s: no up link with TCP carrier %s within %v; last seen %+v", filepath.Base(socket), want, within, last)
 	return false
 }
 
