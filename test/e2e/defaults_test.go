@@ -25,13 +25,16 @@ const (
 	// a round trip and the agent's 2 s bound on a datagram waiting to be sent.
 	defaultsStraggle = 3 * time.Second
 	// defaultsShare is the least share of the link's own echo delivery, (1 − loss)²,
-	// the flow must come back with.
+	// the flow must come back with. (The flow's 60 KB/s is over the lane breaker's
+	// 32 KB/s floor: on a machine so loaded that the emulator itself queues packets
+	// for tens of milliseconds the breaker may read a queue and cut the flow to the
+	// floor, under half of it; seen in 2 of 19 runs at a load of 12 on 2 cores.)
 	defaultsShare = 0.9
 	// defaultsDetect bounds how long the drone's agent may take to see the loss and
 	// move new TCP circuits to the lane (about three seconds of heartbeats at 15 %).
 	defaultsDetect = 30 * time.Second
 	// A TCP circuit is kept full for defaultsWarmup uncounted, then defaultsMeasure
-	// counted, once for each drone.
+	// counted, defaultsTCPRuns times for each drone.
 	defaultsWarmup  = 2 * time.Second
 	defaultsMeasure = 6 * time.Second
 	// defaultsTCPRuns is how many times each drone's goodput is measured, the better run
