@@ -28,7 +28,7 @@ const (
 	// the flow must come back with. (The flow's 60 KB/s is over the lane breaker's
 	// 32 KB/s floor: on a machine so loaded that the emulator itself queues packets
 	// for tens of milliseconds the breaker may read a queue and cut the flow to the
-	// floor, under half of it; seen in 2 of 19 runs at a load of 12 on 2 cores.)
+	// floor, under half of it; seen in 2 of 21 runs, at a load of 12 on 2 cores.)
 	defaultsShare = 0.9
 	// defaultsDetect bounds how long the drone's agent may take to see the loss and
 	// move new TCP circuits to the lane (about three seconds of heartbeats at 15 %).
