@@ -54,6 +54,11 @@ type Agent struct {
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
+
+	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
+	// tell the router what carries new TCP circuits.
+	loss     lossWatch
+	retuneMu sync.Mutex
 }
 
 // New checks cfg and opens the identity's key. Run starts the agent.
@@ -67,6 +72,9 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := checkCarriers(cfg); err != nil {
+		return nil, nil, err
+	}
 	cred, err := cfg.Identity.Open(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent: %w", err)
@@ -79,6 +87,21 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
 	}
 	return a, cred.Key.Close, nil
+}
+
+// checkCarriers refuses a TCPCarrier the agent does not know, and lane streams without
+// a lane.
+func checkCarriers(cfg Config) error {
+	switch cfg.TCPCarrier {
+	case CarrierAuto, CarrierQUIC:
+	case CarrierLane:
+		if cfg.UDPOverQUIC {
+			return errors.New("agent: TCP circuits on the lane need the lane: not with UDPOverQUIC")
+		}
+	default:
+		return fmt.Errorf("agent: TCP carrier %q: want %q (auto), %q or %q", cfg.TCPCarrier, CarrierAuto, CarrierLane, CarrierQUIC)
+	}
+	return nil
 }
 
 // Run links to the routers, hosts and dials services, and serves status until ctx ends.
@@ -187,6 +210,11 @@ type LinkStatus struct {
 	Error         string  `json:"error,omitempty"`
 	// Lane is the datagram lane of an up link, when the router agreed to one.
 	Lane *LaneStatus `json:"lane,omitempty"`
+	// TCPCarrier is what carries the up link's new TCP circuits: "lane" or "quic".
+	TCPCarrier string `json:"tcp_carrier,omitempty"`
+	// HeartbeatLossPct is the share of the agent's newest heartbeats (ten seconds' worth)
+	// that did not come back: the link's round-trip loss.
+	HeartbeatLossPct float64 `json:"heartbeat_loss_pct"`
 }
 
 // LaneStatus is what the datagram lane of a link has carried and measured.
@@ -251,6 +279,12 @@ func (a *Agent) Status() Status {
 		ls := l.status()
 		if l.conn != nil && l.state == stateUp {
 			ls.Lane = a.laneStatus(l.conn)
+			ls.TCPCarrier = string(CarrierQUIC)
+			if a.wantsLaneStream(l.conn) {
+				ls.TCPCarrier = string(CarrierLane)
+			}
+			_, share := a.loss.state()
+			ls.HeartbeatLossPct = 100 * share
 		}
 		st.Links = append(st.Links, ls)
 	}

@@ -42,7 +42,7 @@ func (a *Agent) wantsLaneStream(conn *quic.Conn) bool {
 	a.udpMu.Lock()
 	defer a.udpMu.Unlock()
 	ll := a.lanes[conn]
-	return ll != nil && ll.streams
+	return ll != nil && ll.streams.Load()
 }
 
 // carrierFor makes the carrier of a circuit whose setup ran on s: the lane stream id

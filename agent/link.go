@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -259,10 +260,12 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*qui
 	// gets through proves the link works, whatever QUIC's retransmission timers say.
 	pongs := a.watchPongs(conn)
 	defer a.unwatchPongs(conn)
+	var ledger heartbeatLedger // the pings' fates, which judge the link's loss
 	go func() {
 		for {
 			select {
 			case sent := <-pongs:
+				ledger.answered(sent.UnixNano())
 				mu.Lock()
 				lastHeard = time.Now()
 				rtt = time.Since(sent)
@@ -279,7 +282,9 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*qui
 		defer tick.Stop()
 		ping := make([]byte, 0, 16)
 		for {
-			ping = binary.BigEndian.AppendUint64(append(ping[:0], heartbeatCID), uint64(time.Now().UnixNano()))
+			now := time.Now().UnixNano()
+			ping = binary.BigEndian.AppendUint64(append(ping[:0], heartbeatCID), uint64(now))
+			ledger.sent(now)
 			conn.SendDatagram(ping) // a full queue drops it: a lost ping is a lost ping
 			select {
 			case <-conn.Context().Done():
@@ -330,10 +335,14 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*qui
 		case <-tick.C:
 		}
 		mu.Lock()
-		silent, limit := time.Since(lastHeard), max(stallAfter, 4*rtt)
+		silent, limit, wait := time.Since(lastHeard), max(stallAfter, 4*rtt), lossWait(rtt)
 		mu.Unlock()
+		if racing == nil {
+			a.noteHeartbeats(conn, ledger.settle(time.Now(), wait))
+		}
 		switch {
 		case silent > limit && racing == nil:
+			ledger.forget() // a black link is the stall's business, not loss
 			a.log.Warn("router link stalled", "router", router, "silent", silent.Round(time.Millisecond))
 			a.setLink(router, stateStalled, conn, fmt.Errorf("no answer for %s", silent.Round(time.Millisecond)))
 			rctx, cancel := context.WithCancel(ctx)
@@ -352,6 +361,7 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*qui
 			}()
 		case silent <= limit && racing != nil:
 			a.log.Info("router link recovered", "router", router)
+			ledger.forget() // the pings lost while it was black
 			stopRace()
 			a.setLink(router, stateUp, conn, nil)
 		}
@@ -462,7 +472,7 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: !a.cfg.UDPOverQUIC && a.cfg.TCPOnLane}
+	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane()}
 	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
@@ -477,10 +487,10 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 }
 
 // linkLane is a link's datagram lane, and whether its router carries TCP circuits on
-// the lane's streams.
+// the lane's streams (a Hello may change that while the link lives: retune).
 type linkLane struct {
 	lane    *lane.Lane
-	streams bool
+	streams atomic.Bool
 }
 
 // openLane starts conn's datagram lane, which lives as long as conn: UDP circuits on
@@ -492,7 +502,9 @@ func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) erro
 	}
 	lane.Prime(tr.ReadNonQUICPacket)
 	a.udpMu.Lock()
-	a.lanes[conn] = &linkLane{lane: ln, streams: streams}
+	ll := &linkLane{lane: ln}
+	ll.streams.Store(streams)
+	a.lanes[conn] = ll
 	a.udpMu.Unlock()
 	ctx := conn.Context()
 	go ln.Run(ctx)

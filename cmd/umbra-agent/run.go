@@ -68,31 +68,11 @@ func newRunCmd() *cobra.Command {
 			if cfg.UDPFEC, err = parseFEC(udpFEC); err != nil {
 				return err
 			}
-			switch udpCarrier {
-			case "auto":
-				// The lane pays off on a lossy radio; on a clean link QUIC datagrams are
-				// faster and the agent holds less.
-				cfg.UDPOverQUIC = linkProfile != "radio" && tcpCarrier != "lane"
-			case "lane":
-			case "quic":
-				cfg.UDPOverQUIC = true
-			default:
-				return fmt.Errorf("--udp-carrier %q: want auto, lane or quic", udpCarrier)
+			if cfg.UDPOverQUIC, cfg.TCPCarrier, err = parseCarriers(udpCarrier, tcpCarrier, linkProfile); err != nil {
+				return err
 			}
 			if cfg.Profile, err = transport.ProfileNamed(linkProfile); err != nil {
 				return fmt.Errorf("--link-profile: %w", err)
-			}
-			switch tcpCarrier {
-			case "auto":
-				cfg.TCPOnLane = linkProfile == "radio" && !cfg.UDPOverQUIC
-			case "lane":
-				if cfg.UDPOverQUIC {
-					return errors.New("--tcp-carrier lane needs the lane: not with --udp-carrier quic")
-				}
-				cfg.TCPOnLane = true
-			case "quic":
-			default:
-				return fmt.Errorf("--tcp-carrier %q: want auto, lane or quic", tcpCarrier)
 			}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)
@@ -146,9 +126,9 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
 	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, K:M or K:M:FLUSH (M parity packets per K, sent when K datagrams have gone or FLUSH (default 250ms) after the first; 52:11:300ms, 21 % more packets and about 24 % more bytes, keeps ≥ 99 % at 10 % loss for a 200 datagram/s flow)")
-	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "auto", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss), quic (QUIC DATAGRAM frames, under QUIC's congestion control), or auto (lane with --link-profile radio or --tcp-carrier lane, else quic)")
-	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams, fastest on a clean link), or auto (lane with --link-profile radio, else quic)")
-	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link)")
+	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "auto", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss), quic (QUIC DATAGRAM frames, under QUIC's congestion control, which random loss throttles), or auto (the lane, on every link)")
+	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams, fastest on a clean link), or auto (QUIC while the link's heartbeats come back, the lane for new circuits once they show loss; the lane from the start with --link-profile radio; QUIC with --udp-carrier quic)")
+	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link, and TCP circuits on the lane from the start); lossy links need no profile: the agent moves to the lane by itself")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "loopback HOST:PORT to serve Prometheus metrics on at /metrics, for a local exporter (empty: none)")
 	cmd.Flags().IntVar(&procs, "procs", defaultProcs, "CPUs that run the agent's Go code at once (GOMAXPROCS, which wins when set); 0: every CPU. One keeps a circuit's hand-offs between goroutines on one thread: on a 2-core bench, 64-byte echoes came back about 150 µs sooner at the same throughput, and the idle agent is 1 MB smaller")
@@ -158,6 +138,36 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&ledActiveLow, "led-active-low", false, "the --led GPIO lights when driven low")
 	cmd.MarkFlagRequired("identity")
 	return cmd
+}
+
+// parseCarriers reads --udp-carrier and --tcp-carrier (auto, lane or quic) in the light
+// of --link-profile: auto leaves the agent's own choice (agent.Config), except that TCP
+// circuits ride the lane from the start with the radio profile, whose user says the link
+// is a radio.
+func parseCarriers(udp, tcp, profile string) (udpOverQUIC bool, tcpCarrier agent.Carrier, err error) {
+	switch udp {
+	case "auto", "lane":
+	case "quic":
+		udpOverQUIC = true
+	default:
+		return false, "", fmt.Errorf("--udp-carrier %q: want auto, lane or quic", udp)
+	}
+	switch tcp {
+	case "auto":
+		if profile == "radio" && !udpOverQUIC {
+			tcpCarrier = agent.CarrierLane
+		}
+	case "lane":
+		if udpOverQUIC {
+			return false, "", errors.New("--tcp-carrier lane needs the lane: not with --udp-carrier quic")
+		}
+		tcpCarrier = agent.CarrierLane
+	case "quic":
+		tcpCarrier = agent.CarrierQUIC
+	default:
+		return false, "", fmt.Errorf("--tcp-carrier %q: want auto, lane or quic", tcp)
+	}
+	return udpOverQUIC, tcpCarrier, nil
 }
 
 func newStatusCmd() *cobra.Command {

@@ -58,3 +58,35 @@ func TestSetProcs(t *testing.T) {
 		})
 	}
 }
+
+// TestParseCarriers: the carrier flags map onto agent.Config, auto leaving the agent's
+// own choice except for TCP with the radio profile.
+func TestParseCarriers(t *testing.T) {
+	tests := []struct {
+		name            string
+		udp, tcp, prof  string
+		wantUDPOverQUIC bool
+		wantTCP         agent.Carrier
+		wantErr         bool
+	}{
+		{name: "defaults leave both to the agent", udp: "auto", tcp: "auto", prof: "lan", wantTCP: agent.CarrierAuto},
+		{name: "the radio profile puts tcp on the lane", udp: "auto", tcp: "auto", prof: "radio", wantTCP: agent.CarrierLane},
+		{name: "udp over quic keeps tcp on quic", udp: "quic", tcp: "auto", prof: "radio", wantUDPOverQUIC: true, wantTCP: agent.CarrierAuto},
+		{name: "tcp quic is fixed", udp: "auto", tcp: "quic", prof: "radio", wantTCP: agent.CarrierQUIC},
+		{name: "tcp lane is fixed", udp: "lane", tcp: "lane", prof: "lan", wantTCP: agent.CarrierLane},
+		{name: "tcp lane without a lane is refused", udp: "quic", tcp: "lane", prof: "lan", wantErr: true},
+		{name: "an unknown udp carrier is refused", udp: "kcp", tcp: "auto", prof: "lan", wantErr: true},
+		{name: "an unknown tcp carrier is refused", udp: "auto", tcp: "kcp", prof: "lan", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			overQUIC, tcp, err := parseCarriers(tt.udp, tt.tcp, tt.prof)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (overQUIC != tt.wantUDPOverQUIC || tcp != tt.wantTCP) {
+				t.Errorf("got UDPOverQUIC %v, TCPCarrier %q; want %v, %q", overQUIC, tcp, tt.wantUDPOverQUIC, tt.wantTCP)
+			}
+		})
+	}
+}

@@ -95,7 +95,8 @@ type Hello struct {
 	// beside QUIC (internal/lane) rather than in QUIC DATAGRAM frames (agent → router).
 	Lane bool `cbor:"4,keyasint,omitempty"`
 	// LaneStreams asks the router to carry the bytes of the agent's TCP circuits on
-	// streams of the lane (agent → router).
+	// streams of the lane (agent → router). An agent sends its Hello again on a live link
+	// to change it for the circuits opened from then on, as the link's loss comes and goes.
 	LaneStreams bool `cbor:"5,keyasint,omitempty"`
 	// Software is the sender's release (internal/version.Version), for operators' lists.
 	Software string `cbor:"6,keyasint,omitempty"`

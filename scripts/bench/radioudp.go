@@ -155,6 +155,8 @@ type udpFlow struct {
 	straggle time.Duration // waited for beyond one round trip after the last datagram
 	// checkOnly runs the flow only at the full-rate check, not at every loss rate.
 	checkOnly bool
+	// size is the bytes of each datagram; 0 is udpFlowSize.
+	size int
 }
 
 // udpCell is what one flow did at one loss rate and round-trip time.
@@ -278,6 +280,9 @@ func (l *radioLab) udpRun(ctx context.Context, f udpFlow, base, imp linksim.Impa
 		}
 	}()
 	msg := make([]byte, udpFlowSize)
+	if f.size > 0 {
+		msg = make([]byte, max(f.size, probeHeader))
+	}
 	t0 := time.Now()
 	var wire0, packets0 uint64
 	var countFrom time.Time

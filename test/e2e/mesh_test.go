@@ -91,6 +91,8 @@ type agentStatus struct {
 			Sent    uint64 `json:"sent"`
 			Streams int    `json:"streams"`
 		} `json:"lane"`
+		TCPCarrier       string  `json:"tcp_carrier"`
+		HeartbeatLossPct float64 `json:"heartbeat_loss_pct"`
 	} `json:"links"`
 	Hosting []struct {
 		Service  string `json:"service"`
