@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,36 +99,101 @@ func (s *cutStream) Write(p []byte) (int, error) {
 	return n, errCut
 }
 
+// cutPlan is where one side's writes break its streams, decided before the transfer
+// starts: the i'th cut comes after gaps[i] more bytes written by that side, whichever
+// stream carries them. A side writes at least every byte it sends, so when the gaps add
+// up to less than what it sends, every cut happens, mid-transfer, however the two sides'
+// goroutines are scheduled. A plan is used by one side's streams, one after another.
+type cutPlan struct {
+	mu      sync.Mutex // a stream's writer and its Serve's reset may both write
+	gaps    []int64    // bytes written before each cut, counted from the cut before
+	written int64      // bytes written since the last cut
+	cuts    *atomic.Int32
+}
+
+// newCutPlan returns a plan cutting after each of gaps bytes, counting cuts in cuts.
+func newCutPlan(gaps []int64, cuts *atomic.Int32) *cutPlan {
+	for i, g := range gaps {
+		if g < 1 {
+			panic(fmt.Sprintf("cut %d after %d bytes: a gap must be at least 1 byte", i, g))
+		}
+	}
+	return &cutPlan{gaps: gaps, cuts: cuts}
+}
+
+// left returns how many bytes may still be written before the next cut, or -1 when no
+// cut is left.
+func (p *cutPlan) left() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.gaps) == 0 {
+		return -1
+	}
+	return p.gaps[0] - p.written
+}
+
+// wrote records n bytes written; cut reports whether they reached the next cut, which
+// then counts as done.
+func (p *cutPlan) wrote(n int) (cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.written += int64(n)
+	if len(p.gaps) == 0 || p.written < p.gaps[0] {
+		return false
+	}
+	p.gaps, p.written = p.gaps[1:], 0
+	p.cuts.Add(1)
+	return true
+}
+
+// plannedStream is one side's end of a stream, breaking where that side's plan says.
+type plannedStream struct {
+	net.Conn
+	plan *cutPlan
+}
+
+func (s *plannedStream) Write(b []byte) (int, error) {
+	left := s.plan.left()
+	if left < 0 || int64(len(b)) < left {
+		n, err := s.Conn.Write(b)
+		if s.plan.wrote(n) { // another write of this side's reached the cut meanwhile
+			s.Conn.Close()
+			return n, errCut
+		}
+		return n, err
+	}
+	// The bytes up to the cut (typically part of a frame) go out, then the stream breaks.
+	// A write the peer's side already broke counts only what got through, and the cut
+	// moves to the next stream.
+	n, err := s.Conn.Write(b[:left])
+	if !s.plan.wrote(n) {
+		return n, err
+	}
+	s.Conn.Close()
+	return n, errCut
+}
+
 // harness keeps two Conns attached to each other, replacing the stream each time one
-// breaks; the first `cuts` streams break after a random number of written bytes on a
-// random side.
+// breaks; each side's writes break the streams where its plan says.
 type harness struct {
-	a, b   *Conn
-	tcp    bool
-	cuts   int
-	budget func(i int) int64 // bytes the i'th stream carries (on its cut side) before it breaks
-	rng    *rand.Rand
+	a, b       *Conn
+	tcp        bool
+	cutA, cutB []int64 // each side's cut plan: the gaps, in bytes that side writes
 
 	streams  int          // streams attached
 	cutCount atomic.Int32 // cuts that happened
 	serveErr []error      // every Serve result, in order
 }
 
+// cuts returns how many cuts the plans hold.
+func (h *harness) cuts() int { return len(h.cutA) + len(h.cutB) }
+
 // run attaches streams until both Conns have ended, ctx ends or maxStreams is reached.
 func (h *harness) run(ctx context.Context, t testing.TB) {
+	planA, planB := newCutPlan(h.cutA, &h.cutCount), newCutPlan(h.cutB, &h.cutCount)
 	for h.streams = 0; h.streams < maxStreams && ctx.Err() == nil; h.streams++ {
 		sa, sb := streamPair(t, h.tcp)
-		var ra, rb io.ReadWriteCloser = sa, sb
-		if h.streams < h.cuts {
-			cs := &cutStream{budget: h.budget(h.streams), cut: &h.cutCount}
-			if h.rng.IntN(2) == 0 {
-				cs.Conn = sa
-				ra = cs
-			} else {
-				cs.Conn = sb
-				rb = cs
-			}
-		}
+		ra, rb := &plannedStream{Conn: sa, plan: planA}, &plannedStream{Conn: sb, plan: planB}
 		errs := make(chan error, 2)
 		go func() { errs <- h.a.Serve(ctx, ra) }()
 		go func() { errs <- h.b.Serve(ctx, rb) }()
@@ -138,15 +204,22 @@ func (h *harness) run(ctx context.Context, t testing.TB) {
 	}
 }
 
-// randomBudget gives every third stream a budget of under 64 bytes (cutting the resume
-// header or the first frames) and the others up to max bytes.
-func randomBudget(rng *rand.Rand, max int64) func(int) int64 {
-	return func(i int) int64 {
+// shortCut is the most bytes a short gap holds: it cuts inside the resume header or the
+// first frames after a swap.
+const shortCut = 64
+
+// mixedCuts returns n gaps decided by rng: every third (the first included) under
+// shortCut bytes, the others up to long bytes.
+func mixedCuts(rng *rand.Rand, n int, long int64) []int64 {
+	gaps := make([]int64, n)
+	for i := range gaps {
 		if i%3 == 0 {
-			return 1 + rng.Int64N(64)
+			gaps[i] = 1 + rng.Int64N(shortCut)
+		} else {
+			gaps[i] = 1 + rng.Int64N(long)
 		}
-		return 1 + rng.Int64N(max)
 	}
+	return gaps
 }
 
 // sendAll writes data to c in random-sized writes, then CloseWrite.

@@ -16,9 +16,13 @@ import (
 )
 
 // TestSwapsKeepBytesExact sends 20 MB each way at once while the stream underneath
-// breaks mid-frame at random points and is replaced, and checks every byte arrives
-// once, in order, followed by io.EOF.
+// breaks mid-frame at points decided before the transfer starts and is replaced, and
+// checks every byte arrives once, in order, followed by io.EOF.
 func TestSwapsKeepBytesExact(t *testing.T) {
+	// cutsEach is each side's number of cuts; their gaps add up to less than the side
+	// sends (two under shortCut bytes, two up to a seventh of it), so all of them land
+	// mid-transfer.
+	const cutsEach = 4
 	for _, tc := range []struct {
 		name   string
 		tcp    bool
@@ -33,11 +37,13 @@ func TestSwapsKeepBytesExact(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			checkGoroutines(t)
 			size := tc.size
-			const cuts = 8
+			// The plans are drawn here, before any goroutine starts; each goroutine
+			// below gets a generator of its own.
 			rng := mrand.New(mrand.NewPCG(tc.seed, 0))
 			h := &harness{
-				a: New(Config{Window: tc.window}), b: New(Config{Window: tc.window}), tcp: tc.tcp, cuts: cuts,
-				budget: randomBudget(rng, int64(size)/7), rng: rng, // 5 large budgets: every cut lands mid-transfer
+				a: New(Config{Window: tc.window}), b: New(Config{Window: tc.window}), tcp: tc.tcp,
+				cutA: mixedCuts(rng, cutsEach, int64(size)/7),
+				cutB: mixedCuts(rng, cutsEach, int64(size)/7),
 			}
 			defer h.a.Abort(nil)
 			defer h.b.Abort(nil)
@@ -70,8 +76,8 @@ func TestSwapsKeepBytesExact(t *testing.T) {
 					t.Errorf("last Serve %d = %v, want nil (a clean end)", i, err)
 				}
 			}
-			if got := int(h.cutCount.Load()); got != cuts {
-				t.Errorf("cuts = %d, want %d (all of them mid-transfer)", got, cuts)
+			if got, want := int(h.cutCount.Load()), h.cuts(); got != want {
+				t.Errorf("cuts = %d, want %d (all of them mid-transfer)", got, want)
 			}
 			as, bs := h.a.Stats(), h.b.Stats()
 			t.Logf("streams %d; a %+v; b %+v", h.streams+1, as, bs)
@@ -91,16 +97,15 @@ func TestTLSOverSwaps(t *testing.T) {
 	checkGoroutines(t)
 	const size = 4 << 20
 	const cuts = 5
+	// handshakeCut is the most bytes the client's first cut allows: its ClientHello
+	// alone is larger, so the first stream breaks inside the handshake.
+	const handshakeCut = 200
 	rng := mrand.New(mrand.NewPCG(7, 0))
-	h := &harness{
-		a: New(Config{}), b: New(Config{}), tcp: true, cuts: cuts, rng: rng,
-		budget: func(i int) int64 {
-			if i == 0 {
-				return 200 + rng.Int64N(1500) // inside the handshake
-			}
-			return 1 + rng.Int64N(size/cuts)
-		},
-	}
+	// The client's side breaks three times, the server's twice; each side's gaps add up
+	// to less than the 4 MB it sends, so every cut lands mid-transfer.
+	cutA := []int64{1 + rng.Int64N(handshakeCut), 1 + rng.Int64N(size/cuts), 1 + rng.Int64N(size/cuts)}
+	cutB := []int64{1 + rng.Int64N(size/cuts), 1 + rng.Int64N(size/cuts)}
+	h := &harness{a: New(Config{}), b: New(Config{}), tcp: true, cutA: cutA, cutB: cutB}
 	defer h.a.Abort(nil)
 	defer h.b.Abort(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -152,7 +157,7 @@ func TestTLSOverSwaps(t *testing.T) {
 	server.Close()
 	await(t, "the streams' end", served)
 	if got := int(h.cutCount.Load()); got != cuts {
-		t.Errorf("swaps = %d, want %d", got, cuts)
+		t.Errorf("swaps = %d, want %d (all of them mid-transfer)", got, cuts)
 	}
 	t.Logf("a %+v; b %+v", h.a.Stats(), h.b.Stats())
 }

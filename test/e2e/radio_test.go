@@ -116,6 +116,9 @@ func (rm *radioMesh) linkState(t *testing.T) string {
 // link is reported stalled, and once the radio returns new circuits work within about a
 // second, whatever QUIC's retransmission timers have backed off to.
 func TestRadioBlackout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test: two 8 s blackouts, 18 s in all; skipped with -short")
+	}
 	for _, carrier := range []string{"quic", "lane"} {
 		t.Run(carrier, func(t *testing.T) { radioBlackout(t, carrier) })
 	}
@@ -209,6 +212,9 @@ func TestLossyRadio(t *testing.T) {
 // TestLongBlackout: after a 3-minute blackout, longer than every QUIC timeout, dial
 // listeners are still up and a new circuit works promptly once the radio returns.
 func TestLongBlackout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test: a 3-minute blackout; skipped with -short")
+	}
 	t.Parallel()
 	rm := startRadioMesh(t, "--link-profile", "radio")
 	const blackout = 3 * time.Minute
@@ -229,6 +235,9 @@ func TestLongBlackout(t *testing.T) {
 // TestBlackoutMidTransfer blacks the radio out for 20 s in the middle of a TCP transfer:
 // the same connection finishes byte-exact once the radio returns.
 func TestBlackoutMidTransfer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test: a 20 s blackout mid-transfer; skipped with -short")
+	}
 	rm := startRadioMesh(t, "--link-profile", "radio")
 	c := rm.dialDrone(t)
 	const blackout = 20 * time.Second
