@@ -25,6 +25,8 @@ type relayLab struct {
 	procs      []*exec.Cmd
 	routers    map[string]*exec.Cmd
 	routerAddr map[string]string
+	ctrlData   string    // the controller's data directory
+	ctrl       *exec.Cmd // the running controller, replaced when it is restarted
 }
 
 func newRelayLab(ctx context.Context, c config) (*relayLab, error) {
@@ -35,6 +37,7 @@ func newRelayLab(ctx context.Context, c config) (*relayLab, error) {
 	l := &relayLab{ctx: ctx, umbra: filepath.Join(c.bin, "umbra"), agent: filepath.Join(c.bin, "umbra-agent"), dir: dir,
 		routers: map[string]*exec.Cmd{}, routerAddr: map[string]string{}}
 	ctrl := filepath.Join(dir, "ctrl")
+	l.ctrlData = ctrl
 	if err := l.sh(l.umbra, "controller", "init", "--data", ctrl, "--listen", freeUDPPort()); err != nil {
 		return nil, err
 	}
@@ -43,6 +46,7 @@ func newRelayLab(ctx context.Context, c config) (*relayLab, error) {
 		return nil, err
 	}
 	l.procs = append(l.procs, cmd)
+	l.ctrl = cmd
 	l.env = append(os.Environ(), "UMBRA_ADMIN="+filepath.Join(ctrl, "admin.json"))
 	return l, l.sh(l.umbra, "edge", "create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
 }
