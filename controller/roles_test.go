@@ -91,7 +91,7 @@ func TestRolesEnforcedByTheController(t *testing.T) {
 			_, err := c.Update(ctx, "identities", "assistant", api.UpdateIdentity{Admin: ptr(true)})
 			return err
 		}
-		del call = func(c *api.Client) error { return c.Delete(ctx, "service-policies", "fly") }
+		del     call = func(c *api.Client) error { return c.Delete(ctx, "service-policies", "fly") }
 		reissue call = func(c *api.Client) error {
 			_, err := c.Create(ctx, "enrollments", api.CreateEnrollment{Name: "drone1"})
 			return err

@@ -64,6 +64,7 @@ func newRoot() *cobra.Command {
 		newRouterCmd(g),
 		newEdgeCmd(),
 		newLinksimCmd(),
+		newMCPCmd(g),
 	)
 	requireSubcommands(root)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
