@@ -76,7 +76,7 @@ func (c *Controller) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // toolRE is what an audited tool's name may be.
-var toolRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+var toolRE = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9_-]{1,%d}$`, api.MaxAuditField))
 
 // serveAudit records POST /v1/events (an api.AuditEvent) as an mcp-call event naming the
 // caller; the body is checked strictly and bounded, so the trail holds no free text.

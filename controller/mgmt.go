@@ -264,12 +264,10 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id := store.Identity{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes)}
-		var rl role.Role
-		rl, err = createRole(req.Role, req.Admin)
+		rl, roleErr := createRole(req.Role, req.Admin)
 		id.Role, id.Admin = role.Fields(rl)
-		var life time.Duration
-		life, err2 := c.tokenLifetime(req.Expires)
-		rec, err = id, firstError(err, err2, checkAttributes(req.Attributes))
+		life, lifeErr := c.tokenLifetime(req.Expires)
+		rec, err = id, firstError(roleErr, lifeErr, checkAttributes(req.Attributes))
 		enr = c.newEnrollment(k, id.ID, enroll.MethodOTT, life)
 	case store.Routers:
 		var req api.CreateRouter

@@ -43,10 +43,9 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 		id.Attributes, err = editAttributes(id.Attributes, req.Attributes, req.AddAttributes, req.RemoveAttributes)
 		if changesRole {
-			var rl role.Role
-			rl, err2 := updateRole(role.Of(id.Role, id.Admin), req.Role, req.Admin)
+			rl, roleErr := updateRole(role.Of(id.Role, id.Admin), req.Role, req.Admin)
 			id.Role, id.Admin = role.Fields(rl)
-			err = firstError(err, err2)
+			err = firstError(err, roleErr)
 		}
 		rec = id
 	case store.Routers:

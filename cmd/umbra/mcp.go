@@ -102,7 +102,11 @@ func runMCP(cmd *cobra.Command, g *globalFlags, f *mcpFlags) error {
 	}
 	log.Info("mcp server", "identity", id.Name, "role", r, "allow_write", f.allowWrite)
 	if f.http == "" {
-		return srv.Run(ctx, &mcp.StdioTransport{})
+		err := srv.Run(ctx, &mcp.StdioTransport{})
+		if ctx.Err() != nil {
+			return nil // stopped by a signal: a clean exit
+		}
+		return err
 	}
 	return serveMCPHTTP(ctx, cmd, srv, f.http, filepath.Join(filepath.Dir(path), mcpserver.TokenFile))
 }

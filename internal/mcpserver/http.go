@@ -11,12 +11,17 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // tokenBytes is the bearer token's entropy.
 const tokenBytes = 32
+
+// sessionIdle is how long an HTTP session may stay silent before the server forgets it,
+// so that clients that vanish without closing do not pile up.
+const sessionIdle = time.Hour
 
 // TokenFile is the bearer token's file name, kept beside the identity file the server
 // uses.
@@ -82,7 +87,7 @@ func LoadOrCreateToken(path string) (token string, created bool, err error) {
 // rebinding) and, when a browser sends one, an Origin of the same loopback.
 func HTTPHandler(srv *mcp.Server, addr, token string) http.Handler {
 	_, port, _ := net.SplitHostPort(addr)
-	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{SessionTimeout: sessionIdle})
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !loopbackHost(r.Host, port) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -262,7 +263,7 @@ func (s *server) policy(ctx context.Context, name string) (map[string]any, strin
 			return rec, k, nil
 		}
 		var se *api.StatusError
-		if !errors.As(err, &se) || se.Status != 404 {
+		if !errors.As(err, &se) || se.Status != http.StatusNotFound {
 			return nil, "", fmt.Errorf("get policy %q: %w", name, err)
 		}
 	}

@@ -64,6 +64,7 @@ type Config struct {
 // server holds what the tools share.
 type server struct {
 	api          *api.Client
+	identity     string
 	log          *slog.Logger
 	allowed      map[string]bool // write tools offered
 	revealTokens map[string]bool // write tools that may return a token
@@ -75,7 +76,7 @@ func New(cfg Config) (*mcp.Server, error) {
 	if cfg.API == nil {
 		return nil, errors.New("mcpserver: no API client")
 	}
-	s := &server{api: cfg.API, log: cfg.Logger, allowed: map[string]bool{}, revealTokens: map[string]bool{}}
+	s := &server{api: cfg.API, identity: cfg.Identity, log: cfg.Logger, allowed: map[string]bool{}, revealTokens: map[string]bool{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -176,7 +177,7 @@ var errRefused = errors.New("refused")
 // be written is logged, not hidden: the call has happened either way.
 func (s *server) audit(ctx context.Context, ss *mcp.ServerSession, tool, outcome string, took time.Duration) {
 	client := clientName(ss)
-	s.log.Info("mcp call", "tool", tool, "client", client, "outcome", outcome, "took", took.Round(time.Millisecond))
+	s.log.Info("mcp call", "tool", tool, "client", client, "identity", s.identity, "outcome", outcome, "took", took.Round(time.Millisecond))
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
 	if err := s.api.Audit(actx, api.AuditEvent{Client: client, Tool: tool, Outcome: outcome}); err != nil {
