@@ -1,6 +1,7 @@
 package mcpserver
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -84,6 +85,47 @@ func TestHTTPGuards(t *testing.T) {
 				t.Errorf("status %d, want %d", rec.Code, tt.want)
 			case tt.want == 0 && (rec.Code == http.StatusUnauthorized || rec.Code == http.StatusForbidden):
 				t.Errorf("status %d: the guard refused a good request (%s)", rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+// TestFitKeepsWhatMatters: a list cut to size keeps its first records and says where to
+// continue; an event page keeps its newest.
+func TestFitKeepsWhatMatters(t *testing.T) {
+	big := strings.Repeat("x", 1000)
+	mk := func(newestLast bool) *page {
+		p := &page{newestLast: newestLast}
+		for i := range 100 {
+			p.Items = append(p.Items, map[string]any{"seq": i, "pad": big})
+		}
+		p.Matched, p.Returned = 100, 100
+		return p
+	}
+	for _, tt := range []struct {
+		name       string
+		newestLast bool
+		wantFirst  float64
+	}{
+		{"a-list-keeps-its-head", false, 0},
+		{"events-keep-the-newest", true, -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			text, err := mk(tt.newestLast).fit(false)
+			if err != nil || len(text) > MaxResult {
+				t.Fatalf("%d bytes, %v; want at most %d", len(text), err, MaxResult)
+			}
+			var got page
+			json.Unmarshal([]byte(text), &got)
+			first, last := got.Items[0]["seq"].(float64), got.Items[len(got.Items)-1]["seq"].(float64)
+			if !got.Truncated || got.Note == "" {
+				t.Errorf("truncated %v note %q, want both set", got.Truncated, got.Note)
+			}
+			if tt.wantFirst == 0 && (first != 0 || got.NextOffset != len(got.Items)) {
+				t.Errorf("first %v next_offset %d, want 0 and %d", first, got.NextOffset, len(got.Items))
+			}
+			if tt.wantFirst < 0 && last != 99 {
+				t.Errorf("last seq %v, want 99 (the newest)", last)
 			}
 		})
 	}

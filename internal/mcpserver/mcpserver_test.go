@@ -137,6 +137,15 @@ func TestSummaryAndGet(t *testing.T) {
 	if page["matched"] != 2.0 || page["returned"] != 1.0 || page["truncated"] != true || page["next_offset"] != 1.0 {
 		t.Errorf("list_identities page = %v, want 2 matched, 1 returned, truncated, next_offset 1", page)
 	}
+	why, _ := s.object(t, "explain_circuit_failure", map[string]any{"identity": "drone1", "service": "mavlink"})
+	if why["allowed_now"] != false || len(why["failing_checks"].([]any)) == 0 {
+		t.Errorf("explain_circuit_failure drone1 mavlink = %v, want not allowed with failing checks", why)
+	}
+	evs, _ := s.object(t, "recent_events", map[string]any{"type": "created", "limit": 2})
+	items := evs["items"].([]any)
+	if evs["returned"] != 2.0 || evs["truncated"] != true || items[1].(map[string]any)["name"] != "assistant" {
+		t.Errorf("recent_events created limit 2 = %v, want the newest two (ending with assistant), truncated", evs)
+	}
 	pol, _ := s.object(t, "get_policy", map[string]any{"name": "all"})
 	if pol["kind"] != "edge-router-policy" {
 		t.Errorf("get_policy all = %v, want an edge-router-policy", pol)

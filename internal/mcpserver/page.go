@@ -19,6 +19,9 @@ type page struct {
 	Truncated  bool   `json:"truncated"`
 	NextOffset int    `json:"next_offset,omitempty"`
 	Note       string `json:"note,omitempty"`
+	// newestLast marks a page of events, oldest first: cutting it to size keeps the
+	// newest.
+	newestLast bool
 }
 
 // listArgs are the paging and filter arguments every list tool takes.
@@ -98,9 +101,16 @@ func (p *page) fit(reveal bool) (string, error) {
 		}
 		// Drop a share of the items proportional to the excess, at least one.
 		drop := max(1, len(p.Items)*(len(text)-MaxResult)/len(text))
+		p.Truncated = true
+		if p.newestLast {
+			p.Items = p.Items[drop:]
+			p.Returned = len(p.Items)
+			p.Note = fmt.Sprintf("cut to the newest %d events to stay under %d bytes; narrow since, type or name for older ones", len(p.Items), MaxResult)
+			continue
+		}
 		p.Items = p.Items[:len(p.Items)-drop]
 		p.Returned = len(p.Items)
-		p.Truncated, p.NextOffset = true, p.Offset+len(p.Items)
+		p.NextOffset = p.Offset + len(p.Items)
 		p.Note = fmt.Sprintf("cut to %d records to stay under %d bytes; continue with offset %d", len(p.Items), MaxResult, p.NextOffset)
 	}
 }

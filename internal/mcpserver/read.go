@@ -350,7 +350,7 @@ func newest(evs []map[string]any, keep func(map[string]any) bool, limit int) *pa
 			matched = append(matched, e)
 		}
 	}
-	p := &page{Total: len(evs), Matched: len(matched), Items: []map[string]any{}}
+	p := &page{Total: len(evs), Matched: len(matched), Items: []map[string]any{}, newestLast: true}
 	from := max(0, len(matched)-limit)
 	for _, e := range matched[from:] {
 		p.Items = append(p.Items, project(e, eventFields))
