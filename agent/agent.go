@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"sync"
 	"time"
@@ -95,6 +96,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		a.run.Go(func() { a.serveStatus(ctx, ln) })
+	}
+	if a.cfg.Metrics != "" {
+		if err := checkLoopback(a.cfg.Metrics); err != nil {
+			return fmt.Errorf("agent: metrics: %w", err)
+		}
+		ln, err := net.Listen("tcp", a.cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("agent: metrics: %w", err)
+		}
+		a.run.Go(func() { a.serveMetrics(ln) })
 	}
 	for _, d := range a.cfg.Dials {
 		if err := a.startDial(d); err != nil {

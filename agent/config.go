@@ -29,6 +29,10 @@ type Config struct {
 	Hosts map[string]string
 	// StatusSocket is the unix socket `umbra-agent status` reads; empty disables it.
 	StatusSocket string
+	// Metrics is a loopback HOST:PORT on which the agent serves its metrics at /metrics
+	// in the Prometheus text format, for a node exporter on the device; empty serves
+	// none (`umbra-agent metrics` reads them over the status socket all the same).
+	Metrics string
 	// Profile is the QUIC profile of router links; zero means transport.LAN.
 	Profile transport.Profile
 	// UDPFEC, when its K is set, adds forward error correction to the datagrams this

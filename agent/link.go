@@ -46,15 +46,34 @@ const (
 	raceEvery = time.Second
 	// codeReplaced closes a stalled connection that a fresh one replaced.
 	codeReplaced quic.ApplicationErrorCode = 0x10
-	// refusedBackoffInitial and refusedBackoffMax pace reconnects while every router
-	// refuses this identity's certificate (revoked, or the identity deleted): nothing a
-	// retry can mend soon, so the agent asks again now and then rather than hammering.
-	refusedBackoffInitial = 5 * time.Second
-	refusedBackoffMax     = time.Minute
-	// alertBadCertificate is the TLS alert a router sends for a certificate it refuses;
-	// QUIC carries TLS alert A as transport error 0x100+A (RFC 9001, 4.8).
-	alertBadCertificate = 0x100 + 42
+
+	// A router that refuses the agent's certificate (revoked: its identity was deleted)
+	// will refuse it again: the agent retries slowly rather than every linkBackoffMax,
+	// in case it was a router's mistake, and says so in its status.
+	refusedBackoffInitial = 10 * time.Second
+	refusedBackoffMax     = 5 * time.Minute
 )
+
+// TLS alerts a router refuses an agent's certificate with (RFC 8446 §6.2), as QUIC
+// carries them: a CONNECTION_CLOSE's crypto error code is cryptoErrorBase plus the alert
+// (RFC 9001 §4.8).
+const (
+	cryptoErrorBase         = 0x100
+	alertBadCertificate     = 42
+	alertCertificateRevoked = 44
+)
+
+// certRefused reports whether err says a router refused this agent's certificate: a
+// TLS alert at the handshake, or the close of its connection for a revoked certificate.
+func certRefused(err error) bool {
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
+		alert := uint8(te.ErrorCode - cryptoErrorBase)
+		return alert == alertBadCertificate || alert == alertCertificateRevoked
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeCertRevoked
+}
 
 // Link states, as `umbra-agent status` shows them.
 const (
@@ -125,14 +144,18 @@ func (a *Agent) runLinks(ctx context.Context, routers []string) {
 		backoff.WithMaxElapsedTime(0),
 	)
 	for ctx.Err() == nil {
-		if a.linkOnce(ctx, routers) {
+		up, err := a.linkOnce(ctx, routers)
+		var wait time.Duration
+		switch {
+		case certRefused(err):
+			wait = refused.NextBackOff()
+			a.log.Error("router refused this agent's certificate (revoked, or its identity deleted); retrying slowly", "err", err, "retry_in", wait)
+		case up:
 			b.Reset()
 			refused.Reset()
 			continue
-		}
-		wait := b.NextBackOff()
-		if a.identityRefused() {
-			wait = refused.NextBackOff()
+		default:
+			wait = b.NextBackOff()
 		}
 		select {
 		case <-ctx.Done():
@@ -153,8 +176,8 @@ func (a *Agent) setLink(router, state string, conn *quic.Conn, err error) {
 
 // linkOnce connects to one of routers and serves the link until it ends, moving to a
 // fresh connection whenever one wins a race against a stalled link. It reports whether
-// the link came up.
-func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
+// the link came up, and why it failed or ended.
+func (a *Agent) linkOnce(ctx context.Context, routers []string) (bool, error) {
 	for _, r := range routers {
 		a.setLink(r, stateConnecting, nil, nil)
 	}
@@ -171,8 +194,9 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 	a.noteRefusal(err)
 	if err != nil {
 		a.log.Warn("router link failed", "routers", routers, "err", err)
-		return false
+		return false, err
 	}
+	var ended error
 	for conn != nil {
 		a.setLink(router, stateUp, conn, nil)
 		a.setConn(conn)
@@ -193,6 +217,7 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 		cancel()
 		lwg.Wait()
 		if next == nil {
+			ended = context.Cause(conn.Context())
 			a.setConn(nil)
 			a.noteRefusal(context.Cause(conn.Context()))
 			a.setLink(router, stateDown, nil, context.Cause(conn.Context()))
@@ -203,7 +228,7 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) bool {
 		}
 		conn = next
 	}
-	return true
+	return true, ended
 }
 
 // raceOrder lists the routers a stalled link to router races: router itself first, then
@@ -644,28 +669,16 @@ func (a *Agent) pong(conn *quic.Conn, body []byte) {
 	}
 }
 
-// refusedCertificate reports whether err is a router refusing this identity's
-// certificate: at the handshake (a TLS bad_certificate alert), or by closing a link whose
-// certificate the controller has since revoked.
-func refusedCertificate(err error) bool {
-	var te *quic.TransportError
-	if errors.As(err, &te) && te.Remote && te.ErrorCode == alertBadCertificate {
-		return true
-	}
-	var ae *quic.ApplicationError
-	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == quic.ApplicationErrorCode(wire.CloseRevoked)
-}
-
 // noteRefusal records whether the last link attempt ended in a refusal of the identity's
 // certificate; a link that came up (err nil) clears it.
 func (a *Agent) noteRefusal(err error) {
-	refused := refusedCertificate(err)
+	refused := certRefused(err)
 	a.mu.Lock()
 	was := a.refused
 	a.refused = refused
 	a.mu.Unlock()
-	if refused && !was {
-		a.log.Error("identity revoked: the routers refuse its certificate; retrying slowly", "err", err)
+	if refused != was {
+		a.log.Info("identity state", "revoked", refused)
 	}
 }
 

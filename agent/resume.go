@@ -33,8 +33,12 @@ const (
 	redialTimeout = 10 * time.Second
 )
 
-// codeCircuitRevoked is the stream error a router resets a revoked circuit with.
-const codeCircuitRevoked quic.StreamErrorCode = 2
+// Error codes a router ends a revoked circuit with: a reset of its stream, or the close
+// of the connection of a peer whose certificate was revoked (this agent's own, say).
+const (
+	codeCircuitRevoked quic.StreamErrorCode      = wire.StreamCircuitRevoked
+	codeCertRevoked    quic.ApplicationErrorCode = wire.ConnCertRevoked
+)
 
 // errRevoked ends a circuit the controller revoked.
 var errRevoked = errors.New("circuit revoked")
@@ -46,10 +50,16 @@ func newToken() []byte {
 	return t
 }
 
-// isRevoked reports whether err is a router's reset of a revoked circuit.
+// isRevoked reports whether err is a router's reset of a revoked circuit, or its close
+// of this agent's connection for a revoked certificate: waiting for a new path would
+// not change either.
 func isRevoked(err error) bool {
 	var se *quic.StreamError
-	return errors.As(err, &se) && se.ErrorCode == codeCircuitRevoked
+	if errors.As(err, &se) {
+		return se.ErrorCode == codeCircuitRevoked
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeCertRevoked
 }
 
 // newResumable makes the resumable stream of a circuit on conn.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -16,6 +17,7 @@ import (
 	"umbra/controller/policy"
 	"umbra/controller/store"
 	"umbra/internal/grant"
+	"umbra/internal/heartbeat"
 	"umbra/internal/pki"
 	"umbra/internal/wire"
 )
@@ -32,14 +34,34 @@ type binding struct {
 	stream   *quic.Stream
 }
 
-// circuit is a granted circuit, held by a control stream until it ends.
+// circuit is a granted circuit, held by a control stream until it ends: the stream of
+// its dial, or, once the router's control link came back after a drop, the stream on
+// which the router told this controller it carries the circuit (wire.Carry).
 type circuit struct {
 	grant  grant.Grant
 	stream *quic.Stream
+
+	// wmu serializes writes on stream: the answer and a revocation may race.
+	wmu sync.Mutex
 }
 
-// serveRouterStream answers one request a router relays for an agent.
-func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, s *quic.Stream) {
+// send writes one message on the circuit's stream.
+func (ci *circuit) send(typ wire.Type, msg any) error {
+	ci.wmu.Lock()
+	defer ci.wmu.Unlock()
+	return wire.Write(ci.stream, typ, msg)
+}
+
+// revoke tells the router holding the circuit to end it.
+func (ci *circuit) revoke(reason string) {
+	ci.wmu.Lock()
+	defer ci.wmu.Unlock()
+	revokeStream(ci.stream, reason)
+}
+
+// serveRouterStream answers one request a router relays for an agent, or the router's
+// heartbeats, which keep hb alive.
+func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, s *quic.Stream, hb *heartbeat.Monitor) {
 	defer s.Close()
 	s.SetReadDeadline(time.Now().Add(ctrlHelloTimeout))
 	typ, body, err := wire.Read(s)
@@ -95,10 +117,25 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 		opened := events.Event{Type: events.CircuitOpened, Name: g.ServiceName, Service: g.ServiceName, Identity: c.identityName(g.Dialer), Circuit: g.Circuit, Path: c.routerNames(g.Routers)}
 		c.event(opened)
 		c.hold(s, func() { c.circuits[ci] = struct{}{} }, func() { delete(c.circuits, ci) },
-			func() error { return wire.Write(s, wire.TypeDialGrant, wire.DialGrant{Grant: signed}) })
+			func() error { return ci.send(wire.TypeDialGrant, wire.DialGrant{Grant: signed}) })
 		opened.Type = events.CircuitClosed
 		c.event(opened)
 		c.log.Debug("circuit ended", "circuit", g.Circuit)
+	case wire.TypeCarry:
+		var req wire.Carry
+		if err := wire.Unmarshal(body, &req); err != nil {
+			refuse("malformed carry")
+			return
+		}
+		g, err := c.carried(router.ID, req)
+		if err != nil {
+			refuse(err.Error())
+			return
+		}
+		ci := &circuit{grant: g, stream: s}
+		c.hold(s, func() { c.circuits[ci] = struct{}{} }, func() { delete(c.circuits, ci) },
+			func() error { return c.answerCarry(ci) })
+		c.log.Debug("carried circuit ended", "circuit", g.Circuit)
 	case wire.TypeLinkReport:
 		var rep wire.LinkReport
 		if err := wire.Unmarshal(body, &rep); err != nil {
@@ -106,6 +143,10 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 			return
 		}
 		c.setLinks(router.ID, rep)
+	case wire.TypeLinkPing:
+		// The router's heartbeats: they tell each side within a second that the other is
+		// gone, and end with the control link.
+		hb.Echo(s, body)
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {
@@ -121,6 +162,40 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 	default:
 		refuse(fmt.Sprintf("unexpected message type %d", typ))
 	}
+}
+
+// errCircuitRevoked ends the hold of a carried circuit the policy no longer allows.
+var errCircuitRevoked = errors.New("circuit no longer authorized")
+
+// carried checks a circuit a router says it carries: the grant must be this
+// controller's, for a path that starts at that router. Its expiry does not matter: it
+// bounded the circuit's setup, not its life.
+func (c *Controller) carried(routerID string, req wire.Carry) (grant.Grant, error) {
+	g, err := grant.VerifySignature(req.Grant, &c.ca.SignerKey().PublicKey)
+	if err != nil {
+		return g, fmt.Errorf("carry: %w", err)
+	}
+	if len(g.Routers) == 0 || g.Routers[0] != routerID {
+		return g, errors.New("carry: the grant's path does not start at this router")
+	}
+	return g, nil
+}
+
+// answerCarry re-checks a carried circuit, already registered so that no deletion can
+// slip between the check and the registration, against the current policy: the router
+// is told to end it at once, or that it is held.
+func (c *Controller) answerCarry(ci *circuit) error {
+	pol, err := policy.Load(c.store)
+	if err != nil {
+		return fmt.Errorf("carry: load policies: %w", err)
+	}
+	if !c.circuitAllowed(pol, ci.grant) {
+		c.log.Info("carried circuit revoked", "circuit", ci.grant.Circuit, "service", ci.grant.ServiceName)
+		ci.revoke(errCircuitRevoked.Error())
+		return errCircuitRevoked
+	}
+	c.log.Debug("carried circuit held", "circuit", ci.grant.Circuit, "service", ci.grant.ServiceName)
+	return ci.send(wire.TypeCarryAck, wire.CarryAck{})
 }
 
 // renew issues an identity a new certificate for the key it already holds: the current,
@@ -384,11 +459,9 @@ func (c *Controller) enforce(ctx context.Context) {
 		}
 	}
 	for _, ci := range cs {
-		g := ci.grant
-		if !c.stillAllowed(pol, store.PolicyDial, g.Dialer, g.Service, g.Routers[0]) ||
-			!c.stillAllowed(pol, store.PolicyBind, g.Host, g.Service, g.Routers[len(g.Routers)-1]) {
-			c.log.Info("circuit revoked", "circuit", g.Circuit, "service", g.ServiceName)
-			revokeStream(ci.stream, "circuit no longer authorized")
+		if !c.circuitAllowed(pol, ci.grant) {
+			c.log.Info("circuit revoked", "circuit", ci.grant.Circuit, "service", ci.grant.ServiceName)
+			ci.revoke(errCircuitRevoked.Error())
 		}
 	}
 	revs, err := c.store.Revocations()
@@ -429,6 +502,16 @@ func (c *Controller) push(ctx context.Context, conns []*quic.Conn, typ wire.Type
 			s.Close()
 		}()
 	}
+}
+
+// circuitAllowed reports whether the policy still lets g's dialer dial its service at
+// the path's first router and its host bind it at the last.
+func (c *Controller) circuitAllowed(pol *policy.Policies, g grant.Grant) bool {
+	if len(g.Routers) == 0 {
+		return false
+	}
+	return c.stillAllowed(pol, store.PolicyDial, g.Dialer, g.Service, g.Routers[0]) &&
+		c.stillAllowed(pol, store.PolicyBind, g.Host, g.Service, g.Routers[len(g.Routers)-1])
 }
 
 func (c *Controller) stillAllowed(pol *policy.Policies, op, identityID, serviceID, routerID string) bool {

@@ -93,11 +93,12 @@ func (c *Config) fill() {
 
 // Controller is a running controller.
 type Controller struct {
-	cfg    Config
-	ca     *ca.CA
-	store  store.Store
-	log    *slog.Logger
-	events *events.Log
+	cfg     Config
+	ca      *ca.CA
+	store   store.Store
+	log     *slog.Logger
+	events  *events.Log
+	metrics *controllerMetrics
 
 	mu       sync.Mutex
 	online   map[string]routerState // router id → its live control link
@@ -181,8 +182,10 @@ func Open(cfg Config) (*Controller, error) {
 		st.Close()
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	return &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{},
-		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}, nil
+	c := &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{},
+		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}
+	c.metrics = newControllerMetrics(c)
+	return c, nil
 }
 
 // Close closes the store and the event trail.
@@ -191,6 +194,7 @@ func (c *Controller) Close() error { return errors.Join(c.store.Close(), c.event
 // event records e in the audit trail; a trail that cannot be written is logged, never
 // a reason to fail what happened.
 func (c *Controller) event(e events.Event) {
+	c.metrics.events.WithLabelValues(e.Type).Inc()
 	if err := c.events.Add(e); err != nil {
 		c.log.Warn("event trail", "err", err)
 	}
@@ -223,7 +227,7 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketCo
 		ctrlErr <- nil
 	}
 	srv := &http.Server{
-		Handler:           c.Handler(),
+		Handler:           c.metrics.countRequests(c.Handler()),
 		TLSConfig:         c.tlsConfig(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,

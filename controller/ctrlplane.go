@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"umbra/controller/events"
 	"umbra/controller/store"
+	"umbra/internal/heartbeat"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
@@ -30,6 +32,8 @@ const (
 const (
 	ctrlCodeShutdown quic.ApplicationErrorCode = 0x200
 	ctrlCodeRefused  quic.ApplicationErrorCode = 0x201
+	// ctrlCodeDead closes the control link of a router whose heartbeats stopped.
+	ctrlCodeDead quic.ApplicationErrorCode = 0x202
 )
 
 // ListenPair opens the management API's TCP port and the control plane's UDP port on
@@ -62,7 +66,13 @@ func (c *Controller) serveControl(ctx context.Context, pc net.PacketConn) error 
 	chain, key := c.ca.ServerChain()
 	cert := tls.Certificate{Certificate: chain[:2], PrivateKey: key, Leaf: c.ca.Server}
 	tlsConf := transport.ServerTLS(cert, c.ca.Roots(), []string{transport.ALPNCtrl}, c.checkRouter)
-	tr := &quic.Transport{Conn: pc}
+	resetKey, err := controlResetKey(key)
+	if err != nil {
+		return fmt.Errorf("controller: control plane: %w", err)
+	}
+	// A restarted controller answers a router's packets on the link it had before the
+	// restart with a stateless reset, so the router redials at once.
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: resetKey}
 	ln, err := tr.Listen(tlsConf, transport.LAN.QUIC())
 	if err != nil {
 		return fmt.Errorf("controller: control plane: %w", err)
@@ -83,6 +93,16 @@ func (c *Controller) serveControl(ctx context.Context, pc net.PacketConn) error 
 		}
 		go c.serveRouter(ctx, conn)
 	}
+}
+
+// controlResetKey derives the control plane's stateless reset key from the controller's
+// long-term server key, so that it is the same after a restart.
+func controlResetKey(key *ecdsa.PrivateKey) (*quic.StatelessResetKey, error) {
+	secret, err := key.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("stateless reset key: %w", err)
+	}
+	return transport.StatelessResetKey(secret)
 }
 
 // checkRouter admits routers the store knows, with their current, unrevoked certificate.
@@ -136,23 +156,36 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 	c.setOnline(subj.ID, hello, conn)
 	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
 	c.event(events.Event{Type: events.RouterOnline, Name: subj.Name})
+	hb := heartbeat.New()
 	go func() {
 		for {
 			rs, err := conn.AcceptStream(ctx)
 			if err != nil {
 				return
 			}
-			go c.serveRouterStream(ctx, subj, rs)
+			go c.serveRouterStream(ctx, subj, rs, hb)
 		}
 	}()
-	select {
-	case <-ctx.Done():
-		conn.CloseWithError(ctrlCodeShutdown, "controller shutting down")
-	case <-conn.Context().Done():
-	}
+	c.watchRouter(ctx, conn, hb)
 	c.setOffline(subj.ID, conn)
 	c.log.Info("router offline", "name", subj.Name)
 	c.event(events.Event{Type: events.RouterOffline, Name: subj.Name})
+}
+
+// watchRouter returns when the router's control link ends: closed by the router, by
+// this controller's shutdown, or for the router's silence once it has sent heartbeats,
+// so a crashed router goes offline (and out of new paths) within about a second.
+func (c *Controller) watchRouter(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(conn.Context(), cancel)()
+	err := hb.Watch(wctx, true)
+	switch {
+	case err != nil:
+		conn.CloseWithError(ctrlCodeDead, err.Error())
+	case ctx.Err() != nil:
+		conn.CloseWithError(ctrlCodeShutdown, "controller shutting down")
+	}
 }
 
 // routerState is what the controller knows of a router's control link.

@@ -29,6 +29,7 @@ func meshOf(t *testing.T, reports map[string][]wire.LinkState) *Controller {
 	}
 	c := &Controller{cfg: Config{Now: time.Now}, store: st, events: ev, log: slog.New(slog.DiscardHandler),
 		online: map[string]routerState{}, links: map[string][]wire.LinkState{}}
+	c.metrics = newControllerMetrics(c)
 	t.Cleanup(func() { c.Close() })
 	for id, ls := range reports {
 		c.online[id] = routerState{}

@@ -29,8 +29,8 @@ const (
 
 // Stream error codes a router cancels circuit streams with.
 const (
-	codeCircuitFailed  quic.StreamErrorCode = 1
-	codeCircuitRevoked quic.StreamErrorCode = 2
+	codeCircuitFailed  quic.StreamErrorCode = wire.StreamCircuitFailed
+	codeCircuitRevoked quic.StreamErrorCode = wire.StreamCircuitRevoked
 )
 
 var splicePool = sync.Pool{New: func() any { b := make([]byte, spliceBuffer); return &b }}
@@ -45,7 +45,7 @@ type circuitEnd struct {
 
 // dial sets up a circuit for the agent: the controller grants it and picks its path, the
 // rest of the path and the hosting agent accept it, and the streams are spliced. The
-// control stream that carried the grant stays open for the circuit's life, so the
+// circuit stays registered with the controller for its life (holdCircuit), so the
 // controller can revoke it.
 func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 	req.Identity = s.peer.ID
@@ -55,8 +55,9 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		return
 	}
 	defer func() {
-		cs.Close()
-		cs.CancelRead(0)
+		if cs != nil {
+			releaseStream(cs)
+		}
 	}()
 	var dg wire.DialGrant
 	if err := wire.Unmarshal(body, &dg); err != nil {
@@ -98,22 +99,19 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 
 	done := make(chan struct{})
 	go func() {
-		carry(up, down)
+		s.r.carry(up, down, g.ServiceName)
 		close(done)
 	}()
-	revoked := watchRevoke(cs)
-	select {
-	case <-done:
-	case rev := <-revoked:
-		if rev == nil { // control link dropped: the circuit lives on by its grant
-			<-done
-			break
-		}
-		s.r.log.Info("circuit revoked", "circuit", g.Circuit, "reason", rev.Reason)
-		up.stream.cancel(codeCircuitRevoked)
-		down.stream.cancel(codeCircuitRevoked)
+	rev := s.r.holdCircuit(ctx, g, dg.Grant, cs, done)
+	cs = nil // holdCircuit closed it
+	if rev == nil {
 		<-done
+		return
 	}
+	s.r.log.Info("circuit revoked", "circuit", g.Circuit, "reason", rev.Reason)
+	up.stream.cancel(codeCircuitRevoked)
+	down.stream.cancel(codeCircuitRevoked)
+	<-done
 }
 
 // extend carries a granted circuit onward from this router, which is g.Routers[index]:
@@ -193,11 +191,15 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 }
 
 // carry joins a circuit's two ends at this router, bytes and datagrams, until both
-// directions of its bytes end.
-func carry(a, b circuitEnd) {
+// directions of its bytes end; a is the dialer's side, b the host's.
+func (r *Router) carry(a, b circuitEnd, service string) {
 	unjoin := join(a.ep, a.cid, b.ep, b.cid)
 	defer unjoin()
-	splice(a.stream, b.stream)
+	r.metrics.circuits.WithLabelValues(service).Inc()
+	r.metrics.active.Inc()
+	defer r.metrics.active.Dec()
+	splice(countingStream{a.stream, r.metrics.bytes.WithLabelValues(service, towardHost)},
+		countingStream{b.stream, r.metrics.bytes.WithLabelValues(service, towardDialer)})
 	a.stream.finish()
 	b.stream.finish()
 }
@@ -205,14 +207,14 @@ func carry(a, b circuitEnd) {
 // splice copies a to b and b to a until both directions end; an end of stream is passed
 // on as one. A failure in either direction breaks the whole circuit here: both streams
 // are reset, so the agents at its ends learn at once and resume it on another path. A
-// revocation is passed on as one, so the far agent does not wait to resume.
+// revocation, or a hop closed for a revoked certificate, is passed on as a revocation,
+// so the far agent does not wait to resume.
 func splice(a, b circuitStream) {
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() {
 			code := codeCircuitFailed
-			var se *quic.StreamError
-			if errors.As(err, &se) && se.ErrorCode == codeCircuitRevoked {
+			if revokedErr(err) {
 				code = codeCircuitRevoked
 			}
 			a.cancel(code)
@@ -223,6 +225,17 @@ func splice(a, b circuitStream) {
 	wg.Go(func() { pipe(b, a, fail) })
 	wg.Go(func() { pipe(a, b, fail) })
 	wg.Wait()
+}
+
+// revokedErr reports whether a circuit's hop failed by a revocation: a reset of a
+// revoked circuit, or the close of a revoked agent's or router's connection.
+func revokedErr(err error) bool {
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		return se.ErrorCode == codeCircuitRevoked
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeRevoked
 }
 
 // pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.

@@ -12,6 +12,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/quic-go/quic-go"
 
+	"umbra/internal/heartbeat"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/version"
@@ -96,14 +97,17 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 	s.SetDeadline(time.Time{})
 	s.Close()
 	r.revoke(ack.Revoked)
+	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
+	// timeout would keep the dead link, and fail every request on it, for 30 s.
+	hb := heartbeat.New()
+	hctx, stopHeartbeats := context.WithCancel(ctx)
+	defer stopHeartbeats()
+	go sendHeartbeats(hctx, conn, hb)
 	r.setControl(conn)
 	defer r.setControl(nil)
 	r.log.Info("control link up", "controller", u.Host)
 	go r.acceptControlPushes(conn)
-	select {
-	case <-ctx.Done():
-	case <-conn.Context().Done():
-	}
+	watchHeartbeats(ctx, conn, hb, true)
 	return true, context.Cause(conn.Context())
 }
 

@@ -12,17 +12,16 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/grant"
+	"umbra/internal/heartbeat"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/internal/wire"
 )
 
 // Link health. A link is declared dead once no heartbeat has been heard for
-// linkDeadAfter (or four round trips, if longer): about a second on a LAN, so circuits
-// through a relay that died move to another path promptly.
+// heartbeat.DeadAfter (or four round trips, if longer): about a second on a LAN, so
+// circuits through a relay that died move to another path promptly.
 const (
-	linkHeartbeat   = 200 * time.Millisecond
-	linkDeadAfter   = time.Second
 	linkDialTimeout = 10 * time.Second
 	// linkReportEvery is how often a router tells the controller its links' health even
 	// when nothing changed.
@@ -39,13 +38,12 @@ type link struct {
 	peer   pki.Subject
 	serial string // the peer's certificate serial
 	dialed bool
+	hb     *heartbeat.Monitor // its heartbeats; the round trip on the dialing side
 
-	hmu       sync.Mutex
-	lastHeard time.Time
-	rtt       time.Duration // smoothed heartbeat round trip (dialing side)
-	lastSent  uint64        // packets sent at the last loss sample
-	lastLost  uint64        // packets lost at the last loss sample
-	loss      float64       // share of packets lost since the previous sample
+	hmu      sync.Mutex
+	lastSent uint64  // packets sent at the last loss sample
+	lastLost uint64  // packets lost at the last loss sample
+	loss     float64 // share of packets lost since the previous sample
 }
 
 // linkTo returns the live link to the router with id, or nil.
@@ -62,9 +60,9 @@ func (r *Router) linkTo(id string) *link {
 
 // state is the link as this router reports it to the controller.
 func (l *link) state() wire.LinkState {
+	rtt := l.hb.RTT()
 	l.hmu.Lock()
 	defer l.hmu.Unlock()
-	rtt := l.rtt
 	if rtt == 0 {
 		rtt = l.conn.ConnectionStats().SmoothedRTT
 	}
@@ -72,13 +70,6 @@ func (l *link) state() wire.LinkState {
 		Peer: l.peer.ID, Up: l.conn.Context().Err() == nil, RTTMicros: uint64(rtt.Microseconds()),
 		LossPermille: uint16(min(1000, l.loss*1000)), Dialed: l.dialed,
 	}
-}
-
-// heard records that the peer is alive.
-func (l *link) heard() {
-	l.hmu.Lock()
-	l.lastHeard = time.Now()
-	l.hmu.Unlock()
 }
 
 // sampleLoss updates the loss estimate from QUIC's packet counters.
@@ -90,13 +81,6 @@ func (l *link) sampleLoss() {
 		l.loss = float64(st.PacketsLost-l.lastLost) / float64(sent)
 	}
 	l.lastSent, l.lastLost = st.PacketsSent, st.PacketsLost
-}
-
-// deadline is how long the link may stay silent before it is declared dead.
-func (l *link) deadline() time.Duration {
-	l.hmu.Lock()
-	defer l.hmu.Unlock()
-	return max(linkDeadAfter, 4*l.rtt)
 }
 
 // runLinkTo keeps a link to the router listening at addr until ctx ends, redialing with
@@ -165,7 +149,7 @@ func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subjec
 	if dialed {
 		first = 1
 	}
-	l := &link{endpoint: newEndpoint(conn, first, 2), r: r, peer: peer, dialed: dialed, lastHeard: time.Now()}
+	l := &link{endpoint: newEndpoint(conn, first, 2), r: r, peer: peer, dialed: dialed, hb: heartbeat.New()}
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		l.serial = pki.SerialString(certs[0])
 	}
@@ -187,65 +171,36 @@ func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subjec
 	go l.forwardDatagrams(lctx)
 	go l.acceptStreams(lctx)
 	if dialed {
-		go l.sendHeartbeats(lctx)
+		go sendHeartbeats(lctx, conn, l.hb)
 	}
-	tick := time.NewTicker(linkHeartbeat)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			conn.CloseWithError(errCodeShutdown, "router stopping")
-			return
-		case <-conn.Context().Done():
-			return
-		case <-tick.C:
-			l.hmu.Lock()
-			silent := time.Since(l.lastHeard)
-			l.hmu.Unlock()
-			if silent > l.deadline() {
-				conn.CloseWithError(errCodeLinkDead, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)))
-				return
-			}
-		}
+	if watchHeartbeats(ctx, conn, l.hb, false) {
+		conn.CloseWithError(errCodeShutdown, "router stopping")
 	}
 }
 
-// sendHeartbeats opens the heartbeat stream and pings on it; the pongs measure the RTT.
-func (l *link) sendHeartbeats(ctx context.Context) {
-	st, err := l.conn.OpenStreamSync(ctx)
+// watchHeartbeats closes conn as dead once hb has heard nothing for its dead interval,
+// and returns when conn ends or ctx ends (stopped). With untilSpoke, a peer that never
+// took part in the heartbeats is not held to them.
+func watchHeartbeats(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor, untilSpoke bool) (stopped bool) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(conn.Context(), cancel)()
+	if err := hb.Watch(wctx, untilSpoke); err != nil {
+		conn.CloseWithError(errCodeLinkDead, err.Error())
+		return false
+	}
+	return ctx.Err() != nil
+}
+
+// sendHeartbeats opens a heartbeat stream on conn and pings on it until ctx ends; the
+// echoes keep hb alive and measure the round trip.
+func sendHeartbeats(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor) {
+	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return
 	}
 	defer quicStream{st}.cancel(0)
-	go func() {
-		for {
-			var pong wire.LinkPong
-			if err := wire.Expect(st, wire.TypeLinkPong, &pong); err != nil {
-				return
-			}
-			sample := time.Duration(time.Now().UnixNano() - pong.Sent)
-			l.hmu.Lock()
-			l.lastHeard = time.Now()
-			if l.rtt == 0 {
-				l.rtt = sample
-			} else {
-				l.rtt = (7*l.rtt + sample) / 8
-			}
-			l.hmu.Unlock()
-		}
-	}()
-	tick := time.NewTicker(linkHeartbeat)
-	defer tick.Stop()
-	for seq := uint64(1); ; seq++ {
-		if err := wire.Write(st, wire.TypeLinkPing, wire.LinkPing{Seq: seq, Sent: time.Now().UnixNano()}); err != nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	hb.Ping(ctx, st)
 }
 
 // acceptStreams serves the streams the peer opens: its heartbeats and its circuits.
@@ -269,7 +224,8 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	st.SetReadDeadline(time.Time{})
 	switch typ {
 	case wire.TypeLinkPing:
-		l.answerHeartbeats(st, body)
+		l.hb.Echo(st, body)
+		quicStream{st}.cancel(0)
 	case wire.TypeHop:
 		var h wire.Hop
 		if err := wire.Unmarshal(body, &h); err != nil {
@@ -279,25 +235,6 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 		l.relay(ctx, st, h)
 	default:
 		refuse(st, fmt.Sprintf("unexpected message type %d on a router link", typ))
-	}
-}
-
-// answerHeartbeats answers the peer's pings on their stream until it ends; each one says
-// the link is alive.
-func (l *link) answerHeartbeats(st *quic.Stream, first []byte) {
-	defer quicStream{st}.cancel(0)
-	var ping wire.LinkPing
-	if err := wire.Unmarshal(first, &ping); err != nil {
-		return
-	}
-	for {
-		l.heard()
-		if err := wire.Write(st, wire.TypeLinkPong, wire.LinkPong(ping)); err != nil {
-			return
-		}
-		if err := wire.Expect(st, wire.TypeLinkPing, &ping); err != nil {
-			return
-		}
 	}
 }
 
@@ -320,7 +257,7 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 		return
 	}
 	r.log.Info("circuit relayed", "circuit", g.Circuit, "from", l.peer.Name)
-	carry(circuitEnd{stream: quicStream{st}, ep: &l.endpoint, cid: h.Circuit}, down)
+	r.carry(circuitEnd{stream: quicStream{st}, ep: &l.endpoint, cid: h.Circuit}, down, g.ServiceName)
 }
 
 // linksChanged asks the reporter to tell the controller about the links now.

@@ -30,6 +30,9 @@ import (
 type Config struct {
 	// Identity is the router's enrolled identity file.
 	Identity *identity.File
+	// DataDir is where the router keeps what must outlive a restart: the revocation
+	// list (RevokedFile). Empty keeps it in memory only, until the controller repeats it.
+	DataDir string
 	// Listen is the UDP HOST:PORT that agents and routers connect to; port 0 picks one.
 	Listen string
 	// Advertise is the HOST:PORT given to others; empty means the bound Listen address.
@@ -46,19 +49,22 @@ type Config struct {
 const (
 	errCodeShutdown quic.ApplicationErrorCode = 0x100
 	errCodeRefused  quic.ApplicationErrorCode = 0x101
-	errCodeRevoked  quic.ApplicationErrorCode = wire.CloseRevoked
+	errCodeRevoked  quic.ApplicationErrorCode = wire.ConnCertRevoked
 )
 
 // Router is a listening router.
 type Router struct {
 	cfg       Config
 	log       *slog.Logger
+	metrics   *routerMetrics
 	cert      tls.Certificate
 	roots     *x509.CertPool
 	signer    *ecdsa.PublicKey
 	transport *quic.Transport
 	listener  *quic.Listener
 	closeKey  func() error
+
+	saveMu sync.Mutex // serializes writes of the revocation list
 
 	mu          sync.Mutex
 	ctrl        *quic.Conn      // the control link, nil while down
@@ -85,6 +91,11 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// The revocations are in place before the listener can complete a handshake.
+	revoked, err := loadRevoked(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	cred, err := cfg.Identity.Open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
@@ -92,11 +103,12 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	key := cred.Key
 	r := &Router{
 		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer, closeKey: key.Close,
-		ctrlUp: make(chan struct{}), revoked: map[string]bool{},
+		ctrlUp: make(chan struct{}), revoked: revoked,
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
 		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
 		lanes: map[lane.ID]*session{},
 	}
+	r.metrics = newRouterMetrics(r)
 	tlsConf := transport.ServerTLS(cred.Cert, cred.Roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
@@ -209,11 +221,14 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 	r.log.Info("agent disconnected", "identity", subj.Name)
 }
 
-// revoke records serials as revoked and closes the connections that present them.
+// revoke records serials as revoked, on disk too, and closes the connections that
+// present them.
 func (r *Router) revoke(serials []string) {
 	r.mu.Lock()
 	var drop []*session
+	added := false
 	for _, s := range serials {
+		added = added || !r.revoked[s]
 		r.revoked[s] = true
 	}
 	for _, sess := range r.sessions {
@@ -228,6 +243,11 @@ func (r *Router) revoke(serials []string) {
 		}
 	}
 	r.mu.Unlock()
+	if added {
+		if err := r.saveRevoked(); err != nil {
+			r.log.Error("revocations not saved: a restart forgets them until the controller repeats them", "err", err)
+		}
+	}
 	for _, l := range cut {
 		r.log.Info("closing link to revoked router", "router", l.peer.Name)
 		l.conn.CloseWithError(errCodeRevoked, "certificate revoked")

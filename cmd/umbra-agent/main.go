@@ -47,6 +47,7 @@ func newRoot() *cobra.Command {
 		newBoardCmd(),
 		newRunCmd(),
 		newStatusCmd(),
+		newMetricsCmd(),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"umbra/controller"
+	"umbra/internal/metrics"
 )
 
 // defaultControllerListen is where a controller listens when not told otherwise.
@@ -46,7 +47,7 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	initCmd.Flags().DurationVar(&routerLifetime, "router-lifetime", 0, "lifetime of router certificates (default 1 year)")
 	initCmd.MarkFlagRequired("data")
 
-	var runData, runListen string
+	var runData, runListen, runMetrics string
 	runCmd := &cobra.Command{
 		Use:   "run",
 		Short: "run the controller in the foreground",
@@ -62,11 +63,20 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "controller listening on %s\n", ln.Addr())
+			if runMetrics != "" {
+				mln, err := metrics.Listen(runMetrics)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "metrics %s\n", metrics.URL(mln))
+				go metrics.Serve(cmd.Context(), mln, c.Metrics())
+			}
 			return c.Serve(cmd.Context(), ln, pc)
 		},
 	}
 	runCmd.Flags().StringVar(&runData, "data", "", "data directory (required)")
 	runCmd.Flags().StringVar(&runListen, "listen", "", "HOST:PORT to listen on (default: as initialized)")
+	runCmd.Flags().StringVar(&runMetrics, "metrics", "", "HOST:PORT to serve Prometheus metrics on at /metrics (empty: none; use a loopback address unless scrapers elsewhere need it)")
 	runCmd.MarkFlagRequired("data")
 	cmd.AddCommand(initCmd, runCmd)
 	return cmd

@@ -17,6 +17,7 @@ import (
 	"umbra/controller"
 	"umbra/internal/api"
 	"umbra/internal/identity"
+	"umbra/internal/metrics"
 	"umbra/internal/transport"
 	"umbra/router"
 )
@@ -36,12 +37,23 @@ type quickstartState struct {
 	Controller string `json:"controller"`
 	Router     string `json:"router"`
 	Admin      string `json:"admin"`
+	Metrics    string `json:"metrics,omitempty"`
 }
 
+// quickstartFlags are the flags of `umbra quickstart`.
+type quickstartFlags struct {
+	dir, host, metrics   string
+	ctrlPort, routerPort int
+	idLifetime           time.Duration
+	profile              transport.Profile
+}
+
+// defaultQuickstartMetrics is where a quickstart serves its metrics: a free port on
+// loopback, so nothing off the machine scrapes it unless asked.
+const defaultQuickstartMetrics = "127.0.0.1:0"
+
 func newQuickstartCmd(g *globalFlags) *cobra.Command {
-	var dir, host string
-	var ctrlPort, routerPort int
-	var idLifetime time.Duration
+	var f quickstartFlags
 	var linkProfile string
 	cmd := &cobra.Command{
 		Use:   "quickstart",
@@ -52,20 +64,23 @@ func newQuickstartCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("quickstart: --link-profile: %w", err)
 			}
-			return runQuickstart(cmd, g, dir, host, ctrlPort, routerPort, idLifetime, profile)
+			f.profile = profile
+			return runQuickstart(cmd, g, f)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "quickstart directory (required)")
-	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "address to listen on and advertise")
-	cmd.Flags().IntVar(&ctrlPort, "ctrl-port", 0, "controller port (0: as before in DIR, else a free one)")
-	cmd.Flags().IntVar(&routerPort, "router-port", 0, "router port (0: as before in DIR, else a free one)")
-	cmd.Flags().DurationVar(&idLifetime, "identity-lifetime", 0, "lifetime of identity certificates (default 90 days)")
+	cmd.Flags().StringVar(&f.dir, "dir", "", "quickstart directory (required)")
+	cmd.Flags().StringVar(&f.host, "host", "127.0.0.1", "address to listen on and advertise")
+	cmd.Flags().IntVar(&f.ctrlPort, "ctrl-port", 0, "controller port (0: as before in DIR, else a free one)")
+	cmd.Flags().IntVar(&f.routerPort, "router-port", 0, "router port (0: as before in DIR, else a free one)")
+	cmd.Flags().DurationVar(&f.idLifetime, "identity-lifetime", 0, "lifetime of identity certificates (default 90 days)")
+	cmd.Flags().StringVar(&f.metrics, "metrics", defaultQuickstartMetrics, "HOST:PORT to serve the controller's and router's Prometheus metrics on at /metrics (empty: none)")
 	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of router1 for its agents: lan, or radio (5-minute idle timeout, small packets)")
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
-func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPort, routerPort int, idLifetime time.Duration, profile transport.Profile) error {
+func runQuickstart(cmd *cobra.Command, g *globalFlags, f quickstartFlags) error {
+	dir, host, ctrlPort, routerPort, idLifetime, profile := f.dir, f.host, f.ctrlPort, f.routerPort, f.idLifetime, f.profile
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	log := g.logger()
@@ -105,14 +120,14 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 		return err
 	}
 	defer ctrl.Close()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3) // controller, router, metrics
 	go func() { errc <- ctrl.Serve(ctx, ctrlLn, ctrlPC) }()
 
 	routerID, err := quickstartRouter(ctx, dir, adminPath)
 	if err != nil {
 		return err
 	}
-	r, err := router.Listen(ctx, router.Config{Identity: routerID, Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Profile: profile, Logger: log})
+	r, err := router.Listen(ctx, router.Config{Identity: routerID, DataDir: filepath.Join(dir, qsRouterDir), Listen: net.JoinHostPort(host, strconv.Itoa(routerPort)), Profile: profile, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -122,11 +137,19 @@ func runQuickstart(cmd *cobra.Command, g *globalFlags, dir, host string, ctrlPor
 	}
 
 	state := quickstartState{Controller: ctrl.URL(), Router: r.Addr().String(), Admin: adminPath}
+	if f.metrics != "" {
+		mln, err := listenMetricsAgain(f.metrics, prev.Metrics)
+		if err != nil {
+			return fmt.Errorf("quickstart: %w", err)
+		}
+		state.Metrics = metrics.URL(mln)
+		go func() { errc <- metrics.Serve(ctx, mln, ctrl.Metrics(), r.Metrics()) }()
+	}
 	data, _ := json.MarshalIndent(state, "", "  ")
 	if err := identity.WriteFileAtomic(filepath.Join(dir, qsStateFile), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("quickstart: %w", err)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "ready controller=%s router=%s admin=%s\n", state.Controller, state.Router, state.Admin)
+	fmt.Fprintf(cmd.OutOrStdout(), "ready controller=%s router=%s admin=%s metrics=%s\n", state.Controller, state.Router, state.Admin, state.Metrics)
 
 	select {
 	case <-ctx.Done():
@@ -193,6 +216,21 @@ func waitOnline(ctx context.Context, ctrl *controller.Controller, routerID strin
 		}
 	}
 	return nil
+}
+
+// listenMetricsAgain opens the metrics listener at addr; when addr asks for any free port,
+// it takes the one the last run of this quickstart used, if it is still free, so that a
+// scrape configuration keeps working across restarts.
+func listenMetricsAgain(addr, last string) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && port == "0" {
+		if p := portOf(last); p != 0 {
+			if ln, err := metrics.Listen(net.JoinHostPort(host, strconv.Itoa(p))); err == nil {
+				return ln, nil
+			}
+		}
+	}
+	return metrics.Listen(addr)
 }
 
 func readQuickstartState(path string) quickstartState {

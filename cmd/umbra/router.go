@@ -11,6 +11,7 @@ import (
 	"umbra/hal/keystore"
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
+	"umbra/internal/metrics"
 	"umbra/internal/pki"
 	"umbra/internal/transport"
 	"umbra/router"
@@ -42,7 +43,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 
 	var runData, listen, advertise string
 	var linkTo []string
-	var linkProfile string
+	var linkProfile, metricsAddr string
 	runCmd := &cobra.Command{
 		Use:   "run",
 		Short: "run the router in the foreground",
@@ -56,11 +57,19 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("router run: --link-profile: %w", err)
 			}
-			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, Listen: listen, Advertise: advertise, LinkTo: linkTo, Profile: profile, Logger: g.logger()})
+			r, err := router.Listen(cmd.Context(), router.Config{Identity: id, DataDir: runData, Listen: listen, Advertise: advertise, LinkTo: linkTo, Profile: profile, Logger: g.logger()})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "router %s listening on %s\n", id.Name, r.Addr())
+			if metricsAddr != "" {
+				mln, err := metrics.Listen(metricsAddr)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "metrics %s\n", metrics.URL(mln))
+				go metrics.Serve(cmd.Context(), mln, r.Metrics())
+			}
 			return r.Serve(cmd.Context())
 		},
 	}
@@ -68,6 +77,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 	runCmd.Flags().StringVar(&listen, "listen", "", "UDP HOST:PORT for agents and routers (required)")
 	runCmd.Flags().StringVar(&advertise, "advertise", "", "HOST:PORT others reach this router at (default: the listen address)")
 	runCmd.Flags().StringSliceVar(&linkTo, "link-to", nil, "HOST:PORT of routers to link to (comma-separated)")
+	runCmd.Flags().StringVar(&metricsAddr, "metrics", "", "HOST:PORT to serve Prometheus metrics on at /metrics (empty: none; use a loopback address unless scrapers elsewhere need it)")
 	runCmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile for agents and router links: lan, or radio (5-minute idle timeout, small packets) when they reach this router over a radio")
 	runCmd.MarkFlagRequired("data")
 	runCmd.MarkFlagRequired("listen")

@@ -47,6 +47,21 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// TestVerifySignatureIgnoresExpiry: a live circuit's grant still proves what it
+// allowed after it expired, and only the signer's signature does.
+func TestVerifySignatureIgnoresExpiry(t *testing.T) {
+	key, _ := pki.NewKey()
+	other, _ := pki.NewKey()
+	expired, _ := Sign(sample(time.Now().Add(-time.Hour)), key)
+	if g, err := VerifySignature(expired, &key.PublicKey); err != nil || g.Circuit != "c1" {
+		t.Errorf("expired grant: got %+v, %v; want it verified", g, err)
+	}
+	foreign, _ := Sign(sample(time.Now().Add(-time.Hour)), other)
+	if _, err := VerifySignature(foreign, &key.PublicKey); !errors.Is(err, ErrSignature) {
+		t.Errorf("grant of another signer: got %v, want %v", err, ErrSignature)
+	}
+}
+
 // FuzzVerify: nothing but the signed grant verifies, and nothing panics.
 func FuzzVerify(f *testing.F) {
 	key, _ := pki.NewKey()

@@ -63,6 +63,23 @@ const (
 
 	// Router → controller.
 	TypeLinkReport Type = 50 // the state of this router's links, replacing the last report
+	TypeCarry      Type = 51 // I carry this granted circuit: hold it on this stream, revoke it when no longer allowed
+	TypeCarryAck   Type = 52 // the circuit is allowed and held; a TypeRevoke on the stream ends it later
+)
+
+// QUIC error codes shared by the programs, so that each tells a revocation from a
+// failure by its code, never by a message's text. The stream codes reset a circuit's
+// streams (quic.StreamErrorCode); the connection code closes a connection
+// (quic.ApplicationErrorCode).
+const (
+	// StreamCircuitFailed resets a circuit whose path broke: its agents resume it.
+	StreamCircuitFailed = 1
+	// StreamCircuitRevoked resets a circuit the controller no longer allows: its agents
+	// end it at once.
+	StreamCircuitRevoked = 2
+	// ConnCertRevoked closes a connection whose peer's certificate was revoked: its
+	// circuits end at once, as if each had been revoked.
+	ConnCertRevoked = 0x102
 )
 
 // Version is the control protocol version carried in Hello.
@@ -193,10 +210,6 @@ type Revoke struct {
 	Serials []string `cbor:"2,keyasint,omitempty"`
 }
 
-// CloseRevoked is the QUIC application error code with which a router closes the
-// connection of an agent or router whose certificate the controller revoked.
-const CloseRevoked = 0x102
-
 // Changed tells routers, and through them agents, that what identities may use may have
 // changed: an agent asks for its services again and follows the answer.
 type Changed struct{}
@@ -245,6 +258,18 @@ type LinkState struct {
 type LinkReport struct {
 	Links []LinkState `cbor:"1,keyasint"`
 }
+
+// Carry tells a controller that the router carries a circuit it did not grant on this
+// control link: the router's control link dropped and came back, perhaps to a restarted
+// controller that never heard of the circuit. Grant is the circuit's signed grant, as
+// the controller issued it; the controller checks it against the current policy and
+// answers TypeCarryAck and holds the stream until the circuit ends, or TypeRevoke.
+type Carry struct {
+	Grant []byte `cbor:"1,keyasint"`
+}
+
+// CarryAck says the carried circuit is still allowed and now held on its stream.
+type CarryAck struct{}
 
 // Error refuses a request.
 type Error struct {

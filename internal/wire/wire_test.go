@@ -75,6 +75,7 @@ var messages = map[Type]func() any{
 	TypeRevoke: func() any { return &Revoke{} }, TypeHop: func() any { return &Hop{} },
 	TypeHopAck: func() any { return &HopAck{} }, TypeLinkPing: func() any { return &LinkPing{} },
 	TypeLinkPong: func() any { return &LinkPong{} }, TypeLinkReport: func() any { return &LinkReport{} },
+	TypeCarry: func() any { return &Carry{} }, TypeCarryAck: func() any { return &CarryAck{} },
 }
 
 // FuzzRead feeds arbitrary bytes to the frame reader and every message decoder: no
@@ -95,6 +96,7 @@ func FuzzRead(f *testing.F) {
 		TypeRenew:         Renew{CSR: []byte{0x30}},
 		TypeHop:           Hop{Grant: []byte{1}, Index: 2, Circuit: 3, Resume: []byte{4}},
 		TypeLinkPing:      LinkPing{Seq: 9, Sent: 1 << 40},
+		TypeCarry:         Carry{Grant: []byte{5, 6}},
 		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}},
 	} {
 		buf.Reset()

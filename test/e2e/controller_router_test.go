@@ -83,3 +83,25 @@ func TestSeparateControllerAndRouter(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // poll interval
 	}
 }
+
+// TestKilledRouterGoesOfflineSoon: a router that crashes (kill -9) is listed offline
+// within about a second, when its heartbeats stop, not after QUIC's 30 s idle timeout
+// (asserted with the generous onlineTimeout; the measured time is logged).
+func TestKilledRouterGoesOfflineSoon(t *testing.T) {
+	m := newRelayMesh(t)
+	m.startRouter("r1", freePort(t))
+	m.waitControlLinks("r1", 1, readyTimeout)
+	waitUntil(t, onlineTimeout, "r1 listed online", func() bool {
+		r := find(listJSON(t, m.env, "routers"), "r1")
+		return r != nil && r["online"] == true
+	})
+
+	m.routers["r1"].cmd.Process.Kill()
+	killed := time.Now()
+	<-m.routers["r1"].done
+	waitUntil(t, onlineTimeout, "killed r1 listed offline", func() bool {
+		r := find(listJSON(t, m.env, "routers"), "r1")
+		return r != nil && r["online"] == false
+	})
+	t.Logf("killed router listed offline %v after the kill", time.Since(killed).Round(time.Millisecond))
+}

@@ -3,11 +3,16 @@ package e2e
 import (
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"umbra/internal/identity"
 )
@@ -429,5 +434,135 @@ func TestStatusSaysWhereAFailureIs(t *testing.T) {
 	time.Sleep(4 * time.Second) // observe the retry rate over a fixed span
 	if n := strings.Count(drone.output(), "router link failed") - before; n > 2 {
 		t.Errorf("a revoked agent retried %d times in 4 s, want at most 2 (it waits 5 s and more between tries)", n)
+	}
+}
+
+// scrape reads a Prometheus text exposition with client_golang's own parser.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: not the text format: %v", url, err)
+	}
+	return fams
+}
+
+// metricValue is the value of the family's sample whose labels include want, or -1.
+func metricValue(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+	for _, m := range f.GetMetric() {
+		match := true
+		for k, v := range want {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// TestQuickstartMetrics: quickstart serves Prometheus metrics on loopback, named in
+// quickstart.json; after a circuit carries traffic the controller's and the router's
+// figures show it (bytes each way by service), and the listener answers nothing but
+// /metrics.
+func TestQuickstartMetrics(t *testing.T) {
+	m := startMesh(t)
+	var q struct {
+		Metrics string `json:"metrics"`
+	}
+	raw, err := os.ReadFile(filepath.Join(m.dir, "qs", "quickstart.json"))
+	if err != nil || json.Unmarshal(raw, &q) != nil || !strings.HasPrefix(q.Metrics, "http://127.0.0.1:") || !strings.HasSuffix(q.Metrics, "/metrics") {
+		t.Fatalf("quickstart.json metrics = %q (%v), want http://127.0.0.1:PORT/metrics", q.Metrics, err)
+	}
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	listen, droneMetrics := freeTCP(t), freeTCP(t)
+	drone := m.agent("drone1", m.enroll("drone1", "drone"), "--metrics", droneMetrics)
+	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
+	drone.waitHosting(t, "echo")
+	op.waitLinkUp(t)
+	c := dialGreeted(t, listen, "drone1")
+	echoBytes(t, c, 64<<10, nil)
+
+	// The agent's own metrics: over its status socket, and on its loopback listener.
+	out := must(t, nil, bins.agent, "metrics", "--status-socket", op.socket)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	opFams, err := parser.TextToMetricFamilies(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("umbra-agent metrics is not the text format: %v\n%s", err, out)
+	}
+	if got := metricValue(opFams, "umbra_agent_link_sent_bytes_total", map[string]string{"router": m.q.Router}); got < 64<<10 {
+		t.Errorf("op's link sent %v bytes, want at least the 64 KiB it carried", got)
+	}
+	if got := metricValue(opFams, "umbra_agent_dial_listening", map[string]string{"service": "echo"}); got != 1 {
+		t.Errorf("op's dial listener for echo: umbra_agent_dial_listening = %v, want 1", got)
+	}
+	droneFams := scrape(t, "http://"+droneMetrics+"/metrics")
+	if got := metricValue(droneFams, "umbra_agent_hosted_bound", map[string]string{"service": "echo"}); got != 1 {
+		t.Errorf("drone1 hosting echo: umbra_agent_hosted_bound = %v, want 1", got)
+	}
+	if _, _, err := run(t, nil, bins.agent, "run", "--identity", filepath.Join(m.dir, "drone1.json"), "--metrics", "0.0.0.0:0", "--status-socket", ""); err == nil {
+		t.Errorf("umbra-agent run --metrics 0.0.0.0:0 started, want a refusal: the agent opens no port to the network")
+	}
+
+	fams := scrape(t, q.Metrics)
+	checks := []struct {
+		name   string
+		labels map[string]string
+		min    float64
+	}{
+		{"umbra_controller_identities", map[string]string{"state": "enrolled"}, 3}, // admin, drone1, op
+		{"umbra_controller_identities", map[string]string{"state": "online"}, 2},
+		{"umbra_controller_routers_online", nil, 1},
+		{"umbra_controller_bindings", nil, 1},
+		{"umbra_controller_events_total", map[string]string{"type": "circuit-opened"}, 1},
+		{"umbra_controller_api_requests_total", map[string]string{"route": "POST /v1/{kind}", "code": "201"}, 3},
+		{"go_goroutines", nil, 1},
+		{"umbra_router_agents_connected", nil, 2},
+		{"umbra_router_control_link_up", nil, 1},
+		{"umbra_router_circuits_total", map[string]string{"service": "echo"}, 1},
+		{"umbra_router_circuit_bytes_total", map[string]string{"service": "echo", "direction": "toward_host"}, 64 << 10},
+		{"umbra_router_circuit_bytes_total", map[string]string{"service": "echo", "direction": "toward_dialer"}, 64 << 10},
+	}
+	for _, ch := range checks {
+		if got := metricValue(fams, ch.name, ch.labels); got < ch.min {
+			t.Errorf("%s%v = %v, want at least %v", ch.name, ch.labels, got, ch.min)
+		}
+	}
+	for _, path := range []string{"/", "/debug/pprof/", "/v1/identities"} {
+		resp, err := http.Get(strings.TrimSuffix(q.Metrics, "/metrics") + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics listener: %s, want 404", path, resp.Status)
+		}
 	}
 }

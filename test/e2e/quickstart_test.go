@@ -38,8 +38,16 @@ func readQuickstart(t *testing.T, dir string) quickstartJSON {
 	return q
 }
 
-// dialRouter opens an edge QUIC connection to the router with cert and reports the error.
+// dialRouter opens an edge QUIC connection to the quickstart's router with cert and
+// reports the error.
 func dialRouter(t *testing.T, addr string, roots *identity.File, cert *tls.Certificate) error {
+	t.Helper()
+	return dialRouterNamed(t, addr, "router1", roots, cert)
+}
+
+// dialRouterNamed opens an edge QUIC connection to the router named name with cert and
+// reports the error.
+func dialRouterNamed(t *testing.T, addr, name string, roots *identity.File, cert *tls.Certificate) error {
 	t.Helper()
 	pool, err := roots.Roots()
 	if err != nil {
@@ -70,8 +78,8 @@ func dialRouter(t *testing.T, addr string, roots *identity.File, cert *tls.Certi
 	if err := wire.Expect(s, wire.TypeHelloAck, &ack); err != nil {
 		return err
 	}
-	if ack.Name != "router1" {
-		t.Errorf("router answered as %q, want router1", ack.Name)
+	if ack.Name != name {
+		t.Errorf("router answered as %q, want %s", ack.Name, name)
 	}
 	return nil
 }

@@ -19,14 +19,16 @@ import (
 // relayMesh is a controller with routers linked as the issue draws them:
 // r1–r2–r4 and r1–r3–r4, the operator on r1 and the drone hosting "echo" on r4.
 type relayMesh struct {
-	t       *testing.T
-	dir     string
-	env     []string
-	routers map[string]*proc
-	addrs   map[string]string
-	drone   *agentProc
-	op      *agentProc
-	listen  string // the operator's listener for echo
+	t        *testing.T
+	dir      string
+	env      []string
+	ctrl     *proc  // the controller, which a test may restart
+	ctrlData string // the controller's data directory
+	routers  map[string]*proc
+	addrs    map[string]string
+	drone    *agentProc
+	op       *agentProc
+	listen   string // the operator's listener for echo
 }
 
 // startRouter enrolls router name and runs it on addr with links to linkTo.
@@ -78,7 +80,7 @@ func newRelayMesh(t *testing.T) *relayMesh {
 	ctrl := start(t, bins.umbra, "controller", "run", "--data", ctrlData)
 	ctrl.waitFor(t, "controller listening", readyTimeout)
 	m := &relayMesh{t: t, dir: dir, env: []string{"UMBRA_ADMIN=" + filepath.Join(ctrlData, "admin.json")},
-		routers: map[string]*proc{}, addrs: map[string]string{}}
+		ctrl: ctrl, ctrlData: ctrlData, routers: map[string]*proc{}, addrs: map[string]string{}}
 	m.edge("create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
 	m.edge("create", "service", "echo", "--host", "tcp:127.0.0.1:1")
 	m.edge("create", "service-policy", "echo-bind", "--type", "bind", "--identities", "#drone", "--services", "@echo")

@@ -1,0 +1,162 @@
+// Package heartbeat is the liveness check of a QUIC connection between umbra's ground
+// programs: the side that dialed pings on one stream of the connection, the other side
+// echoes every ping, and a side declares the connection dead once it has heard nothing
+// for the dead interval: about a second, where QUIC's idle timeout waits 30. Router links
+// and routers' control links to the controller use it.
+//
+// It owns the ping stream's protocol (wire.LinkPing, echoed as wire.LinkPong) and the
+// round trip it measures; it must not open, accept or close connections: its callers do.
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"umbra/internal/wire"
+)
+
+// Heartbeat timing. A connection is dead once nothing was heard for DeadAfter, or for
+// deadRTTs round trips if that is longer (a slow link is not a dead one).
+const (
+	// Interval is the time between pings.
+	Interval = 200 * time.Millisecond
+	// DeadAfter is the shortest silence that declares a connection dead.
+	DeadAfter = time.Second
+	// deadRTTs is the silence, in smoothed round trips, that declares a slow link dead.
+	deadRTTs = 4
+	// rttWeight is the weight of the old round trip in the smoothed one, out of
+	// rttWeight+1.
+	rttWeight = 7
+)
+
+// Monitor tracks a connection's heartbeats: when the peer was last heard and the round
+// trip its echoes measure. The zero Monitor is not ready; use New.
+type Monitor struct {
+	mu        sync.Mutex
+	lastHeard time.Time
+	rtt       time.Duration // smoothed; zero until the first echo
+	spoke     bool          // the peer sent a ping or echoed one at least once
+}
+
+// ErrDead is what Watch returns for a peer silent past the dead interval.
+var ErrDead = errors.New("heartbeat: peer silent")
+
+// New returns a Monitor that counts the peer as heard now.
+func New() *Monitor { return &Monitor{lastHeard: time.Now()} }
+
+// Heard records that the peer is alive.
+func (m *Monitor) Heard() {
+	m.mu.Lock()
+	m.lastHeard = time.Now()
+	m.spoke = true
+	m.mu.Unlock()
+}
+
+// RTT is the smoothed round trip of the pings, zero before the first echo.
+func (m *Monitor) RTT() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rtt
+}
+
+// Spoke reports whether the peer ever sent a ping or echoed one: a peer that does not
+// speak the heartbeat protocol never does.
+func (m *Monitor) Spoke() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.spoke
+}
+
+// Dead reports how long the peer has been silent and whether that declares it dead.
+func (m *Monitor) Dead() (time.Duration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	silent := time.Since(m.lastHeard)
+	return silent, silent > max(DeadAfter, deadRTTs*m.rtt)
+}
+
+// echoed records an echo of a ping sent at sent (the sender's clock, in nanoseconds).
+func (m *Monitor) echoed(sent int64) {
+	sample := time.Duration(time.Now().UnixNano() - sent)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastHeard = time.Now()
+	m.spoke = true
+	if m.rtt == 0 {
+		m.rtt = sample
+	} else {
+		m.rtt = (rttWeight*m.rtt + sample) / (rttWeight + 1)
+	}
+}
+
+// Watch checks the peer every Interval until ctx ends (it returns nil) or the peer has
+// been silent past the dead interval (an error wrapping ErrDead that says how long).
+// With untilSpoke, a peer that never took part in the heartbeats is not held to them:
+// it predates them, and its connection relies on QUIC's idle timeout.
+func (m *Monitor) Watch(ctx context.Context, untilSpoke bool) error {
+	tick := time.NewTicker(Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if untilSpoke && !m.Spoke() {
+			continue
+		}
+		if silent, dead := m.Dead(); dead {
+			return fmt.Errorf("%w for %s", ErrDead, silent.Round(time.Millisecond))
+		}
+	}
+}
+
+// Ping sends a ping on st every Interval until ctx ends or st fails, and records every
+// echo. st is the dialing side's heartbeat stream; its first message tells the peer
+// what the stream is.
+func (m *Monitor) Ping(ctx context.Context, st io.ReadWriter) {
+	go func() {
+		for {
+			var pong wire.LinkPong
+			if err := wire.Expect(st, wire.TypeLinkPong, &pong); err != nil {
+				return
+			}
+			m.echoed(pong.Sent)
+		}
+	}()
+	tick := time.NewTicker(Interval)
+	defer tick.Stop()
+	for seq := uint64(1); ; seq++ {
+		if err := wire.Write(st, wire.TypeLinkPing, wire.LinkPing{Seq: seq, Sent: time.Now().UnixNano()}); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Echo answers the pings on st until it fails, counting each one as the peer heard.
+// first is the body of the stream's first ping, which its reader has already read to
+// learn what the stream is. It returns the error that ended the stream.
+func (m *Monitor) Echo(st io.ReadWriter, first []byte) error {
+	var ping wire.LinkPing
+	if err := wire.Unmarshal(first, &ping); err != nil {
+		return err
+	}
+	for {
+		m.Heard()
+		if err := wire.Write(st, wire.TypeLinkPong, wire.LinkPong(ping)); err != nil {
+			return err
+		}
+		if err := wire.Expect(st, wire.TypeLinkPing, &ping); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"umbra/internal/wire"
+)
+
+func TestDead(t *testing.T) {
+	cases := []struct {
+		name   string
+		silent time.Duration
+		rtt    time.Duration
+		want   bool
+	}{
+		{"heard-just-now-is-alive", 0, 0, false},
+		{"silent-past-the-dead-interval-is-dead", DeadAfter + 100*time.Millisecond, 0, true},
+		{"a-slow-link-gets-four-round-trips", DeadAfter + 100*time.Millisecond, 500 * time.Millisecond, false},
+		{"a-slow-link-silent-past-four-round-trips-is-dead", 2100 * time.Millisecond, 500 * time.Millisecond, true},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Monitor{lastHeard: time.Now().Add(-tt.silent), rtt: tt.rtt}
+			if _, dead := m.Dead(); dead != tt.want {
+				t.Errorf("dead = %v, want %v", dead, tt.want)
+			}
+		})
+	}
+}
+
+// TestPingEcho: the dialing side's pings come back, measure a round trip and keep both
+// sides alive; the answering side counts each ping as heard.
+func TestPingEcho(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pinger, echoer := New(), New()
+	go pinger.Ping(ctx, a)
+	go func() {
+		typ, body, err := wire.Read(b)
+		if err != nil || typ != wire.TypeLinkPing {
+			return
+		}
+		echoer.Echo(b, body)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !pinger.Spoke() {
+		if time.Now().After(deadline) {
+			t.Fatal("no echo within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	if pinger.RTT() <= 0 {
+		t.Errorf("rtt = %v after an echo, want > 0", pinger.RTT())
+	}
+	if _, dead := pinger.Dead(); dead {
+		t.Errorf("pinger dead right after an echo")
+	}
+	if _, dead := echoer.Dead(); dead || !echoer.Spoke() {
+		t.Errorf("echoer dead or not spoken to right after a ping")
+	}
+}
+
+// TestWatch: a silent peer is declared dead, with how long it was silent; one that never
+// spoke is not, when the caller waits for it to speak first.
+func TestWatch(t *testing.T) {
+	silent := &Monitor{lastHeard: time.Now().Add(-2 * DeadAfter), spoke: true}
+	if err := silent.Watch(context.Background(), false); !errors.Is(err, ErrDead) {
+		t.Errorf("silent peer: got %v, want %v", err, ErrDead)
+	}
+	mute := &Monitor{lastHeard: time.Now().Add(-2 * DeadAfter)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*Interval)
+	defer cancel()
+	if err := mute.Watch(ctx, true); err != nil {
+		t.Errorf("peer that never spoke, untilSpoke: got %v, want nil at the context's end", err)
+	}
+}

@@ -1,0 +1,103 @@
+package router
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// routerMetrics is what the router counts as circuits run; the rest is read from its
+// state at each scrape (stateCollector). Labels are bounded: service names and link
+// peers, never circuit ids.
+type routerMetrics struct {
+	registry *prometheus.Registry
+	bytes    *prometheus.CounterVec
+	circuits *prometheus.CounterVec
+	active   prometheus.Gauge
+}
+
+// Directions of a circuit's bytes, as the bytes metric labels them.
+const (
+	towardHost   = "toward_host"
+	towardDialer = "toward_dialer"
+)
+
+func newRouterMetrics(r *Router) *routerMetrics {
+	m := &routerMetrics{
+		registry: prometheus.NewRegistry(),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "umbra_router_circuit_bytes_total",
+			Help: "Bytes of TCP circuits carried through this router, by service and direction.",
+		}, []string{"service", "direction"}),
+		circuits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "umbra_router_circuits_total",
+			Help: "Circuits this router carried (as the dialer's edge router or as a relay), by service.",
+		}, []string{"service"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "umbra_router_circuits_active",
+			Help: "Circuits running through this router now.",
+		}),
+	}
+	m.registry.MustRegister(m.bytes, m.circuits, m.active, stateCollector{r})
+	return m
+}
+
+// Metrics is the router's Prometheus registry, for a metrics listener
+// (internal/metrics.Serve adds the runtime's).
+func (r *Router) Metrics() *prometheus.Registry { return r.metrics.registry }
+
+// countingStream adds what passes through a circuit stream to a counter.
+type countingStream struct {
+	circuitStream
+	read prometheus.Counter
+}
+
+func (c countingStream) Read(p []byte) (int, error) {
+	n, err := c.circuitStream.Read(p)
+	c.read.Add(float64(n))
+	return n, err
+}
+
+// Descriptions of the figures read from the router's state at each scrape.
+var (
+	descAgents      = prometheus.NewDesc("umbra_router_agents_connected", "Agents with a link to this router now.", nil, nil)
+	descControlUp   = prometheus.NewDesc("umbra_router_control_link_up", "1 while the control link to the controller is up.", nil, nil)
+	descLinkUp      = prometheus.NewDesc("umbra_router_link_up", "1 while the router link to peer carries heartbeats.", []string{"peer"}, nil)
+	descLinkRTT     = prometheus.NewDesc("umbra_router_link_rtt_seconds", "Smoothed heartbeat round trip of the router link to peer.", []string{"peer"}, nil)
+	descLinkLoss    = prometheus.NewDesc("umbra_router_link_loss_ratio", "Share of the router link's recent packets lost, 0 to 1.", []string{"peer"}, nil)
+	descRevocations = prometheus.NewDesc("umbra_router_revoked_certificates", "Certificate serials this router refuses.", nil, nil)
+)
+
+// stateCollector reads the router's state when scraped.
+type stateCollector struct{ r *Router }
+
+func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAgents, descControlUp, descLinkUp, descLinkRTT, descLinkLoss, descRevocations} {
+		ch <- d
+	}
+}
+
+func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
+	r := s.r
+	r.mu.Lock()
+	agents, revoked, control := len(r.sessions), len(r.revoked), r.ctrl != nil
+	links := make([]*link, 0, len(r.links))
+	for l := range r.links {
+		links = append(links, l)
+	}
+	r.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(agents))
+	ch <- prometheus.MustNewConstMetric(descRevocations, prometheus.GaugeValue, float64(revoked))
+	ch <- prometheus.MustNewConstMetric(descControlUp, prometheus.GaugeValue, boolValue(control))
+	for _, l := range links {
+		st := l.state()
+		ch <- prometheus.MustNewConstMetric(descLinkUp, prometheus.GaugeValue, boolValue(st.Up), l.peer.Name)
+		ch <- prometheus.MustNewConstMetric(descLinkRTT, prometheus.GaugeValue, float64(st.RTTMicros)/1e6, l.peer.Name)
+		ch <- prometheus.MustNewConstMetric(descLinkLoss, prometheus.GaugeValue, float64(st.LossPermille)/1000, l.peer.Name)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
