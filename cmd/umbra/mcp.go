@@ -124,7 +124,16 @@ func serveMCPHTTP(ctx context.Context, cmd *cobra.Command, srv *mcp.Server, addr
 	if err != nil {
 		return fmt.Errorf("mcp: %w", err)
 	}
-	hs := &http.Server{Handler: mcpserver.HTTPHandler(srv, ln.Addr().String(), token), ReadHeaderTimeout: mcpReadHeader}
+	// Streams a client keeps open (the server-to-client event stream) end when the
+	// server shuts down, through their requests' base context.
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	hs := &http.Server{
+		Handler:           mcpserver.HTTPHandler(srv, ln.Addr().String(), token),
+		ReadHeaderTimeout: mcpReadHeader,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	hs.RegisterOnShutdown(cancelBase)
 	fmt.Fprintf(cmd.OutOrStdout(), "mcp http://%s/ bearer token in %s\n", ln.Addr(), tokenPath)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
@@ -135,5 +144,10 @@ func serveMCPHTTP(ctx context.Context, cmd *cobra.Command, srv *mcp.Server, addr
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), mcpShutdown)
 	defer cancel()
-	return hs.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil {
+		// A client still holding a stream past the grace period is cut off: the
+		// operator asked the server to stop.
+		return hs.Close()
+	}
+	return nil
 }

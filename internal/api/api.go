@@ -230,8 +230,11 @@ const (
 // StatusError is the error a non-2xx answer becomes: the controller's one line, its
 // code (when it gave one) and the HTTP status.
 type StatusError struct {
-	Status  int
-	Code    string
+	// Status is the HTTP status code (403, 404, …).
+	Status int
+	// Code is the answer's api.Error Code, empty when it gave none.
+	Code string
+	// Message is the controller's one line (or the status, when it gave no line).
 	Message string
 }
 

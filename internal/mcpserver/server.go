@@ -108,8 +108,8 @@ func New(cfg Config) (*mcp.Server, error) {
 	return srv, nil
 }
 
-// WriteTools names every tool that changes the controller's state, in the order
-// tools/list shows them.
+// WriteTools names every tool that changes the controller's state: only these need
+// --allow-write. Callers must not modify it.
 var WriteTools = []string{
 	"create_identity", "update_identity", "update_service", "update_policy",
 	"delete_identity", "delete_service", "delete_router", "delete_policy",
