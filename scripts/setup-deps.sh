@@ -11,10 +11,12 @@ set -euo pipefail
 # qemu-system-arm: qemu-system-aarch64, the emulated arm64 board of `make qemu-test`
 #   (scripts/qemu-system-test.sh; the kernel it boots comes from apt-get download).
 # curl: the enrollment benchmark's peer (a POST on a new TLS connection).
+# chromium: the web console (`umbra console`) is tested in headless Chromium, driven by
+#   chromedp (test/e2e/console_test.go).
 # fdisk/dosfstools/mtools/e2fsprogs: scripts/flash.sh and its tests build and fill a
 #   Raspberry Pi OS-like image (sfdisk, mkfs.vfat, mcopy, mkfs.ext4 and debugfs).
 PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables qemu-user-static qemu-system-arm
-	fdisk dosfstools mtools e2fsprogs curl)
+	fdisk dosfstools mtools e2fsprogs curl chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -63,6 +63,7 @@ func newRoot() *cobra.Command {
 		newControllerCmd(g),
 		newRouterCmd(g),
 		newEdgeCmd(),
+		newConsoleCmd(),
 		newLinksimCmd(),
 		newMCPCmd(g),
 	)
