@@ -290,7 +290,7 @@ func TestManagementAPIRefusals(t *testing.T) {
 		{"bad-attribute", asAdmin, "", `{"name": "x", "attributes": ["#drone"]}`, http.StatusBadRequest, "attribute"},
 		{"duplicate-name", asAdmin, "", `{"name": "pilot"}`, http.StatusConflict, "already exists"},
 		{"no-client-certificate", tc.httpClient(t, nil), "", `{"name": "x"}`, http.StatusUnauthorized, "client certificate"},
-		{"non-admin-certificate", tc.httpClient(t, &pilotCert), "", `{"name": "x"}`, http.StatusForbidden, "not an admin"},
+		{"non-admin-certificate", tc.httpClient(t, &pilotCert), "", `{"name": "x"}`, http.StatusForbidden, "no management role"},
 
 		// Field names match exactly: encoding/json alone would take "ADMIN" for "admin".
 		{"an upper-case admin field does not make an admin", asAdmin, "", `{"name":"x","ADMIN":true}`, http.StatusBadRequest, `unknown field "ADMIN"`},

@@ -26,6 +26,7 @@ import (
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
 	"umbra/internal/pki"
+	"umbra/internal/role"
 	"umbra/internal/wire"
 )
 
@@ -262,7 +263,7 @@ func (c *Controller) IssueAdmin(ctx context.Context, name string) (*identity.Fil
 	var rec store.Identity
 	err := c.store.Get(store.Identities, name, &rec)
 	if errors.Is(err, store.ErrNotFound) {
-		rec = store.Identity{Meta: c.newMeta(name), Admin: true, Attributes: []string{}}
+		rec = store.Identity{Meta: c.newMeta(name), Admin: true, Role: string(role.Admin), Attributes: []string{}}
 		raw, _ := json.Marshal(rec)
 		err = c.store.Apply(ctx, store.Command{Op: store.OpCreate, Kind: store.Identities, Record: raw, At: c.cfg.Now()})
 	}

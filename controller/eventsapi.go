@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
+	"unicode"
 
 	"umbra/controller/events"
 	"umbra/internal/api"
@@ -71,4 +73,45 @@ func (c *Controller) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// toolRE is what an audited tool's name may be.
+var toolRE = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9_-]{1,%d}$`, api.MaxAuditField))
+
+// serveAudit records POST /v1/events (an api.AuditEvent) as an mcp-call event naming the
+// caller; the body is checked strictly and bounded, so the trail holds no free text.
+func (c *Controller) serveAudit(w http.ResponseWriter, r *http.Request) {
+	var req api.AuditEvent
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := checkAudit(req); err != nil {
+		writeCodedError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		return
+	}
+	caller := callerOf(r)
+	c.event(events.Event{Type: events.MCPCall, Name: req.Tool, Identity: caller.Name, Client: req.Client, Reason: req.Outcome})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkAudit refuses an audit event with an unknown outcome, a malformed tool name or a
+// client name that is too long or not printable.
+func checkAudit(e api.AuditEvent) error {
+	switch e.Outcome {
+	case api.OutcomeOK, api.OutcomeError, api.OutcomeRefused:
+	default:
+		return fmt.Errorf("outcome %q: want %s, %s or %s", e.Outcome, api.OutcomeOK, api.OutcomeError, api.OutcomeRefused)
+	}
+	if !toolRE.MatchString(e.Tool) {
+		return fmt.Errorf("tool %q: want 1 to %d letters, digits, '_' or '-'", e.Tool, api.MaxAuditField)
+	}
+	if len(e.Client) > api.MaxAuditField {
+		return fmt.Errorf("client: at most %d bytes", api.MaxAuditField)
+	}
+	for _, ch := range e.Client {
+		if !unicode.IsPrint(ch) {
+			return fmt.Errorf("client %q: printable text only", e.Client)
+		}
+	}
+	return nil
 }

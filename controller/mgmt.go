@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"umbra/internal/api"
 	"umbra/internal/enroll"
 	"umbra/internal/pki"
+	"umbra/internal/role"
 	"umbra/internal/strictjson"
 	"umbra/internal/svcaddr"
 )
@@ -40,45 +42,65 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("GET "+enroll.PathCACerts, c.serveCACerts)
 	mux.HandleFunc("POST "+enroll.PathEnroll, c.auditRefusals(c.serveEnroll))
 	mux.Handle("GET "+api.PathEdgeRouters, c.identity(c.serveEdgeRouters))
-	mux.Handle("POST "+api.PathEnrollments, c.admin(c.serveReissue))
-	mux.Handle("GET "+api.PathEvents, c.admin(c.serveEvents))
-	mux.Handle("GET "+api.PathPolicyAdvisor+"{identity}/{service}", c.admin(c.serveAdvice))
-	mux.Handle("GET /v1/{kind}", c.admin(c.serveList))
-	mux.Handle("POST /v1/{kind}", c.admin(c.serveCreate))
-	mux.Handle("GET /v1/{kind}/{name}", c.admin(c.serveGet))
-	mux.Handle("PATCH /v1/{kind}/{name}", c.admin(c.serveUpdate))
-	mux.Handle("DELETE /v1/{kind}/{name}", c.admin(c.serveDelete))
+	mux.Handle("POST "+api.PathEnrollments, c.allow(role.Admin, c.serveReissue))
+	mux.Handle("GET "+api.PathEvents, c.allow(role.Reader, c.serveEvents))
+	mux.Handle("POST "+api.PathEvents, c.allow(role.Reader, c.serveAudit))
+	mux.Handle("GET "+api.PathPolicyAdvisor+"{identity}/{service}", c.allow(role.Reader, c.serveAdvice))
+	mux.Handle("GET /v1/{kind}", c.allow(role.Reader, c.serveList))
+	mux.Handle("POST /v1/{kind}", c.allow(role.Admin, c.serveCreate))
+	mux.Handle("GET /v1/{kind}/{name}", c.allow(role.Reader, c.serveGet))
+	// An update needs at least an operator here, and serveUpdate checks what it edits.
+	mux.Handle("PATCH /v1/{kind}/{name}", c.allow(role.Operator, c.serveUpdate))
+	mux.Handle("DELETE /v1/{kind}/{name}", c.allow(role.Admin, c.serveDelete))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
 }
 
-// admin lets a request through only with a current certificate of an admin identity.
-func (c *Controller) admin(h http.HandlerFunc) http.Handler {
+// callerKey is the request context key under which allow leaves the calling identity.
+type callerKey struct{}
+
+// allow lets a request through only with a current certificate of an identity whose
+// role is at least min, and leaves that identity in the request's context (callerOf).
+// A device (no role) gets nothing; a weaker role is refused with api.CodeForbidden.
+func (c *Controller) allow(min role.Role, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			writeError(w, http.StatusUnauthorized, "a client certificate of an admin identity is required")
+			writeCodedError(w, http.StatusUnauthorized, api.CodeUnauthenticated, "a client certificate of an identity with a management role is required")
 			return
 		}
-		leaf := r.TLS.VerifiedChains[0][0]
-		if err := c.checkAdmin(leaf); err != nil {
-			writeError(w, http.StatusForbidden, err.Error())
+		id, err := c.currentIdentity(r.TLS.VerifiedChains[0][0])
+		if err != nil {
+			writeCodedError(w, http.StatusForbidden, api.CodeForbidden, err.Error())
 			return
 		}
-		h(w, r)
+		if !c.permit(w, id, min, r.Method+" "+r.URL.Path) {
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, id)))
 	})
 }
 
-func (c *Controller) checkAdmin(leaf *x509.Certificate) error {
-	id, err := c.currentIdentity(leaf)
-	if err != nil {
-		return err
+// permit answers 403 api.CodeForbidden, and returns false, unless id's role is at least
+// need for what (a method and path, or what an update edits).
+func (c *Controller) permit(w http.ResponseWriter, id store.Identity, need role.Role, what string) bool {
+	have := role.Of(id.Role, id.Admin)
+	if have == role.None {
+		writeCodedError(w, http.StatusForbidden, api.CodeForbidden, fmt.Sprintf("identity %q has no management role (it is not an admin, operator or reader)", id.Name))
+		return false
 	}
-	if !id.Admin {
-		return fmt.Errorf("identity %q is not an admin", id.Name)
+	if !have.AtLeast(need) {
+		writeCodedError(w, http.StatusForbidden, api.CodeForbidden, fmt.Sprintf("identity %q has role %s; %s needs %s", id.Name, have, what, need))
+		return false
 	}
-	return nil
+	return true
+}
+
+// callerOf is the identity allow let through.
+func callerOf(r *http.Request) store.Identity {
+	id, _ := r.Context().Value(callerKey{}).(store.Identity)
+	return id
 }
 
 // currentIdentity returns the identity whose current, unrevoked certificate leaf is.
@@ -241,10 +263,11 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 		if !decode(w, r, &req) {
 			return
 		}
-		id := store.Identity{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes), Admin: req.Admin}
-		var life time.Duration
-		life, err = c.tokenLifetime(req.Expires)
-		rec, err = id, firstError(err, checkAttributes(req.Attributes))
+		id := store.Identity{Meta: c.newMeta(req.Name), Attributes: nonNil(req.Attributes)}
+		rl, roleErr := createRole(req.Role, req.Admin)
+		id.Role, id.Admin = role.Fields(rl)
+		life, lifeErr := c.tokenLifetime(req.Expires)
+		rec, err = id, firstError(roleErr, lifeErr, checkAttributes(req.Attributes))
 		enr = c.newEnrollment(k, id.ID, enroll.MethodOTT, life)
 	case store.Routers:
 		var req api.CreateRouter
@@ -306,6 +329,22 @@ func (c *Controller) serveCreate(w http.ResponseWriter, r *http.Request) {
 	c.event(events.Event{Type: events.Created, Kind: store.Singular(k), Name: meta.Name})
 	c.announceChanged(r.Context())
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// createRole is a new identity's role from a create's role and admin fields: admin=true
+// is role admin, and the two must not disagree.
+func createRole(name string, admin bool) (role.Role, error) {
+	r, err := role.Parse(name)
+	if err != nil {
+		return role.None, err
+	}
+	if admin && r != role.None && r != role.Admin {
+		return role.None, fmt.Errorf("admin=true and role %s disagree: admin=true is role admin", r)
+	}
+	if admin {
+		return role.Admin, nil
+	}
+	return r, nil
 }
 
 // decode reads one JSON value of at most api.MaxBodySize into v, strictly: field names
@@ -428,7 +467,8 @@ func (c *Controller) withOnline(recs []json.RawMessage) []json.RawMessage {
 // missed asks and a margin.
 const presenceWindow = 25 * time.Second
 
-// withPresence adds to identity records what an operator looks for first: "enrolled",
+// withPresence adds to identity records what an operator looks for first: "role" (the
+// effective one, also for records from before roles), "enrolled",
 // "cert_expires", "online" and "last_seen" (when a router last relayed for it).
 func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
 	now := c.cfg.Now()
@@ -440,6 +480,7 @@ func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
 			out[i] = raw
 			continue
 		}
+		m["role"] = string(role.Of(id.Role, id.Admin))
 		m["enrolled"] = id.Cert != nil
 		if id.Cert != nil {
 			m["cert_expires"] = id.Cert.NotAfter

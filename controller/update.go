@@ -9,6 +9,7 @@ import (
 	"umbra/controller/events"
 	"umbra/controller/store"
 	"umbra/internal/api"
+	"umbra/internal/role"
 )
 
 // serveUpdate patches one record: PATCH /v1/KIND/NAME with the kind's api.Update body.
@@ -22,6 +23,9 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	if k != store.Identities && !c.permit(w, callerOf(r), role.ForUpdate(string(k), false), "updating "+string(k)) {
+		return
+	}
 	var (
 		rec any
 		err error
@@ -30,12 +34,18 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	case store.Identities:
 		var req api.UpdateIdentity
 		var id store.Identity
-		if !decode(w, r, &req) || !c.load(w, k, name, &id) {
+		if !decode(w, r, &req) {
+			return
+		}
+		changesRole := req.Admin != nil || req.Role != nil
+		if !c.permit(w, callerOf(r), role.ForUpdate(string(k), changesRole), "changing an identity's role") || !c.load(w, k, name, &id) {
 			return
 		}
 		id.Attributes, err = editAttributes(id.Attributes, req.Attributes, req.AddAttributes, req.RemoveAttributes)
-		if req.Admin != nil {
-			id.Admin = *req.Admin
+		if changesRole {
+			rl, roleErr := updateRole(role.Of(id.Role, id.Admin), req.Role, req.Admin)
+			id.Role, id.Admin = role.Fields(rl)
+			err = firstError(err, roleErr)
 		}
 		rec = id
 	case store.Routers:
@@ -84,7 +94,7 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 		rec = erp
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeCodedError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return
 	}
 	raw, err := json.Marshal(rec)
@@ -102,6 +112,34 @@ func (c *Controller) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	c.enforce(r.Context())
 	c.announceChanged(r.Context())
 	c.serveGet(w, r)
+}
+
+// updateRole is an identity's role after an update that gives a role, an admin flag or
+// both: admin=true is role admin, admin=false takes admin away (leaving no role unless
+// one is given).
+func updateRole(cur role.Role, name *string, admin *bool) (role.Role, error) {
+	next := cur
+	if name != nil {
+		r, err := role.Parse(*name)
+		if err != nil {
+			return cur, err
+		}
+		next = r
+	}
+	if admin != nil {
+		switch {
+		case *admin && name != nil && next != role.Admin:
+			return cur, fmt.Errorf("admin=true and role %s disagree: admin=true is role admin", next)
+		case *admin:
+			next = role.Admin
+		case next == role.Admin:
+			if name != nil {
+				return cur, fmt.Errorf("admin=false and role admin disagree")
+			}
+			next = role.None
+		}
+	}
+	return next, nil
 }
 
 // load decodes kind/name into v, answering the request itself when it cannot.

@@ -16,6 +16,7 @@ import (
 	"umbra/internal/api"
 	"umbra/internal/enroll"
 	"umbra/internal/identity"
+	"umbra/internal/role"
 	"umbra/internal/svcaddr"
 )
 
@@ -178,17 +179,21 @@ func createEnrollmentCmd(f *edgeFlags) *cobra.Command {
 func createIdentityCmd(f *edgeFlags) *cobra.Command {
 	var attrs []string
 	var admin bool
-	var jwtOut, expires string
+	var jwtOut, expires, roleName string
 	cmd := &cobra.Command{
 		Use:   "identity NAME",
 		Short: "create an identity and write its one-time enrollment token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCreate(cmd, f, "identities", api.CreateIdentity{Name: args[0], Attributes: attrs, Admin: admin, Expires: expires}, jwtOut)
+			if _, err := role.Parse(roleName); err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
+			return runCreate(cmd, f, "identities", api.CreateIdentity{Name: args[0], Attributes: attrs, Admin: admin, Role: roleName, Expires: expires}, jwtOut)
 		},
 	}
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "role attribute (repeatable)")
-	cmd.Flags().BoolVar(&admin, "admin-role", false, "the identity may use the management API")
+	cmd.Flags().BoolVar(&admin, "admin-role", false, "the same as --role admin")
+	cmd.Flags().StringVar(&roleName, "role", "", "management role: "+role.Choices()+" (none: a device, no management access)")
 	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
 	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.MarkFlagRequired("jwt-out")
@@ -287,7 +292,7 @@ func createEdgeRouterPolicyCmd(f *edgeFlags) *cobra.Command {
 // kindColumns are the columns of each kind's table, in order; a kind not listed shows
 // tableColumns.
 var kindColumns = map[string][]string{
-	"identities":           {"name", "attributes", "admin", "enrolled", "online", "last_seen", "cert_expires"},
+	"identities":           {"name", "attributes", "role", "enrolled", "online", "last_seen", "cert_expires"},
 	"routers":              {"name", "attributes", "advertise", "online", "version"},
 	"services":             {"name", "host", "intercept", "attributes"},
 	"service-policies":     {"name", "type", "identities", "services"},
@@ -297,7 +302,7 @@ var kindColumns = map[string][]string{
 }
 
 // tableColumns are shown first, in this order, when present; other scalar fields follow.
-var tableColumns = []string{"name", "serial", "kind", "revoked_at", "id", "type", "attributes", "admin", "online", "host", "intercept", "identities", "services", "routers"}
+var tableColumns = []string{"name", "serial", "kind", "revoked_at", "id", "type", "attributes", "role", "admin", "online", "host", "intercept", "identities", "services", "routers"}
 
 // printTable prints recs under cols, or, without cols, the tableColumns they have.
 func printTable(cmd *cobra.Command, cols []string, recs []map[string]any) {

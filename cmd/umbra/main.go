@@ -65,6 +65,7 @@ func newRoot() *cobra.Command {
 		newEdgeCmd(),
 		newConsoleCmd(),
 		newLinksimCmd(),
+		newMCPCmd(g),
 	)
 	requireSubcommands(root)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"umbra/internal/api"
+	"umbra/internal/role"
 )
 
 // namedKinds are the kinds `get`, `update` and `delete` take, as the CLI spells them.
@@ -161,20 +162,26 @@ func optional[T any](cmd *cobra.Command, flag string, v T) *T {
 func updateIdentityCmd(f *edgeFlags) *cobra.Command {
 	var attrs attrFlags
 	var admin bool
+	var roleName string
 	cmd := &cobra.Command{
 		Use:   "identity NAME",
-		Short: "change an identity's attributes or admin role",
+		Short: "change an identity's attributes or management role",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := role.Parse(roleName); err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
 			body := api.UpdateIdentity{
 				Attributes: attrs.replacement(cmd.Flags()), AddAttributes: attrs.add, RemoveAttributes: attrs.remove,
 				Admin: optional(cmd, "admin-role", admin),
+				Role:  optional(cmd, "role", roleName),
 			}
 			return runUpdate(cmd, f, "identities", args[0], body)
 		},
 	}
 	attrs.register(cmd.Flags())
-	cmd.Flags().BoolVar(&admin, "admin-role", false, "the identity may use the management API (--admin-role=false takes it away)")
+	cmd.Flags().BoolVar(&admin, "admin-role", false, "the same as --role admin (--admin-role=false takes admin away)")
+	cmd.Flags().StringVar(&roleName, "role", "", "management role: "+role.Choices()+` ("" takes it away)`)
 	return cmd
 }
 

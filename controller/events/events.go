@@ -45,6 +45,10 @@ const (
 	CircuitOpened     = "circuit-opened"
 	CircuitClosed     = "circuit-closed"
 	CircuitRefused    = "circuit-refused"
+	// MCPCall is one tool call `umbra mcp` made for an AI assistant: Name is the tool,
+	// Identity the identity the server acts as, Client the assistant's MCP client name,
+	// Reason the outcome (ok, error, refused).
+	MCPCall = "mcp-call"
 )
 
 // Event is one thing that happened, as `umbra edge events -o json` prints it.
@@ -62,6 +66,8 @@ type Event struct {
 	Circuit  string   `json:"circuit,omitempty"`
 	Path     []string `json:"path,omitempty"`
 	Reason   string   `json:"reason,omitempty"`
+	// Client is the program a call was made through (an MCP client's name).
+	Client string `json:"client,omitempty"`
 }
 
 // Log is the trail. It is safe for concurrent use.

@@ -35,8 +35,13 @@ type Cert struct {
 type Identity struct {
 	Meta
 	Attributes []string `json:"attributes"`
-	Admin      bool     `json:"admin"`
-	Cert       *Cert    `json:"cert,omitempty"`
+	// Admin is true exactly when the identity's role is admin; a record from before
+	// roles existed has only this flag (see role.Of).
+	Admin bool `json:"admin"`
+	// Role is the identity's management role (reader, operator, admin), empty for a
+	// device, which may not use the management API.
+	Role string `json:"role,omitempty"`
+	Cert *Cert  `json:"cert,omitempty"`
 }
 
 // Router is an edge or relay router.

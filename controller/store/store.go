@@ -154,6 +154,23 @@ func (s *Bolt) Apply(ctx context.Context, cmd Command) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return apply(tx, cmd) })
 }
 
+// ApplyAll performs cmds in one transaction, all or none: bulk loads (benchmarks, tests
+// of large fleets) that one fsync per record would make take minutes. It is not
+// replicated; a cluster applies commands one by one through Apply.
+func (s *Bolt) ApplyAll(ctx context.Context, cmds []Command) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for i, cmd := range cmds {
+			if err := apply(tx, cmd); err != nil {
+				return fmt.Errorf("command %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+}
+
 func apply(tx *bolt.Tx, cmd Command) error {
 	switch cmd.Op {
 	case OpCreate:

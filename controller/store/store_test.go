@@ -165,3 +165,31 @@ func TestListIsSortedByName(t *testing.T) {
 		t.Errorf("names = %v, want [a b c]", got)
 	}
 }
+
+// TestApplyAllIsAllOrNothing: a bulk load with one bad command stores none of them.
+func TestApplyAllIsAllOrNothing(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := func(name string) json.RawMessage {
+		raw, _ := json.Marshal(Identity{Meta: Meta{ID: name + "-id", Name: name}, Attributes: []string{}})
+		return raw
+	}
+	ctx := context.Background()
+	bad := []Command{{Op: OpCreate, Kind: Identities, Record: rec("a")}, {Op: OpCreate, Kind: Identities, Record: rec("a")}}
+	if err := s.ApplyAll(ctx, bad); err == nil {
+		t.Fatal("a bulk load with a duplicate succeeded")
+	}
+	if recs, _ := s.List(Identities); len(recs) != 0 {
+		t.Errorf("%d records after a refused bulk load, want 0", len(recs))
+	}
+	good := []Command{{Op: OpCreate, Kind: Identities, Record: rec("a")}, {Op: OpCreate, Kind: Identities, Record: rec("b")}}
+	if err := s.ApplyAll(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := s.List(Identities); len(recs) != 2 {
+		t.Errorf("%d records after a bulk load of 2, want 2", len(recs))
+	}
+}

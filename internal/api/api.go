@@ -40,7 +40,11 @@ const PathEdgeRouters = "/v1/self/routers"
 type CreateIdentity struct {
 	Name       string   `json:"name"`
 	Attributes []string `json:"attributes,omitempty"`
-	Admin      bool     `json:"admin,omitempty"`
+	// Admin is the older way to say Role "admin"; the two must agree when both are given.
+	Admin bool `json:"admin,omitempty"`
+	// Role is the management role: "reader", "operator", "admin" (role.All), or empty
+	// for a device, which may not use the management API.
+	Role string `json:"role,omitempty"`
 	// Expires is the enrollment token's lifetime as a Go duration ("48h"); empty is the
 	// controller's default.
 	Expires string `json:"expires,omitempty"`
@@ -103,6 +107,8 @@ type UpdateIdentity struct {
 	AddAttributes    []string  `json:"add_attributes,omitempty"`
 	RemoveAttributes []string  `json:"remove_attributes,omitempty"`
 	Admin            *bool     `json:"admin,omitempty"`
+	// Role, when given, sets the management role ("" for none); only an admin may.
+	Role *string `json:"role,omitempty"`
 }
 
 // UpdateRouter is the body of PATCH /v1/routers/NAME.
@@ -157,6 +163,29 @@ type Check struct {
 // ?since=DURATION, ?follow=true.
 const PathEvents = "/v1/events"
 
+// AuditEvent is the body of POST PathEvents: a program acting for someone else (`umbra
+// mcp` for an AI assistant) records one call it made, as an event of type mcp-call naming
+// the calling identity. Any identity with a management role may post one.
+type AuditEvent struct {
+	// Client names the program's own client (the MCP client's name), at most
+	// MaxAuditField bytes of printable text.
+	Client string `json:"client"`
+	// Tool is what was called: letters, digits, '_' or '-', at most MaxAuditField bytes.
+	Tool string `json:"tool"`
+	// Outcome is one of the Outcome constants.
+	Outcome string `json:"outcome"`
+}
+
+// MaxAuditField bounds each text field of an AuditEvent, so the trail stays readable.
+const MaxAuditField = 128
+
+// Outcomes of an AuditEvent.
+const (
+	OutcomeOK      = "ok"
+	OutcomeError   = "error"
+	OutcomeRefused = "refused"
+)
+
 // ContentTypeEvents is the media type of PathEvents' answer: one JSON object a line.
 const ContentTypeEvents = "application/x-ndjson"
 
@@ -191,7 +220,32 @@ const (
 	// program enrolls (an identity's token given to a router, say). The token is
 	// not spent.
 	CodeWrongTokenKind = "wrong_token_kind"
+	// CodeUnauthenticated: the request carries no client certificate.
+	CodeUnauthenticated = "unauthenticated"
+	// CodeForbidden: the caller's identity is unknown, revoked, or its role (none,
+	// reader, operator) does not allow what it asked.
+	CodeForbidden = "forbidden"
 )
+
+// StatusError is the error a non-2xx answer becomes: the controller's one line, its
+// code (when it gave one) and the HTTP status.
+type StatusError struct {
+	// Status is the HTTP status code (403, 404, …).
+	Status int
+	// Code is the answer's api.Error Code, empty when it gave none.
+	Code string
+	// Message is the controller's one line (or the status, when it gave no line).
+	Message string
+}
+
+// Error is the controller's message.
+func (e *StatusError) Error() string { return e.Message }
+
+// HasCode reports whether err is, or wraps, a StatusError with code.
+func HasCode(err error, code string) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
 
 // Client calls the management API as an identity (an admin's, or an agent's asking for
 // its routers).
@@ -305,13 +359,18 @@ func (c *Client) Events(ctx context.Context, w io.Writer, since time.Duration, f
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize))
-		return errorOf(resp.Status, data)
+		return errorOf(resp.StatusCode, resp.Status, data)
 	}
 	_, err = io.Copy(w, resp.Body)
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// Audit records one call made for someone else (an AuditEvent) in the controller's trail.
+func (c *Client) Audit(ctx context.Context, e AuditEvent) error {
+	return c.Do(ctx, http.MethodPost, PathEvents, e, nil)
 }
 
 // Delete removes kind/name.
@@ -347,7 +406,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("api: read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return errorOf(resp.Status, data)
+		return errorOf(resp.StatusCode, resp.Status, data)
 	}
 	if out == nil {
 		return nil
@@ -358,11 +417,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	return nil
 }
 
-// errorOf is the error a non-2xx answer carries, or its status when it carries none.
-func errorOf(status string, body []byte) error {
+// errorOf is the error a non-2xx answer carries (a *StatusError), or its status when it
+// carries none.
+func errorOf(code int, status string, body []byte) error {
 	var e Error
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return errors.New(e.Error)
+		return &StatusError{Status: code, Code: e.Code, Message: e.Error}
 	}
-	return fmt.Errorf("api: controller answered %s", status)
+	return &StatusError{Status: code, Message: "api: controller answered " + status}
 }
