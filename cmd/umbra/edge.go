@@ -83,9 +83,7 @@ func newEdgeCmd() *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(recs)
+				return printJSON(cmd.OutOrStdout(), recs)
 			}
 			if output != "" && output != "table" {
 				return fmt.Errorf("unknown output format %q: want json or table", output)
@@ -392,9 +390,7 @@ func policyAdvisorCmd(f *edgeFlags) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if output == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(adv); err != nil {
+				if err := printJSON(w, adv); err != nil {
 					return err
 				}
 			} else {

@@ -66,12 +66,17 @@ func checkOutput(output string) error {
 	return nil
 }
 
+// printJSON writes v as indented JSON, as every `-o json` does.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // printRecord prints one record as JSON, or as "field: value" lines in a stable order.
 func printRecord(w io.Writer, rec map[string]any, output string) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rec)
+		return printJSON(w, rec)
 	}
 	keys := make([]string, 0, len(rec))
 	for k := range rec {

@@ -44,14 +44,7 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		t.Fatal("chromium is not installed; the console is tested in it. Run scripts/setup-deps.sh (as root it installs chromium; `make test` runs it)")
 	}
 	m := startMesh(t)
-	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
-	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
-	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
-	listen := freeTCP(t)
-	drone := m.agent("drone1", m.enroll("drone1", "drone"))
-	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
-	drone.waitHosting(t, "echo")
-	op.waitLinkUp(t)
+	listen, _, _ := m.echoFleet(t)
 	circuit := dialGreeted(t, listen, "drone1") // held open until the page deletes its policy
 	url := startConsole(t, m)
 

@@ -107,6 +107,22 @@ func TestEdgeGetAndUpdate(t *testing.T) {
 	}
 }
 
+// echoFleet creates service echo (a TCP echo greeting "drone1"), policies letting
+// "#drone" host it and "#operator" dial it, and runs drone1 hosting it (with droneArgs) and
+// op dialing it at the returned loopback address, both up.
+func (m *mesh) echoFleet(t *testing.T, droneArgs ...string) (listen string, drone, op *agentProc) {
+	t.Helper()
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	listen = freeTCP(t)
+	drone = m.agent("drone1", m.enroll("drone1", "drone"), droneArgs...)
+	op = m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
+	drone.waitHosting(t, "echo")
+	op.waitLinkUp(t)
+	return listen, drone, op
+}
+
 func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -234,14 +250,7 @@ func TestPolicyAdvisorNamesTheReason(t *testing.T) {
 func TestEventsFollowShowsTheFleet(t *testing.T) {
 	m := startMesh(t)
 	follow := start(t, bins.umbra, "edge", "--admin", m.q.Admin, "events", "--follow", "-o", "json")
-	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
-	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
-	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
-	listen := freeTCP(t)
-	drone := m.agent("drone1", m.enroll("drone1", "drone"))
-	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
-	drone.waitHosting(t, "echo")
-	op.waitLinkUp(t)
+	listen, _, _ := m.echoFleet(t)
 	if got, err := dialGreeting(listen); err != nil || got != "drone1" {
 		t.Fatalf("dial echo: %q (%v), want drone1", got, err)
 	}
@@ -503,14 +512,8 @@ func TestQuickstartMetrics(t *testing.T) {
 	if err != nil || json.Unmarshal(raw, &q) != nil || !strings.HasPrefix(q.Metrics, "http://127.0.0.1:") || !strings.HasSuffix(q.Metrics, "/metrics") {
 		t.Fatalf("quickstart.json metrics = %q (%v), want http://127.0.0.1:PORT/metrics", q.Metrics, err)
 	}
-	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
-	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
-	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
-	listen, droneMetrics := freeTCP(t), freeTCP(t)
-	drone := m.agent("drone1", m.enroll("drone1", "drone"), "--metrics", droneMetrics)
-	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
-	drone.waitHosting(t, "echo")
-	op.waitLinkUp(t)
+	droneMetrics := freeTCP(t)
+	listen, _, op := m.echoFleet(t, "--metrics", droneMetrics)
 	c := dialGreeted(t, listen, "drone1")
 	echoBytes(t, c, 64<<10, nil)
 
