@@ -106,6 +106,7 @@ type Controller struct {
 	circuits map[*circuit]struct{}
 	links    map[string][]wire.LinkState // router id → its last report of its links
 	seen     map[string]time.Time        // identity id → when a router last relayed for it
+	present  map[string]bool             // identity ids recorded online in the event trail
 }
 
 // Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
@@ -182,7 +183,7 @@ func Open(cfg Config) (*Controller, error) {
 		st.Close()
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	c := &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{},
+	c := &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{}, present: map[string]bool{},
 		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}
 	c.metrics = newControllerMetrics(c)
 	return c, nil
@@ -220,6 +221,7 @@ func (c *Controller) Listen() (net.Listener, net.PacketConn, error) {
 func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketConn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go c.watchPresence(ctx)
 	ctrlErr := make(chan error, 1)
 	if pc != nil {
 		go func() { ctrlErr <- c.serveControl(ctx, pc) }()

@@ -36,6 +36,8 @@ const (
 	Enrolled          = "enrolled"
 	EnrollmentRefused = "enrollment-refused"
 	EnrollmentIssued  = "enrollment-issued"
+	IdentityOnline    = "identity-online"
+	IdentityOffline   = "identity-offline"
 	RouterOnline      = "router-online"
 	RouterOffline     = "router-offline"
 	LinkUp            = "link-up"

@@ -265,6 +265,7 @@ func TestEventsFollowShowsTheFleet(t *testing.T) {
 		{"created", "echo"},
 		{"created", "drone1"},
 		{"enrolled", "drone1"},
+		{"identity-online", "drone1"},
 		{"hosting", "echo"},
 		{"circuit-opened", "echo"},
 		{"circuit-closed", "echo"},
