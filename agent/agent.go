@@ -49,6 +49,8 @@ type Agent struct {
 	// identity's certificate.
 	started time.Time
 	refused bool
+	// linksUp and stalls count router links that came up and links found stalled.
+	linksUp, stalls uint64
 
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
@@ -191,10 +193,14 @@ type Status struct {
 	CertExpires   time.Time `json:"cert_expires"`
 	Version       string    `json:"version"`
 	// UptimeSeconds is how long the agent has run.
-	UptimeSeconds float64         `json:"uptime_s"`
-	Links         []LinkStatus    `json:"links"`
-	Hosting       []HostingStatus `json:"hosting"`
-	Dialing       []DialingStatus `json:"dialing"`
+	UptimeSeconds float64 `json:"uptime_s"`
+	// LinksUp counts router links that came up (the first, then each reconnect or fresh
+	// connection that replaced a stalled one); Stalls, links found silent.
+	LinksUp uint64          `json:"links_up"`
+	Stalls  uint64          `json:"stalls"`
+	Links   []LinkStatus    `json:"links"`
+	Hosting []HostingStatus `json:"hosting"`
+	Dialing []DialingStatus `json:"dialing"`
 }
 
 // LinkStatus is one router link.
@@ -269,6 +275,7 @@ func (a *Agent) Status() Status {
 	if a.refused {
 		st.IdentityState = identityRevoked
 	}
+	st.LinksUp, st.Stalls = a.linksUp, a.stalls
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter
 	}

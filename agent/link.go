@@ -201,6 +201,9 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) (bool, error) {
 	for conn != nil {
 		a.setLink(router, stateUp, conn, nil)
 		a.setConn(conn)
+		a.mu.Lock()
+		a.linksUp++
+		a.mu.Unlock()
 		a.log.Info("router link up", "router", router)
 		lctx, cancel := context.WithCancel(ctx)
 		var lwg sync.WaitGroup
@@ -345,6 +348,9 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*qui
 			ledger.forget() // a black link is the stall's business, not loss
 			a.log.Warn("router link stalled", "router", router, "silent", silent.Round(time.Millisecond))
 			a.setLink(router, stateStalled, conn, fmt.Errorf("no answer for %s", silent.Round(time.Millisecond)))
+			a.mu.Lock()
+			a.stalls++
+			a.mu.Unlock()
 			rctx, cancel := context.WithCancel(ctx)
 			racing = cancel
 			go func() {

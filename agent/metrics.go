@@ -58,7 +58,10 @@ func metricsOf(st Status) []metric {
 	revoked := metric{name: "umbra_agent_identity_revoked", help: "1 while the routers refuse this identity's certificate.", kind: "gauge",
 		samples: []sample{{value: boolValue(st.IdentityState == identityRevoked)}}}
 	uptime := metric{name: "umbra_agent_uptime_seconds", help: "How long the agent has run.", kind: "gauge", samples: []sample{{value: st.UptimeSeconds}}}
-	ms := []metric{info, revoked, uptime}
+	ms := []metric{info, revoked, uptime,
+		{name: "umbra_agent_links_up_total", help: "Router links that came up: the first, then each reconnect or fresh connection replacing a stalled one.", kind: "counter", samples: []sample{{value: float64(st.LinksUp)}}},
+		{name: "umbra_agent_link_stalls_total", help: "Router links found silent (stalled) while up.", kind: "counter", samples: []sample{{value: float64(st.Stalls)}}},
+	}
 	if !st.CertExpires.IsZero() {
 		ms = append(ms, metric{name: "umbra_agent_certificate_expiry_timestamp_seconds", help: "When the identity's certificate expires, in Unix seconds.", kind: "gauge",
 			samples: []sample{{value: float64(st.CertExpires.Unix())}}})

@@ -528,6 +528,9 @@ func TestQuickstartMetrics(t *testing.T) {
 	if got := metricValue(opFams, "umbra_agent_link_sent_bytes_total", map[string]string{"router": m.q.Router}); got < 64<<10 {
 		t.Errorf("op's link sent %v bytes, want at least the 64 KiB it carried", got)
 	}
+	if got := metricValue(opFams, "umbra_agent_links_up_total", nil); got < 1 {
+		t.Errorf("op's umbra_agent_links_up_total = %v, want at least 1", got)
+	}
 	if got := metricValue(opFams, "umbra_agent_dial_listening", map[string]string{"service": "echo"}); got != 1 {
 		t.Errorf("op's dial listener for echo: umbra_agent_dial_listening = %v, want 1", got)
 	}
