@@ -120,7 +120,14 @@ func TestTrimMemoryReturnsABurstToTheOS(t *testing.T) {
 	}
 	runtime.KeepAlive(sink)
 	sink = nil
-	want := peak - burst>>10/2 // at least half the burst back
+	// At least half the burst comes back; under the race detector, whose shadow of the
+	// burst stays resident whatever the heap does, a quarter (CI saw 14 of 32 MB come
+	// back there, and none without the trim).
+	back := burst >> 10 / 2
+	if raceDetector {
+		back = burst >> 10 / 4
+	}
+	want := peak - back
 	var now int
 	for end := time.Now().Add(deadline); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if now, err = rssAnonKB(); err != nil {
