@@ -506,33 +506,11 @@ func (l *radioLab) logs() string {
 // udpFlowLink, udpFlowUmbra, udpFlowFEC, udpFlowQUIC; the last two need
 // startUDPOperators).
 func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
-	var echo string
-	var sink *udpSink
 	base := time.Now()
-	err := l.nl.Do(linksim.SideB, func() error {
-		addr, stop, err := peers.StartTCPEcho(l.ctx)
-		if err != nil {
-			return err
-		}
-		echo = addr
-		l.stops = append(l.stops, stop)
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("udp echo: %w", err)
-		}
-		sink = startUDPSink(pc, base)
-		l.stops = append(l.stops, sink.stop)
-		return nil
-	})
+	echo, sink, linkSink, err := l.startSinks(base)
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := l.nl.ListenPacket(linksim.SideB, "udp", l.addr(linksim.SideB, 0))
-	if err != nil {
-		return nil, nil, fmt.Errorf("udp echo on the link: %w", err)
-	}
-	linkSink := startUDPSink(pc, base)
-	l.stops = append(l.stops, linkSink.stop)
 	um, err := l.startUmbra(echo, sink.pc.LocalAddr().String())
 	if err != nil {
 		return nil, nil, err
@@ -560,7 +538,7 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 		}
 	}
 	flows := []udpFlow{
-		udpFlowLink:  {name: "UDP straight over the link (no umbra)", addr: pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle},
+		udpFlowLink:  {name: "UDP straight over the link (no umbra)", addr: linkSink.pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle},
 		udpFlowUmbra: {name: "umbra UDP circuit", addr: radioUDPListen, sink: sink, straggle: udpUmbraStraggle},
 		udpFlowFEC:   {name: "umbra UDP circuit, FEC " + udpFEC, addr: radioUDPFECListen, sink: sink, straggle: udpUmbraStraggle},
 		udpFlowQUIC: {name: "umbra UDP circuit in QUIC DATAGRAM frames (`--udp-carrier quic`)", addr: radioUDPQUICListen,
@@ -1731,4 +1709,35 @@ func oneLine(err error) string {
 		s = s[:120] + "…"
 	}
 	return s
+}
+
+// startSinks starts, on side B, the TCP echo every path reaches and the UDP sink umbra's
+// flows end at, and a UDP sink on the link's own address for the flow sent straight over
+// it; each stops with the lab.
+func (l *radioLab) startSinks(base time.Time) (echo string, sink, linkSink *udpSink, err error) {
+	err = l.nl.Do(linksim.SideB, func() error {
+		addr, stop, err := peers.StartTCPEcho(l.ctx)
+		if err != nil {
+			return err
+		}
+		echo = addr
+		l.stops = append(l.stops, stop)
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("udp echo: %w", err)
+		}
+		sink = startUDPSink(pc, base)
+		l.stops = append(l.stops, sink.stop)
+		return nil
+	})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pc, err := l.nl.ListenPacket(linksim.SideB, "udp", l.addr(linksim.SideB, 0))
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("udp echo on the link: %w", err)
+	}
+	linkSink = startUDPSink(pc, base)
+	l.stops = append(l.stops, linkSink.stop)
+	return echo, sink, linkSink, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 
 	"umbra/agent"
 	"umbra/internal/linksim"
-	"umbra/scripts/bench/peers"
 )
 
 // The defaults section (issue 20): what an agent run with default flags does over a lossy
@@ -173,36 +171,12 @@ func defaultsConditions(loss float64) linksim.Impairment {
 // on side B, and the two operator agents on side A; it returns the agents once each has
 // carried an echo, and the UDP flow straight over the link.
 func (l *radioLab) startDefaults() ([]defaultsAgent, udpFlow, error) {
-	var (
-		echo string
-		sink *udpSink
-		none udpFlow
-	)
+	var none udpFlow
 	base := time.Now()
-	err := l.nl.Do(linksim.SideB, func() error {
-		addr, stop, err := peers.StartTCPEcho(l.ctx)
-		if err != nil {
-			return err
-		}
-		echo = addr
-		l.stops = append(l.stops, stop)
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("udp echo: %w", err)
-		}
-		sink = startUDPSink(pc, base)
-		l.stops = append(l.stops, sink.stop)
-		return nil
-	})
+	echo, sink, linkSink, err := l.startSinks(base)
 	if err != nil {
 		return nil, none, err
 	}
-	pc, err := l.nl.ListenPacket(linksim.SideB, "udp", l.addr(linksim.SideB, 0))
-	if err != nil {
-		return nil, none, fmt.Errorf("udp echo on the link: %w", err)
-	}
-	linkSink := startUDPSink(pc, base)
-	l.stops = append(l.stops, linkSink.stop)
 	router, err := l.startDefaultsUmbra(echo, sink.pc.LocalAddr().String())
 	if err != nil {
 		return nil, none, err
@@ -223,7 +197,7 @@ func (l *radioLab) startDefaults() ([]defaultsAgent, udpFlow, error) {
 			return nil, none, err
 		}
 	}
-	link := udpFlow{name: "UDP straight over the link", addr: pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle, size: defaultsUDPSize}
+	link := udpFlow{name: "UDP straight over the link", addr: linkSink.pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle, size: defaultsUDPSize}
 	return agents, link, nil
 }
 
