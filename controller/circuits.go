@@ -322,7 +322,7 @@ func (c *Controller) edgeContext(routerID, identityID string) (store.Identity, s
 	if err != nil {
 		return id, store.Router{}, nil, errors.New("identity unknown or deleted")
 	}
-	c.markSeen(id)
+	c.markSeen(id, routerID)
 	r, err := c.routerByID(routerID)
 	if err != nil {
 		return id, r, nil, errors.New("router unknown or deleted")

@@ -469,7 +469,8 @@ const presenceWindow = 25 * time.Second
 
 // withPresence adds to identity records what an operator looks for first: "role" (the
 // effective one, also for records from before roles), "enrolled",
-// "cert_expires", "online" and "last_seen" (when a router last relayed for it).
+// "cert_expires", "online", "last_seen" (when a router last relayed for it) and
+// "router" (which one).
 func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
 	now := c.cfg.Now()
 	out := make([]json.RawMessage, len(recs))
@@ -487,10 +488,12 @@ func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
 		}
 		c.mu.Lock()
 		seen, ok := c.seen[id.ID]
+		via := c.via[id.ID]
 		c.mu.Unlock()
 		m["online"] = ok && now.Sub(seen) < presenceWindow
 		if ok {
 			m["last_seen"] = seen.UTC().Truncate(time.Second)
+			m["router"] = c.routerNames([]string{via})[0]
 		}
 		out[i], _ = json.Marshal(m)
 	}

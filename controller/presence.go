@@ -13,11 +13,12 @@ import (
 // this late.
 const presenceSweep = 5 * time.Second
 
-// markSeen records that a router relayed a request for id now, and an identity-online
+// markSeen records that router relayed a request for id now, and an identity-online
 // event when it was not counted online before.
-func (c *Controller) markSeen(id store.Identity) {
+func (c *Controller) markSeen(id store.Identity, router string) {
 	c.mu.Lock()
 	c.seen[id.ID] = c.cfg.Now()
+	c.via[id.ID] = router
 	arrived := !c.present[id.ID]
 	c.present[id.ID] = true
 	c.mu.Unlock()

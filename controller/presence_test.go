@@ -26,9 +26,9 @@ func TestIdentityOnlineAndOffline(t *testing.T) {
 		}
 		return n
 	}
-	tc.markSeen(id)
+	tc.markSeen(id, "r1")
 	tc.clock.Advance(presenceWindow / 2)
-	tc.markSeen(id)
+	tc.markSeen(id, "r1")
 	tc.sweepPresence()
 	if on, off := count("identity-online"), count("identity-offline"); on != 1 || off != 0 {
 		t.Fatalf("after two requests: %d online and %d offline events, want 1 and 0", on, off)
@@ -38,7 +38,7 @@ func TestIdentityOnlineAndOffline(t *testing.T) {
 	if off := count("identity-offline"); off != 1 {
 		t.Fatalf("after %v of silence: %d offline events, want 1", presenceWindow, off)
 	}
-	tc.markSeen(id)
+	tc.markSeen(id, "r1")
 	if on := count("identity-online"); on != 2 {
 		t.Errorf("back after going offline: %d online events, want 2", on)
 	}

@@ -227,8 +227,8 @@ func TestPolicyAdvisorNamesTheReason(t *testing.T) {
 	}
 	// The lists say who is enrolled and online, and what each router runs.
 	ids := listJSON(t, m.env, "identities")
-	if d := find(ids, "drone1"); d == nil || d["enrolled"] != true || d["online"] != true || d["cert_expires"] == nil || d["last_seen"] == nil {
-		t.Errorf("drone1 in list identities = %v, want enrolled, online, with its certificate expiry and last seen", d)
+	if d := find(ids, "drone1"); d == nil || d["enrolled"] != true || d["online"] != true || d["cert_expires"] == nil || d["last_seen"] == nil || d["router"] != "router1" {
+		t.Errorf("drone1 in list identities = %v, want enrolled, online over router1, with its certificate expiry and last seen", d)
 	}
 	if r := find(listJSON(t, m.env, "routers"), "router1"); r == nil || r["online"] != true || r["version"] == nil || r["advertise"] == nil {
 		t.Errorf("router1 in list routers = %v, want online with its address and version", r)

@@ -102,6 +102,7 @@ async function showFleet() {
       tr.append(
         cell(id.name),
         cell(id.online ? "online" : (id.enrolled ? "offline" : "not enrolled"), id.online ? "online" : "offline"),
+        cell(id.router),
         cell(when(id.last_seen)),
         cell(when(id.cert_expires)),
         cell((id.attributes || []).join(", ")),
