@@ -101,37 +101,49 @@ func newQuickstartLab(ctx context.Context, c config) (*relayLab, string, error) 
 	return l, state.Metrics, nil
 }
 
-// scrapeRow is one scrape figure: the median time and the size of the exposition.
+// scrapeRow is one scrape figure: the scrapes' times and the size of the exposition.
 type scrapeRow struct {
 	circuits int
-	time     time.Duration
+	times    []time.Duration
 	bytes    int
 }
 
-// scrapeFigures scrapes the quickstart idle (no circuit running), then with
-// observeCircuits TCP circuits open through one operator's dial listener, each having
-// echoed echoProbe bytes.
+// scrapeFigures scrapes the quickstart with observeCircuits TCP circuits open through
+// one operator's dial listener, each having echoed echoProbe bytes; and idle, no circuit
+// running, both before the circuits open and after they close, so the peer shares the
+// busy figure's warm-up and drift.
 func (l *relayLab) scrapeFigures(metricsURL string) (idle, busy scrapeRow, err error) {
 	listen, err := l.echoFleet()
 	if err != nil {
 		return idle, busy, err
 	}
-	if err := waitActive(l.ctx, metricsURL, 0); err != nil {
-		return idle, busy, err
-	}
-	if idle, err = timeScrapes(l.ctx, metricsURL, 0); err != nil {
+	if idle, err = idleScrapes(l.ctx, metricsURL); err != nil {
 		return idle, busy, err
 	}
 	conns, err := openEchoed(listen, observeCircuits)
-	defer closeAll(conns)
+	if err != nil {
+		closeAll(conns)
+		return idle, busy, err
+	}
+	err = waitActive(l.ctx, metricsURL, observeCircuits)
+	if err == nil {
+		busy, err = timeScrapes(l.ctx, metricsURL, observeCircuits)
+	}
+	closeAll(conns)
 	if err != nil {
 		return idle, busy, err
 	}
-	if err := waitActive(l.ctx, metricsURL, observeCircuits); err != nil {
-		return idle, busy, err
-	}
-	busy, err = timeScrapes(l.ctx, metricsURL, observeCircuits)
+	after, err := idleScrapes(l.ctx, metricsURL)
+	idle.times = append(idle.times, after.times...)
 	return idle, busy, err
+}
+
+// idleScrapes waits until no circuit runs and times scrapeRuns scrapes.
+func idleScrapes(ctx context.Context, metricsURL string) (scrapeRow, error) {
+	if err := waitActive(ctx, metricsURL, 0); err != nil {
+		return scrapeRow{}, err
+	}
+	return timeScrapes(ctx, metricsURL, 0)
 }
 
 // echoFleet runs a drone hosting echo (a greeting echo server) and an operator dialing
@@ -197,20 +209,18 @@ func waitActive(ctx context.Context, metricsURL string, want int) error {
 	return fmt.Errorf("umbra_router_circuits_active did not reach %d within %v", want, observeWait)
 }
 
-// timeScrapes scrapes metricsURL scrapeRuns times and returns the median time and the
-// last exposition's size.
+// timeScrapes scrapes metricsURL scrapeRuns times and returns the times and the last
+// exposition's size.
 func timeScrapes(ctx context.Context, metricsURL string, circuits int) (scrapeRow, error) {
 	row := scrapeRow{circuits: circuits}
-	var times []time.Duration
 	for range scrapeRuns {
 		body, d, err := scrapeOnce(ctx, metricsURL)
 		if err != nil {
 			return row, err
 		}
-		times = append(times, d)
+		row.times = append(row.times, d)
 		row.bytes = len(body)
 	}
-	row.time = median(times)
 	return row, nil
 }
 
@@ -385,9 +395,11 @@ func writeObserve(r *report, idle, busy scrapeRow, load consoleLoad, sizes []bin
 	r.printf("`umbra quickstart` (controller and router1 in one process, one exposition), a drone hosting a TCP\n")
 	r.printf("echo and an operator agent; each scrape a GET on a new connection, timed to its last byte. The busy\n")
 	r.printf("figure has %d TCP circuits open through the operator's dial listener, each having echoed %d bytes\n", busy.circuits, echoProbe)
-	r.printf("(`umbra_router_circuits_active` reads %d); the peer is the same scrape with no circuit running.\n\n", busy.circuits)
+	r.printf("(`umbra_router_circuits_active` reads %d); the peer is the same scrape with no circuit running,\n", busy.circuits)
+	r.printf("%d scrapes before the circuits open and %d after they close.\n\n", scrapeRuns, scrapeRuns)
+	bt, it := median(busy.times), median(idle.times)
 	r.printf("| figure | %d circuits | peer: 0 circuits (same run) | ratio |\n|---|---|---|---|\n", busy.circuits)
-	r.printf("| scrape time (median of %d) | %s | %s | %s |\n", scrapeRuns, msFine(busy.time), msFine(idle.time), durationRatio(busy.time, idle.time))
+	r.printf("| scrape time (median of %d; peer of %d) | %s | %s | %.2f× |\n", len(busy.times), len(idle.times), msFine(bt), msFine(it), ratio(bt, it))
 	r.printf("| exposition size | %d bytes | %d bytes | %.2f× |\n\n", busy.bytes, idle.bytes, float64(busy.bytes)/float64(idle.bytes))
 	r.printf("Labels are services, directions, reasons and link peers, never circuits: %d circuits of one service\n", busy.circuits)
 	r.printf("add the series of that service once, whatever their number.\n\n")
@@ -397,8 +409,8 @@ func writeObserve(r *report, idle, busy scrapeRow, load consoleLoad, sizes []bin
 	r.printf("kept-alive connection, as a fresh tab opens the fleet page (%d bytes in all); the peer lists the same\n", load.bytes)
 	r.printf("identities with the CLI, a whole process (%d bytes of JSON).\n\n", load.cliBytes)
 	r.printf("| figure | umbra console | peer (same run) | ratio |\n|---|---|---|---|\n")
-	r.printf("| first page load, %d identities (median of %d) | %s | `umbra edge list identities -o json`: %s | %s |\n\n",
-		load.identities, consoleRuns, ms(median(load.loads)), ms(median(load.cli)), durationRatio(median(load.loads), median(load.cli)))
+	r.printf("| first page load, %d identities (median of %d) | %s | `umbra edge list identities -o json`: %s | %.2f× |\n\n",
+		load.identities, consoleRuns, ms(median(load.loads)), ms(median(load.cli)), ratio(median(load.loads), median(load.cli)))
 
 	r.printf("### The agent binary and its metrics\n\n")
 	r.printf("The agent's metrics are written by hand in the text format (agent/metrics.go, from its status), so\n")
