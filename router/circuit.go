@@ -193,7 +193,9 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 // carry joins a circuit's two ends at this router, bytes and datagrams, until both
 // directions of its bytes end; a is the dialer's side, b the host's.
 func (r *Router) carry(a, b circuitEnd, service string) {
-	unjoin := join(a.ep, a.cid, b.ep, b.cid)
+	m := r.metrics
+	unjoin := join(a.ep, a.cid, b.ep, b.cid,
+		m.datagrams.WithLabelValues(service, towardHost), m.datagrams.WithLabelValues(service, towardDialer))
 	defer unjoin()
 	r.metrics.circuits.WithLabelValues(service).Inc()
 	r.metrics.active.Inc()

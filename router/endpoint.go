@@ -2,9 +2,11 @@ package router
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 
 	"umbra/internal/datagram"
@@ -15,8 +17,9 @@ import (
 // session or a link to another router. Each circuit has an id on each connection it
 // crosses; the router rewrites the id as it forwards and never opens the payload.
 type endpoint struct {
-	conn *quic.Conn
-	out  *datagram.Queue // datagrams forwarded onto this connection
+	conn  *quic.Conn
+	out   *datagram.Queue // datagrams forwarded onto this connection
+	drops *dropCounters   // the router's, counting what this connection drops
 
 	mu      sync.Mutex
 	nextCID uint64           // the next circuit id this router hands out here
@@ -36,11 +39,15 @@ const heartbeatCID = 0
 type route struct {
 	to  *endpoint
 	cid uint64
+	// forwarded counts the datagrams sent on this way: the circuit's service and
+	// direction, resolved when the circuit was joined.
+	forwarded prometheus.Counter
 }
 
 // newEndpoint wraps conn; ids handed out here start at first and advance by step.
-func newEndpoint(conn *quic.Conn, first, step uint64) endpoint {
-	return endpoint{conn: conn, out: datagram.NewQueue(datagramQueue), nextCID: first, cidStep: step, routes: map[uint64]route{}}
+// drops counts the datagrams it drops.
+func newEndpoint(conn *quic.Conn, first, step uint64, drops *dropCounters) endpoint {
+	return endpoint{conn: conn, out: datagram.NewQueue(datagramQueue), drops: drops, nextCID: first, cidStep: step, routes: map[uint64]route{}}
 }
 
 func (e *endpoint) allocCID() uint64 {
@@ -86,13 +93,21 @@ func (e *endpoint) forwardDatagrams(ctx context.Context) {
 func (e *endpoint) route(pkt, buf []byte) {
 	cid, _, err := datagram.CircuitID(pkt)
 	if err != nil {
+		e.drops.malformed.Inc()
 		return
 	}
 	e.mu.Lock()
 	rt, ok := e.routes[cid]
 	e.mu.Unlock()
-	if ok {
-		rt.to.out.Push(datagram.Rewrite(buf[:0], pkt, rt.cid))
+	if !ok {
+		e.drops.unknownCircuit.Inc()
+		return
+	}
+	if queued, evicted := rt.to.out.PushEvicting(datagram.Rewrite(buf[:0], pkt, rt.cid)); queued {
+		rt.forwarded.Inc()
+		if evicted {
+			e.drops.queueFull.Inc()
+		}
 	}
 }
 
@@ -105,19 +120,35 @@ func (e *endpoint) sendDatagrams(ctx context.Context) {
 			return
 		}
 		if l := e.carrier.Load(); l != nil {
-			l.Send(pkt) // a throttled or lost datagram is dropped, as QUIC's are
+			e.countSendDrop(l.Send(pkt)) // a throttled or lost datagram is dropped, as QUIC's are
 			continue
 		}
-		if err := e.conn.SendDatagram(pkt); err != nil && e.conn.Context().Err() != nil {
+		err = e.conn.SendDatagram(pkt)
+		if err != nil && e.conn.Context().Err() != nil {
 			return
 		}
+		e.countSendDrop(err)
 	}
 }
 
-// join joins two circuit ends for datagrams until the returned func is called.
-func join(a *endpoint, acid uint64, b *endpoint, bcid uint64) (unjoin func()) {
-	a.setRoute(acid, route{to: b, cid: bcid})
-	b.setRoute(bcid, route{to: a, cid: acid})
+// countSendDrop counts a datagram the far hop refused by the reason err gives; a
+// failed write on a socket is not counted, as the network's own losses are not.
+func (e *endpoint) countSendDrop(err error) {
+	var tooLarge *quic.DatagramTooLargeError
+	switch {
+	case err == nil:
+	case errors.Is(err, lane.ErrTooLarge), errors.As(err, &tooLarge):
+		e.drops.oversize.Inc()
+	case errors.Is(err, lane.ErrThrottled):
+		e.drops.throttled.Inc()
+	}
+}
+
+// join joins two circuit ends for datagrams until the returned func is called; what a
+// sends on to b counts on aToB, what b sends on to a on bToA.
+func join(a *endpoint, acid uint64, b *endpoint, bcid uint64, aToB, bToA prometheus.Counter) (unjoin func()) {
+	a.setRoute(acid, route{to: b, cid: bcid, forwarded: aToB})
+	b.setRoute(bcid, route{to: a, cid: acid, forwarded: bToA})
 	return func() {
 		a.dropRoute(acid)
 		b.dropRoute(bcid)

@@ -8,20 +8,68 @@ import (
 // state at each scrape (stateCollector). Labels are bounded: service names and link
 // peers, never circuit ids.
 type routerMetrics struct {
-	registry *prometheus.Registry
-	bytes    *prometheus.CounterVec
-	circuits *prometheus.CounterVec
-	active   prometheus.Gauge
+	registry  *prometheus.Registry
+	bytes     *prometheus.CounterVec
+	datagrams *prometheus.CounterVec
+	circuits  *prometheus.CounterVec
+	active    prometheus.Gauge
+	drops     dropCounters
 }
 
-// Directions of a circuit's bytes, as the bytes metric labels them.
+// Reasons the router drops a circuit datagram, as umbra_router_datagrams_dropped_total
+// labels them: a fixed set, so the label stays bounded.
+const (
+	// dropMalformed: the datagram has no valid circuit id.
+	dropMalformed = "malformed"
+	// dropUnknownCircuit: no circuit has that id on the connection it came in on (the
+	// circuit ended, or never ran here).
+	dropUnknownCircuit = "unknown_circuit"
+	// dropQueueFull: the far connection fell behind and its queue's oldest datagram was
+	// dropped to make room (datagramQueue deep).
+	dropQueueFull = "queue_full"
+	// dropOversize: larger than the far hop carries in one datagram.
+	dropOversize = "oversize"
+	// dropThrottled: an agent's lane refused it, its congestion breaker open.
+	dropThrottled = "throttled"
+	// dropLaneAuth: a packet on the router's port that names no lane here, or that does
+	// not open under its lane's key (forged, replayed, or its agent gone).
+	dropLaneAuth = "lane_auth"
+)
+
+// dropCounters holds one counter per drop reason, resolved once, so counting a drop on
+// the datagram path is an atomic add with no label lookup.
+type dropCounters struct {
+	malformed, unknownCircuit, queueFull, oversize, throttled, laneAuth prometheus.Counter
+}
+
+func newDropCounters(vec *prometheus.CounterVec) dropCounters {
+	return dropCounters{
+		malformed:      vec.WithLabelValues(dropMalformed),
+		unknownCircuit: vec.WithLabelValues(dropUnknownCircuit),
+		queueFull:      vec.WithLabelValues(dropQueueFull),
+		oversize:       vec.WithLabelValues(dropOversize),
+		throttled:      vec.WithLabelValues(dropThrottled),
+		laneAuth:       vec.WithLabelValues(dropLaneAuth),
+	}
+}
+
+// Directions of a circuit's bytes and datagrams, as their metrics label them.
 const (
 	towardHost   = "toward_host"
 	towardDialer = "toward_dialer"
 )
 
 func newRouterMetrics(r *Router) *routerMetrics {
+	drops := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "umbra_router_datagrams_dropped_total",
+		Help: "Circuit datagrams this router dropped, by reason.",
+	}, []string{"reason"})
 	m := &routerMetrics{
+		datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "umbra_router_circuit_datagrams_total",
+			Help: "Datagrams of circuits (UDP services) this router forwarded, by service and direction.",
+		}, []string{"service", "direction"}),
+		drops:    newDropCounters(drops),
 		registry: prometheus.NewRegistry(),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "umbra_router_circuit_bytes_total",
@@ -36,7 +84,7 @@ func newRouterMetrics(r *Router) *routerMetrics {
 			Help: "Circuits running through this router now.",
 		}),
 	}
-	m.registry.MustRegister(m.bytes, m.circuits, m.active, stateCollector{r})
+	m.registry.MustRegister(m.bytes, m.datagrams, drops, m.circuits, m.active, stateCollector{r})
 	return m
 }
 

@@ -267,15 +267,23 @@ func (r *Router) readLanes(ctx context.Context) {
 	lane.Pump(ctx, r.transport.ReadNonQUICPacket, func(pkt []byte, from net.Addr) {
 		id, ok := lane.ParseID(pkt)
 		if !ok {
+			r.metrics.drops.laneAuth.Inc()
 			return
 		}
 		r.mu.Lock()
 		sess := r.lanes[id]
 		r.mu.Unlock()
 		if sess == nil {
+			r.metrics.drops.laneAuth.Inc()
 			return
 		}
-		if d, err := sess.lane.Receive(out[:0], pkt, from); err == nil && d != nil {
+		d, err := sess.lane.Receive(out[:0], pkt, from)
+		switch {
+		case errors.Is(err, lane.ErrTooLarge):
+			r.metrics.drops.oversize.Inc()
+		case err != nil:
+			r.metrics.drops.laneAuth.Inc()
+		case d != nil:
 			sess.route(d, fwd)
 		}
 	})

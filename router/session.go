@@ -39,7 +39,7 @@ func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certifi
 	if err != nil {
 		return nil, err
 	}
-	s := &session{endpoint: newEndpoint(conn, 1, 1), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, lane: ln}
+	s := &session{endpoint: newEndpoint(conn, 1, 1, &r.metrics.drops), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, lane: ln}
 	s.echoHeartbeats = true
 	return s, nil
 }

@@ -57,15 +57,24 @@ func NewQueue(capacity int) *Queue {
 // datagram if the queue is full. It returns false, queuing nothing, once the Queue is
 // closed.
 func (q *Queue) Push(b []byte) bool {
+	queued, _ := q.PushEvicting(b)
+	return queued
+}
+
+// PushEvicting is Push that also reports whether the oldest datagram was dropped to
+// make room, so a caller can count its drops where they happen, under the lock Push
+// takes anyway.
+func (q *Queue) PushEvicting(b []byte) (queued, evicted bool) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return false
+		return false, false
 	}
 	if q.n == len(q.slots) {
 		q.head = (q.head + 1) % len(q.slots)
 		q.n--
 		q.dropped++
+		evicted = true
 	}
 	tail := (q.head + q.n) % len(q.slots)
 	q.slots[tail] = append(q.slots[tail][:0], b...)
@@ -79,7 +88,7 @@ func (q *Queue) Push(b []byte) bool {
 	case q.ready <- struct{}{}:
 	default: // a token is already waiting
 	}
-	return true
+	return true, evicted
 }
 
 // Pop removes and returns the oldest datagram, waiting until there is one. The slice is

@@ -50,6 +50,25 @@ func TestQueueDropsOldestWhenFull(t *testing.T) {
 	}
 }
 
+// TestQueuePushEvictingSaysWhichPushDropped: each push beyond capacity, and only such a
+// push, reports the eviction it caused, and a closed queue reports neither.
+func TestQueuePushEvictingSaysWhichPushDropped(t *testing.T) {
+	q := NewQueue(2)
+	for i, want := range []bool{false, false, true, true} {
+		queued, evicted := q.PushEvicting([]byte{byte(i)})
+		if !queued || evicted != want {
+			t.Errorf("push %d: got queued %v evicted %v, want queued true evicted %v", i, queued, evicted, want)
+		}
+	}
+	if got := q.Dropped(); got != 2 {
+		t.Errorf("got %d dropped, want 2", got)
+	}
+	q.Close()
+	if queued, evicted := q.PushEvicting([]byte{9}); queued || evicted {
+		t.Errorf("push on a closed queue: got queued %v evicted %v, want false false", queued, evicted)
+	}
+}
+
 func TestQueuePushCopies(t *testing.T) {
 	q := NewQueue(2)
 	buf := []byte("first")

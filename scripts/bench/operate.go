@@ -377,11 +377,33 @@ func (l *operateLab) waitCircuit(since time.Time, want string) (time.Duration, e
 // echoThrough opens a connection to addr, reads the greeting line of the server behind
 // it and echoes echoProbe bytes, all within timeout; it returns the greeting.
 func echoThrough(addr string, timeout time.Duration) (string, error) {
+	c, greeting, err := echoedConn(addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	c.Close()
+	return greeting, nil
+}
+
+// echoedConn is echoThrough that leaves the connection open, its deadline cleared, for
+// a caller that wants the circuit to stay up.
+func echoedConn(addr string, timeout time.Duration) (net.Conn, string, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return "", fmt.Errorf("dial: %w", err)
+		return nil, "", fmt.Errorf("dial: %w", err)
 	}
-	defer c.Close()
+	greeting, err := greetAndEcho(c, timeout)
+	if err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	c.SetDeadline(time.Time{})
+	return c, greeting, nil
+}
+
+// greetAndEcho reads the greeting line on c and echoes echoProbe bytes within timeout.
+// Nothing is buffered past the echo: the server sends nothing more unasked.
+func greetAndEcho(c net.Conn, timeout time.Duration) (string, error) {
 	c.SetDeadline(time.Now().Add(timeout))
 	br := bufio.NewReader(c)
 	line, err := br.ReadString('\n')

@@ -506,13 +506,7 @@ func metricValue(fams map[string]*dto.MetricFamily, name string, want map[string
 // /metrics.
 func TestQuickstartMetrics(t *testing.T) {
 	m := startMesh(t)
-	var q struct {
-		Metrics string `json:"metrics"`
-	}
-	raw, err := os.ReadFile(filepath.Join(m.dir, "qs", "quickstart.json"))
-	if err != nil || json.Unmarshal(raw, &q) != nil || !strings.HasPrefix(q.Metrics, "http://127.0.0.1:") || !strings.HasSuffix(q.Metrics, "/metrics") {
-		t.Fatalf("quickstart.json metrics = %q (%v), want http://127.0.0.1:PORT/metrics", q.Metrics, err)
-	}
+	q := struct{ Metrics string }{m.metricsURL(t)}
 	droneMetrics := freeTCP(t)
 	listen, _, op := m.echoFleet(t, "--metrics", droneMetrics)
 	c := dialGreeted(t, listen, "drone1")
@@ -575,5 +569,72 @@ func TestQuickstartMetrics(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s on the metrics listener: %s, want 404", path, resp.Status)
 		}
+	}
+}
+
+// metricsURL is the quickstart's metrics URL, as quickstart.json names it.
+func (m *mesh) metricsURL(t *testing.T) string {
+	t.Helper()
+	var q struct {
+		Metrics string `json:"metrics"`
+	}
+	raw, err := os.ReadFile(filepath.Join(m.dir, "qs", "quickstart.json"))
+	if err != nil || json.Unmarshal(raw, &q) != nil || !strings.HasPrefix(q.Metrics, "http://127.0.0.1:") || !strings.HasSuffix(q.Metrics, "/metrics") {
+		t.Fatalf("quickstart.json metrics = %q (%v), want http://127.0.0.1:PORT/metrics", q.Metrics, err)
+	}
+	return q.Metrics
+}
+
+// udpMetricsDatagrams is how many datagrams TestQuickstartMetricsCountDatagrams echoes
+// after the first: few enough to send one at a time, each waiting for its echo.
+const udpMetricsDatagrams = 50
+
+// TestQuickstartMetricsCountDatagrams: after a UDP circuit echoes datagrams, the
+// router's datagram counter for the service shows them each way, and its drop counter
+// is exported with every reason, at zero for a circuit that lost nothing to the router.
+func TestQuickstartMetricsCountDatagrams(t *testing.T) {
+	m := startMesh(t)
+	url := m.metricsURL(t)
+	echo, _ := udpEcho(t)
+	m.edge("create", "service", "mavlink", "--host", "udp:"+echo)
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@mavlink")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@mavlink")
+	drone := m.agent("drone1", m.enroll("drone1", "drone"))
+	listen := freeUDP(t)
+	op := m.agent("op", m.enroll("op", "operator"), "--dial", "mavlink=udp:"+listen)
+	drone.waitHosting(t, "mavlink")
+	op.waitLinkUp(t)
+	c, err := net.Dial("udp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFirstUDPEcho(t, c)
+
+	echoed := 0
+	buf := make([]byte, 64)
+	for range udpMetricsDatagrams {
+		c.Write([]byte("telemetry"))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "telemetry" {
+			echoed++
+		}
+	}
+	if echoed == 0 {
+		t.Fatalf("none of %d datagrams came back through the circuit", udpMetricsDatagrams)
+	}
+	fams := scrape(t, url)
+	for _, dir := range []string{"toward_host", "toward_dialer"} {
+		if got := metricValue(fams, "umbra_router_circuit_datagrams_total", map[string]string{"service": "mavlink", "direction": dir}); got < float64(echoed) {
+			t.Errorf("umbra_router_circuit_datagrams_total{service=mavlink,direction=%s} = %v, want at least the %d echoed", dir, got, echoed)
+		}
+	}
+	for _, reason := range []string{"malformed", "unknown_circuit", "queue_full", "oversize", "throttled", "lane_auth"} {
+		if got := metricValue(fams, "umbra_router_datagrams_dropped_total", map[string]string{"reason": reason}); got < 0 {
+			t.Errorf("umbra_router_datagrams_dropped_total{reason=%s} missing, want it exported from the start", reason)
+		}
+	}
+	if got := metricValue(fams, "umbra_router_datagrams_dropped_total", map[string]string{"reason": "queue_full"}); got != 0 {
+		t.Errorf("umbra_router_datagrams_dropped_total{reason=queue_full} = %v after one datagram at a time, want 0", got)
 	}
 }
