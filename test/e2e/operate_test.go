@@ -595,21 +595,7 @@ const udpMetricsDatagrams = 50
 func TestQuickstartMetricsCountDatagrams(t *testing.T) {
 	m := startMesh(t)
 	url := m.metricsURL(t)
-	echo, _ := udpEcho(t)
-	m.edge("create", "service", "mavlink", "--host", "udp:"+echo)
-	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@mavlink")
-	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@mavlink")
-	drone := m.agent("drone1", m.enroll("drone1", "drone"))
-	listen := freeUDP(t)
-	op := m.agent("op", m.enroll("op", "operator"), "--dial", "mavlink=udp:"+listen)
-	drone.waitHosting(t, "mavlink")
-	op.waitLinkUp(t)
-	c, err := net.Dial("udp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	waitFirstUDPEcho(t, c)
+	c, _ := m.udpEchoFleet(t)
 
 	echoed := 0
 	buf := make([]byte, 64)

@@ -67,10 +67,12 @@ func freeUDP(t *testing.T) string {
 	return pc.LocalAddr().String()
 }
 
-// TestUDPCircuits carries UDP both ways through a circuit: telemetry-sized datagrams at
-// volume, and datagrams larger than one QUIC datagram, byte-exact.
-func TestUDPCircuits(t *testing.T) {
-	m := startMesh(t)
+// udpEchoFleet creates service mavlink (a UDP echo), policies letting "#drone" host it
+// and "#operator" dial it, runs drone1 hosting it and op dialing it, and returns a socket
+// connected to op's listener once a first datagram has come back, with the echo's count
+// of what it saw.
+func (m *mesh) udpEchoFleet(t *testing.T) (net.Conn, *atomic.Int64) {
+	t.Helper()
 	echo, seen := udpEcho(t)
 	m.edge("create", "service", "mavlink", "--host", "udp:"+echo)
 	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@mavlink")
@@ -80,13 +82,20 @@ func TestUDPCircuits(t *testing.T) {
 	op := m.agent("op", m.enroll("op", "operator"), "--dial", "mavlink=udp:"+listen)
 	drone.waitHosting(t, "mavlink")
 	op.waitLinkUp(t)
-
 	c, err := net.Dial("udp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	waitFirstUDPEcho(t, c)
+	return c, seen
+}
+
+// TestUDPCircuits carries UDP both ways through a circuit: telemetry-sized datagrams at
+// volume, and datagrams larger than one QUIC datagram, byte-exact.
+func TestUDPCircuits(t *testing.T) {
+	m := startMesh(t)
+	c, seen := m.udpEchoFleet(t)
 
 	t.Run("ten-thousand-datagrams-each-way", func(t *testing.T) {
 		before := seen.Load()
