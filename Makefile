@@ -4,13 +4,13 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -s -w -X umbra/internal/version.Version=$(VERSION) -X umbra/internal/version.Commit=$(COMMIT)
+LDFLAGS   := -s -w -X github.com/umbranet/umbra/internal/version.Version=$(VERSION) -X github.com/umbranet/umbra/internal/version.Commit=$(COMMIT)
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 BINARIES  := umbra umbra-agent
 # TEST_TIMEOUT bounds the whole test run well inside CI's 90 minutes.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build cross test quickstart bench qemu-test qemu-user-test deps fuzz clean
+.PHONY: build cross test quickstart bench qemu-test qemu-user-test deps fuzz clean forks
 
 build:
 	@mkdir -p bin
@@ -31,6 +31,7 @@ deps:
 	bash scripts/setup-deps.sh
 
 test: deps
+	bash scripts/forks.sh verify
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory qemu-user-test
@@ -46,6 +47,10 @@ qemu-user-test:
 # and hosts a service that an agent on the host dials end to end. Needs root.
 qemu-test: deps
 	bash scripts/qemu-system-test.sh
+
+# forks checks that each in-module fork (third_party/) is upstream plus its patches.
+forks:
+	bash scripts/forks.sh verify
 
 quickstart: build
 	bin/umbra quickstart --dir ./quickstart

@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/transport"
-	"umbra/internal/version"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/version"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Agent is a running edge agent.

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/lane"
 )
 
 // carrier is what a TCP circuit's resumable stream runs over on the agent's hop: a

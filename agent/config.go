@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"umbra/internal/fec"
-	"umbra/internal/identity"
-	"umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/fec"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/transport"
 )
 
 // Config is what an agent needs to run. cmd/umbra-agent fills it from flags.

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"umbra/internal/grant"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // dialSetupTimeout bounds setting up one circuit: the grant, the host's answer and the

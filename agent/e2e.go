@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // The end-to-end layer: inside every circuit stream the two agents run TLS 1.3 with

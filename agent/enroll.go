@@ -6,10 +6,10 @@ import (
 	"context"
 	"fmt"
 
-	"umbra/hal/keystore"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // KeyStore says where Enroll makes the device's private key. The zero value is a P-256

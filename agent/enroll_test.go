@@ -14,9 +14,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"umbra/hal/keystore"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // testToken is a well-formed token for a controller that does not exist: enough to get

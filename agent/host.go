@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/grant"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Hosting states, as `umbra-agent status` shows them.

@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/api"
-	"umbra/internal/lane"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Link manager timing: reconnect with exponential backoff, jitter and a low cap, so a

@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Loss on the router link decides what carries new TCP circuits when Config.TCPCarrier

@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"time"
 
-	"umbra/internal/pki"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Certificate renewal: the agent asks for a new certificate over its router link once two

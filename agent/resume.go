@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/grant"
-	"umbra/internal/resume"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/resume"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // TCP circuits survive the loss of their path: a relay that dies, or a router link the

@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
-	"umbra/internal/seal"
+	"github.com/umbranet/umbra/internal/seal"
 )
 
 // End-to-end datagram keys come from the circuit's own TLS session between the two

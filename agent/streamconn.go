@@ -3,7 +3,7 @@ package agent
 import (
 	"net"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // streamConn presents a QUIC stream as a net.Conn, so that the circuit's end-to-end TLS

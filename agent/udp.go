@@ -12,12 +12,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/datagram"
-	"umbra/internal/fec"
-	"umbra/internal/lane"
-	"umbra/internal/seal"
+	"github.com/umbranet/umbra/internal/datagram"
+	"github.com/umbranet/umbra/internal/fec"
+	"github.com/umbranet/umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/seal"
 )
 
 // UDP circuits: each local UDP peer of a dial listener is a flow with its own circuit;

@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"umbra/controller/policy"
-	"umbra/controller/store"
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/controller/policy"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // serveAdvice answers GET /v1/policy-advisor/IDENTITY/SERVICE: whether IDENTITY could

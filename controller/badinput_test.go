@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"umbra/hal/keystore"
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // httpClient trusts the controller's root and presents cert, if any.

@@ -11,15 +11,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/controller/events"
-	"umbra/controller/policy"
-	"umbra/controller/store"
-	"umbra/internal/grant"
-	"umbra/internal/heartbeat"
-	"umbra/internal/pki"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/policy"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/heartbeat"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // errNoService is the one answer to a dial of a service that does not exist and of a

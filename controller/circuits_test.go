@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/grant"
-	"umbra/internal/pki"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // TestCarriedGrantChecks: a router may register again only a circuit this controller

@@ -19,15 +19,15 @@ import (
 	"sync"
 	"time"
 
-	"umbra/controller/ca"
-	"umbra/controller/events"
-	"umbra/controller/store"
-	"umbra/hal/keystore"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
-	"umbra/internal/role"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/controller/ca"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/role"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Files in the controller's data directory.

@@ -10,14 +10,14 @@ import (
 	"net"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/controller/events"
-	"umbra/controller/store"
-	"umbra/internal/heartbeat"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/heartbeat"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Bounds of the control plane.

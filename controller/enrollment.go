@@ -15,11 +15,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"umbra/controller/events"
-	"umbra/controller/store"
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // maxTokenLifetime bounds what an admin may ask for: a token is a bearer credential, and

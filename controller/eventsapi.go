@@ -9,8 +9,8 @@ import (
 	"time"
 	"unicode"
 
-	"umbra/controller/events"
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // serveEvents answers GET /v1/events as JSON lines, one event each, oldest first:

@@ -8,8 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"umbra/controller/store"
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // FuzzCreateBody sends arbitrary bodies to every create endpoint: the answer is a 201 or

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/api"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // testClock is a clock tests can move.

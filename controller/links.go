@@ -5,10 +5,10 @@ import (
 	"sort"
 	"time"
 
-	"umbra/controller/events"
-	"umbra/controller/paths"
-	"umbra/controller/store"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // LinkInfo is one router link as `umbra edge list links` shows it: one row per end that

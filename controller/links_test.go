@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"umbra/controller/events"
-	"umbra/controller/paths"
-	"umbra/controller/store"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // meshOf is a controller that holds only the link reports given, from online routers,

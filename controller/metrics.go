@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"umbra/controller/store"
+	"github.com/umbranet/umbra/controller/store"
 )
 
 // controllerMetrics is what the controller counts as it goes; the rest is read from its

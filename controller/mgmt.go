@@ -13,15 +13,15 @@ import (
 	"strings"
 	"time"
 
-	"umbra/controller/events"
-	"umbra/controller/policy"
-	"umbra/controller/store"
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/pki"
-	"umbra/internal/role"
-	"umbra/internal/strictjson"
-	"umbra/internal/svcaddr"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/policy"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/role"
+	"github.com/umbranet/umbra/internal/strictjson"
+	"github.com/umbranet/umbra/internal/svcaddr"
 )
 
 func (c *Controller) tlsConfig() *tls.Config {

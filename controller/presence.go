@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"umbra/controller/events"
-	"umbra/controller/store"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/store"
 )
 
 // presenceSweep is how often the controller looks for identities that went quiet, to

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/controller/store"
+	"github.com/umbranet/umbra/controller/store"
 )
 
 // TestIdentityOnlineAndOffline: the first request a router relays for an identity is an

@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"testing"
 
-	"umbra/hal/keystore"
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/pki"
-	"umbra/internal/role"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/role"
 )
 
 // enrolledClient creates identity name with the given role, enrolls it and returns an

@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"slices"
 
-	"umbra/controller/events"
-	"umbra/controller/store"
-	"umbra/internal/api"
-	"umbra/internal/role"
+	"github.com/umbranet/umbra/controller/events"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/role"
 )
 
 // serveUpdate patches one record: PATCH /v1/KIND/NAME with the kind's api.Update body.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // patch sends body to url as PATCH and returns the status and the answer's error message.

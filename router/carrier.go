@@ -3,9 +3,9 @@ package router
 import (
 	"io"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/lane"
 )
 
 // circuitStream carries a circuit's bytes across one hop: a QUIC stream, or on an

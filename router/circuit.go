@@ -8,11 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/grant"
-	"umbra/internal/lane"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Circuit plumbing.

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/heartbeat"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/internal/version"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/heartbeat"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/version"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Reconnect policy of the control link: exponential with jitter and a low cap, so a

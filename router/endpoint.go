@@ -7,10 +7,10 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/datagram"
-	"umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/datagram"
+	"github.com/umbranet/umbra/internal/lane"
 )
 
 // endpoint is one QUIC connection a router carries circuit datagrams on: an agent's

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"umbra/internal/datagram"
+	"github.com/umbranet/umbra/internal/datagram"
 )
 
 // TestRouteCountsEachDatagramWhereItGoes: a joined circuit's datagrams count as

@@ -4,10 +4,10 @@ import (
 	"context"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/grant"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // A circuit stays registered with the controller for as long as this router carries it,

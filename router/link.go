@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/grant"
-	"umbra/internal/heartbeat"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/grant"
+	"github.com/umbranet/umbra/internal/heartbeat"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Link health. A link is declared dead once no heartbeat has been heard for

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // The router keeps the serials of revoked certificates in its data directory, so that

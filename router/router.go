@@ -16,14 +16,14 @@ import (
 	"net"
 	"sync"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/datagram"
-	"umbra/internal/identity"
-	"umbra/internal/lane"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/datagram"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Config is what a router needs to run.

@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/lane"
-	"umbra/internal/pki"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/lane"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Bounds of an agent's requests.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/hal/board"
+	"github.com/umbranet/umbra/hal/board"
 )
 
 // boardJSON is what `umbra-agent board` prints (CONTRACT: {"board": ID, ...}).

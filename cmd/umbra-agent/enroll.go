@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"umbra/agent"
-	"umbra/hal/keystore"
-	"umbra/internal/enroll"
+	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/enroll"
 )
 
 const (

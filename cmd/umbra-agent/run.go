@@ -14,12 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/agent"
-	"umbra/hal/led"
-	"umbra/hal/watchdog"
-	"umbra/internal/fec"
-	"umbra/internal/identity"
-	"umbra/internal/transport"
+	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/hal/led"
+	"github.com/umbranet/umbra/hal/watchdog"
+	"github.com/umbranet/umbra/internal/fec"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/transport"
 )
 
 // defaultProcs is --procs: an agent carries a radio's worth of bytes, which one CPU

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/agent"
+	"github.com/umbranet/umbra/agent"
 )
 
 // TestParseFEC: --udp-fec takes off, K:M (with the agent's default flush delay) or

@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"umbra/agent"
+	"github.com/umbranet/umbra/agent"
 )
 
 // printStatus writes the summary `umbra-agent status` shows by default: who the agent is,

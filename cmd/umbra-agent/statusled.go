@@ -8,9 +8,9 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
-	"umbra/boards"
-	"umbra/hal/board"
-	"umbra/hal/led"
+	"github.com/umbranet/umbra/boards"
+	"github.com/umbranet/umbra/hal/board"
+	"github.com/umbranet/umbra/hal/led"
 )
 
 // --led values besides a pin's name.

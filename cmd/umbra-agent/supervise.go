@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"umbra/agent"
-	"umbra/hal/led"
-	"umbra/hal/watchdog"
+	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/hal/led"
+	"github.com/umbranet/umbra/hal/watchdog"
 )
 
 // Supervision timing.

@@ -14,8 +14,8 @@ import (
 
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
-	"umbra/agent"
-	"umbra/hal/led"
+	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/hal/led"
 )
 
 const (

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/internal/console"
+	"github.com/umbranet/umbra/internal/console"
 )
 
 // defaultConsoleListen is where the console listens unless told: a free loopback port.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/controller"
-	"umbra/internal/metrics"
+	"github.com/umbranet/umbra/controller"
+	"github.com/umbranet/umbra/internal/metrics"
 )
 
 // defaultControllerListen is where a controller listens when not told otherwise.

@@ -12,11 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/role"
-	"umbra/internal/svcaddr"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/role"
+	"github.com/umbranet/umbra/internal/svcaddr"
 )
 
 // adminEnv names the admin identity file when --admin is not given.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // Budgets of the linksim command tests.

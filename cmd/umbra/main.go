@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/internal/profile"
-	"umbra/internal/version"
+	"github.com/umbranet/umbra/internal/profile"
+	"github.com/umbranet/umbra/internal/version"
 )
 
 func main() {

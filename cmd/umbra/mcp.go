@@ -14,11 +14,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
-	"umbra/internal/api"
-	"umbra/internal/identity"
-	"umbra/internal/mcpserver"
-	"umbra/internal/role"
-	"umbra/internal/version"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/mcpserver"
+	"github.com/umbranet/umbra/internal/role"
+	"github.com/umbranet/umbra/internal/version"
 )
 
 // mcpShutdown bounds how long `umbra mcp --http` waits for open requests on exit.

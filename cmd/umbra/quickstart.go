@@ -14,12 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/controller"
-	"umbra/internal/api"
-	"umbra/internal/identity"
-	"umbra/internal/metrics"
-	"umbra/internal/transport"
-	"umbra/router"
+	"github.com/umbranet/umbra/controller"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/metrics"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/router"
 )
 
 // Layout of a quickstart directory.

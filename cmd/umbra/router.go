@@ -8,13 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/hal/keystore"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/metrics"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/router"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/metrics"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/router"
 )
 
 // routerIdentityFile is the router's identity inside its data directory.

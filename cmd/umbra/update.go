@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"umbra/internal/api"
-	"umbra/internal/role"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/role"
 )
 
 // namedKinds are the kinds `get`, `update` and `delete` take, as the CLI spells them.

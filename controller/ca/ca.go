@@ -16,7 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // Lifetimes of what the CA issues.

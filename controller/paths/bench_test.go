@@ -4,8 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"umbra/controller/paths"
-	"umbra/controller/paths/pathstest"
+	"github.com/umbranet/umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths/pathstest"
 )
 
 // The benchmark size.

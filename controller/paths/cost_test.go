@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths"
 )
 
 func TestLinkCost(t *testing.T) {

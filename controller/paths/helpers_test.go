@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths"
 )
 
 // up returns a usable link with rttMS milliseconds of RTT and the given loss.

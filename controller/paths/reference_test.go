@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"umbra/controller/paths"
-	"umbra/controller/paths/pathstest"
+	"github.com/umbranet/umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths/pathstest"
 )
 
 // refGraph is a plain reference model of a mesh: every link by its pair of routers.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths"
 )
 
 // diamond is the mesh: r1 reaches r4 through relay r2 or relay r3.

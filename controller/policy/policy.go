@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"slices"
 
-	"umbra/controller/store"
+	"github.com/umbranet/umbra/controller/store"
 )
 
 // RoleAll matches everything.

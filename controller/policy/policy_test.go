@@ -3,7 +3,7 @@ package policy
 import (
 	"testing"
 
-	"umbra/controller/store"
+	"github.com/umbranet/umbra/controller/store"
 )
 
 func TestMatches(t *testing.T) {

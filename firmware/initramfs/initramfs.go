@@ -13,9 +13,9 @@ import (
 	"path"
 	"time"
 
-	"umbra/firmware/initramfs/bootcfg"
-	"umbra/firmware/initramfs/kmod"
-	"umbra/firmware/initramfs/newc"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/kmod"
+	"github.com/umbranet/umbra/firmware/initramfs/newc"
 )
 
 // Where things go in the image.

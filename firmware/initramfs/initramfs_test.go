@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/firmware/initramfs/bootcfg"
-	"umbra/firmware/initramfs/kmod/kmodtest"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/kmod/kmodtest"
 )
 
 // member is one file of a built image, as the kernel will unpack it.

@@ -15,7 +15,7 @@ import (
 	"runtime"
 	"strings"
 
-	"umbra/boards"
+	"github.com/umbranet/umbra/boards"
 )
 
 // Files read, relative to Config.Root. /proc/device-tree is the kernel's link to

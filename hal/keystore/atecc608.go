@@ -12,7 +12,7 @@ import (
 	"periph.io/x/conn/v3/i2c/i2creg"
 	"periph.io/x/host/v3"
 
-	"umbra/hal/keystore/atecc608"
+	"github.com/umbranet/umbra/hal/keystore/atecc608"
 )
 
 // DefaultATECC608Addr is the secure element's factory 7-bit I2C address (0x60).

@@ -14,9 +14,9 @@ import (
 	"periph.io/x/conn/v3/i2c/i2creg"
 	"periph.io/x/host/v3"
 
-	"umbra/hal/keystore"
-	"umbra/hal/keystore/atecc608"
-	"umbra/hal/keystore/atecc608/atecc608sim"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/hal/keystore/atecc608"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/atecc608sim"
 )
 
 // registeredChip is an emulated chip registered as one of the host's I2C buses, the way

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/hal/keystore"
-	"umbra/hal/keystore/tpm"
-	"umbra/hal/keystore/tpm/swtpmtest"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/hal/keystore/tpm"
+	"github.com/umbranet/umbra/hal/keystore/tpm/swtpmtest"
 )
 
 var message = []byte("umbra telemetry frame")

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"umbra/hal/keystore/tpm"
+	"github.com/umbranet/umbra/hal/keystore/tpm"
 )
 
 // DefaultTPM is the TPM used when a Ref or NewTPMKey names none: the kernel's resource

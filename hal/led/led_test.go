@@ -11,7 +11,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
-	"umbra/boards"
+	"github.com/umbranet/umbra/boards"
 )
 
 // eventTimeout only bounds a broken test; no test waits on it when the code works.

@@ -10,7 +10,7 @@ import (
 	"periph.io/x/host/v3"
 	"periph.io/x/host/v3/sysfs"
 
-	"umbra/boards"
+	"github.com/umbranet/umbra/boards"
 )
 
 const (

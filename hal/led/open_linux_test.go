@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"umbra/boards"
+	"github.com/umbranet/umbra/boards"
 )
 
 // TestOpenAbsentLED: a board whose LED this machine lacks (the test machine is no Pi)

@@ -8,7 +8,7 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
-	"umbra/boards"
+	"github.com/umbranet/umbra/boards"
 )
 
 // Open finds no LED off Linux: status LEDs are reached through Linux's sysfs and GPIO.

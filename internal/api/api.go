@@ -15,8 +15,8 @@ import (
 	"net/url"
 	"time"
 
-	"umbra/hal/keystore"
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // Limits of the management API.

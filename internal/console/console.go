@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 //go:embed assets

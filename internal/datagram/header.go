@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/quic-go/quic-go/quicvarint"
+	"github.com/umbranet/umbra/third_party/quic-go/quicvarint"
 )
 
 // Header sizes and limits.

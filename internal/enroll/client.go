@@ -20,9 +20,9 @@ import (
 	"net/url"
 	"time"
 
-	"umbra/internal/api"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // Paths the controller serves for enrollment.

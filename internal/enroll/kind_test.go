@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // TestWrongKindRefusedBeforeAnyCall: each kind's token is refused by the other kind's

@@ -7,7 +7,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 func sampleClaims(exp time.Time) Claims {

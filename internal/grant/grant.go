@@ -14,8 +14,8 @@ import (
 	"math/big"
 	"time"
 
-	"umbra/internal/pki"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Lifetime is how long a grant may be used to set up a circuit. An established circuit

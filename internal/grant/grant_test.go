@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 func sample(exp time.Time) Grant {

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // Heartbeat timing. A connection is dead once nothing was heard for DeadAfter, or for

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 func TestDead(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"umbra/hal/keystore"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // fileMode is the mode of every identity file: it may hold a private key.

@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // Circuit is one hop of a circuit whose bytes ride a lane stream: the QUIC stream that

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // quicPair is a QUIC connection over loopback with the transports of both ends, whose

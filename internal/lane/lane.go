@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"umbra/internal/seal"
+	"github.com/umbranet/umbra/internal/seal"
 )
 
 // Wire: Marker, the lane's id, then the sealed kind byte and body. quic-go hands every

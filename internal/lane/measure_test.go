@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xtaci/kcp-go/v5"
+	"github.com/umbranet/umbra/third_party/kcp-go"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // TestMeasureStreamGoodput prints the goodput of one lane stream through the linksim

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xtaci/kcp-go/v5"
+	"github.com/umbranet/umbra/third_party/kcp-go"
 )
 
 // Streams carry a TCP circuit's bytes over the lane, for radio links where QUIC's

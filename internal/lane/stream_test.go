@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // streamPair opens stream id on both ends of a lane over a real QUIC connection's

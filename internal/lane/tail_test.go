@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // lossyRelay relays UDP between one client and target, dropping every other packet the

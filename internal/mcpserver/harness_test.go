@@ -16,14 +16,14 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"umbra/controller"
-	"umbra/controller/store"
-	"umbra/hal/keystore"
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
-	"umbra/internal/role"
+	"github.com/umbranet/umbra/controller"
+	"github.com/umbranet/umbra/controller/store"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/role"
 )
 
 // lab is a controller serving HTTPS on loopback, with its admin identity and client.

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/internal/api"
-	"umbra/internal/role"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/role"
 )
 
 // readTools is the set a server offers by default.

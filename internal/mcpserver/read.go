@@ -14,7 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // Kinds as the management API names them.

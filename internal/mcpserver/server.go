@@ -15,7 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // Bounds of what the server hands an assistant.

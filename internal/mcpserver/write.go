@@ -6,7 +6,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"umbra/internal/api"
+	"github.com/umbranet/umbra/internal/api"
 )
 
 // createIdentityArgs are create_identity's arguments.

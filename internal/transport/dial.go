@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // DialConnected opens a QUIC connection to addr from a UDP socket connected to that one

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // statelessResetInfo is HKDF's info for the stateless reset key: it keeps the key apart
 // from anything else ever derived from the same secret.
-const statelessResetInfo = "umbra/quic-stateless-reset/v1"
+const statelessResetInfo = "github.com/umbranet/umbra/quic-stateless-reset/v1"
 
 // StatelessResetKey derives a QUIC stateless reset key (quic.Transport's
 // StatelessResetKey) from a node's long-term secret, such as its private key's bytes.

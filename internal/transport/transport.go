@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // ALPN names, one per role of a QUIC connection.

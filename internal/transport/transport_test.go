@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/internal/linksim"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // TestRadioRidesOutARoundTripJump opens a Radio connection on a clean link, then turns the

@@ -22,8 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"umbra/internal/pki"
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // Sizes and bounds of the boards section. Every wait stops at its deadline and every loop

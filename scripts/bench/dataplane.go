@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // Sizes of the data-plane runs.

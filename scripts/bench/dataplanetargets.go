@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // Issue #3's targets for one TCP circuit on loopback, printed beside the figures as

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // The figures of make bench at 0e42ffe: umbra short of two targets, and the peers' own

@@ -16,11 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"umbra/hal/keystore"
-	"umbra/internal/api"
-	"umbra/internal/enroll"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/enroll"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // idleSettle is how long the quickstart sits idle before its memory is read.

@@ -17,9 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"umbra/hal/keystore"
-	"umbra/hal/keystore/atecc608/atecc608sim"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/atecc608sim"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // Sizes of the key store runs. Each figure stops at its count or its time, whichever

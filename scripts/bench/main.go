@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // sectionBudget bounds each section that does not name a budget of its own.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"umbra/internal/api"
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // mcpRuns is how many fleet_summary calls the median is taken of.

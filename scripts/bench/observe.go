@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"umbra/internal/api"
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/api"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // Sizes of the observe section (issue 15).

@@ -8,8 +8,8 @@ import (
 	"runtime"
 	"time"
 
-	"umbra/controller/paths"
-	"umbra/controller/paths/pathstest"
+	"github.com/umbranet/umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths/pathstest"
 )
 
 // Sizes of the path-computation run: the mesh, and how many paths to time.

@@ -22,13 +22,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"golang.org/x/sys/unix"
 
-	"umbra/internal/linksim"
-	"umbra/internal/transport"
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // The radio section puts umbra and TCP-based tunnels behind one emulated radio: two

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"umbra/agent"
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // The defaults section (issue 20): what an agent run with default flags does over a lossy

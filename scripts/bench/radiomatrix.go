@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // The goodput matrix: one connection through each path kept full for a fixed time under

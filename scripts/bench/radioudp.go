@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // UDP over the radio: a telemetry-like flow (a fixed rate of small datagrams, as MAVLink

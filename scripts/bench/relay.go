@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"umbra/scripts/bench/peers"
+	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
 // relayLab is a controller with routers and agents started for the relay benchmarks.

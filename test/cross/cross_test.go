@@ -146,7 +146,7 @@ func build(t *testing.T, tg target, prog, bin string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "umbra/cmd/"+prog)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/umbranet/umbra/cmd/"+prog)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+tg.goarch, "GOARM="+tg.goarm)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s for %s: %v\n%s", prog, tg.dir, err, b)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // The lossy radio of issue 20 and the flows sent over it: a drone whose link to the

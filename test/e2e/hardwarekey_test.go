@@ -15,11 +15,11 @@ import (
 	"periph.io/x/conn/v3/i2c/i2creg"
 	"periph.io/x/host/v3"
 
-	"umbra/agent"
-	"umbra/hal/keystore"
-	"umbra/hal/keystore/atecc608/atecc608sim"
-	"umbra/hal/keystore/tpm/swtpmtest"
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/hal/keystore"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/atecc608sim"
+	"github.com/umbranet/umbra/hal/keystore/tpm/swtpmtest"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 const (

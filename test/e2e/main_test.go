@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	bins.umbra = filepath.Join(dir, "umbra")
 	bins.agent = filepath.Join(dir, "umbra-agent")
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	for out, pkg := range map[string]string{bins.umbra: "umbra/cmd/umbra", bins.agent: "umbra/cmd/umbra-agent"} {
+	for out, pkg := range map[string]string{bins.umbra: "github.com/umbranet/umbra/cmd/umbra", bins.agent: "github.com/umbranet/umbra/cmd/umbra-agent"} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // TestMeasureCircuitGoodput prints the one-way goodput of one TCP circuit through the

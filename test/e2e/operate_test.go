@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // TestEnrollNeverDestroysAnIdentity: another identity's token aimed at a device's identity

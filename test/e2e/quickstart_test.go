@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"umbra/controller/ca"
-	"umbra/internal/identity"
-	"umbra/internal/pki"
-	"umbra/internal/transport"
-	"umbra/internal/wire"
+	"github.com/umbranet/umbra/controller/ca"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/transport"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 type quickstartJSON struct {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // radioMesh is a quickstart whose operator reaches the router through the link emulator,

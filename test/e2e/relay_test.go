@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/linksim"
 )
 
 // relayMesh is a controller with routers linked as the issue draws them:
@@ -308,7 +308,7 @@ func TestArm64Relay(t *testing.T) {
 		t.Fatal("qemu-aarch64-static is not installed; run scripts/setup-deps.sh (Debian package qemu-user-static)")
 	}
 	armBin := filepath.Join(t.TempDir(), "umbra-arm64")
-	build := exec.Command("go", "build", "-o", armBin, "umbra/cmd/umbra")
+	build := exec.Command("go", "build", "-o", armBin, "github.com/umbranet/umbra/cmd/umbra")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build linux/arm64 umbra: %v\n%s", err, out)

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/identity"
-	"umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // TestCertificateRenewal: with identity certificates of seconds, a running agent renews

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // Bounds and faults of the revocation and controller-crash tests.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/hal/keystore/tpm/swtpmtest"
-	"umbra/internal/identity"
+	"github.com/umbranet/umbra/hal/keystore/tpm/swtpmtest"
+	"github.com/umbranet/umbra/internal/identity"
 )
 
 // TestEnrollWithTPMKeyStore enrolls a device whose key lives in a TPM (swtpm standing

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
 )
 
 // The emulated board: QEMU's virt machine with two Cortex-A53 cores under TCG, as lean

@@ -29,7 +29,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/firmware/initramfs/netconf"
+	"github.com/umbranet/umbra/firmware/initramfs/netconf"
 )
 
 // Environment of the test.
@@ -135,11 +135,11 @@ func buildAll(b binaries) error {
 	builds := []struct {
 		out, pkg, goarch string
 	}{
-		{b.umbra, "umbra/cmd/umbra", ""},
-		{b.agent, "umbra/cmd/umbra-agent", ""},
-		{b.mkinitramfs, "umbra/firmware/initramfs/cmd/mkinitramfs", ""},
-		{b.boardAgent, "umbra/cmd/umbra-agent", "arm64"},
-		{b.boardInit, "umbra/firmware/initramfs/init", "arm64"},
+		{b.umbra, "github.com/umbranet/umbra/cmd/umbra", ""},
+		{b.agent, "github.com/umbranet/umbra/cmd/umbra-agent", ""},
+		{b.mkinitramfs, "github.com/umbranet/umbra/firmware/initramfs/cmd/mkinitramfs", ""},
+		{b.boardAgent, "github.com/umbranet/umbra/cmd/umbra-agent", "arm64"},
+		{b.boardInit, "github.com/umbranet/umbra/firmware/initramfs/init", "arm64"},
 	}
 	errs := make([]error, len(builds))
 	var wg sync.WaitGroup

@@ -3,8 +3,8 @@ package quic
 import (
 	"fmt"
 
-	"github.com/quic-go/quic-go/internal/protocol"
-	"github.com/quic-go/quic-go/internal/wire"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/wire"
 )
 
 type cryptoStreamManager struct {

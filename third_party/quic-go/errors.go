@@ -3,7 +3,7 @@ package quic
 import (
 	"fmt"
 
-	"github.com/quic-go/quic-go/internal/qerr"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/qerr"
 )
 
 type (

@@ -3,11 +3,11 @@ package quic
 import (
 	"fmt"
 
-	"github.com/quic-go/quic-go/internal/handshake"
-	"github.com/quic-go/quic-go/internal/monotime"
-	"github.com/quic-go/quic-go/internal/protocol"
-	"github.com/quic-go/quic-go/internal/qerr"
-	"github.com/quic-go/quic-go/internal/wire"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/handshake"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/monotime"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/qerr"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/wire"
 )
 
 type headerDecryptor interface {

@@ -7,10 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go/internal/ackhandler"
-	"github.com/quic-go/quic-go/internal/monotime"
-	"github.com/quic-go/quic-go/internal/protocol"
-	"github.com/quic-go/quic-go/internal/wire"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/ackhandler"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/monotime"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/wire"
 )
 
 const defaultUrgency = 3

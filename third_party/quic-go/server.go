@@ -9,14 +9,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go/internal/handshake"
-	"github.com/quic-go/quic-go/internal/monotime"
-	"github.com/quic-go/quic-go/internal/protocol"
-	"github.com/quic-go/quic-go/internal/qerr"
-	"github.com/quic-go/quic-go/internal/utils"
-	"github.com/quic-go/quic-go/internal/wire"
-	"github.com/quic-go/quic-go/qlog"
-	"github.com/quic-go/quic-go/qlogwriter"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/handshake"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/monotime"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/qerr"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/utils"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/wire"
+	"github.com/umbranet/umbra/third_party/quic-go/qlog"
+	"github.com/umbranet/umbra/third_party/quic-go/qlogwriter"
 )
 
 // ErrServerClosed is returned by [Listener.Accept] or [EarlyListener.Accept]

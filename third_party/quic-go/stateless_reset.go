@@ -7,7 +7,7 @@ import (
 	"hash"
 	"sync"
 
-	"github.com/quic-go/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
 )
 
 type statelessResetter struct {

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"umbra/controller/paths"
+	"github.com/umbranet/umbra/controller/paths"
 )
 
 // Shape of a generated mesh's links, chosen to look like the radio links umbra runs

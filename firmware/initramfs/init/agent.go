@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
 )
 
 // Budgets of the agent's supervision.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
 )
 
 func TestClockFloor(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"umbra/firmware/initramfs/bootcfg"
-	"umbra/firmware/initramfs/netconf"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs/netconf"
 )
 
 // interfaceTimeout bounds the wait for the network interface to appear once its driver

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"umbra/firmware/initramfs/kmod/kmodtest"
+	"github.com/umbranet/umbra/firmware/initramfs/kmod/kmodtest"
 )
 
 // fakeTree lays out the virtio network modules as Debian's cloud kernel has them.

@@ -15,7 +15,7 @@ import (
 
 	"periph.io/x/conn/v3/i2c"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 // DefaultAddr is the 7-bit I2C address of an ATECC608 as shipped (0xC0 in 8-bit form).

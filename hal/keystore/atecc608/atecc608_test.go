@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"umbra/hal/keystore/atecc608"
-	"umbra/hal/keystore/atecc608/atecc608sim"
+	"github.com/umbranet/umbra/hal/keystore/atecc608"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/atecc608sim"
 )
 
 // open returns an emulated chip and the driver opened on it.

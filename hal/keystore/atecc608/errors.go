@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 // Errors the driver returns, wrapped with the operation and slot; test them with errors.Is.

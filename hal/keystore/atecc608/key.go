@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 // signTimeout bounds one Sign call, which has no context of its own (crypto.Signer):

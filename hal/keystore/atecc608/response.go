@@ -3,7 +3,7 @@ package atecc608
 import (
 	"fmt"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 // parseResponse checks one response frame (count, data, CRC; bytes past count are

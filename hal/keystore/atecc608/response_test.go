@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 func TestParseResponse(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 // Timing. Execution times are CryptoAuthLib's for an ATECC608 at ChipMode clock divider

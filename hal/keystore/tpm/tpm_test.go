@@ -26,7 +26,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"umbra/hal/keystore/tpm/swtpmtest"
+	"github.com/umbranet/umbra/hal/keystore/tpm/swtpmtest"
 )
 
 const (

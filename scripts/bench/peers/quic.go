@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/quic-go/quic-go"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // Raw quic-go peer. Its windows equal umbra's transport.LAN profile, so that the peer

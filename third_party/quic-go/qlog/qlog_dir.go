@@ -8,8 +8,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/quic-go/quic-go/internal/utils"
-	"github.com/quic-go/quic-go/qlogwriter"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/utils"
+	"github.com/umbranet/umbra/third_party/quic-go/qlogwriter"
 )
 
 // EventSchema is the qlog event schema for QUIC

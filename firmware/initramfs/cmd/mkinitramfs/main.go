@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"umbra/firmware/initramfs"
-	"umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/firmware/initramfs"
+	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
 )
 
 // defaultModules are what Debian's cloud-arm64 kernel needs for a virtio-net-pci NIC;

@@ -17,7 +17,7 @@ import (
 
 	"periph.io/x/conn/v3/physic"
 
-	"umbra/hal/keystore/atecc608/internal/wire"
+	"github.com/umbranet/umbra/hal/keystore/atecc608/internal/wire"
 )
 
 // DefaultAddr is the 7-bit address the chip answers on when Config.Addr is zero.

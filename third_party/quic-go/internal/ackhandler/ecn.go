@@ -3,10 +3,10 @@ package ackhandler
 import (
 	"fmt"
 
-	"github.com/quic-go/quic-go/internal/protocol"
-	"github.com/quic-go/quic-go/internal/utils"
-	"github.com/quic-go/quic-go/qlog"
-	"github.com/quic-go/quic-go/qlogwriter"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/utils"
+	"github.com/umbranet/umbra/third_party/quic-go/qlog"
+	"github.com/umbranet/umbra/third_party/quic-go/qlogwriter"
 )
 
 type ecnState uint8

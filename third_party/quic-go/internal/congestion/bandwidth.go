@@ -3,7 +3,7 @@ package congestion
 import (
 	"time"
 
-	"github.com/quic-go/quic-go/internal/protocol"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
 )
 
 // Bandwidth of a connection

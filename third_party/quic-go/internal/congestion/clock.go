@@ -1,7 +1,7 @@
 package congestion
 
 import (
-	"github.com/quic-go/quic-go/internal/monotime"
+	"github.com/umbranet/umbra/third_party/quic-go/internal/monotime"
 )
 
 // A Clock returns the current time
