@@ -152,10 +152,11 @@ func (a *Agent) serveTCPDial(ln net.Listener, st *dialState) {
 	}
 }
 
-// tcpCircuit opens a circuit for one local connection and copies bytes both ways.
+// tcpCircuit opens a circuit for one local connection, as any program would (Dial), and
+// copies bytes both ways.
 func (a *Agent) tcpCircuit(ctx context.Context, local *net.TCPConn, st *dialState) error {
 	sctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
-	tc, _, err := a.openCircuit(sctx, st.spec)
+	tc, err := a.dial(sctx, st.spec)
 	cancel()
 	if err != nil {
 		a.dialResult(st, err, 0)
@@ -205,7 +206,7 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 	if err != nil {
 		return fail(err)
 	}
-	if g.Dialer != a.cfg.Identity.ID || g.ServiceName != spec.Service {
+	if g.Dialer != a.id.ID || g.ServiceName != spec.Service {
 		return fail(errors.New("grant names another dialer or service"))
 	}
 	if token == nil {
