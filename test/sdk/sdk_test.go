@@ -1,0 +1,270 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/umbranet/umbra/agent"
+)
+
+// Load of the in-process tests.
+const (
+	// circuits is how many TCP circuits run at once.
+	circuits = 50
+	// circuitBytes is what each circuit echoes.
+	circuitBytes = 64 << 10
+	// datagrams is how many datagrams the UDP echo sends, one every datagramEvery.
+	datagrams     = 200
+	datagramEvery = 2 * time.Millisecond
+	// quietEnd is how long the echo reader waits for a datagram before it stops.
+	quietEnd = 5 * time.Second
+)
+
+// enroll creates identity name with attributes and enrolls it through the SDK.
+func (l *lab) enroll(name string, attrs ...string) *agent.Identity {
+	l.t.Helper()
+	tok, err := os.ReadFile(l.token(name, attrs...))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	id, err := agent.Enroll(ctx, string(tok), agent.EnrollOptions{Path: filepath.Join(l.dir, name+".json")})
+	if err != nil {
+		l.t.Fatalf("enroll %s: %v", name, err)
+	}
+	if id.Name() != name {
+		l.t.Fatalf("enrolled identity is %q, want %q", id.Name(), name)
+	}
+	return id
+}
+
+// agent starts an agent for id pinned to the lab's router; it is closed when the test
+// ends.
+func (l *lab) agent(id *agent.Identity) *agent.Agent {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	a, err := agent.New(ctx, agent.Config{Identity: id, Routers: []string{l.router}})
+	if err != nil {
+		l.t.Fatalf("agent.New(%s): %v", id.Name(), err)
+	}
+	l.t.Cleanup(func() {
+		if err := a.Close(); err != nil {
+			l.t.Errorf("Close %s: %v", id.Name(), err)
+		}
+	})
+	return a
+}
+
+// TestDialAndListenFiftyCircuits: a program hosts a service with Listen and another
+// opens 50 circuits to it at once with Dial; every circuit echoes its own bytes exactly,
+// the host sees the dialer's identity on each, and the hosting agent's status counts
+// the service as served in process.
+func TestDialAndListenFiftyCircuits(t *testing.T) {
+	l := startLab(t)
+	l.service("echo", "server", "client")
+	srv := l.agent(l.enroll("srv1", "server"))
+	cliID := l.enroll("cli1", "client")
+	cli := l.agent(cliID)
+	events := cli.Events(t.Context())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*readyTimeout)
+	defer cancel()
+	ln, err := srv.Listen(ctx, "echo")
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	if _, err := srv.Listen(ctx, "echo"); err == nil {
+		t.Errorf("a second Listen on echo succeeded, want an error")
+	}
+	if _, err := srv.Listen(ctx, "nosuch"); !errors.Is(err, agent.ErrNoService) {
+		t.Errorf("Listen(nosuch) = %v, want ErrNoService", err)
+	}
+	var served sync.WaitGroup
+	callers := make(chan string, circuits)
+	served.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			callers <- c.(*agent.Conn).Identity()
+			served.Go(func() {
+				defer c.Close()
+				io.Copy(c, c)
+				c.(*agent.Conn).CloseWrite()
+			})
+		}
+	})
+
+	errs := make(chan error, circuits)
+	var dialers sync.WaitGroup
+	for i := range circuits {
+		dialers.Go(func() { errs <- echoOnce(ctx, cli, i) })
+	}
+	dialers.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	for range circuits {
+		if got := <-callers; got != "cli1" {
+			t.Errorf("accepted a circuit from %q, want cli1", got)
+		}
+	}
+
+	st := srv.Status()
+	if len(st.Hosting) != 1 || st.Hosting[0].Service != "echo" || st.Hosting[0].State != "bound" || st.Hosting[0].Address != "tcp:in-process" {
+		t.Errorf("host status hosting = %+v, want echo bound tcp:in-process", st.Hosting)
+	}
+	svcs := cli.Services()
+	if len(svcs) != 1 || svcs[0].Name != "echo" || !svcs[0].CanDial || svcs[0].CanBind {
+		t.Errorf("dialer's Services() = %+v, want echo, dial only", svcs)
+	}
+	select {
+	case e := <-events:
+		if e.State != agent.LinkConnecting && e.State != agent.LinkUp {
+			t.Errorf("first link event %+v, want connecting or up", e)
+		}
+	case <-time.After(readyTimeout):
+		t.Errorf("no link event within %v", readyTimeout)
+	}
+
+	ln.Close()
+	served.Wait()
+	if _, err := cli.Dial(ctx, "echo"); err == nil {
+		t.Errorf("Dial after the listener closed succeeded, want an error")
+	}
+}
+
+// echoOnce opens one circuit to echo, sends circuitBytes of its own and checks they
+// come back exactly.
+func echoOnce(ctx context.Context, a *agent.Agent, i int) error {
+	c, err := a.Dial(ctx, "echo")
+	if err != nil {
+		return fmt.Errorf("circuit %d: Dial: %w", i, err)
+	}
+	defer c.Close()
+	if c.Identity() != "srv1" {
+		return fmt.Errorf("circuit %d: host is %q, want srv1", i, c.Identity())
+	}
+	want := make([]byte, circuitBytes)
+	rand.NewChaCha8([32]byte{byte(i)}).Read(want)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(want)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("circuit %d: read: %w", i, err)
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("circuit %d: write: %w", i, err)
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("circuit %d: got %d bytes back, want the %d sent, byte for byte", i, len(got), len(want))
+	}
+	return nil
+}
+
+// TestDialPacketAndListenPacket: datagrams a program sends with DialPacket reach a
+// program's ListenPacket one for one, tagged with the dialer's identity, and its answers
+// come back on the same circuit.
+func TestDialPacketAndListenPacket(t *testing.T) {
+	l := startLab(t)
+	l.service("telemetry", "gcs", "drone")
+	gcs := l.agent(l.enroll("gcs1", "gcs"))
+	drone := l.agent(l.enroll("drone1", "drone"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*readyTimeout)
+	defer cancel()
+	pl, err := gcs.ListenPacket(ctx, "telemetry")
+	if err != nil {
+		t.Fatalf("ListenPacket: %v", err)
+	}
+	defer pl.Close()
+	from := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, addr, err := pl.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case from <- addr.(*agent.Addr).Identity:
+			default:
+			}
+			pl.WriteTo(buf[:n], addr)
+		}
+	}()
+	pc, err := drone.DialPacket(ctx, "telemetry")
+	if err != nil {
+		t.Fatalf("DialPacket: %v", err)
+	}
+	defer pc.Close()
+	got := make(chan int, datagrams)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			pc.SetReadDeadline(time.Now().Add(quietEnd))
+			n, err := pc.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			if n == 64 {
+				got <- int(binary.BigEndian.Uint32(buf))
+			}
+		}
+	}()
+	msg := make([]byte, 64)
+	for i := range datagrams {
+		binary.BigEndian.PutUint32(msg, uint32(i))
+		if _, err := pc.Write(msg); err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+		time.Sleep(datagramEvery) // a telemetry rate, not a flood
+	}
+	seen := map[int]bool{}
+	deadline := time.After(readyTimeout)
+collect:
+	for len(seen) < datagrams {
+		select {
+		case i, ok := <-got:
+			if !ok { // the reader heard nothing for readyTimeout
+				break collect
+			}
+			seen[i] = true
+		case <-deadline:
+			break collect
+		}
+	}
+	// Datagrams may be lost, but not on loopback in numbers.
+	if len(seen) < datagrams*9/10 {
+		t.Fatalf("got %d of %d echoes back, want at least 90 %%", len(seen), datagrams)
+	}
+	if who := <-from; who != "drone1" {
+		t.Errorf("datagrams came from %q, want drone1", who)
+	}
+	if _, err := pl.WriteTo([]byte("x"), &net.UDPAddr{}); err == nil {
+		t.Errorf("WriteTo a UDP address succeeded, want an error")
+	}
+}
