@@ -13,15 +13,15 @@ const eventBuffer = 64
 // Link states of LinkStatus.State and Event.State.
 const (
 	// LinkUp carries the agent's traffic.
-	LinkUp = stateUp
+	LinkUp = "up"
 	// LinkConnecting is being set up.
-	LinkConnecting = stateConnecting
+	LinkConnecting = "connecting"
 	// LinkStalled is up but has not answered heartbeats; fresh connections race it.
-	LinkStalled = stateStalled
+	LinkStalled = "stalled"
 	// LinkStandby is a router reachable while another carries the link.
-	LinkStandby = stateStandby
+	LinkStandby = "standby"
 	// LinkDown is neither up nor being set up.
-	LinkDown = stateDown
+	LinkDown = "down"
 )
 
 // Event is a change of one router link's state.

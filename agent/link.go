@@ -78,11 +78,11 @@ func certRefused(err error) bool {
 
 // Link states, as `umbra-agent status` shows them.
 const (
-	stateUp         = "up"
-	stateConnecting = "connecting"
-	stateStalled    = "stalled"
-	stateStandby    = "standby" // reachable, but another router carries the link
-	stateDown       = "down"
+	stateUp         = LinkUp
+	stateConnecting = LinkConnecting
+	stateStalled    = LinkStalled
+	stateStandby    = LinkStandby // reachable, but another router carries the link
+	stateDown       = LinkDown
 )
 
 // linkState is what the agent knows of one router link.
