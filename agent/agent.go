@@ -45,6 +45,9 @@ type Agent struct {
 	run      sync.WaitGroup
 	closing  sync.Once
 	closeErr error
+	// spawnMu orders goroutines a program's call starts (spawn) before Close's wait.
+	spawnMu sync.Mutex
+	closed  bool
 
 	mu     sync.Mutex
 	conn   *quic.Conn            // the link in use, nil while none is up
@@ -124,6 +127,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 // again does nothing.
 func (a *Agent) Close() error {
 	a.closing.Do(func() {
+		a.spawnMu.Lock()
+		a.closed = true
+		a.spawnMu.Unlock()
 		a.stop()
 		a.run.Wait()
 		a.closeEvents()
@@ -145,6 +151,18 @@ func checkCarriers(cfg Config) error {
 		return fmt.Errorf("agent: TCP carrier %q: want %q (auto), %q or %q", cfg.TCPCarrier, CarrierAuto, CarrierLane, CarrierQUIC)
 	}
 	return nil
+}
+
+// spawn runs f as one of the agent's goroutines, unless the agent is closed (false): a
+// program's call may race Close, which must not wait for goroutines that start after it.
+func (a *Agent) spawn(f func()) bool {
+	a.spawnMu.Lock()
+	defer a.spawnMu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.run.Go(f)
+	return true
 }
 
 // start opens what cfg asks for locally, learns the routers and starts the links.

@@ -150,10 +150,14 @@ func (a *Agent) dialPacket(ctx context.Context, spec DialSpec) (*PacketConn, err
 	pc.e = e
 	cctx, stop := context.WithCancel(a.runCtx)
 	pc.stop = stop
-	a.run.Go(func() {
+	if !a.spawn(func() {
 		defer close(pc.done)
 		a.runUDPEnd(cctx, e, tc)
-	})
+	}) {
+		stop()
+		tc.Close()
+		return nil, errAgentClosed
+	}
 	return pc, nil
 }
 
