@@ -619,15 +619,22 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 	}
 	// What the agent may no longer do, it stops doing.
 	a.mu.Lock()
-	var unhosted []string
+	var unhosted, undelivered []string
 	for name := range a.hosting {
 		if !hosted[name] {
 			unhosted = append(unhosted, name)
 		}
 	}
+	for name, l := range a.listeners {
+		if !hosted[name] && !l.program() {
+			undelivered = append(undelivered, name)
+		}
+	}
 	a.mu.Unlock()
 	for _, name := range unhosted {
 		a.stopHosting(name)
+	}
+	for _, name := range undelivered {
 		a.stopHostAddress(name)
 	}
 	a.stopIntercepts(func(d DialSpec) bool { return intercepts[d] })
