@@ -239,20 +239,25 @@ const (
 	identityRevoked = "revoked"
 )
 
-// Status is what `umbra-agent status` prints.
+// Status is what `umbra-agent status` prints, and what Agent.Status returns.
 type Status struct {
+	// Identity is the agent's identity name.
 	Identity string `json:"identity"`
 	// IdentityState is "ok", or "revoked" while the routers refuse the certificate (the
 	// identity was deleted or re-enrolled elsewhere); the agent then retries slowly.
-	IdentityState string    `json:"identity_state"`
-	CertExpires   time.Time `json:"cert_expires"`
-	Version       string    `json:"version"`
+	IdentityState string `json:"identity_state"`
+	// CertExpires is when the certificate in use expires (it is renewed at two thirds
+	// of its life); Version, the agent's build.
+	CertExpires time.Time `json:"cert_expires"`
+	Version     string    `json:"version"`
 	// UptimeSeconds is how long the agent has run.
 	UptimeSeconds float64 `json:"uptime_s"`
 	// LinksUp counts router links that came up (the first, then each reconnect or fresh
 	// connection that replaced a stalled one); Stalls, links found silent.
-	LinksUp uint64          `json:"links_up"`
-	Stalls  uint64          `json:"stalls"`
+	LinksUp uint64 `json:"links_up"`
+	Stalls  uint64 `json:"stalls"`
+	// Links, Hosting and Dialing list the router links, the hosted services and the
+	// local dial listeners, each sorted.
 	Links   []LinkStatus    `json:"links"`
 	Hosting []HostingStatus `json:"hosting"`
 	Dialing []DialingStatus `json:"dialing"`
@@ -300,12 +305,14 @@ const inProcess = "in-process"
 
 // HostingStatus is one service this agent hosts.
 type HostingStatus struct {
+	// Service is the hosted service's name.
 	Service string `json:"service"`
 	// Address is PROTO:HOST:PORT where the agent delivers the service, or PROTO:in-process
 	// for a service the program serves through Listen or ListenPacket.
-	Address  string `json:"address"`
-	State    string `json:"state"` // "bound" or "binding"
-	Circuits int    `json:"circuits"`
+	Address string `json:"address"`
+	State   string `json:"state"` // "bound" or "binding"
+	// Circuits counts the service's open circuits; Error is why the last binding ended.
+	Circuits int `json:"circuits"`
 	// Target is "reachable" or "unreachable: ERROR": whether the local address took the
 	// last circuit (or the check when the binding came up); empty before either.
 	Target string `json:"target,omitempty"`
@@ -314,12 +321,15 @@ type HostingStatus struct {
 
 // DialingStatus is one local listener for a service.
 type DialingStatus struct {
+	// Service is the service the listener reaches; Host, the hosting identity it asks
+	// for ("" for any); Listen, PROTO:HOST:PORT it listens on.
 	Service string `json:"service"`
 	Host    string `json:"host,omitempty"`
 	Listen  string `json:"listen"`
 	// State is "listening", or "bind failed: ERROR" for an intercept address the agent
 	// could not listen on (another program holds it, say).
-	State     string `json:"state"`
+	State string `json:"state"`
+	// Circuits counts its open circuits; LastError is why the last dial failed.
 	Circuits  int    `json:"circuits"`
 	LastError string `json:"last_error,omitempty"`
 }
