@@ -268,3 +268,90 @@ collect:
 		t.Errorf("WriteTo a UDP address succeeded, want an error")
 	}
 }
+
+// TestListenTakesOverAHostAddress: an agent with the zero Config delivers a service that
+// names a host address there, as umbra-agent does; a program's Listen takes the service
+// over, and once the listener closes the address serves it again.
+func TestListenTakesOverAHostAddress(t *testing.T) {
+	l := startLab(t)
+	addr := greeter(t, "from the address")
+	l.edge("create", "service", "greet", "--host", "tcp:"+addr)
+	l.edge("create", "service-policy", "greet-bind", "--type", "bind", "--identities", "#server", "--services", "@greet")
+	l.edge("create", "service-policy", "greet-dial", "--type", "dial", "--identities", "#client", "--services", "@greet")
+	srv := l.agent(l.enroll("srv2", "server"))
+	cli := l.agent(l.enroll("cli2", "client"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*readyTimeout)
+	defer cancel()
+
+	waitGreeting(t, ctx, cli, "from the address")
+	ln, err := srv.Listen(ctx, "greet")
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "from the program\n")
+			c.Close()
+		}
+	}()
+	if got := greeting(ctx, cli); got != "from the program\n" {
+		t.Errorf("after Listen, a circuit got %q, want the program's greeting", got)
+	}
+	ln.Close()
+	waitGreeting(t, ctx, cli, "from the address")
+}
+
+// greeter serves a line on a loopback TCP address until the test ends.
+func greeter(t *testing.T, line string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, line+"\n")
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// greeting dials greet and returns what it says, or the error.
+func greeting(ctx context.Context, a *agent.Agent) string {
+	c, err := a.Dial(ctx, "greet")
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// waitGreeting dials greet until it says want, polling until ctx ends.
+func waitGreeting(t *testing.T, ctx context.Context, a *agent.Agent, want string) {
+	t.Helper()
+	var got string
+	for ctx.Err() == nil {
+		if got = greeting(ctx, a); got == want+"\n" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("greet says %q, want %q", got, want)
+}
