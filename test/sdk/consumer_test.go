@@ -2,14 +2,18 @@ package sdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // pageBytes is the size of the page the consumer's client fetches.
@@ -22,6 +26,14 @@ var blobSeed = [32]byte{'u', 'm', 'b', 'r', 'a'}
 var consumerPrograms = map[string]string{
 	"server": "examples/dark-http-server/main.go",
 	"client": "examples/http-client/main.go",
+	"relay":  "examples/mavlink-relay/main.go",
+}
+
+// consumer is the module buildConsumer made, built once for every test that runs it.
+var consumer struct {
+	once sync.Once
+	bin  string
+	err  error
 }
 
 // buildConsumer makes a module of its own in a temporary directory, as a user of the SDK
@@ -30,53 +42,53 @@ var consumerPrograms = map[string]string{
 // static. It returns the directory holding the binaries.
 func buildConsumer(t *testing.T) string {
 	t.Helper()
+	consumer.once.Do(func() { consumer.bin, consumer.err = makeConsumer(filepath.Join(workDir, "consumer")) })
+	if consumer.err != nil {
+		t.Fatal(consumer.err)
+	}
+	return consumer.bin
+}
+
+func makeConsumer(dir string) (string, error) {
 	checkout, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	dir := t.TempDir()
 	for name, src := range consumerPrograms {
 		data, err := os.ReadFile(filepath.Join(checkout, src))
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		if err := os.WriteFile(filepath.Join(dir, name, "main.go"), data, 0o644); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	// The checksums of umbra's own dependencies, so that the build needs no network;
 	// the module graph is the consumer's.
 	sums, err := os.ReadFile(filepath.Join(checkout, "go.sum"))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "go.sum"), sums, 0o644); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	env := []string{"GOFLAGS=-mod=mod", "CGO_ENABLED=0", "GOWORK=off", "GOPROXY=off"}
-	goCmd := func(args ...string) {
-		t.Helper()
+	for _, args := range [][]string{
+		{"mod", "init", "example.com/consumer"},
+		{"mod", "edit", "-require", "github.com/umbranet/umbra@v0.0.0", "-replace", "github.com/umbranet/umbra=" + checkout},
+		{"build", "-o", "bin/", "./..."},
+	} {
 		cmd := exec.Command("go", args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s in the consumer module: %v\n%s", strings.Join(args, " "), err, out)
+			return "", fmt.Errorf("go %s in the consumer module: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	goCmd("mod", "init", "example.com/consumer")
-	goCmd("mod", "edit", "-require", "github.com/umbranet/umbra@v0.0.0", "-replace", "github.com/umbranet/umbra="+checkout)
-	goCmd("build", "-o", "bin/", "./...")
-	mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(mod, []byte("module example.com/consumer")) {
-		t.Fatalf("consumer go.mod:\n%s", mod)
-	}
-	return filepath.Join(dir, "bin")
+	return filepath.Join(dir, "bin"), nil
 }
 
 // TestConsumerModuleServesAndFetchesHTTP: a module outside umbra's builds against the
@@ -172,4 +184,115 @@ func socketsOf(t *testing.T, pid int) []socket {
 		}
 	}
 	return out
+}
+
+// Load of the relay test.
+const (
+	// relayDatagrams is how many datagrams the autopilot sends once the relay carries.
+	relayDatagrams = 100
+	// relayEvery paces them, at a telemetry rate.
+	relayEvery = 5 * time.Millisecond
+)
+
+// TestConsumerMAVLinkRelay: the MAVLink-style relay built in a module of its own carries
+// an autopilot's datagrams from the drone's loopback to the ground station's UDP port and
+// the ground station's answers back, datagram for datagram.
+func TestConsumerMAVLinkRelay(t *testing.T) {
+	bin := buildConsumer(t)
+	l := startLab(t)
+	l.service("mavlink", "gcs", "drone")
+	gcs := udpEcho(t)
+	ground := start(t, filepath.Join(bin, "relay"), "-mode", "ground", "-identity", filepath.Join(l.dir, "gcs1.json"),
+		"-token", l.token("gcs1", "gcs"), "-routers", l.router, "-local", gcs)
+	waitOutput(t, ground, "hosting mavlink")
+	droneLocal := freeUDP(t)
+	start(t, filepath.Join(bin, "relay"), "-mode", "drone", "-identity", filepath.Join(l.dir, "drone1.json"),
+		"-token", l.token("drone1", "drone"), "-routers", l.router, "-local", droneLocal)
+
+	autopilot, err := net.Dial("udp", droneLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer autopilot.Close()
+	buf := make([]byte, 64)
+	// The relay dials on the first datagram, and drops what comes before it listens.
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("no echo through the relay within %v", readyTimeout)
+		}
+		autopilot.Write([]byte("ping"))
+		autopilot.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := autopilot.Read(buf); err == nil && string(buf[:n]) == "ping" {
+			break
+		}
+	}
+	got := map[uint32]bool{}
+	msg := make([]byte, 32) // a MAVLink v2 heartbeat's size
+	for i := range relayDatagrams {
+		binary.BigEndian.PutUint32(msg, uint32(i))
+		autopilot.Write(msg)
+		time.Sleep(relayEvery)
+	}
+	autopilot.SetReadDeadline(time.Now().Add(quietEnd))
+	for len(got) < relayDatagrams {
+		n, err := autopilot.Read(buf)
+		if err != nil {
+			break
+		}
+		if n == len(msg) {
+			got[binary.BigEndian.Uint32(buf)] = true
+		}
+	}
+	if len(got) < relayDatagrams*9/10 {
+		t.Errorf("got %d of %d datagrams back through the relay, want at least 90 %%", len(got), relayDatagrams)
+	}
+}
+
+// waitOutput polls p's output until it contains s.
+func waitOutput(t *testing.T, p *proc, s string) {
+	t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for !strings.Contains(p.output(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output within %v:\n%s", s, readyTimeout, p.output())
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("process exited (%v) before printing %q:\n%s", p.err, s, p.output())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// udpEcho answers every datagram on a loopback port with itself until the test ends.
+func udpEcho(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// freeUDP returns a loopback UDP address the OS just had free.
+func freeUDP(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
 }

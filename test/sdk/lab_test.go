@@ -27,16 +27,16 @@ const (
 	commandTimeout = 30 * time.Second
 )
 
-// umbraBin is the umbra binary TestMain built.
-var umbraBin string
+// workDir is TestMain's temporary directory; umbraBin, the umbra binary it built.
+var workDir, umbraBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "umbra-sdk-bin")
+	dir, err := os.MkdirTemp("", "umbra-sdk")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	umbraBin = filepath.Join(dir, "umbra")
+	workDir, umbraBin = dir, filepath.Join(dir, "umbra")
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", umbraBin, "github.com/umbranet/umbra/cmd/umbra")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
