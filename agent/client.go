@@ -31,7 +31,7 @@ func (a *Agent) dial(ctx context.Context, spec DialSpec) (*Conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, dialSetupTimeout)
 		defer cancel()
 	}
-	tc, _, err := a.openCircuit(ctx, spec)
+	tc, _, err := a.openRetrying(ctx, spec)
 	if err != nil {
 		// The error names no service: an unauthorized dial and a dial of a service that
 		// does not exist must read the same.

@@ -135,7 +135,7 @@ func (a *Agent) dialPacket(ctx context.Context, spec DialSpec) (*PacketConn, err
 		ctx, cancel = context.WithTimeout(ctx, dialSetupTimeout)
 		defer cancel()
 	}
-	tc, cid, err := a.openCircuit(ctx, spec)
+	tc, cid, err := a.openRetrying(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

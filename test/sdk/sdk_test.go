@@ -24,6 +24,8 @@ const (
 	circuits = 50
 	// circuitBytes is what each circuit echoes.
 	circuitBytes = 64 << 10
+	// dialAttempts is how many times a circuit's Dial is tried.
+	dialAttempts = 3
 	// datagrams is how many datagrams the UDP echo sends, one every datagramEvery.
 	datagrams     = 200
 	datagramEvery = 2 * time.Millisecond
@@ -116,12 +118,16 @@ func TestDialAndListenFiftyCircuits(t *testing.T) {
 	}
 	dialers.Wait()
 	close(errs)
+	echoed := 0
 	for err := range errs {
 		if err != nil {
 			t.Error(err)
+			continue
 		}
+		echoed++
 	}
-	for range circuits {
+	// Every circuit that echoed was accepted; each accepted one names its dialer.
+	for range echoed {
 		if got := <-callers; got != "cli1" {
 			t.Errorf("accepted a circuit from %q, want cli1", got)
 		}
@@ -154,9 +160,17 @@ func TestDialAndListenFiftyCircuits(t *testing.T) {
 // echoOnce opens one circuit to echo, sends circuitBytes of its own and checks they
 // come back exactly.
 func echoOnce(ctx context.Context, a *agent.Agent, i int) error {
-	c, err := a.Dial(ctx, "echo")
+	var c *agent.Conn
+	var err error
+	// A dial whose setup meets the host's router link being replaced (on a machine so
+	// busy that heartbeats stall for 1.5 s) is refused; a program dials again.
+	for range dialAttempts {
+		if c, err = a.Dial(ctx, "echo"); err == nil {
+			break
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("circuit %d: Dial: %w", i, err)
+		return fmt.Errorf("circuit %d: Dial, %d times: %w", i, dialAttempts, err)
 	}
 	defer c.Close()
 	if c.Identity() != "srv1" {
