@@ -396,7 +396,7 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	defer tc.Close()
 	conn := tc.NetConn().(streamConn).conn
 	// What the peer sent while the circuit was set up goes first.
-	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.udpFEC)
 	if err != nil {
 		a.dialResult(st, err, 0)
 		return
@@ -445,7 +445,7 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 		return fmt.Errorf("deliver %s to %s: %w", service, addr, err)
 	}
 	defer local.Close()
-	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.udpFEC)
 	if err != nil {
 		return err
 	}

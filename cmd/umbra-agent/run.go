@@ -17,9 +17,6 @@ import (
 	"github.com/umbranet/umbra/agent"
 	"github.com/umbranet/umbra/hal/led"
 	"github.com/umbranet/umbra/hal/watchdog"
-	"github.com/umbranet/umbra/internal/fec"
-	"github.com/umbranet/umbra/internal/identity"
-	"github.com/umbranet/umbra/internal/transport"
 )
 
 // defaultProcs is --procs: an agent carries a radio's worth of bytes, which one CPU
@@ -60,19 +57,19 @@ func newRunCmd() *cobra.Command {
 			if err := setProcs(procs, os.Getenv); err != nil {
 				return err
 			}
-			id, err := identity.Load(idPath)
+			id, err := agent.LoadIdentity(idPath)
 			if err != nil {
 				return err
 			}
-			cfg := agent.Config{Identity: id, IdentityPath: idPath, Routers: routers, StatusSocket: statusSocket, Metrics: metricsAddr, Logger: log}
+			cfg := agent.Config{Identity: id, Routers: routers, StatusSocket: statusSocket, Metrics: metricsAddr, Logger: log}
 			if cfg.UDPFEC, err = parseFEC(udpFEC); err != nil {
 				return err
 			}
-			if cfg.UDPOverQUIC, cfg.TCPCarrier, err = parseCarriers(udpCarrier, tcpCarrier, linkProfile); err != nil {
+			if cfg.UDPOverQUIC, cfg.TCPCarrier, err = parseCarriers(udpCarrier, tcpCarrier); err != nil {
 				return err
 			}
-			if cfg.Profile, err = transport.ProfileNamed(linkProfile); err != nil {
-				return fmt.Errorf("--link-profile: %w", err)
+			if cfg.LinkProfile, err = parseLinkProfile(linkProfile); err != nil {
+				return err
 			}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)
@@ -95,16 +92,16 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, closeKey, err := agent.New(cmd.Context(), cfg)
+			a, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
-			defer closeKey()
+			defer a.Close()
 			// Hand back to the OS what a transfer grew, once the agent is quiet again.
 			trimCtx, stopTrim := context.WithCancel(cmd.Context())
 			defer stopTrim()
 			go agent.TrimMemory(trimCtx, agent.TrimConfig{Logger: log})
-			s := &supervisor{agent: a, log: log}
+			s := &supervisor{agent: runUntilDone{a}, log: log}
 			if pin != nil {
 				s.led = led.New(led.Config{Pin: pin})
 			}
@@ -140,11 +137,27 @@ func newRunCmd() *cobra.Command {
 	return cmd
 }
 
-// parseCarriers reads --udp-carrier and --tcp-carrier (auto, lane or quic) in the light
-// of --link-profile: auto leaves the agent's own choice (agent.Config), except that TCP
-// circuits ride the lane from the start with the radio profile, whose user says the link
-// is a radio.
-func parseCarriers(udp, tcp, profile string) (udpOverQUIC bool, tcpCarrier agent.Carrier, err error) {
+// runUntilDone is a started agent as the supervisor runs it: until ctx ends, then closed.
+type runUntilDone struct{ *agent.Agent }
+
+func (r runUntilDone) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return r.Close()
+}
+
+// parseLinkProfile reads --link-profile: lan or radio.
+func parseLinkProfile(s string) (agent.LinkProfile, error) {
+	switch p := agent.LinkProfile(s); p {
+	case agent.ProfileLAN, agent.ProfileRadio:
+		return p, nil
+	}
+	return "", fmt.Errorf("--link-profile %q: want %s or %s", s, agent.ProfileLAN, agent.ProfileRadio)
+}
+
+// parseCarriers reads --udp-carrier and --tcp-carrier (auto, lane or quic): auto leaves
+// the agent's own choice (agent.Config), which with the radio profile puts TCP circuits
+// on the lane from the start.
+func parseCarriers(udp, tcp string) (udpOverQUIC bool, tcpCarrier agent.Carrier, err error) {
 	switch udp {
 	case "auto", "lane":
 	case "quic":
@@ -154,9 +167,6 @@ func parseCarriers(udp, tcp, profile string) (udpOverQUIC bool, tcpCarrier agent
 	}
 	switch tcp {
 	case "auto":
-		if profile == "radio" && !udpOverQUIC {
-			tcpCarrier = agent.CarrierLane
-		}
 	case "lane":
 		if udpOverQUIC {
 			return false, "", errors.New("--tcp-carrier lane needs the lane: not with --udp-carrier quic")
@@ -223,32 +233,32 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-// parseFEC reads --udp-fec: "off", "K:M" or "K:M:FLUSH".
-func parseFEC(s string) (fec.Config, error) {
+// parseFEC reads --udp-fec: "off", "K:M" or "K:M:FLUSH"; without FLUSH the agent's
+// default flush delay applies.
+func parseFEC(s string) (agent.FEC, error) {
 	if s == "" || s == "off" {
-		return fec.Config{}, nil
+		return agent.FEC{}, nil
 	}
 	parts := strings.Split(s, ":")
 	bad := fmt.Errorf("--udp-fec %q: want off, K:M or K:M:FLUSH, e.g. 32:8 or 32:8:100ms", s)
 	if len(parts) < 2 || len(parts) > 3 {
-		return fec.Config{}, bad
+		return agent.FEC{}, bad
 	}
 	kn, err1 := strconv.Atoi(parts[0])
 	mn, err2 := strconv.Atoi(parts[1])
 	if err1 != nil || err2 != nil {
-		return fec.Config{}, bad
+		return agent.FEC{}, bad
 	}
-	flush := agent.DefaultFECFlush
+	c := agent.FEC{K: kn, M: mn}
 	if len(parts) == 3 {
 		d, err := time.ParseDuration(parts[2])
 		if err != nil || d <= 0 {
-			return fec.Config{}, bad
+			return agent.FEC{}, bad
 		}
-		flush = d
+		c.Flush = d
 	}
-	c := fec.Config{K: kn, M: mn, FlushDelay: flush}
-	if _, err := fec.NewEncoder(c); err != nil {
-		return fec.Config{}, fmt.Errorf("--udp-fec %q: %w", s, err)
+	if err := c.Check(); err != nil {
+		return agent.FEC{}, fmt.Errorf("--udp-fec %q: %w", s, err)
 	}
 	return c, nil
 }
