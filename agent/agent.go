@@ -56,6 +56,7 @@ type Agent struct {
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
+	udp     udpCounters                       // what UDP circuits carried and dropped
 
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.
@@ -201,6 +202,8 @@ type Status struct {
 	Links   []LinkStatus    `json:"links"`
 	Hosting []HostingStatus `json:"hosting"`
 	Dialing []DialingStatus `json:"dialing"`
+	// Datagrams is what the UDP circuits carried, dropped and recovered.
+	Datagrams DatagramStatus `json:"datagrams"`
 }
 
 // LinkStatus is one router link.
@@ -276,6 +279,7 @@ func (a *Agent) Status() Status {
 		st.IdentityState = identityRevoked
 	}
 	st.LinksUp, st.Stalls = a.linksUp, a.stalls
+	st.Datagrams = a.udp.status()
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter
 	}

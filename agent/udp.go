@@ -42,6 +42,17 @@ const (
 	// datagramBudget is the QUIC datagram size aimed for before quic-go says otherwise:
 	// it fits the 1,200-byte packets of the Radio profile.
 	datagramBudget = 1100
+	// laneBudget is the datagram size on a link's lane: with the lane's 34 bytes a lane
+	// packet of 1,452 bytes, the UDP payload of a 1,500-byte IPv6 packet. A datagram of
+	// up to 1,381 bytes (1,374 with FEC) travels in one packet: RTP video packetized for
+	// an MTU of 1,100 or 1,200 bytes did not, at datagramBudget, and took two packets
+	// each, either of which lost lost the video packet (at 15 % loss 72 % arrived where
+	// the radio delivers 85 %).
+	laneBudget = 1452 - lane.Overhead
+	// udpHold is how long a datagram that follows a gap in its flow waits for the gap to
+	// fill, when the sender adds FEC (datagram.Orderer): a packet FEC rebuilds after the
+	// ones behind it is no use to an RTP decoder that has moved past it.
+	udpHold = datagram.DefaultHold
 )
 
 // Inside the seal, each datagram starts with its coding: a plain fragment, or a packet
@@ -64,22 +75,30 @@ func newUDPQueue() *datagram.Queue {
 type udpEnd struct {
 	conn    *quic.Conn
 	out     datagramSender
+	budget  int // the largest datagram out takes, until it says otherwise
+	stats   *udpCounters
 	cid     uint64
 	seal    *seal.Sealer
 	open    *seal.Opener
 	split   *datagram.Splitter
-	fecOut  *fec.Encoder          // nil: no FEC on what this end sends
-	fecIn   *fec.Decoder          // used only by the link's datagram reader
-	reasm   *datagram.Reassembler // used only by the link's datagram reader
+	fecOut  *fec.Encoder // nil: no FEC on what this end sends
 	queue   *datagram.Queue
 	deliver func([]byte)
 	active  atomic.Int64 // unix nanoseconds of the last datagram either way
-	dropped atomic.Uint64
+
+	// What arrives: the link's datagram reader and the orderer's timer take inMu.
+	inMu   sync.Mutex
+	fecIn  *fec.Decoder
+	reasm  *datagram.Reassembler
+	order  *datagram.Orderer // made once the sender's FEC shows: then datagrams leave in order
+	hold   *time.Timer       // releases what waited udpHold
+	closed bool
+	counts receiveCounts
 }
 
 // newUDPEnd makes a circuit end that sends what is pushed onto queue, with forward error
 // correction when fc has a K.
-func newUDPEnd(conn *quic.Conn, out datagramSender, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config) (*udpEnd, error) {
+func newUDPEnd(conn *quic.Conn, out datagramSender, budget int, stats *udpCounters, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config) (*udpEnd, error) {
 	send, recv, err := datagramKeys(tc.ConnectionState(), dialer)
 	if err != nil {
 		return nil, err
@@ -97,7 +116,7 @@ func newUDPEnd(conn *quic.Conn, out datagramSender, cid uint64, tc *tls.Conn, di
 		overhead += fec.PacketOverhead
 	}
 	e := &udpEnd{
-		conn: conn, out: out, cid: cid, seal: seal.NewSealer(send), open: seal.NewOpener(recv),
+		conn: conn, out: out, budget: budget, stats: stats, cid: cid, seal: seal.NewSealer(send), open: seal.NewOpener(recv),
 		split:   datagram.NewSplitter(overhead),
 		fecOut:  coder,
 		fecIn:   in,
@@ -116,36 +135,45 @@ func (e *udpEnd) idle() time.Duration { return time.Since(time.Unix(0, e.active.
 // send carries the queued payloads until ctx ends. With FEC, parity follows each block
 // once it is full or its flush delay has passed.
 func (e *udpEnd) send(ctx context.Context) {
-	budget := datagramBudget
-	buf := make([]byte, 0, datagramBudget+seal.Overhead+1+fec.PacketOverhead+datagram.MaxCircuitIDLen)
-	inner := make([]byte, 0, datagramBudget+1+fec.PacketOverhead)
-	// sendOne seals and sends one inner datagram; false means the link is gone.
-	sendOne := func(coding byte, body []byte) (ok, tooLarge bool) {
+	budget := e.budget
+	buf := make([]byte, 0, budget+seal.Overhead+1+fec.PacketOverhead+datagram.MaxCircuitIDLen)
+	inner := make([]byte, 0, budget+1+fec.PacketOverhead)
+	var stale uint64 // the queue's count of stale datagrams, as last counted
+	// sendOne seals and sends one inner datagram. It returns why the packet was
+	// dropped ("" if it left), and false once the link is gone.
+	sendOne := func(coding byte, body []byte) (dropped string, ok bool) {
 		inner = append(append(inner[:0], coding), body...)
 		pkt, _ := datagram.AppendCircuitID(buf[:0], e.cid)
 		pkt = e.seal.Seal(pkt, inner, nil)
 		err := e.out(pkt)
-		if errors.Is(err, errDatagramDropped) {
-			e.dropped.Add(1)
-			return true, false
-		}
 		var tl *quic.DatagramTooLargeError
-		if errors.As(err, &tl) {
+		switch {
+		case err == nil:
+			return "", true
+		case errors.Is(err, errDatagramThrottled):
+			return udpDropThrottled, true
+		case errors.Is(err, errDatagramDropped):
+			return udpDropSendError, true
+		case errors.As(err, &tl):
 			if int(tl.MaxDatagramPayloadSize) < budget {
 				budget = int(tl.MaxDatagramPayloadSize) // the rest of this message is lost; later ones fit
 			}
-			e.dropped.Add(1)
-			return true, true
+			return udpDropOversize, true
 		}
-		return err == nil, false
+		return "", false
 	}
-	sendFEC := func(pkts [][]byte) bool {
+	// sendFEC sends packets of the code: parity, or one fragment's data packet.
+	sendFEC := func(pkts [][]byte) (dropped string, ok bool) {
 		for _, p := range pkts {
-			if ok, _ := sendOne(codingFEC, p); !ok {
-				return false
+			d, ok := sendOne(codingFEC, p)
+			if !ok {
+				return d, false
+			}
+			if p[2] < p[3] { // a data packet (index < K): the fragment's fate
+				dropped = d
 			}
 		}
-		return true
+		return dropped, true
 	}
 	for {
 		wait, cancel := ctx, context.CancelFunc(func() {})
@@ -156,41 +184,50 @@ func (e *udpEnd) send(ctx context.Context) {
 		}
 		payload, err := e.queue.Pop(wait)
 		cancel()
+		if n := e.queue.Stale(); n != stale {
+			e.stats.drop(udpDropStale, n-stale)
+			stale = n
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if !sendFEC(e.fecOut.Poll(time.Now())) { // the block's flush delay passed
+			if _, ok := sendFEC(e.fecOut.Poll(time.Now())); !ok { // the block's flush delay passed
 				return
 			}
 			continue
 		}
 		frags, err := e.split.Split(payload, budget)
 		if err != nil {
-			e.dropped.Add(1)
+			e.stats.drop(udpDropOversize, 1)
 			continue
 		}
 		now := time.Now()
+		lost := "" // why the datagram was lost, if one of its fragments was
 		for _, f := range frags {
+			var dropped string
+			var ok bool
 			if e.fecOut == nil {
-				ok, tooLarge := sendOne(codingPlain, f)
-				if !ok {
-					return
-				}
-				if tooLarge {
+				dropped, ok = sendOne(codingPlain, f)
+			} else {
+				pkts, err := e.fecOut.Add(f, now)
+				if err != nil {
+					lost = udpDropOversize
 					break
 				}
-				continue
+				dropped, ok = sendFEC(pkts)
 			}
-			pkts, err := e.fecOut.Add(f, now)
-			if err != nil {
-				e.dropped.Add(1)
-				break
-			}
-			if !sendFEC(pkts) {
+			if !ok {
 				return
 			}
+			if dropped != "" && lost == "" {
+				lost = dropped
+			}
+			if dropped == udpDropOversize {
+				break
+			}
 		}
+		e.stats.drop(lost, 1)
 		e.touch()
 	}
 }
@@ -199,36 +236,114 @@ func (e *udpEnd) send(ctx context.Context) {
 func (e *udpEnd) receive(sealed []byte, buf []byte) {
 	inner, _, err := e.open.Open(buf[:0], sealed, nil)
 	if err != nil || len(inner) == 0 {
-		e.dropped.Add(1)
+		e.stats.drop(udpDropAuth, 1)
+		return
+	}
+	now := time.Now()
+	e.inMu.Lock()
+	defer e.inMu.Unlock()
+	if e.closed {
 		return
 	}
 	switch inner[0] {
 	case codingPlain:
-		e.reassemble(inner[1:])
+		e.reassemble(inner[1:], now)
 	case codingFEC:
-		frags, err := e.fecIn.Add(inner[1:], time.Now())
+		if e.order == nil {
+			// The sender protects this flow: a lost datagram may be rebuilt after the
+			// ones that follow it, so from now on they wait for it, a little.
+			e.order = datagram.NewOrderer(datagram.OrdererConfig{Hold: udpHold})
+		}
+		frags, err := e.fecIn.Add(inner[1:], now)
 		if err != nil && len(frags) == 0 {
-			e.dropped.Add(1)
-			return
+			e.stats.drop(udpDropMalformed, 1)
 		}
 		for _, f := range frags {
-			e.reassemble(f)
+			e.reassemble(f, now)
 		}
 	default:
-		e.dropped.Add(1)
+		e.stats.drop(udpDropMalformed, 1)
+	}
+	e.settle()
+}
+
+// reassemble adds one fragment and delivers the message it completes, in order once
+// the flow has an orderer. e.inMu is held.
+func (e *udpEnd) reassemble(frag []byte, now time.Time) {
+	var id uint64
+	if e.order != nil {
+		f, err := datagram.DecodeFragment(frag)
+		if err != nil {
+			e.stats.drop(udpDropMalformed, 1)
+			return
+		}
+		id = f.MessageID
+	}
+	msg, ok, err := e.reasm.Add(frag)
+	if err != nil {
+		e.stats.drop(udpDropMalformed, 1)
+		return
+	}
+	if !ok {
+		return
+	}
+	e.touch()
+	if e.order == nil {
+		e.deliverOne(msg)
+		return
+	}
+	for _, m := range e.order.Add(id, msg, now) {
+		e.deliverOne(m)
 	}
 }
 
-// reassemble adds one fragment and delivers the message it completes.
-func (e *udpEnd) reassemble(frag []byte) {
-	msg, ok, err := e.reasm.Add(frag)
-	if err != nil {
-		e.dropped.Add(1)
+func (e *udpEnd) deliverOne(msg []byte) {
+	e.stats.delivered.Add(1)
+	e.deliver(msg)
+}
+
+// settle adds what the decoder, reassembler and orderer counted to the agent's
+// figures, and sets the timer for the next datagram whose wait ends. e.inMu is held.
+func (e *udpEnd) settle() {
+	var ost datagram.OrderStats
+	if e.order != nil {
+		ost = e.order.Stats()
+	}
+	e.counts.update(e.stats, e.fecIn.Stats(), e.reasm.Stats(), ost)
+	if e.order == nil {
 		return
 	}
-	if ok {
-		e.touch()
-		e.deliver(msg)
+	d, ok := e.order.Deadline()
+	if !ok {
+		return
+	}
+	if e.hold == nil {
+		e.hold = time.AfterFunc(time.Until(d), e.releaseHeld)
+		return
+	}
+	e.hold.Reset(time.Until(d))
+}
+
+// releaseHeld delivers what has waited udpHold for a datagram that did not come.
+func (e *udpEnd) releaseHeld() {
+	e.inMu.Lock()
+	defer e.inMu.Unlock()
+	if e.closed {
+		return
+	}
+	for _, m := range e.order.Poll(time.Now()) {
+		e.deliverOne(m)
+	}
+	e.settle()
+}
+
+// stopReceiving ends deliveries: the circuit is over.
+func (e *udpEnd) stopReceiving() {
+	e.inMu.Lock()
+	defer e.inMu.Unlock()
+	e.closed = true
+	if e.hold != nil {
+		e.hold.Stop()
 	}
 }
 
@@ -294,32 +409,40 @@ func (a *Agent) dispatchDatagram(conn *quic.Conn, pkt, buf []byte) {
 }
 
 // datagramSender sends one circuit datagram towards the router. It returns
-// errDatagramDropped for a datagram dropped on the way out (the lane's breaker, a
-// passing socket error) and any other error once the link is gone.
+// errDatagramThrottled or errDatagramDropped for a datagram dropped on the way out (the
+// lane's breaker, a passing socket error) and any other error once the link is gone.
 type datagramSender func([]byte) error
 
-// errDatagramDropped is a datagram dropped before it left; the link lives on.
-var errDatagramDropped = errors.New("datagram dropped")
+var (
+	// errDatagramDropped is a datagram dropped before it left; the link lives on.
+	errDatagramDropped = errors.New("datagram dropped")
+	// errDatagramThrottled is a datagram the lane's congestion breaker dropped.
+	errDatagramThrottled = fmt.Errorf("%w: throttled", errDatagramDropped)
+)
 
-// datagramSender returns how circuit datagrams leave on conn: on its lane when the
-// router agreed to one, else in QUIC DATAGRAM frames.
-func (a *Agent) datagramSender(conn *quic.Conn) datagramSender {
+// datagramSender returns how circuit datagrams leave on conn, and the largest datagram
+// to send that way: on its lane when the router agreed to one, else in QUIC DATAGRAM
+// frames.
+func (a *Agent) datagramSender(conn *quic.Conn) (datagramSender, int) {
 	a.udpMu.Lock()
 	ll := a.lanes[conn]
 	a.udpMu.Unlock()
 	if ll == nil {
-		return conn.SendDatagram
+		return conn.SendDatagram, datagramBudget
 	}
 	ln := ll.lane
 	return func(b []byte) error {
-		if err := ln.Send(b); err != nil {
-			if conn.Context().Err() != nil {
-				return err
-			}
-			return errDatagramDropped
+		err := ln.Send(b)
+		switch {
+		case err == nil:
+			return nil
+		case conn.Context().Err() != nil:
+			return err
+		case errors.Is(err, lane.ErrThrottled):
+			return errDatagramThrottled
 		}
-		return nil
-	}
+		return errDatagramDropped
+	}, laneBudget
 }
 
 // udpFlow is one local peer of a UDP dial listener.
@@ -370,10 +493,14 @@ func (a *Agent) serveUDPDial(pc net.PacketConn, st *dialState) {
 			})
 		}
 		mu.Unlock()
+		a.udp.sent.Add(1)
 		if f.failed.Load() {
+			a.udp.drop(udpDropNoCircuit, 1)
 			continue
 		}
-		f.queue.Push(buf[:n])
+		if _, evicted := f.queue.PushEvicting(buf[:n]); evicted {
+			a.udp.drop(udpDropQueueFull, 1)
+		}
 		if e := f.end.Load(); e != nil {
 			e.touch()
 		}
@@ -389,6 +516,7 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	if err != nil {
 		a.dialResult(st, err, 0)
 		f.failed.Store(true)
+		a.udp.drop(udpDropNoCircuit, uint64(f.queue.Len()))
 		f.queue.Close()
 		a.log.Warn("dial", "service", st.spec.Service, "peer", f.peer.String(), "err", err)
 		return
@@ -396,7 +524,8 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	defer tc.Close()
 	conn := tc.NetConn().(streamConn).conn
 	// What the peer sent while the circuit was set up goes first.
-	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
+	out, budget := a.datagramSender(conn)
+	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
 	if err != nil {
 		a.dialResult(st, err, 0)
 		return
@@ -413,6 +542,7 @@ func (a *Agent) runUDPEnd(ctx context.Context, e *udpEnd, tc *tls.Conn) {
 	defer cancel()
 	a.registerUDP(e)
 	defer a.unregisterUDP(e)
+	defer e.stopReceiving()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { e.send(ctx) })
@@ -445,7 +575,8 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 		return fmt.Errorf("deliver %s to %s: %w", service, addr, err)
 	}
 	defer local.Close()
-	e, err := newUDPEnd(conn, a.datagramSender(conn), cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
+	out, budget := a.datagramSender(conn)
+	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
 	if err != nil {
 		return err
 	}
@@ -465,7 +596,10 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 				}
 				continue // nothing listens yet at the service's address
 			}
-			e.queue.Push(buf[:n])
+			a.udp.sent.Add(1)
+			if _, evicted := e.queue.PushEvicting(buf[:n]); evicted {
+				a.udp.drop(udpDropQueueFull, 1)
+			}
 			e.touch()
 		}
 	}()
