@@ -57,6 +57,7 @@ type Agent struct {
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
 	udp     udpCounters                       // what UDP circuits carried and dropped
+	early   earlyDatagrams                    // datagrams that came before their circuit's end
 
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.

@@ -37,8 +37,14 @@ type Config struct {
 	Profile transport.Profile
 	// UDPFEC, when its K is set, adds forward error correction to the datagrams this
 	// agent sends on UDP circuits: M parity packets per K. The far end decodes whatever
-	// arrives, with or without it.
+	// arrives, with or without it. Zero K, the default: AutoFEC while the router link's
+	// heartbeats show loss (the same verdict as TCPCarrier's auto, lossy.go), none while
+	// the link is clean, so a flow over a lossy radio arrives better than over the bare
+	// radio, and a clean link pays nothing.
 	UDPFEC fec.Config
+	// UDPFECOff sends UDP circuits' datagrams without forward error correction whatever
+	// the link's loss (`--udp-fec off`).
+	UDPFECOff bool
 	// UDPOverQUIC carries UDP circuits' datagrams in QUIC DATAGRAM frames, under QUIC's
 	// congestion control, and opens no datagram lane. False, the default: they ride the
 	// link's lane beside QUIC (internal/lane), which random loss does not throttle, on

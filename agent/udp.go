@@ -32,8 +32,14 @@ const (
 	// udpRetryAfter is how long a flow whose circuit failed drops datagrams before it is
 	// dialed again, so a refused service is not dialed per packet.
 	udpRetryAfter = time.Second
-	// udpQueue is the depth of each flow's send queue.
-	udpQueue = 256
+	// udpQueue and udpQueueBytes bound each flow's send queue: room for udpStale of an
+	// 8 Mbit/s video flow, so the bursts of a video (a keyframe of tens of packets, the
+	// first second or two queued while its circuit is set up over a slow radio) are
+	// bounded by their age, not by a count sized for telemetry. At 256 datagrams a
+	// 1.5 Mbit/s video starting over a 400 ms round trip lost its first keyframe, and
+	// 20-30 frames with it, while its circuit was set up. Slots cost nothing until used.
+	udpQueue      = 4096
+	udpQueueBytes = 2 << 20
 	// udpStale is how long a datagram may wait to be sent (a circuit being set up, a
 	// stalled link) before it is dropped: stale telemetry is worse than none.
 	udpStale = 2 * time.Second
@@ -49,11 +55,43 @@ const (
 	// each, either of which lost lost the video packet (at 15 % loss 72 % arrived where
 	// the radio delivers 85 %).
 	laneBudget = 1452 - lane.Overhead
+	// udpBurst is how many datagrams may wait in a flow's queue and still leave back to
+	// back: a keyframe's burst passes as it came. A longer backlog (what queued while the
+	// circuit was set up, or while the link stalled) is sent at twice the pace it came
+	// in (udpCatchUp), not at the lane's line rate: 1.5 s of a 1.5 Mbit/s video queued
+	// over a 400 ms round trip left as 400 packets in 20 ms, which overran the
+	// receiving decoder's socket and lost its first keyframe where the straight path
+	// lost nothing.
+	udpBurst = 64
+	// udpCatchUp is how much faster than it came a backlog is sent.
+	udpCatchUp = 2
+	// udpCatchUpGap bounds the gap between a backlog's datagrams.
+	udpCatchUpGap = 20 * time.Millisecond
 	// udpHold is how long a datagram that follows a gap in its flow waits for the gap to
 	// fill, when the sender adds FEC (datagram.Orderer): a packet FEC rebuilds after the
 	// ones behind it is no use to an RTP decoder that has moved past it.
 	udpHold = datagram.DefaultHold
 )
+
+// VideoFEC is forward error correction for video (`--udp-fec video`): a block holds one
+// frame's packets, up to 16, which an encoder sends back to back; its parity follows 3
+// ms after the frame's last packet (the idle flush), 30 ms after its first at the
+// latest, so a lost packet is rebuilt within a frame's time. Full blocks add 8 parity
+// packets, short ones in proportion (a frame of 5 packets, 3): about 50 % more packets
+// whatever the frames' sizes, and at 10 % random loss over 99 % of the packets arrive.
+// The receiving agent delivers in order what follows a lost packet once it sees FEC
+// (udpHold), since an RTP decoder without a jitter buffer drops a packet older than one
+// it has seen.
+var VideoFEC = fec.Config{K: 16, M: 8, FlushDelay: 30 * time.Millisecond, IdleFlush: 3 * time.Millisecond, Proportional: true}
+
+// AutoFEC is the code a UDP circuit sends with by default while the router link's
+// heartbeats show loss (Config.UDPFEC): blocks of up to 16 datagrams closed 30 ms after
+// their first, under a frame of video, with 4 parity packets for a full block and in
+// proportion (at least 2) for a short one. A video frame of 5 packets gets 2 parity
+// packets; 6 telemetry messages at 200 a second, 2. At 15 % random loss a datagram of
+// such a block arrives 96–97 % of the time where the bare radio delivers 85 %; at 5 %,
+// 99.8 %. It costs 25–40 % more packets, only while the link loses them.
+var AutoFEC = fec.Config{K: 16, M: 4, FlushDelay: 30 * time.Millisecond, Proportional: true}
 
 // Inside the seal, each datagram starts with its coding: a plain fragment, or a packet
 // of the forward-error-correction code (internal/fec) carrying a fragment or parity. The
@@ -67,21 +105,25 @@ const (
 func newUDPQueue() *datagram.Queue {
 	q := datagram.NewQueue(udpQueue)
 	q.SetMaxAge(udpStale)
+	q.SetMaxBytes(udpQueueBytes)
 	return q
 }
 
 // udpEnd is one end of a UDP circuit on one link: it seals what it sends and opens,
 // reassembles and delivers what arrives.
 type udpEnd struct {
-	conn    *quic.Conn
-	out     datagramSender
-	budget  int // the largest datagram out takes, until it says otherwise
-	stats   *udpCounters
-	cid     uint64
-	seal    *seal.Sealer
-	open    *seal.Opener
-	split   *datagram.Splitter
-	fecOut  *fec.Encoder // nil: no FEC on what this end sends
+	conn   *quic.Conn
+	out    datagramSender
+	budget int // the largest datagram out takes, until it says otherwise
+	stats  *udpCounters
+	cid    uint64
+	seal   *seal.Sealer
+	open   *seal.Opener
+	split  *datagram.Splitter
+	fecOut *fec.Encoder // nil: no FEC on what this end sends
+	// autoFEC, when set, says whether the link is lossy: fecOut is then AutoFEC's
+	// encoder while it is, and nil while it is not.
+	autoFEC func() bool
 	queue   *datagram.Queue
 	deliver func([]byte)
 	active  atomic.Int64 // unix nanoseconds of the last datagram either way
@@ -98,7 +140,7 @@ type udpEnd struct {
 
 // newUDPEnd makes a circuit end that sends what is pushed onto queue, with forward error
 // correction when fc has a K.
-func newUDPEnd(conn *quic.Conn, out datagramSender, budget int, stats *udpCounters, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config) (*udpEnd, error) {
+func newUDPEnd(conn *quic.Conn, out datagramSender, budget int, stats *udpCounters, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config, autoFEC func() bool) (*udpEnd, error) {
 	send, recv, err := datagramKeys(tc.ConnectionState(), dialer)
 	if err != nil {
 		return nil, err
@@ -113,12 +155,16 @@ func newUDPEnd(conn *quic.Conn, out datagramSender, budget int, stats *udpCounte
 		if coder, err = fec.NewEncoder(fc); err != nil {
 			return nil, fmt.Errorf("udp fec: %w", err)
 		}
+		autoFEC = nil
+	}
+	if fc.K > 0 || autoFEC != nil {
 		overhead += fec.PacketOverhead
 	}
 	e := &udpEnd{
 		conn: conn, out: out, budget: budget, stats: stats, cid: cid, seal: seal.NewSealer(send), open: seal.NewOpener(recv),
 		split:   datagram.NewSplitter(overhead),
 		fecOut:  coder,
+		autoFEC: autoFEC,
 		fecIn:   in,
 		reasm:   datagram.NewReassembler(datagram.ReassemblerConfig{}),
 		queue:   queue,
@@ -196,6 +242,28 @@ func (e *udpEnd) send(ctx context.Context) {
 				return
 			}
 			continue
+		}
+		if e.autoFEC != nil {
+			switch on := e.autoFEC(); {
+			case on && e.fecOut == nil:
+				e.fecOut, _ = fec.NewEncoder(AutoFEC) // cannot fail: a valid Config
+			case !on && e.fecOut != nil:
+				if _, ok := sendFEC(e.fecOut.Flush()); !ok {
+					return
+				}
+				e.fecOut = nil
+			}
+		}
+		if n := e.queue.Len(); n >= udpBurst {
+			// A backlog: spread it over 1/udpCatchUp of the time it took to gather.
+			gap := min(e.queue.OldestAge()/udpCatchUp/time.Duration(n), udpCatchUpGap)
+			if gap > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(gap):
+				}
+			}
 		}
 		frags, err := e.split.Split(payload, budget)
 		if err != nil {
@@ -347,7 +415,21 @@ func (e *udpEnd) stopReceiving() {
 	}
 }
 
-// registerUDP makes the link's datagram reader hand cid's datagrams to e.
+// autoFEC is how a UDP circuit's end learns whether to add AutoFEC: the router link's
+// loss verdict; nil when the Config fixes the code or turns it off.
+func (a *Agent) autoFEC() func() bool {
+	if a.cfg.UDPFECOff || a.cfg.UDPFEC.K > 0 {
+		return nil
+	}
+	return func() bool {
+		lossy, _ := a.loss.state()
+		return lossy
+	}
+}
+
+// registerUDP makes the link's datagram reader hand cid's datagrams to e, those that
+// came before it first. It holds udpMu while it hands those over, so the reader's next
+// datagram of the circuit follows them.
 func (a *Agent) registerUDP(e *udpEnd) {
 	a.udpMu.Lock()
 	defer a.udpMu.Unlock()
@@ -355,6 +437,14 @@ func (a *Agent) registerUDP(e *udpEnd) {
 		a.udpEnds[e.conn] = map[uint64]*udpEnd{}
 	}
 	a.udpEnds[e.conn][e.cid] = e
+	early, stale := a.early.take(e.conn, e.cid)
+	a.udp.drop(udpDropUnknownCircuit, stale)
+	if len(early) > 0 {
+		buf := make([]byte, 0, datagram.MaxMessageSize)
+		for _, pkt := range early {
+			e.receive(pkt, buf)
+		}
+	}
 }
 
 func (a *Agent) unregisterUDP(e *udpEnd) {
@@ -403,9 +493,14 @@ func (a *Agent) dispatchDatagram(conn *quic.Conn, pkt, buf []byte) {
 	a.udpMu.Lock()
 	e := a.udpEnds[conn][cid]
 	a.udpMu.Unlock()
-	if e != nil {
-		e.receive(pkt[n:], buf)
+	if e == nil {
+		// The dialer sends once its end of the end-to-end handshake is done, and its
+		// datagrams may overtake the handshake's last flight on the way to this end (or
+		// that flight may wait a retransmission): keep them a moment for the end.
+		a.udp.drop(udpDropUnknownCircuit, a.early.put(conn, cid, pkt[n:]))
+		return
 	}
+	e.receive(pkt[n:], buf)
 }
 
 // datagramSender sends one circuit datagram towards the router. It returns
@@ -525,7 +620,7 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 	conn := tc.NetConn().(streamConn).conn
 	// What the peer sent while the circuit was set up goes first.
 	out, budget := a.datagramSender(conn)
-	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.cfg.UDPFEC, a.autoFEC())
 	if err != nil {
 		a.dialResult(st, err, 0)
 		return
@@ -576,7 +671,7 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 	}
 	defer local.Close()
 	out, budget := a.datagramSender(conn)
-	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC)
+	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.cfg.UDPFEC, a.autoFEC())
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"github.com/umbranet/umbra/internal/datagram"
 	"github.com/umbranet/umbra/internal/fec"
@@ -38,17 +42,20 @@ const (
 	// udpDropIncomplete: a datagram split into fragments lost one on the way, and the
 	// reassembler gave the rest up at its deadline.
 	udpDropIncomplete = "incomplete"
+	// udpDropUnknownCircuit: it arrived for a circuit this agent has no end of (not
+	// yet, or no longer).
+	udpDropUnknownCircuit = "unknown_circuit"
 )
 
 // udpDropReasons lists the reasons in the order status and metrics show them.
 var udpDropReasons = []string{udpDropQueueFull, udpDropStale, udpDropThrottled, udpDropOversize, udpDropSendError,
-	udpDropNoCircuit, udpDropAuth, udpDropMalformed, udpDropFECUnrecovered, udpDropIncomplete}
+	udpDropNoCircuit, udpDropAuth, udpDropMalformed, udpDropFECUnrecovered, udpDropIncomplete, udpDropUnknownCircuit}
 
 // udpCounters count what the agent's UDP circuits carried and dropped, all circuits
 // together: the datagram path adds to atomics, status reads them.
 type udpCounters struct {
 	sent, delivered, recovered, late, held atomic.Uint64
-	dropped                                [10]atomic.Uint64 // by udpDropReasons' index
+	dropped                                [11]atomic.Uint64 // by udpDropReasons' index
 }
 
 // drop counts n datagrams dropped for reason.
@@ -138,4 +145,83 @@ func datagramMetrics(d DatagramStatus) []metric {
 		counter("umbra_agent_udp_datagrams_late_total", "Datagrams delivered after a later one of their flow, the wait for them given up.", d.Late),
 		dropped,
 	}
+}
+
+// Datagrams that arrive for a circuit before this agent has its end: a hosting agent
+// makes the end once the end-to-end handshake is done, and the dialer's first datagrams
+// (a video's first keyframe, queued while the circuit was set up) may come before the
+// handshake's last flight, or that flight may be lost and sent again. Dropped, they cost
+// a keyframe and the 20–30 frames that depend on it; held, they are delivered in order
+// when the end comes.
+const (
+	// earlyMax bounds the datagrams held for all circuits together.
+	earlyMax = 1024
+	// earlyAge is how long one is held: a lost handshake flight's retransmission on a
+	// slow radio, and then some.
+	earlyAge = 2 * time.Second
+)
+
+// earlyDatagrams holds datagrams of circuits this agent has no end of yet.
+type earlyDatagrams struct {
+	mu     sync.Mutex
+	byCirc map[earlyKey][]earlyDatagram
+	n      int
+}
+
+type earlyKey struct {
+	conn *quic.Conn
+	cid  uint64
+}
+
+type earlyDatagram struct {
+	at  time.Time
+	pkt []byte
+}
+
+// put keeps a copy of pkt for circuit cid on conn. It returns how many datagrams it
+// dropped: those held too long, and pkt itself if there is no room.
+func (q *earlyDatagrams) put(conn *quic.Conn, cid uint64, pkt []byte) (dropped uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	for k, ds := range q.byCirc {
+		if now.Sub(ds[len(ds)-1].at) > earlyAge { // the newest is too old: the circuit is not coming
+			dropped += uint64(len(ds))
+			q.n -= len(ds)
+			delete(q.byCirc, k)
+		}
+	}
+	if q.n >= earlyMax {
+		return dropped + 1
+	}
+	if q.byCirc == nil {
+		q.byCirc = map[earlyKey][]earlyDatagram{}
+	}
+	k := earlyKey{conn, cid}
+	q.byCirc[k] = append(q.byCirc[k], earlyDatagram{now, append([]byte(nil), pkt...)})
+	q.n++
+	return dropped
+}
+
+// take returns and forgets what is held for circuit cid on conn, oldest first, those
+// held too long left out and counted as dropped.
+func (q *earlyDatagrams) take(conn *quic.Conn, cid uint64) (pkts [][]byte, dropped uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := earlyKey{conn, cid}
+	ds := q.byCirc[k]
+	if len(ds) == 0 {
+		return nil, 0
+	}
+	delete(q.byCirc, k)
+	q.n -= len(ds)
+	pkts = make([][]byte, 0, len(ds))
+	for _, d := range ds {
+		if time.Since(d.at) <= earlyAge {
+			pkts = append(pkts, d.pkt)
+		} else {
+			dropped++
+		}
+	}
+	return pkts, dropped
 }
