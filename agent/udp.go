@@ -235,8 +235,8 @@ func (e *udpEnd) send(ctx context.Context) {
 			stale = n
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() != nil || e.fecOut == nil {
+				return // ended, or the queue closed
 			}
 			if _, ok := sendFEC(e.fecOut.Poll(time.Now())); !ok { // the block's flush delay passed
 				return

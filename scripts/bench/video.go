@@ -731,6 +731,12 @@ func writeVideo(r *report, rows []videoRow) {
 			row.ways[0].frames, row.ways[1].frames, row.ways[2].frames,
 			pct(row.ways[0].delivered), pct(row.ways[1].delivered), pct(row.ways[2].delivered), row.sent, lat(videoUmbra), lat(videoFEC))
 	}
+	r.printf("\nWhat umbra counted over each row (`umbra-agent status` datagrams, the router's drops by reason): the drones' agents, which send, and the ground's, which receives both ways' video.\n\n")
+	r.printf("| loss, delay each way | drone, default flags | drone, `--udp-fec video` | ground | router drops |\n|---|---|---|---|---|\n")
+	for _, row := range rows {
+		r.printf("| %.0f %%, %d ms | %s | %s | %s | %s |\n", 100*row.loss, row.delay.Milliseconds(),
+			strings.TrimPrefix(row.ways[videoUmbra].counts, "drone: "), strings.TrimPrefix(row.ways[videoFEC].counts, "drone: "), row.ground, row.router)
+	}
 	r.printf("\n")
 	var missed []string
 	for _, row := range rows {
