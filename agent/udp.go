@@ -25,7 +25,10 @@ import (
 // packet, and never retransmitted late. To the router they ride the link's datagram lane
 // beside QUIC (internal/lane), or QUIC DATAGRAM frames where there is no lane. The read
 // loop of a UDP socket never blocks on the network: datagrams wait in a drop-oldest
-// queue for a sender goroutine.
+// queue, bounded in bytes and age so a video's bursts fit, for a sender goroutine, which
+// adds forward error correction while the link is lossy (AutoFEC) and spreads a backlog
+// out. The receiving end delivers in order behind a datagram FEC may still rebuild
+// (datagram.Orderer). Every stage counts what it drops (udpstats.go).
 const (
 	// udpFlowIdle ends a flow whose datagrams stopped in both directions.
 	udpFlowIdle = 2 * time.Minute
