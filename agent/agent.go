@@ -82,6 +82,8 @@ type Agent struct {
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
+	udp     udpCounters                       // what UDP circuits carried and dropped
+	early   earlyDatagrams                    // datagrams that came before their circuit's end
 
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.
@@ -261,6 +263,8 @@ type Status struct {
 	Links   []LinkStatus    `json:"links"`
 	Hosting []HostingStatus `json:"hosting"`
 	Dialing []DialingStatus `json:"dialing"`
+	// Datagrams is what the UDP circuits carried, dropped and recovered.
+	Datagrams DatagramStatus `json:"datagrams"`
 }
 
 // LinkStatus is one router link.
@@ -346,6 +350,7 @@ func (a *Agent) Status() Status {
 		st.IdentityState = identityRevoked
 	}
 	st.LinksUp, st.Stalls = a.linksUp, a.stalls
+	st.Datagrams = a.udp.status()
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter
 	}

@@ -11,19 +11,25 @@ import (
 // TestParseFEC: --udp-fec takes off, K:M (leaving the flush delay to the agent) or
 // K:M:FLUSH, and refuses anything else with the flag's name in the error.
 func TestParseFEC(t *testing.T) {
-	if c, err := parseFEC("off"); err != nil || c.K != 0 {
-		t.Fatalf("off = %+v, %v", c, err)
+	if c, off, err := parseFEC("auto"); err != nil || c.K != 0 || off {
+		t.Fatalf("auto = %+v, off %v, %v", c, off, err)
 	}
-	c, err := parseFEC("32:8")
+	if c, off, err := parseFEC("off"); err != nil || c.K != 0 || !off {
+		t.Fatalf("off = %+v, off %v, %v", c, off, err)
+	}
+	if c, _, err := parseFEC("video"); err != nil || c != agent.VideoFEC {
+		t.Fatalf("video = %+v, %v", c, err)
+	}
+	c, _, err := parseFEC("32:8")
 	if err != nil || c.K != 32 || c.M != 8 || c.Flush != 0 {
 		t.Fatalf("32:8 = %+v, %v", c, err)
 	}
-	c, err = parseFEC("16:4:80ms")
+	c, _, err = parseFEC("16:4:80ms")
 	if err != nil || c.K != 16 || c.M != 4 || c.Flush != 80*time.Millisecond {
 		t.Fatalf("16:4:80ms = %+v, %v", c, err)
 	}
 	for _, bad := range []string{"8", "8:x", "8:4:soon", "8:4:-1s", "60:10", "1:2:3:4"} {
-		if _, err := parseFEC(bad); err == nil {
+		if _, _, err := parseFEC(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
