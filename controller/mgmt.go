@@ -22,6 +22,7 @@ import (
 	"github.com/umbranet/umbra/internal/role"
 	"github.com/umbranet/umbra/internal/strictjson"
 	"github.com/umbranet/umbra/internal/svcaddr"
+	"github.com/umbranet/umbra/internal/transport"
 )
 
 func (c *Controller) tlsConfig() *tls.Config {
@@ -32,6 +33,8 @@ func (c *Controller) tlsConfig() *tls.Config {
 		// Enrolling devices have no certificate yet; every admin path checks for one.
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs:  c.ca.Roots(),
+		// One port: HTTPS for the management API, and Raft between controllers.
+		NextProtos: []string{"http/1.1", transport.ALPNRaft},
 	}
 }
 
@@ -52,6 +55,7 @@ func (c *Controller) Handler() http.Handler {
 	// An update needs at least an operator here, and serveUpdate checks what it edits.
 	mux.Handle("PATCH /v1/{kind}/{name}", c.allow(role.Operator, c.serveUpdate))
 	mux.Handle("DELETE /v1/{kind}/{name}", c.allow(role.Admin, c.serveDelete))
+	c.node.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -534,6 +538,8 @@ func writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, store.ErrBadName):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, store.ErrNoLeader):
+		writeCodedError(w, http.StatusServiceUnavailable, api.CodeNoLeader, err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}

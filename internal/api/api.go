@@ -225,6 +225,10 @@ const (
 	// CodeForbidden: the caller's identity is unknown, revoked, or its role (none,
 	// reader, operator) does not allow what it asked.
 	CodeForbidden = "forbidden"
+	// CodeNoLeader: the controller asked cannot write now, because it reaches no
+	// leader of its cluster (it is cut off from a majority, or an election is running).
+	// Reads still work there; another controller may take the write.
+	CodeNoLeader = "no_leader"
 )
 
 // StatusError is the error a non-2xx answer becomes: the controller's one line, its
