@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/umbranet/umbra/controller"
+	"github.com/umbranet/umbra/internal/enroll"
 	"github.com/umbranet/umbra/internal/metrics"
 )
 
@@ -78,6 +79,31 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	runCmd.Flags().StringVar(&runListen, "listen", "", "HOST:PORT to listen on (default: as initialized)")
 	runCmd.Flags().StringVar(&runMetrics, "metrics", "", "HOST:PORT to serve Prometheus metrics on at /metrics (empty: none; use a loopback address unless scrapers elsewhere need it)")
 	runCmd.MarkFlagRequired("data")
-	cmd.AddCommand(initCmd, runCmd)
+	var joinJWT, joinData, joinListen, joinURL string
+	joinCmd := &cobra.Command{
+		Use:   "join",
+		Short: "make --data a new member of the cluster that issued --jwt (then `umbra controller run --data DIR`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			token, err := enroll.ReadTokenFile(joinJWT)
+			if err != nil {
+				return err
+			}
+			cfg := controller.Config{DataDir: joinData, Listen: joinListen, URL: joinURL}
+			if err := controller.Join(cmd.Context(), cfg, token); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "controller joined; run it with: umbra controller run --data %s\n", joinData)
+			return nil
+		},
+	}
+	joinCmd.Flags().StringVar(&joinJWT, "jwt", "", "join token from `umbra edge create controller` (required)")
+	joinCmd.Flags().StringVar(&joinData, "data", "", "data directory to create (required)")
+	joinCmd.Flags().StringVar(&joinListen, "listen", "", "HOST:PORT this controller will listen on (required)")
+	joinCmd.Flags().StringVar(&joinURL, "url", "", "URL devices and other controllers reach it at (default https://LISTEN)")
+	joinCmd.MarkFlagRequired("jwt")
+	joinCmd.MarkFlagRequired("data")
+	joinCmd.MarkFlagRequired("listen")
+	cmd.AddCommand(initCmd, runCmd, joinCmd)
 	return cmd
 }

@@ -51,6 +51,7 @@ var kindAliases = map[string]string{
 	"edge-router-policy": "edge-router-policies", "edge-router-policies": "edge-router-policies",
 	"link": "links", "links": "links",
 	"revocations": "revocations",
+	"controller":  "controllers", "controllers": "controllers",
 }
 
 func newEdgeCmd() *cobra.Command {
@@ -59,14 +60,14 @@ func newEdgeCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&f.admin, "admin", "", "admin identity file (default $"+adminEnv+")")
 
 	create := &cobra.Command{Use: "create", Short: "create a record"}
-	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f), createEnrollmentCmd(f))
+	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f), createEnrollmentCmd(f), createControllerCmd(f))
 
 	var output string
 	list := &cobra.Command{
-		Use:       "list identities|services|service-policies|edge-router-policies|routers|links|revocations",
+		Use:       "list identities|services|service-policies|edge-router-policies|routers|links|revocations|controllers",
 		Short:     "list records",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links", "revocations"},
+		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links", "revocations", "controllers"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := kindAliases[args[0]]
 			if !ok {
@@ -94,11 +95,14 @@ func newEdgeCmd() *cobra.Command {
 	list.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 
 	del := &cobra.Command{
-		Use:   "delete identity|service|service-policy|edge-router-policy|router NAME",
-		Short: "delete a record (an identity's or router's certificate is revoked)",
+		Use:   "delete identity|service|service-policy|edge-router-policy|router|controller NAME",
+		Short: "delete a record (an identity's, router's or controller's certificate is revoked; a controller leaves the cluster)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, err := apiKind(args[0])
+			if kindAliases[args[0]] == "controllers" {
+				kind, err = "controllers", nil
+			}
 			if err != nil {
 				return err
 			}
@@ -169,6 +173,22 @@ func createEnrollmentCmd(f *edgeFlags) *cobra.Command {
 	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
 	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.Flags().StringVar(&kind, "kind", "", "identity or router, when both kinds have a record called NAME")
+	cmd.MarkFlagRequired("jwt-out")
+	return cmd
+}
+
+func createControllerCmd(f *edgeFlags) *cobra.Command {
+	var jwtOut, expires string
+	cmd := &cobra.Command{
+		Use:   "controller NAME",
+		Short: "issue a one-time token for a new member of the controller cluster (redeem it with `umbra controller join`)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, strings.TrimPrefix(api.PathControllers, api.PathPrefix), api.CreateController{Name: args[0], Expires: expires}, jwtOut)
+		},
+	}
+	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the join token to (required)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.MarkFlagRequired("jwt-out")
 	return cmd
 }
@@ -296,6 +316,7 @@ var kindColumns = map[string][]string{
 	"edge-router-policies": {"name", "identities", "routers"},
 	"links":                {"name", "state", "rtt_ms", "loss", "dialed"},
 	"revocations":          {"serial", "kind", "name", "revoked_at"},
+	"controllers":          {"name", "address", "role", "voter", "reachable", "last_contact", "applied_index"},
 }
 
 // tableColumns are shown first, in this order, when present; other scalar fields follow.

@@ -58,6 +58,18 @@ type CreateRouter struct {
 	Expires string `json:"expires,omitempty"`
 }
 
+// CreateController is the body of POST /v1/controllers: a one-time token for a new
+// member of the controller cluster.
+type CreateController struct {
+	Name string `json:"name"`
+	// Expires is the token's lifetime, as in CreateIdentity.
+	Expires string `json:"expires,omitempty"`
+}
+
+// PathControllers lists (GET), creates (POST) and removes (DELETE …/NAME) the members of
+// the controller cluster.
+const PathControllers = "/v1/controllers"
+
 // PathEnrollments issues a new one-time token for an existing identity or router: POST
 // a CreateEnrollment, get a Created back.
 const PathEnrollments = "/v1/enrollments"

@@ -19,6 +19,8 @@ import (
 const (
 	MethodOTT    = "ott"    // an identity's one-time token
 	MethodRouter = "router" // a router's one-time token
+	// MethodController is a controller's one-time token to join a cluster.
+	MethodController = "controller"
 )
 
 // DefaultTokenLifetime is how long a token stays valid when the admin does not say.
@@ -33,7 +35,7 @@ const leeway = 30 * time.Second
 // Claims is what an enrollment token says.
 type Claims struct {
 	jwt.RegisteredClaims
-	// Method is "ott" or "router".
+	// Method is "ott", "router" or "controller".
 	Method string `json:"em"`
 	// RootFingerprint is the hex SHA-256 of the controller's root CA certificate.
 	RootFingerprint string `json:"rootfp"`
@@ -108,6 +110,8 @@ func (c Claims) Kind() string {
 		return pki.KindIdentity
 	case MethodRouter:
 		return pki.KindRouter
+	case MethodController:
+		return pki.KindController
 	}
 	return ""
 }
@@ -163,7 +167,7 @@ func CheckKind(token, want string) (Claims, error) {
 
 func (c Claims) check() error {
 	switch {
-	case c.Method != MethodOTT && c.Method != MethodRouter:
+	case c.Method != MethodOTT && c.Method != MethodRouter && c.Method != MethodController:
 		return fmt.Errorf("enroll: token has unknown enrollment method %q", c.Method)
 	case c.ID == "" || c.Subject == "" || c.Issuer == "":
 		return errors.New("enroll: token lacks jti, sub or iss")
