@@ -327,6 +327,7 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketCo
 		ctrlErr <- nil
 	}
 	go c.joinCluster(ctx)
+	go c.watchMembers(ctx)
 	srv := &http.Server{
 		Handler:           c.metrics.countRequests(c.Handler()),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -385,7 +386,7 @@ func (c *Controller) IssueAdmin(ctx context.Context, name string) (*identity.Fil
 		return nil, fmt.Errorf("issue admin: %w", err)
 	}
 	return &identity.File{
-		Name: rec.Name, ID: rec.ID, Kind: pki.KindIdentity, Controller: c.cfg.URL,
+		Name: rec.Name, ID: rec.ID, Kind: pki.KindIdentity, Controller: c.cfg.URL, Controllers: c.ControllerURLs(),
 		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)), Key: ref,
 		Signer: string(pki.EncodeCerts(c.ca.Signer, c.ca.Intermediate)),
 	}, nil

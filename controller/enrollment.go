@@ -204,6 +204,7 @@ func (c *Controller) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, enroll.Response{
 		Name: meta.Name, ID: meta.ID, Kind: subj.Kind,
 		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)),
+		Controllers: c.ControllerURLs(),
 	})
 }
 

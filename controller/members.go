@@ -11,6 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"time"
+
+	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"github.com/umbranet/umbra/controller/ca"
 	"github.com/umbranet/umbra/controller/events"
@@ -19,6 +23,7 @@ import (
 	"github.com/umbranet/umbra/internal/enroll"
 	"github.com/umbranet/umbra/internal/identity"
 	"github.com/umbranet/umbra/internal/pki"
+	"github.com/umbranet/umbra/internal/wire"
 )
 
 // serveControllers lists the cluster's members: GET /v1/controllers.
@@ -247,4 +252,35 @@ func Join(ctx context.Context, cfg Config, token string) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// membersPoll is how often a controller looks for a change of the cluster's members to
+// push to its routers.
+const membersPoll = time.Second
+
+// watchMembers pushes the cluster's members to this controller's routers whenever they
+// change, until ctx ends. Each member pushes to the routers connected to it.
+func (c *Controller) watchMembers(ctx context.Context) {
+	last := strings.Join(c.ControllerURLs(), ",")
+	t := time.NewTicker(membersPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		urls := c.ControllerURLs()
+		if now := strings.Join(urls, ","); now != last {
+			last = now
+			c.log.Info("controller cluster changed", "controllers", urls)
+			c.mu.Lock()
+			var conns []*quic.Conn
+			for _, st := range c.online {
+				conns = append(conns, st.conn)
+			}
+			c.mu.Unlock()
+			c.push(ctx, conns, wire.TypeControllers, wire.Controllers{URLs: urls})
+		}
+	}
 }

@@ -63,7 +63,11 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer lists the cluster's members, so clients follow its changes.
+		w.Header().Set(api.HeaderControllers, strings.Join(c.ControllerURLs(), ","))
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // callerKey is the request context key under which allow leaves the calling identity.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +26,30 @@ const adminEnv = "UMBRA_ADMIN"
 // edgeFlags are shared by every `umbra edge` command.
 type edgeFlags struct {
 	admin string
+
+	// The identity file the command used, and its client, so that the cluster's
+	// members the controller listed can be kept in the file afterwards.
+	path string
+	id   *identity.File
+	last *api.Client
+}
+
+// keepControllers writes the cluster's members, as the last answer listed them, into
+// the admin identity file when they differ from what it holds: the next command fails
+// over among the controllers of the cluster as it is now.
+func (f *edgeFlags) keepControllers() error {
+	if f.last == nil {
+		return nil
+	}
+	learned := f.last.Controllers()
+	if len(learned) == 0 || slices.Equal(learned, f.id.Controllers) {
+		return nil
+	}
+	f.id.Controllers = learned
+	if err := f.id.Save(f.path); err != nil {
+		return fmt.Errorf("keep the cluster's controllers in %s: %w", f.path, err)
+	}
+	return nil
 }
 
 func (f *edgeFlags) client(cmd *cobra.Command) (*api.Client, error) {
@@ -39,7 +64,12 @@ func (f *edgeFlags) client(cmd *cobra.Command) (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return api.NewClient(cmd.Context(), id)
+	c, err := api.NewClient(cmd.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	f.path, f.id, f.last = path, id, c
+	return c, nil
 }
 
 // kindAliases maps the CLI's kind words to API kinds.
@@ -58,6 +88,7 @@ func newEdgeCmd() *cobra.Command {
 	f := &edgeFlags{}
 	cmd := &cobra.Command{Use: "edge", Short: "manage identities, routers, services and policies"}
 	cmd.PersistentFlags().StringVar(&f.admin, "admin", "", "admin identity file (default $"+adminEnv+")")
+	cmd.PersistentPostRunE = func(*cobra.Command, []string) error { return f.keepControllers() }
 
 	create := &cobra.Command{Use: "create", Short: "create a record"}
 	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f), createEnrollmentCmd(f), createControllerCmd(f))

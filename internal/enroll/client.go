@@ -56,6 +56,8 @@ type Response struct {
 	Cert string `json:"cert"`
 	// CA is the PEM root.
 	CA string `json:"ca"`
+	// Controllers are the management URLs of every member of the controller cluster.
+	Controllers []string `json:"controllers,omitempty"`
 }
 
 // Enroll redeems token with the controller that signed it, as a subject of kind
@@ -124,13 +126,14 @@ func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identi
 		return nil, errors.New("enroll: controller's certificate names another subject or key")
 	}
 	return &identity.File{
-		Name:       subj.Name,
-		ID:         subj.ID,
-		Kind:       subj.Kind,
-		Controller: claims.Issuer,
-		Cert:       string(pki.EncodeCerts(chain...)),
-		CA:         string(pki.EncodeCerts(root)),
-		Signer:     string(pki.EncodeCerts(signerChain...)),
+		Name:        subj.Name,
+		ID:          subj.ID,
+		Kind:        subj.Kind,
+		Controller:  claims.Issuer,
+		Controllers: resp.Controllers,
+		Cert:        string(pki.EncodeCerts(chain...)),
+		CA:          string(pki.EncodeCerts(root)),
+		Signer:      string(pki.EncodeCerts(signerChain...)),
 	}, nil
 }
 
