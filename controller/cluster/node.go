@@ -28,7 +28,7 @@ const (
 	DefaultApplyTimeout = 10 * time.Second
 	// DefaultLeaderWait is how long a write waits for a leader to exist (an election
 	// takes one or two election timeouts) before it is refused with store.ErrNoLeader.
-	DefaultLeaderWait = 4 * time.Second
+	DefaultLeaderWait = 3 * time.Second
 	// retainSnapshots is how many Raft snapshots stay on disk.
 	retainSnapshots = 2
 	// maxPool is the number of idle Raft connections kept per peer.

@@ -287,7 +287,7 @@ const HeaderControllers = "Umbra-Controllers"
 const (
 	// failoverWindow bounds how long a call goes round the controllers while none
 	// answers or none has a leader (an election takes a second or two).
-	failoverWindow = 20 * time.Second
+	failoverWindow = 15 * time.Second
 	// failoverPause is the pause between two rounds of the controllers.
 	failoverPause = 250 * time.Millisecond
 	// attemptTimeout bounds one call to one controller, so a stopped one is left.

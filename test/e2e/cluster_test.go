@@ -1,0 +1,376 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bounds of the cluster tests: what the issue promises, generous for a loaded machine.
+const (
+	// failoverBound is how soon after the leader dies an admin write and a new dial
+	// must work again.
+	failoverBound = 10 * time.Second
+	// convergeTimeout bounds a cluster forming, or a member catching up.
+	convergeTimeout = 60 * time.Second
+	// refusalBound bounds an admin write refused for want of a leader: the CLI goes
+	// round every member for 15 s, each waiting 3 s for a leader.
+	refusalBound = 50 * time.Second
+)
+
+// ctrlMember is one controller process of a test cluster.
+type ctrlMember struct {
+	name, data, addr string
+	proc             *proc
+}
+
+// ctrlCluster is a controller cluster of real processes on loopback.
+type ctrlCluster struct {
+	t       *testing.T
+	dir     string
+	members []*ctrlMember
+	admin   string // the admin identity file init wrote
+	env     []string
+}
+
+// startCluster runs n controllers: the first from `controller init`, each other joined
+// with a token from `edge create controller`; it returns once every member is listed
+// reachable.
+func startCluster(t *testing.T, n int) *ctrlCluster {
+	t.Helper()
+	dir := t.TempDir()
+	c := &ctrlCluster{t: t, dir: dir}
+	first := &ctrlMember{name: "controller1", data: filepath.Join(dir, "controller1"), addr: freePort(t)}
+	must(t, nil, bins.umbra, "controller", "init", "--data", first.data, "--listen", first.addr)
+	c.admin = filepath.Join(first.data, "admin.json")
+	c.env = []string{"UMBRA_ADMIN=" + c.admin}
+	c.members = append(c.members, first)
+	c.run(first)
+	for i := 2; i <= n; i++ {
+		m := &ctrlMember{name: fmt.Sprintf("controller%d", i), data: filepath.Join(dir, fmt.Sprintf("controller%d", i)), addr: freePort(t)}
+		jwt := filepath.Join(dir, m.name+".jwt")
+		must(t, c.env, bins.umbra, "edge", "create", "controller", m.name, "--jwt-out", jwt)
+		must(t, nil, bins.umbra, "controller", "join", "--jwt", jwt, "--data", m.data, "--listen", m.addr)
+		c.members = append(c.members, m)
+		c.run(m)
+	}
+	c.waitMembers(n)
+	return c
+}
+
+// run starts m's `controller run`.
+func (c *ctrlCluster) run(m *ctrlMember) {
+	c.t.Helper()
+	m.proc = start(c.t, bins.umbra, "controller", "run", "--data", m.data)
+	m.proc.waitFor(c.t, "controller listening", readyTimeout)
+}
+
+// controllers lists the cluster's members as env's admin file reaches them.
+func (c *ctrlCluster) controllers(env []string) ([]map[string]any, error) {
+	out, _, err := run(c.t, env, bins.umbra, "edge", "list", "controllers", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var recs []map[string]any
+	return recs, json.Unmarshal([]byte(out), &recs)
+}
+
+// waitMembers waits until n members are listed, all reachable, with one leader and
+// the same applied index.
+func (c *ctrlCluster) waitMembers(n int) {
+	c.t.Helper()
+	waitUntil(c.t, convergeTimeout, fmt.Sprintf("%d controllers reachable with one leader", n), func() bool {
+		recs, err := c.controllers(c.env)
+		if err != nil || len(recs) != n {
+			return false
+		}
+		leaders, index := 0, recs[0]["applied_index"]
+		for _, r := range recs {
+			if r["reachable"] != true || r["applied_index"] != index {
+				return false
+			}
+			if r["role"] == "leader" {
+				leaders++
+			}
+		}
+		return leaders == 1
+	})
+}
+
+// leader is the member listed as leader.
+func (c *ctrlCluster) leader() *ctrlMember {
+	c.t.Helper()
+	var name string
+	waitUntil(c.t, convergeTimeout, "a leader", func() bool {
+		recs, err := c.controllers(c.env)
+		if err != nil {
+			return false
+		}
+		for _, r := range recs {
+			if r["role"] == "leader" && r["reachable"] == true {
+				name, _ = r["name"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	return c.member(name)
+}
+
+func (c *ctrlCluster) member(name string) *ctrlMember {
+	for _, m := range c.members {
+		if m.name == name {
+			return m
+		}
+	}
+	c.t.Fatalf("no member %q", name)
+	return nil
+}
+
+// kill sends SIGKILL to m and waits for it to end.
+func (c *ctrlCluster) kill(m *ctrlMember) {
+	c.t.Helper()
+	m.proc.cmd.Process.Kill()
+	<-m.proc.done
+}
+
+// signal sends sig (SIGSTOP, SIGCONT) to m.
+func (c *ctrlCluster) signal(m *ctrlMember, sig syscall.Signal) {
+	c.t.Helper()
+	if err := m.proc.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// adminAt writes a copy of the admin identity file that knows only m, and returns the
+// environment that uses it: what an operator whose laptop reaches only m sees.
+func (c *ctrlCluster) adminAt(m *ctrlMember) []string {
+	c.t.Helper()
+	data, err := os.ReadFile(c.admin)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var f map[string]any
+	if err := json.Unmarshal(data, &f); err != nil {
+		c.t.Fatal(err)
+	}
+	f["controller"], f["controllers"] = "https://"+m.addr, []string{}
+	out, _ := json.Marshal(f)
+	path := filepath.Join(c.dir, "admin-"+m.name+".json")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return []string{"UMBRA_ADMIN=" + path}
+}
+
+// mesh adds a router (enrolled through the cluster, listening on loopback) and an
+// edge-router policy for everyone; agents started on the returned mesh use the router.
+func (c *ctrlCluster) mesh() *mesh {
+	c.t.Helper()
+	t := c.t
+	must(t, c.env, bins.umbra, "edge", "create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
+	jwt := filepath.Join(c.dir, "router1.jwt")
+	must(t, c.env, bins.umbra, "edge", "create", "router", "router1", "--jwt-out", jwt)
+	data := filepath.Join(c.dir, "router1")
+	must(t, nil, bins.umbra, "router", "enroll", "--jwt", jwt, "--data", data)
+	addr := freePort(t)
+	r := start(t, bins.umbra, "router", "run", "--data", data, "--listen", addr)
+	r.waitFor(t, "router router1 listening", readyTimeout)
+	waitUntil(t, onlineTimeout, "router1 online", func() bool {
+		recs, _, err := run(t, c.env, bins.umbra, "edge", "list", "routers", "-o", "json")
+		var list []map[string]any
+		json.Unmarshal([]byte(recs), &list)
+		r := find(list, "router1")
+		return err == nil && r != nil && r["online"] == true
+	})
+	return &mesh{t: t, dir: c.dir, q: quickstartJSON{Router: addr, Admin: c.admin}, env: c.env}
+}
+
+// echoThrough streams size bytes through conn (an echo circuit) in paced chunks while
+// during runs once the first quarter came back; it returns an error unless every byte
+// came back in order.
+func echoThrough(conn net.Conn, size int, during func()) error {
+	const chunk = 16 << 10
+	const pace = 20 * time.Millisecond // spreads the transfer over the failover
+	data := make([]byte, size)
+	io.ReadFull(rngReader(), data)
+	errc := make(chan error, 1)
+	go func() {
+		for off := 0; off < size; off += chunk {
+			if _, err := conn.Write(data[off:min(off+chunk, size)]); err != nil {
+				errc <- err
+				return
+			}
+			time.Sleep(pace)
+		}
+		errc <- nil
+	}()
+	got := make([]byte, 0, size)
+	buf := make([]byte, chunk)
+	conn.SetReadDeadline(time.Now().Add(2 * convergeTimeout))
+	fired := false
+	for len(got) < size {
+		n, err := conn.Read(buf)
+		got = append(got, buf[:n]...)
+		if !fired && len(got) >= size/4 {
+			fired = true
+			during()
+		}
+		if err != nil {
+			return fmt.Errorf("read after %d of %d bytes: %w", len(got), size, err)
+		}
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if !bytes.Equal(got, data) {
+		return fmt.Errorf("the %d bytes came back changed", size)
+	}
+	return nil
+}
+
+// TestClusterSurvivesLeaderKill: three controllers, a router and two agents; the leader
+// is killed (kill -9) while a circuit carries traffic. The circuit completes byte-exact;
+// an identity is created through the same admin file, and a new circuit dialed, within
+// 10 s; the old leader restarts and catches up.
+func TestClusterSurvivesLeaderKill(t *testing.T) {
+	c := startCluster(t, 3)
+	m := c.mesh()
+	listen, _, _ := m.echoFleet(t)
+	conn := dialGreeted(t, listen, "drone1")
+
+	old := c.leader()
+	var killedAt time.Time
+	err := echoThrough(conn, 2<<20, func() {
+		c.kill(old)
+		killedAt = time.Now()
+	})
+	if err != nil {
+		t.Fatalf("circuit across the leader's death: %v", err)
+	}
+
+	// An admin write through the same admin file, within failoverBound of the kill.
+	jwt := filepath.Join(c.dir, "after.jwt")
+	_, errOut, err := run(t, c.env, bins.umbra, "edge", "create", "identity", "after", "--jwt-out", jwt)
+	if err != nil {
+		t.Fatalf("create identity after the leader died: %v: %s", err, errOut)
+	}
+	if took := time.Since(killedAt); took > failoverBound {
+		t.Errorf("create identity took %v after the kill, want within %v", took, failoverBound)
+	} else {
+		t.Logf("create identity done %v after the kill", took.Round(time.Millisecond))
+	}
+
+	// A new circuit within failoverBound of the kill.
+	waitUntil(t, failoverBound-time.Since(killedAt), "a new circuit after the leader died", func() bool {
+		g, err := dialGreeting(listen)
+		return err == nil && g == "drone1"
+	})
+	t.Logf("new circuit %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+
+	// The old leader restarts and catches up: it lists the new identity itself.
+	c.run(old)
+	c.waitMembers(3)
+	only := c.adminAt(old)
+	waitUntil(t, convergeTimeout, old.name+" lists the identity created while it was down", func() bool {
+		_, _, err := run(t, only, bins.umbra, "edge", "get", "identity", "after", "-o", "json")
+		return err == nil
+	})
+}
+
+// TestClusterMinorityRefusesWrites: with one of three members stopped (SIGSTOP), the
+// majority writes; a member cut off from the majority refuses writes with a clear `no
+// leader` error and still serves reads; once back, it has every write.
+func TestClusterMinorityRefusesWrites(t *testing.T) {
+	c := startCluster(t, 3)
+	isolated := c.members[2]
+	only := c.adminAt(isolated)
+
+	// One member stopped: the majority writes.
+	c.signal(isolated, syscall.SIGSTOP)
+	for i := range 3 {
+		must(t, c.env, bins.umbra, "edge", "create", "service", fmt.Sprintf("while-stopped-%d", i))
+	}
+	c.signal(isolated, syscall.SIGCONT)
+	c.waitMembers(3)
+
+	// The others stopped: the lone member refuses writes and serves reads.
+	for _, m := range c.members[:2] {
+		c.signal(m, syscall.SIGSTOP)
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members[:2] {
+			m.proc.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	start := time.Now()
+	_, errOut, err := run(t, only, bins.umbra, "edge", "create", "service", "refused")
+	if err == nil || !strings.Contains(errOut, "no leader") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("write on the isolated member: err %v, stderr %q; want one line saying no leader", err, errOut)
+	}
+	if took := time.Since(start); took > refusalBound {
+		t.Errorf("refusal took %v, want within %v", took, refusalBound)
+	}
+	out, errOut, err := run(t, only, bins.umbra, "edge", "list", "services", "-o", "json")
+	if err != nil || !strings.Contains(out, "while-stopped-2") {
+		t.Errorf("read on the isolated member: err %v %s; want the services, got %s", err, errOut, out)
+	}
+	for _, m := range c.members[:2] {
+		c.signal(m, syscall.SIGCONT)
+	}
+	c.waitMembers(3)
+	must(t, c.env, bins.umbra, "edge", "create", "service", "after-partition")
+	waitUntil(t, convergeTimeout, "the isolated member has every write", func() bool {
+		out, _, err := run(t, only, bins.umbra, "edge", "list", "services", "-o", "json")
+		return err == nil && strings.Contains(out, "after-partition") && !strings.Contains(out, `"refused"`)
+	})
+}
+
+// TestClusterOfFiveLosesTwoThenThree: five members keep writing with two killed; with
+// three killed writes are refused while reads and an existing circuit continue.
+func TestClusterOfFiveLosesTwoThenThree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five controllers")
+	}
+	c := startCluster(t, 5)
+	m := c.mesh()
+	listen, _, _ := m.echoFleet(t)
+	conn := dialGreeted(t, listen, "drone1")
+	echo := func(what string) {
+		t.Helper()
+		if err := echoThrough(conn, 64<<10, func() {}); err != nil {
+			t.Fatalf("existing circuit %s: %v", what, err)
+		}
+	}
+	// Kill two, the leader among them.
+	leader := c.leader()
+	c.kill(leader)
+	var rest []*ctrlMember
+	for _, mem := range c.members {
+		if mem != leader {
+			rest = append(rest, mem)
+		}
+	}
+	c.kill(rest[0])
+	must(t, c.env, bins.umbra, "edge", "create", "service", "with-three")
+	echo("with three of five")
+
+	c.kill(rest[1])
+	_, errOut, err := run(t, c.env, bins.umbra, "edge", "create", "service", "with-two")
+	if err == nil || !strings.Contains(errOut, "no leader") {
+		t.Errorf("write with two of five: err %v, stderr %q; want a no leader refusal", err, errOut)
+	}
+	out, errOut, err := run(t, c.env, bins.umbra, "edge", "list", "services", "-o", "json")
+	if err != nil || !strings.Contains(out, "with-three") {
+		t.Errorf("read with two of five: err %v %s; got %s", err, errOut, out)
+	}
+	echo("with two of five")
+}
