@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +29,9 @@ const (
 	// refusalBound bounds an admin write refused for want of a leader: the CLI goes
 	// round every member for 15 s, each waiting 3 s for a leader.
 	refusalBound = 50 * time.Second
+	// raftRefusalWait is how long a refused peer waits to see its Raft connection
+	// closed.
+	raftRefusalWait = 10 * time.Second
 )
 
 // ctrlMember is one controller process of a test cluster.
@@ -373,4 +381,113 @@ func TestClusterOfFiveLosesTwoThenThree(t *testing.T) {
 		t.Errorf("read with two of five: err %v %s; got %s", err, errOut, out)
 	}
 	echo("with two of five")
+}
+
+// TestClusterRefusesBadJoins: a join token used twice, expired, or from another
+// cluster, and a controller certificate from another CA on the Raft port, are refused
+// with one clear line, and nothing changes: no data directory, no new member.
+func TestClusterRefusesBadJoins(t *testing.T) {
+	a := startCluster(t, 2)
+	b := startCluster(t, 1)
+	before, _ := a.controllers(a.env)
+	names := func(recs []map[string]any) string {
+		var out []string
+		for _, r := range recs {
+			out = append(out, fmt.Sprint(r["name"], "@", r["address"]))
+		}
+		return strings.Join(out, ",")
+	}
+
+	expired := filepath.Join(a.dir, "expired.jwt")
+	must(t, a.env, bins.umbra, "edge", "create", "controller", "late", "--jwt-out", expired, "--expires", "1s")
+	otherJWT := filepath.Join(b.dir, "other.jwt")
+	must(t, b.env, bins.umbra, "edge", "create", "controller", "stranger", "--jwt-out", otherJWT)
+	// The other cluster's token, its issuer rewritten to point at this cluster (the
+	// signature no longer matches, and the root it pins is not this cluster's).
+	other, _ := os.ReadFile(otherJWT)
+	parts := strings.Split(strings.TrimSpace(string(other)), ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	payload = bytes.ReplaceAll(payload, []byte(b.members[0].addr), []byte(a.members[0].addr))
+	parts[1] = base64.RawURLEncoding.EncodeToString(payload)
+	redirected := filepath.Join(a.dir, "redirected.jwt")
+	os.WriteFile(redirected, []byte(strings.Join(parts, ".")+"\n"), 0o600)
+	time.Sleep(1100 * time.Millisecond) // let the 1 s token expire (a clock, not readiness)
+
+	for _, tt := range []struct {
+		name, jwt, want string
+	}{
+		{"used-twice", filepath.Join(a.dir, "controller2.jwt"), "already used"},
+		{"expired", expired, "expired"},
+		{"another-cluster", redirected, "root CA the token pins"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data := filepath.Join(a.dir, "joiner-"+tt.name)
+			_, errOut, err := run(t, nil, bins.umbra, "controller", "join", "--jwt", tt.jwt, "--data", data, "--listen", freePort(t))
+			if err == nil || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("join: err %v, stderr %q; want one line with %q", err, errOut, tt.want)
+			}
+			if _, err := os.Stat(data); !os.IsNotExist(err) {
+				t.Errorf("refused join left %s behind (%v)", data, err)
+			}
+		})
+	}
+
+	// The other cluster's token sent straight to this cluster's join endpoint.
+	roots := rootsOf(t, a.admin)
+	hc := &http.Client{Timeout: commandTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}}}
+	body, _ := json.Marshal(map[string]string{"token": strings.TrimSpace(string(other)), "csr": "", "address": "127.0.0.1:1"})
+	resp, err := hc.Post("https://"+a.members[0].addr+"/v1/controllers/join", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("another cluster's token at the join endpoint: status %d, want 401", resp.StatusCode)
+	}
+
+	// The Raft port: another cluster's controller certificate fails the handshake; no
+	// certificate at all is dropped.
+	foreign, err := tls.LoadX509KeyPair(filepath.Join(b.members[0].data, "pki", "server.pem"), filepath.Join(b.members[0].data, "pki", "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, certs := range map[string][]tls.Certificate{"foreign-ca": {foreign}, "no-certificate": nil} {
+		conf := &tls.Config{RootCAs: roots, Certificates: certs, NextProtos: []string{"umbra-raft/1"}, MinVersion: tls.VersionTLS13}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: commandTimeout}, "tcp", a.members[0].addr, conf)
+		if err == nil {
+			conn.SetDeadline(time.Now().Add(raftRefusalWait))
+			conn.Write([]byte{0}) // a Raft RPC type byte, then nothing
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+		// A member would wait for the rest of the RPC (a timeout here); a refused
+		// peer's connection is closed at once.
+		var ne net.Error
+		if err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("raft port kept a connection with %d certificates of another CA open: %v", len(certs), err)
+		}
+	}
+
+	after, _ := a.controllers(a.env)
+	if names(after) != names(before) {
+		t.Errorf("members changed by refused joins: before %s, after %s", names(before), names(after))
+	}
+}
+
+// rootsOf is the root CA pool of the identity file at path.
+func rootsOf(t *testing.T, path string) *x509.CertPool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		CA string `json:"ca"`
+	}
+	json.Unmarshal(data, &f)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(f.CA)) {
+		t.Fatal("no CA in " + path)
+	}
+	return pool
 }
