@@ -104,6 +104,49 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	joinCmd.MarkFlagRequired("jwt")
 	joinCmd.MarkFlagRequired("data")
 	joinCmd.MarkFlagRequired("listen")
-	cmd.AddCommand(initCmd, runCmd, joinCmd)
+	var backupData, backupOut string
+	backupCmd := &cobra.Command{
+		Use:   "backup",
+		Short: "write a consistent backup of the controller in --data (online while it runs) to --out",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := controller.Backup(cmd.Context(), backupData, backupOut); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s (it holds the CA's keys: keep it like the data directory)\n", backupOut)
+			return nil
+		},
+	}
+	backupCmd.Flags().StringVar(&backupData, "data", "", "data directory of the controller to back up (required)")
+	backupCmd.Flags().StringVar(&backupOut, "out", "", "backup file to write, mode 0600 (required)")
+	backupCmd.MarkFlagRequired("data")
+	backupCmd.MarkFlagRequired("out")
+
+	var restoreFrom, restoreData, restoreListen, restoreURL string
+	var restoreHosts []string
+	restoreCmd := &cobra.Command{
+		Use:   "restore",
+		Short: "make --data the first controller of a new cluster from a backup (then `umbra controller run --data DIR`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(restoreHosts) == 0 {
+				restoreHosts = []string{restoreListen[:strings.LastIndex(restoreListen, ":")], "localhost"}
+			}
+			cfg := controller.Config{DataDir: restoreData, Listen: restoreListen, URL: restoreURL}
+			if err := controller.Restore(cfg, restoreHosts, restoreFrom); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "controller restored in %s; run it with: umbra controller run --data %s\n", restoreData, restoreData)
+			return nil
+		},
+	}
+	restoreCmd.Flags().StringVar(&restoreFrom, "from", "", "backup file from `umbra controller backup` (required)")
+	restoreCmd.Flags().StringVar(&restoreData, "data", "", "data directory to create (required)")
+	restoreCmd.Flags().StringVar(&restoreListen, "listen", defaultControllerListen, "HOST:PORT the restored controller listens on")
+	restoreCmd.Flags().StringVar(&restoreURL, "url", "", "URL devices reach it at (default https://LISTEN)")
+	restoreCmd.Flags().StringSliceVar(&restoreHosts, "host", nil, "name or IP its server certificate is valid for (repeatable; default the listen host and localhost)")
+	restoreCmd.MarkFlagRequired("from")
+	restoreCmd.MarkFlagRequired("data")
+	cmd.AddCommand(initCmd, runCmd, joinCmd, backupCmd, restoreCmd)
 	return cmd
 }

@@ -172,13 +172,10 @@ func (c *CA) Material() (Material, error) {
 	}, nil
 }
 
-// Install writes a joined controller's CA directory: the cluster's material and the
-// member's own certificate chain and key. It refuses a directory that holds a CA.
-func Install(dir string, m Material, server *x509.Certificate, serverKey *ecdsa.PrivateKey) (*CA, error) {
-	if _, err := os.Stat(filepath.Join(dir, rootCert)); err == nil {
-		return nil, fmt.Errorf("ca: %s already holds a CA", dir)
-	}
-	c := &CA{Server: server, serverKey: serverKey}
+// FromMaterial is the CA that m describes, able to issue certificates; it has no
+// server certificate of its own.
+func FromMaterial(m Material) (*CA, error) {
+	c := &CA{}
 	parse := func(certPEM, keyPEM string, cert **x509.Certificate, key **ecdsa.PrivateKey) error {
 		cs, err := pki.ParseCerts([]byte(certPEM))
 		if err != nil {
@@ -193,8 +190,22 @@ func Install(dir string, m Material, server *x509.Certificate, serverKey *ecdsa.
 	}
 	if err := errors.Join(parse(m.Root, "", &c.Root, nil), parse(m.Intermediate, m.IntermediateKey, &c.Intermediate, &c.interKey),
 		parse(m.Signer, m.SignerKey, &c.Signer, &c.signerKey)); err != nil {
+		return nil, fmt.Errorf("ca: material: %w", err)
+	}
+	return c, nil
+}
+
+// Install writes a controller's CA directory from the cluster's material and the
+// member's own certificate and key. It refuses a directory that holds a CA.
+func Install(dir string, m Material, server *x509.Certificate, serverKey *ecdsa.PrivateKey) (*CA, error) {
+	if _, err := os.Stat(filepath.Join(dir, rootCert)); err == nil {
+		return nil, fmt.Errorf("ca: %s already holds a CA", dir)
+	}
+	c, err := FromMaterial(m)
+	if err != nil {
 		return nil, fmt.Errorf("ca: install: %w", err)
 	}
+	c.Server, c.serverKey = server, serverKey
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}

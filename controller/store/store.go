@@ -720,3 +720,9 @@ func Singular(k Kind) string {
 	s := string(k)
 	return s[:len(s)-1]
 }
+
+// ResetApplied forgets the index of the last replicated entry applied: a store restored
+// from a backup starts a new cluster, whose log begins again at 1.
+func (s *Bolt) ResetApplied() error {
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyApplied) })
+}
