@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -79,6 +80,9 @@ type Node struct {
 	layer  *StreamLayer
 	trans  *raft.NetworkTransport
 	client *peerClient
+	// seeding, when set, is closed once Bootstrap's seed is in the log: writes wait for
+	// it, so none is applied to the store before its image is taken and lost after.
+	seeding chan struct{}
 }
 
 var _ store.Store = (*Node)(nil)
@@ -144,7 +148,10 @@ func (n *Node) HasState() bool {
 	return ok || n.raft.LastIndex() > 0
 }
 
-// Bootstrap makes a member without Raft state the only voter of a new cluster.
+// Bootstrap makes a member without Raft state the only voter of a new cluster. A store
+// that already holds records (one from before the store was replicated, or restored
+// from a backup) is then made the cluster's first snapshot, so members that join later
+// receive it whole rather than only the log after it.
 func (n *Node) Bootstrap() error {
 	if n.HasState() {
 		return nil
@@ -153,7 +160,37 @@ func (n *Node) Bootstrap() error {
 	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
+	if n.bolt.AppliedIndex() == 0 && !n.bolt.Empty() {
+		n.seeding = make(chan struct{})
+		go n.seed()
+	}
 	return nil
+}
+
+// seedWait bounds the wait for the first election before a store is seeded.
+const seedWait = time.Minute
+
+// seed hands the store's current image to Raft as a restored snapshot: Raft leaves a
+// hole in its log after it, so every follower and later joiner installs the snapshot.
+func (n *Node) seed() {
+	defer close(n.seeding)
+	ctx, cancel := context.WithTimeout(context.Background(), seedWait)
+	defer cancel()
+	if err := n.WaitLeader(ctx); err != nil || !n.IsLeader() {
+		n.cfg.Logger.Warn("cluster: existing store not seeded into the log", "err", err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := n.Backup(&buf); err != nil {
+		n.cfg.Logger.Warn("cluster: seed", "err", err)
+		return
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(buf.Len())}
+	if err := n.raft.Restore(meta, &buf, n.cfg.ApplyTimeout); err != nil {
+		n.cfg.Logger.Warn("cluster: seed", "err", err)
+		return
+	}
+	n.cfg.Logger.Info("cluster: existing store seeded as the first snapshot")
 }
 
 // Layer is the stream layer the controller's listener hands Raft connections to.
@@ -209,6 +246,13 @@ func (n *Node) ApplyAll(ctx context.Context, cmds []store.Command) error {
 }
 
 func (n *Node) propose(ctx context.Context, e entry) error {
+	if n.seeding != nil {
+		select {
+		case <-n.seeding:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	data, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)

@@ -726,3 +726,19 @@ func Singular(k Kind) string {
 func (s *Bolt) ResetApplied() error {
 	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyApplied) })
 }
+
+// Empty reports whether the store holds no record, token or revocation.
+func (s *Bolt) Empty() bool {
+	empty := true
+	s.view(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if !bytes.Equal(name, bucketMeta) {
+				if k, _ := b.Cursor().First(); k != nil {
+					empty = false
+				}
+			}
+			return nil
+		})
+	})
+	return empty
+}

@@ -569,8 +569,21 @@ func TestClusterBackupUnderLoadRestores(t *testing.T) {
 		}
 	}
 	t.Logf("%d services written, %d before the backup began, %d restored", len(acked), countBefore(acked, began, func(a ack) time.Time { return a.at }), len(restored))
-	// The restored controller takes writes as a cluster of one.
+	// The restored controller takes writes as a cluster of one, and a member that
+	// joins it receives every record.
 	must(t, only, bins.umbra, "edge", "create", "service", "after-restore")
+	joiner := &ctrlMember{name: "restored2", data: filepath.Join(c.dir, "restored2"), addr: freePort(t)}
+	jwt := filepath.Join(c.dir, "restored2.jwt")
+	must(t, only, bins.umbra, "edge", "create", "controller", joiner.name, "--jwt-out", jwt)
+	must(t, nil, bins.umbra, "controller", "join", "--jwt", jwt, "--data", joiner.data, "--listen", joiner.addr)
+	c.run(joiner)
+	atJoiner := c.adminAt(joiner)
+	waitUntil(t, convergeTimeout, "the member joined to the restored controller has every record", func() bool {
+		out, _, err := run(t, atJoiner, bins.umbra, "edge", "list", "services", "-o", "json")
+		var got []map[string]any
+		json.Unmarshal([]byte(out), &got)
+		return err == nil && len(got) == len(restored)+1 && find(got, "after-restore") != nil
+	})
 }
 
 func countBefore[T any](xs []T, t0 time.Time, at func(T) time.Time) int {
