@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/umbranet/umbra/internal/pki"
@@ -251,7 +252,36 @@ func Load(dir string) (*CA, error) {
 			return nil, fmt.Errorf("ca: load %s: %w", e.kf, err)
 		}
 	}
+	if err := c.upgradeServer(dir); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// upgradeServer reissues, with the same key, names and lifetime left, a server
+// certificate made before controllers formed clusters: it lacked the client
+// authentication a member needs to dial the others.
+func (c *CA) upgradeServer(dir string) error {
+	if slices.Contains(c.Server.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return nil
+	}
+	t, err := template(c.Server.Subject.CommonName, time.Now(), time.Until(c.Server.NotAfter))
+	if err != nil {
+		return err
+	}
+	t.NotBefore = c.Server.NotBefore
+	t.KeyUsage = x509.KeyUsageDigitalSignature
+	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	t.URIs, t.IPAddresses, t.DNSNames = c.Server.URIs, c.Server.IPAddresses, c.Server.DNSNames
+	server, err := pki.Issue(t, c.Intermediate, &c.serverKey.PublicKey, c.interKey)
+	if err != nil {
+		return fmt.Errorf("ca: upgrade server certificate: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, serverCert), pki.EncodeCerts(server), 0o644); err != nil {
+		return fmt.Errorf("ca: upgrade server certificate: %w", err)
+	}
+	c.Server = server
+	return nil
 }
 
 func (c *CA) save(dir string) error {
