@@ -155,6 +155,9 @@ func checkImage(image []byte) error {
 	if err := os.WriteFile(path, image, backupMode); err != nil {
 		return err
 	}
+	if err := store.CheckFile(path); err != nil {
+		return err
+	}
 	st, err := store.Open(path)
 	if err != nil {
 		return fmt.Errorf("the store image is not a valid store: %w", err)

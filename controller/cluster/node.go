@@ -259,10 +259,39 @@ func (n *Node) propose(ctx context.Context, e entry) error {
 	}
 	return n.retryOnLeader(ctx, func(ctx context.Context, addr string) error {
 		if addr == "" {
-			return n.applyLocal(data)
+			_, err := n.applyLocal(data)
+			return err
 		}
-		return n.client.do(ctx, addr, "POST", pathApply, data, nil)
+		var a applied
+		if err := n.client.do(ctx, addr, "POST", pathApply, data, &a); err != nil {
+			return err
+		}
+		n.waitApplied(ctx, a.Index)
+		return nil
 	})
+}
+
+// applied is the leader's answer to a forwarded write: the entry's log index.
+type applied struct {
+	Index uint64 `json:"index"`
+}
+
+// Read-your-writes on a follower: after a forwarded write, the follower waits until it
+// has applied the entry itself, so a read right after it (an enrollment redeemed at
+// this member with the token just made) sees it.
+const (
+	appliedWait = 2 * time.Second
+	appliedPoll = 5 * time.Millisecond
+)
+
+// waitApplied returns once this member's store applied the entry at index (Raft's own
+// applied index runs ahead of the store: it counts entries handed to it), or after
+// appliedWait (the write is committed either way).
+func (n *Node) waitApplied(ctx context.Context, index uint64) {
+	deadline := time.Now().Add(appliedWait)
+	for n.bolt.AppliedIndex() < index && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(appliedPoll)
+	}
 }
 
 // retryOnLeader runs op on the leader (addr "" when this member leads, the leader's
@@ -325,22 +354,23 @@ var errNotLeader = &codedError{msg: "not the leader", sentinel: errNotLeaderSent
 
 var errNotLeaderSentinel = errors.New("not the leader")
 
-// applyLocal proposes data on this member, which must lead.
-func (n *Node) applyLocal(data []byte) error {
+// applyLocal proposes data on this member, which must lead, and returns the entry's
+// index once applied here.
+func (n *Node) applyLocal(data []byte) (uint64, error) {
 	if !n.IsLeader() {
-		return errNotLeader
+		return 0, errNotLeader
 	}
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return errNotLeader
+			return 0, errNotLeader
 		}
-		return fmt.Errorf("cluster: apply: %w", err)
+		return 0, fmt.Errorf("cluster: apply: %w", err)
 	}
 	if err, ok := f.Response().(error); ok {
-		return err
+		return f.Index(), err
 	}
-	return nil
+	return f.Index(), nil
 }
 
 // AddMember makes name at address a voter (the leader does it; a follower forwards).

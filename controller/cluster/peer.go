@@ -155,14 +155,16 @@ func (n *Node) Register(mux *http.ServeMux) {
 		}
 		var e entry
 		if err := json.Unmarshal(data, &e); err != nil || len(e.Commands) == 0 {
-			refuse(w, http.StatusBadRequest, fmt.Errorf("cluster: entry: %w", err))
+			refuse(w, http.StatusBadRequest, errors.New("cluster: a forwarded entry must be JSON with at least one command"))
 			return
 		}
-		if err := n.applyLocal(data); err != nil {
+		index, err := n.applyLocal(data)
+		if err != nil {
 			refuse(w, http.StatusConflict, err)
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(applied{Index: index})
 	}))
 	mux.HandleFunc("POST "+pathMembers, n.peer(func(w http.ResponseWriter, r *http.Request) {
 		var m memberRequest

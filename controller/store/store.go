@@ -291,6 +291,9 @@ func (s *Bolt) Restore(r io.Reader) error {
 		err = cerr
 	}
 	if err == nil {
+		err = CheckFile(tmp)
+	}
+	if err == nil {
 		var db *bolt.DB
 		if db, err = openDB(tmp); err == nil {
 			err = db.Close()
