@@ -129,6 +129,7 @@ func (c *Controller) token(e *store.Enrollment) (string, error) {
 		},
 		Method:          e.Method,
 		RootFingerprint: c.ca.RootFingerprint(),
+		Controllers:     c.ControllerURLs(),
 	}, c.ca.SignerKey())
 }
 

@@ -8,6 +8,8 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -39,6 +41,23 @@ type Claims struct {
 	Method string `json:"em"`
 	// RootFingerprint is the hex SHA-256 of the controller's root CA certificate.
 	RootFingerprint string `json:"rootfp"`
+	// Controllers lists the management URLs of every member of the issuing cluster,
+	// for the redeemer to try when the issuer does not answer.
+	Controllers []string `json:"ctrls,omitempty"`
+}
+
+// controllerURLs is the issuer, then the token's other https controllers, without
+// repeats.
+func (c Claims) controllerURLs() []string {
+	out := []string{c.Issuer}
+	for _, s := range c.Controllers {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" || slices.Contains(out, s) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // Sign makes a token carrying c, signed with the controller's signer key.

@@ -254,6 +254,9 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	m := c.mesh()
 	listen, _, _ := m.echoFleet(t)
 	conn := dialGreeted(t, listen, "drone1")
+	// A token made by the leader, to redeem once the leader is gone.
+	early := filepath.Join(c.dir, "early.jwt")
+	must(t, c.env, bins.umbra, "edge", "create", "identity", "early", "--jwt-out", early)
 
 	old := c.leader()
 	var killedAt time.Time
@@ -283,6 +286,9 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 		return err == nil && g == "drone1"
 	})
 	t.Logf("new circuit %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+
+	// The token the dead leader issued enrolls at another member.
+	must(t, nil, bins.agent, "enroll", "--jwt", early, "--out", filepath.Join(c.dir, "early.json"))
 
 	// The old leader restarts and catches up: it lists the new identity itself.
 	c.run(old)
