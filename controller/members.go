@@ -194,12 +194,17 @@ func (c *Controller) peerAddresses() []string {
 	return out
 }
 
-// ControllerURLs are the management URLs of every member, this one first.
+// ControllerURLs are the management URLs of every member, in the order of the
+// cluster's configuration, the same on every member: routers and clients that try them
+// in turn land on the same member, and so share its view of who is online.
 func (c *Controller) ControllerURLs() []string {
-	out := []string{c.cfg.URL}
+	self := c.cfg.Address()
+	out := make([]string, 0, 3)
 	for _, a := range c.peerAddresses() {
-		if u := "https://" + a; u != c.cfg.URL {
-			out = append(out, u)
+		if a == self {
+			out = append(out, c.cfg.URL)
+		} else {
+			out = append(out, "https://"+a)
 		}
 	}
 	return out

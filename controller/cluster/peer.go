@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/umbranet/umbra/controller/store"
-	"time"
+	"github.com/umbranet/umbra/internal/pki"
 )
 
 // Paths between members, under the management API's port; only a peer controller's
@@ -113,6 +116,9 @@ func (p *peerClient) do(ctx context.Context, addr, method, path string, body []b
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
+	if d, ok := ctx.Deadline(); ok {
+		req.Header.Set(headerDeadline, strconv.FormatInt(d.UnixNano(), 10))
+	}
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cluster: %s: %w", addr, err)
@@ -139,6 +145,21 @@ func (p *peerClient) do(ctx context.Context, addr, method, path string, body []b
 	return nil
 }
 
+// headerDeadline carries, in Unix nanoseconds, when the member that forwards a write
+// stops waiting for it. Members' clocks are assumed synchronized to well within
+// forwardTimeout (NTP on a LAN).
+const headerDeadline = "Umbra-Forward-Deadline"
+
+// commitMargin is the time a forwarded write must have left to be proposed: enough to
+// commit it and answer before its sender gives up.
+const commitMargin = time.Second
+
+// late reports whether r's sender has given up on it, or will before it can commit.
+func late(r *http.Request) bool {
+	ns, err := strconv.ParseInt(r.Header.Get(headerDeadline), 10, 64)
+	return err == nil && time.Now().Add(commitMargin).After(time.Unix(0, ns))
+}
+
 // memberRequest asks the leader to add a member.
 type memberRequest struct {
 	Name    string `json:"name"`
@@ -158,6 +179,13 @@ func (n *Node) Register(mux *http.ServeMux) {
 			refuse(w, http.StatusBadRequest, errors.New("cluster: a forwarded entry must be JSON with at least one command"))
 			return
 		}
+		// A forwarded write the follower gave up on (this member was stopped, or the
+		// network held the request) must not be applied late: the caller was told it
+		// failed.
+		if late(r) {
+			refuse(w, http.StatusGatewayTimeout, errors.New("cluster: the forwarded write arrived after its sender gave up"))
+			return
+		}
 		index, err := n.applyLocal(data)
 		if err != nil {
 			refuse(w, http.StatusConflict, err)
@@ -170,6 +198,12 @@ func (n *Node) Register(mux *http.ServeMux) {
 		var m memberRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxEntry)).Decode(&m); err != nil || m.Name == "" || m.Address == "" {
 			refuse(w, http.StatusBadRequest, errors.New("cluster: member request needs a name and an address"))
+			return
+		}
+		// A controller not yet in the cluster may add only itself, at an address its
+		// certificate names; a member may forward another's request.
+		if !n.isMember(r.TLS.VerifiedChains[0][0]) && !addsItself(r.TLS.VerifiedChains[0][0], m) {
+			refuse(w, http.StatusForbidden, fmt.Errorf("cluster: a controller may add only itself, at an address its certificate names (%s at %s)", m.Name, m.Address))
 			return
 		}
 		if err := n.AddMember(r.Context(), m.Name, m.Address); err != nil {
@@ -222,4 +256,26 @@ func refuse(w http.ResponseWriter, status int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(answer{Error: err.Error(), Code: codeOf(err)})
+}
+
+// addsItself reports whether m names the controller whose certificate leaf is, at an
+// address the certificate is valid for.
+func addsItself(leaf *x509.Certificate, m memberRequest) bool {
+	subj, err := pki.SubjectOf(leaf)
+	host, _, herr := net.SplitHostPort(m.Address)
+	return err == nil && herr == nil && subj.Name == m.Name && leaf.VerifyHostname(host) == nil
+}
+
+// isMember reports whether leaf is valid for the address of a member of the cluster.
+func (n *Node) isMember(leaf *x509.Certificate) bool {
+	servers, err := n.Configured()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if host, _, err := net.SplitHostPort(string(s.Address)); err == nil && leaf.VerifyHostname(host) == nil {
+			return true
+		}
+	}
+	return false
 }

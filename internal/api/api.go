@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -274,10 +275,16 @@ type Client struct {
 	http  *http.Client
 	key   keystore.Key // closed by Close; nil when the caller owns the key
 
+	ca      string // the identity's root, which names its cluster in members
 	mu      sync.Mutex
 	cur     int      // index in bases of the controller that answered last
 	learned []string // the cluster's members as the last answer listed them
 }
+
+// members remembers, for the life of the process, the members each cluster (named by
+// its root certificate) last listed, so that a program making a new Client for each call
+// (an agent asking for its routers) still follows the cluster's changes.
+var members sync.Map // root PEM → []string
 
 // HeaderControllers is the answer header in which a controller lists the management
 // URLs of every member of its cluster, comma-separated.
@@ -321,6 +328,13 @@ func NewClientWithCert(id *identity.File, cert tls.Certificate) (*Client, error)
 		return nil, err
 	}
 	bases := id.ControllerURLs()
+	if known, ok := members.Load(id.CA); ok {
+		for _, u := range known.([]string) {
+			if !slices.Contains(bases, u) {
+				bases = append(bases, u)
+			}
+		}
+	}
 	for _, b := range bases {
 		if _, err := url.Parse(b); err != nil {
 			return nil, fmt.Errorf("api: controller URL: %w", err)
@@ -334,7 +348,7 @@ func NewClientWithCert(id *identity.File, cert tls.Certificate) (*Client, error)
 		},
 		TLSHandshakeTimeout: handshakeTimeout,
 	}
-	return &Client{bases: bases, http: &http.Client{Transport: tr, Timeout: requestTimeout}}, nil
+	return &Client{bases: bases, ca: id.CA, http: &http.Client{Transport: tr, Timeout: requestTimeout}}, nil
 }
 
 // Controllers is the cluster's members as the last answer listed them (nil before any
@@ -521,9 +535,11 @@ func (c *Client) once(ctx context.Context, base, method, path string, data []byt
 	}
 	defer resp.Body.Close()
 	if h := resp.Header.Get(HeaderControllers); h != "" {
+		learned := strings.Split(h, ",")
 		c.mu.Lock()
-		c.learned = strings.Split(h, ",")
+		c.learned = learned
 		c.mu.Unlock()
+		members.Store(c.ca, learned)
 	}
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize))
 	if err != nil {
