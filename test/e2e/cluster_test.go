@@ -62,16 +62,24 @@ func startCluster(t *testing.T, n int) *ctrlCluster {
 	c.env = []string{"UMBRA_ADMIN=" + c.admin}
 	c.members = append(c.members, first)
 	c.run(first)
-	for i := 2; i <= n; i++ {
-		m := &ctrlMember{name: fmt.Sprintf("controller%d", i), data: filepath.Join(dir, fmt.Sprintf("controller%d", i)), addr: freePort(t)}
-		jwt := filepath.Join(dir, m.name+".jwt")
-		must(t, c.env, bins.umbra, "edge", "create", "controller", m.name, "--jwt-out", jwt)
-		must(t, nil, bins.umbra, "controller", "join", "--jwt", jwt, "--data", m.data, "--listen", m.addr)
-		c.members = append(c.members, m)
-		c.run(m)
+	for range n - 1 {
+		c.add()
 	}
 	c.waitMembers(n)
 	return c
+}
+
+// add joins one more member and runs it.
+func (c *ctrlCluster) add() *ctrlMember {
+	c.t.Helper()
+	i := len(c.members) + 1
+	m := &ctrlMember{name: fmt.Sprintf("controller%d", i), data: filepath.Join(c.dir, fmt.Sprintf("controller%d", i)), addr: freePort(c.t)}
+	jwt := filepath.Join(c.dir, m.name+".jwt")
+	must(c.t, c.env, bins.umbra, "edge", "create", "controller", m.name, "--jwt-out", jwt)
+	must(c.t, nil, bins.umbra, "controller", "join", "--jwt", jwt, "--data", m.data, "--listen", m.addr)
+	c.members = append(c.members, m)
+	c.run(m)
+	return m
 }
 
 // run starts m's `controller run`.
@@ -297,6 +305,36 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	waitUntil(t, convergeTimeout, old.name+" lists the identity created while it was down", func() bool {
 		_, _, err := run(t, only, bins.umbra, "edge", "get", "identity", "after", "-o", "json")
 		return err == nil
+	})
+}
+
+// TestRouterFollowsTheClusterAsItGrows: a router enrolled with a cluster of one learns
+// the members that join later over its control link, keeps them in its data directory,
+// and moves its control link to another member when the first one dies.
+func TestRouterFollowsTheClusterAsItGrows(t *testing.T) {
+	c := startCluster(t, 1)
+	c.mesh()
+	c.add()
+	c.add()
+	c.waitMembers(3)
+	file := filepath.Join(c.dir, "router1", "controllers.json")
+	waitUntil(t, convergeTimeout, "router1 keeps the three members", func() bool {
+		data, err := os.ReadFile(file)
+		var urls []string
+		return err == nil && json.Unmarshal(data, &urls) == nil && len(urls) == 3
+	})
+	c.kill(c.members[0])
+	envs := [][]string{c.adminAt(c.members[1]), c.adminAt(c.members[2])}
+	waitUntil(t, convergeTimeout, "router1 online at another member", func() bool {
+		for _, env := range envs {
+			out, _, err := run(t, env, bins.umbra, "edge", "list", "routers", "-o", "json")
+			var list []map[string]any
+			json.Unmarshal([]byte(out), &list)
+			if r := find(list, "router1"); err == nil && r != nil && r["online"] == true {
+				return true
+			}
+		}
+		return false
 	})
 }
 
