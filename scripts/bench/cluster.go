@@ -89,7 +89,7 @@ func benchCluster(ctx context.Context, c config, r *report) error {
 	}))
 	r.printf("%s", formatOperateTable(operateTable{
 		title:   "Leader killed",
-		explain: fmt.Sprintf("`kill -9` of the leader of three; from the kill to the first `edge create service` that succeeds (retried every %v through the same admin file, which fails over by itself) and to the first new circuit through the operator's dial listener (retried every %v); median of %d, the killed member restarted and caught up between runs. The peer is a new circuit on the steady mesh.", writePoll, operatePoll, leaderKills),
+		explain: fmt.Sprintf("`kill -9` of the leader of three; from the kill to the first `edge create service` that succeeds (retried every %v through the same admin file, which fails over by itself) and to the first new circuit through the operator's dial listener (retried every %v); median of %d, the killed member restarted and caught up between runs. The router keeps its control link to one member: when that member is not the leader, new circuits never stop (grants are signed by every member), so the circuit figure spreads between a few tens of milliseconds and the router's own failover. The peer is a new circuit on the steady mesh.", writePoll, operatePoll, leaderKills),
 		rows: []operateRow{
 			{figure: fmt.Sprintf("leader kill to first write (max %s)", ms(percentile(toWrite, 1))), runs: toWrite, peer: "a new circuit, steady", peers: steadyCircuit},
 			{figure: fmt.Sprintf("leader kill to first new circuit (max %s)", ms(percentile(toCircuit, 1))), runs: toCircuit, peer: "a new circuit, steady", peers: steadyCircuit},
