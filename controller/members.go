@@ -219,6 +219,13 @@ func Join(ctx context.Context, cfg Config, token string) error {
 		return fmt.Errorf("controller join: %s already holds a controller", cfg.DataDir)
 	}
 	if cfg.URL == "" {
+		host, _, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("controller join: --listen %q: want HOST:PORT", cfg.Listen)
+		}
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("controller join: --listen %q names no address the other controllers can reach: give --url https://HOST:PORT", cfg.Listen)
+		}
 		cfg.URL = "https://" + cfg.Listen
 	}
 	key, err := pki.NewKey()
