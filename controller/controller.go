@@ -7,6 +7,8 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,12 +16,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/umbranet/umbra/controller/ca"
+	"github.com/umbranet/umbra/controller/cluster"
 	"github.com/umbranet/umbra/controller/events"
 	"github.com/umbranet/umbra/controller/store"
 	"github.com/umbranet/umbra/hal/keystore"
@@ -37,6 +41,8 @@ const (
 	// eventsFile is the audit trail (events.log.1 beside it once rotated).
 	eventsFile = "events.log"
 	pkiDir     = "pki"
+	// raftDir holds the Raft log and snapshots.
+	raftDir = "raft"
 	// AdminFile is where init writes the first admin identity.
 	AdminFile = "admin.json"
 )
@@ -49,10 +55,35 @@ const (
 	shutdownGrace     = 3 * time.Second
 )
 
+// DefaultName names the controller Init makes: the first member of its cluster.
+const DefaultName = "controller1"
+
+// Timeouts of the short-lived Raft that Init runs: a cluster of one that contacts
+// nobody elects itself at once instead of after a heartbeat timeout.
+const (
+	initHeartbeatTimeout = 50 * time.Millisecond
+	initLeaseTimeout     = 50 * time.Millisecond
+	// initLeaderWait bounds Init's wait for its own election.
+	initLeaderWait = 30 * time.Second
+)
+
 // Config is what a controller needs to run. Zero durations take the defaults named.
 type Config struct {
 	// DataDir holds controller.json, the store and the PKI.
 	DataDir string `json:"-"`
+	// Name is the controller's name in its cluster (DefaultName for the controller
+	// Init makes; a joining controller gets the name its token was made for).
+	Name string `json:"name,omitempty"`
+	// Joined is set on a controller that joined a cluster: it never bootstraps one.
+	Joined bool `json:"joined,omitempty"`
+	// Peers are the addresses (HOST:PORT) of the members a joined controller asks to
+	// add it, on its first run.
+	Peers []string `json:"peers,omitempty"`
+	// RaftHeartbeatTimeout, RaftElectionTimeout and RaftLeaderLeaseTimeout tune Raft
+	// (zero: Raft's defaults of 1 s, 1 s and 500 ms, fit for a LAN).
+	RaftHeartbeatTimeout   time.Duration `json:"raft_heartbeat_timeout,omitempty"`
+	RaftElectionTimeout    time.Duration `json:"raft_election_timeout,omitempty"`
+	RaftLeaderLeaseTimeout time.Duration `json:"raft_leader_lease_timeout,omitempty"`
 	// Listen is HOST:PORT of the management API.
 	Listen string `json:"listen"`
 	// URL is the address devices and admins reach, https://HOST:PORT; it is the
@@ -89,6 +120,17 @@ func (c *Config) fill() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+}
+
+// Address is HOST:PORT other controllers reach this one at: the host and port of URL.
+func (c *Config) Address() string {
+	if u, err := url.Parse(c.URL); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return c.Listen
 }
 
 // Controller is a running controller.
@@ -96,6 +138,7 @@ type Controller struct {
 	cfg     Config
 	ca      *ca.CA
 	store   store.Store
+	node    *cluster.Node
 	log     *slog.Logger
 	events  *events.Log
 	metrics *controllerMetrics
@@ -129,11 +172,16 @@ func Init(ctx context.Context, cfg Config, hosts []string, adminPath string) err
 	if err := identity.WriteFileAtomic(filepath.Join(cfg.DataDir, configFile), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("controller init: %w", err)
 	}
-	c, err := Open(cfg)
+	c, err := open(cfg, true)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	wctx, cancel := context.WithTimeout(ctx, initLeaderWait)
+	defer cancel()
+	if err := c.node.WaitLeader(wctx); err != nil {
+		return fmt.Errorf("controller init: %w", err)
+	}
 	admin, err := c.IssueAdmin(ctx, "admin")
 	if err != nil {
 		return fmt.Errorf("controller init: %w", err)
@@ -146,7 +194,11 @@ func Init(ctx context.Context, cfg Config, hosts []string, adminPath string) err
 
 // Open loads the controller in cfg.DataDir. Fields of cfg that are set override those
 // saved by Init.
-func Open(cfg Config) (*Controller, error) {
+func Open(cfg Config) (*Controller, error) { return open(cfg, false) }
+
+// open loads the controller; initializing runs Raft with timeouts fit only for a
+// cluster of one that talks to nobody (Init's).
+func open(cfg Config, initializing bool) (*Controller, error) {
 	data, err := os.ReadFile(filepath.Join(cfg.DataDir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w (run `umbra controller init` first)", err)
@@ -170,6 +222,22 @@ func Open(cfg Config) (*Controller, error) {
 	if cfg.RouterLifetime == 0 {
 		cfg.RouterLifetime = saved.RouterLifetime
 	}
+	if cfg.Name == "" {
+		cfg.Name = saved.Name
+	}
+	cfg.Joined = cfg.Joined || saved.Joined
+	if len(cfg.Peers) == 0 {
+		cfg.Peers = saved.Peers
+	}
+	if cfg.RaftHeartbeatTimeout == 0 {
+		cfg.RaftHeartbeatTimeout = saved.RaftHeartbeatTimeout
+	}
+	if cfg.RaftElectionTimeout == 0 {
+		cfg.RaftElectionTimeout = saved.RaftElectionTimeout
+	}
+	if cfg.RaftLeaderLeaseTimeout == 0 {
+		cfg.RaftLeaderLeaseTimeout = saved.RaftLeaderLeaseTimeout
+	}
 	cfg.fill()
 	authority, err := ca.Load(filepath.Join(cfg.DataDir, pkiDir))
 	if err != nil {
@@ -179,12 +247,41 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	ev, err := events.Open(filepath.Join(cfg.DataDir, eventsFile), cfg.Now)
+	chain, key := authority.ServerChain()
+	ccfg := cluster.Config{
+		Name: cfg.Name, Address: cfg.Address(), Dir: filepath.Join(cfg.DataDir, raftDir), Store: st,
+		Certificate: tls.Certificate{Certificate: chain[:2], PrivateKey: key, Leaf: authority.Server},
+		Roots:       authority.Roots(),
+		Refused: func(leaf *x509.Certificate) error {
+			if revoked, _ := st.Revoked(pki.SerialString(leaf)); revoked {
+				return errors.New("controller certificate revoked (the member was deleted)")
+			}
+			return nil
+		},
+		HeartbeatTimeout: cfg.RaftHeartbeatTimeout, ElectionTimeout: cfg.RaftElectionTimeout,
+		LeaderLeaseTimeout: cfg.RaftLeaderLeaseTimeout,
+		Logger:             cfg.Logger,
+	}
+	if initializing {
+		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout, ccfg.LeaderLeaseTimeout = initHeartbeatTimeout, initHeartbeatTimeout, initLeaseTimeout
+	}
+	node, err := cluster.Open(ccfg)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	c := &Controller{cfg: cfg, ca: authority, store: st, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{}, present: map[string]bool{}, via: map[string]string{},
+	if !cfg.Joined {
+		if err := node.Bootstrap(); err != nil {
+			node.Close()
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+	}
+	ev, err := events.Open(filepath.Join(cfg.DataDir, eventsFile), cfg.Now)
+	if err != nil {
+		node.Close()
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	c := &Controller{cfg: cfg, ca: authority, store: node, node: node, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{}, present: map[string]bool{}, via: map[string]string{},
 		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}
 	c.metrics = newControllerMetrics(c)
 	return c, nil
@@ -229,9 +326,10 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketCo
 	} else {
 		ctrlErr <- nil
 	}
+	go c.joinCluster(ctx)
+	go c.watchMembers(ctx)
 	srv := &http.Server{
 		Handler:           c.metrics.countRequests(c.Handler()),
-		TLSConfig:         c.tlsConfig(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -247,7 +345,7 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketCo
 		srv.Shutdown(sctx)
 	}()
 	c.log.Info("management API listening", "addr", ln.Addr().String(), "url", c.cfg.URL)
-	err := srv.ServeTLS(ln, "", "")
+	err := srv.Serve(newPortMux(ctx, ln, c.tlsConfig(), c.node.Layer(), c.checkPeerController))
 	cancel()
 	<-done
 	if cerr := <-ctrlErr; cerr != nil {
@@ -288,7 +386,7 @@ func (c *Controller) IssueAdmin(ctx context.Context, name string) (*identity.Fil
 		return nil, fmt.Errorf("issue admin: %w", err)
 	}
 	return &identity.File{
-		Name: rec.Name, ID: rec.ID, Kind: pki.KindIdentity, Controller: c.cfg.URL,
+		Name: rec.Name, ID: rec.ID, Kind: pki.KindIdentity, Controller: c.cfg.URL, Controllers: c.ControllerURLs(),
 		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)), Key: ref,
 		Signer: string(pki.EncodeCerts(c.ca.Signer, c.ca.Intermediate)),
 	}, nil

@@ -145,7 +145,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(ctrlCodeRefused, "store unavailable")
 		return
 	}
-	ack := wire.HelloAck{Version: wire.Version, Name: "controller"}
+	ack := wire.HelloAck{Version: wire.Version, Name: "controller", Controllers: c.ControllerURLs()}
 	for _, r := range revs {
 		ack.Revoked = append(ack.Revoked, r.Serial)
 	}

@@ -129,6 +129,7 @@ func (c *Controller) token(e *store.Enrollment) (string, error) {
 		},
 		Method:          e.Method,
 		RootFingerprint: c.ca.RootFingerprint(),
+		Controllers:     c.ControllerURLs(),
 	}, c.ca.SignerKey())
 }
 
@@ -204,6 +205,7 @@ func (c *Controller) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, enroll.Response{
 		Name: meta.Name, ID: meta.ID, Kind: subj.Kind,
 		Cert: string(c.ca.ChainFor(cert)), CA: string(pki.EncodeCerts(c.ca.Root)),
+		Controllers: c.ControllerURLs(),
 	})
 }
 

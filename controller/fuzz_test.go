@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/umbranet/umbra/controller/store"
@@ -80,6 +82,53 @@ func FuzzParseCSR(f *testing.F) {
 		csr, err := parseCSR(s)
 		if err == nil && csr.CheckSignature() != nil {
 			t.Fatalf("accepted a CSR whose signature does not verify")
+		}
+	})
+}
+
+// FuzzJoinBody sends arbitrary bodies to the controller join endpoint: nothing but a
+// genuine token joins, nothing answers 5xx, and the store never changes.
+func FuzzJoinBody(f *testing.F) {
+	tc := startController(f)
+	created, err := tc.api.Create(context.Background(), "controllers", api.CreateController{Name: "seed"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, _ := newTestKey()
+	f.Add([]byte(`{"token":"x` + created.JWT + `","csr":` + jsonString(csrPEM(nil, key)) + `,"address":"127.0.0.1:1"}`))
+	f.Add([]byte(`{"token":"` + created.JWT + `","csr":"","address":"nohost"}`))
+	f.Add([]byte(`{"token":"a.b.c","csr":"","address":""}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := tc.dump(t)
+		r := httptest.NewRequest(http.MethodPost, "/v1/controllers/join", bytes.NewReader(body))
+		w := httptest.NewRecorder()
+		tc.serveJoin(w, r)
+		if w.Code == http.StatusOK || w.Code >= 500 {
+			t.Fatalf("join %q: got %d %s, want a 4xx refusal", body, w.Code, w.Body)
+		}
+		if tc.dump(t) != before {
+			t.Fatalf("join %q: refused but the store changed", body)
+		}
+	})
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// FuzzReadBackup: a backup file of any content never panics restore's reader, and what
+// it accepts holds both of a backup's files.
+func FuzzReadBackup(f *testing.F) {
+	f.Add([]byte("umbra.db"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "backup")
+		os.WriteFile(path, data, 0o600)
+		files, err := readBackup(path)
+		if err == nil && (files[backupStore] == nil || files[backupCA] == nil) {
+			t.Fatalf("accepted a backup without both files: %v", files)
 		}
 	})
 }

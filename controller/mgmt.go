@@ -22,6 +22,7 @@ import (
 	"github.com/umbranet/umbra/internal/role"
 	"github.com/umbranet/umbra/internal/strictjson"
 	"github.com/umbranet/umbra/internal/svcaddr"
+	"github.com/umbranet/umbra/internal/transport"
 )
 
 func (c *Controller) tlsConfig() *tls.Config {
@@ -32,6 +33,8 @@ func (c *Controller) tlsConfig() *tls.Config {
 		// Enrolling devices have no certificate yet; every admin path checks for one.
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs:  c.ca.Roots(),
+		// One port: HTTPS for the management API, and Raft between controllers.
+		NextProtos: []string{"http/1.1", transport.ALPNRaft},
 	}
 }
 
@@ -46,16 +49,25 @@ func (c *Controller) Handler() http.Handler {
 	mux.Handle("GET "+api.PathEvents, c.allow(role.Reader, c.serveEvents))
 	mux.Handle("POST "+api.PathEvents, c.allow(role.Reader, c.serveAudit))
 	mux.Handle("GET "+api.PathPolicyAdvisor+"{identity}/{service}", c.allow(role.Reader, c.serveAdvice))
+	mux.Handle("GET "+api.PathControllers, c.allow(role.Reader, c.serveControllers))
+	mux.Handle("POST "+api.PathControllers, c.allow(role.Admin, c.serveCreateController))
+	mux.Handle("DELETE "+api.PathControllers+"/{name}", c.allow(role.Admin, c.serveDeleteController))
+	mux.HandleFunc("POST "+enroll.PathJoin, c.auditRefusals(c.serveJoin))
 	mux.Handle("GET /v1/{kind}", c.allow(role.Reader, c.serveList))
 	mux.Handle("POST /v1/{kind}", c.allow(role.Admin, c.serveCreate))
 	mux.Handle("GET /v1/{kind}/{name}", c.allow(role.Reader, c.serveGet))
 	// An update needs at least an operator here, and serveUpdate checks what it edits.
 	mux.Handle("PATCH /v1/{kind}/{name}", c.allow(role.Operator, c.serveUpdate))
 	mux.Handle("DELETE /v1/{kind}/{name}", c.allow(role.Admin, c.serveDelete))
+	c.node.Register(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer lists the cluster's members, so clients follow its changes.
+		w.Header().Set(api.HeaderControllers, strings.Join(c.ControllerURLs(), ","))
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // callerKey is the request context key under which allow leaves the calling identity.
@@ -534,6 +546,8 @@ func writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, store.ErrBadName):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, store.ErrNoLeader):
+		writeCodedError(w, http.StatusServiceUnavailable, api.CodeNoLeader, err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}

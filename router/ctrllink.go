@@ -28,7 +28,9 @@ const (
 	ctrlDialTimeout    = 10 * time.Second
 )
 
-// runControlLink keeps the router's control link to the controller up until ctx ends.
+// runControlLink keeps the router's control link to a controller of the cluster up
+// until ctx ends. When a link ends or a dial fails it moves on to the next controller
+// at once; it backs off only once every controller failed in turn.
 func (r *Router) runControlLink(ctx context.Context) {
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(ctrlBackoffInitial),
@@ -36,14 +38,25 @@ func (r *Router) runControlLink(ctx context.Context) {
 		backoff.WithRandomizationFactor(ctrlBackoffJitter),
 		backoff.WithMaxElapsedTime(0),
 	)
+	next, failed := 0, 0
 	for ctx.Err() == nil {
-		up, err := r.controlLinkOnce(ctx)
+		list := r.controllerList()
+		target := list[next%len(list)]
+		up, err := r.controlLinkOnce(ctx, target)
 		if ctx.Err() != nil {
 			return
 		}
+		next++
 		if up {
 			b.Reset()
+			// Start the next round from the controller that served last: the one
+			// just lost is tried last.
+			failed = 0
+		} else if failed++; failed < len(list) {
+			r.log.Warn("control link: controller unreachable, trying the next", "controller", target, "err", err)
+			continue
 		}
+		failed = 0
 		wait := b.NextBackOff()
 		r.log.Warn("control link down", "err", err, "retry_in", wait)
 		select {
@@ -56,8 +69,8 @@ func (r *Router) runControlLink(ctx context.Context) {
 
 // controlLinkOnce dials the controller, says Hello and holds the link until it ends. It
 // reports whether the link came up.
-func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
-	u, err := url.Parse(r.cfg.Identity.Controller)
+func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, error) {
+	u, err := url.Parse(controller)
 	if err != nil {
 		return false, fmt.Errorf("control link: controller URL: %w", err)
 	}
@@ -97,6 +110,7 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 	s.SetDeadline(time.Time{})
 	s.Close()
 	r.revoke(ack.Revoked)
+	r.setControllers(ack.Controllers)
 	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
 	// timeout would keep the dead link, and fail every request on it, for 30 s.
 	hb := heartbeat.New()
@@ -137,6 +151,13 @@ func (r *Router) acceptControlPushes(conn *quic.Conn) {
 				r.revoke(rev.Serials)
 			case wire.TypeChanged:
 				r.announceChanged()
+			case wire.TypeControllers:
+				var m wire.Controllers
+				if err := wire.Unmarshal(body, &m); err != nil {
+					r.log.Warn("control push: controllers", "err", err)
+					return
+				}
+				r.setControllers(m.URLs)
 			default:
 				r.log.Warn("control push: unexpected message", "type", typ)
 			}

@@ -70,6 +70,7 @@ type Router struct {
 	ctrl        *quic.Conn      // the control link, nil while down
 	ctrlUp      chan struct{}   // closed and replaced whenever the control link comes up
 	revoked     map[string]bool // certificate serials to refuse
+	controllers []string        // the controller cluster's management URLs, never empty
 	sessions    map[*quic.Conn]*session
 	terminators map[terminatorKey]*session
 	links       map[*link]struct{}
@@ -96,6 +97,10 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
+	controllers, err := loadControllers(cfg.DataDir, cfg.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	cred, err := cfg.Identity.Open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
@@ -103,7 +108,7 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	key := cred.Key
 	r := &Router{
 		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer, closeKey: key.Close,
-		ctrlUp: make(chan struct{}), revoked: revoked,
+		ctrlUp: make(chan struct{}), revoked: revoked, controllers: controllers,
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
 		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
 		lanes: map[lane.ID]*session{},

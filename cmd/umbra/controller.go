@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/umbranet/umbra/controller"
+	"github.com/umbranet/umbra/internal/enroll"
 	"github.com/umbranet/umbra/internal/metrics"
 )
 
@@ -78,6 +79,74 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	runCmd.Flags().StringVar(&runListen, "listen", "", "HOST:PORT to listen on (default: as initialized)")
 	runCmd.Flags().StringVar(&runMetrics, "metrics", "", "HOST:PORT to serve Prometheus metrics on at /metrics (empty: none; use a loopback address unless scrapers elsewhere need it)")
 	runCmd.MarkFlagRequired("data")
-	cmd.AddCommand(initCmd, runCmd)
+	var joinJWT, joinData, joinListen, joinURL string
+	joinCmd := &cobra.Command{
+		Use:   "join",
+		Short: "make --data a new member of the cluster that issued --jwt (then `umbra controller run --data DIR`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			token, err := enroll.ReadTokenFile(joinJWT)
+			if err != nil {
+				return err
+			}
+			cfg := controller.Config{DataDir: joinData, Listen: joinListen, URL: joinURL}
+			if err := controller.Join(cmd.Context(), cfg, token); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "controller joined; run it with: umbra controller run --data %s\n", joinData)
+			return nil
+		},
+	}
+	joinCmd.Flags().StringVar(&joinJWT, "jwt", "", "join token from `umbra edge create controller` (required)")
+	joinCmd.Flags().StringVar(&joinData, "data", "", "data directory to create (required)")
+	joinCmd.Flags().StringVar(&joinListen, "listen", "", "HOST:PORT this controller will listen on (required)")
+	joinCmd.Flags().StringVar(&joinURL, "url", "", "URL devices and other controllers reach it at (default https://LISTEN)")
+	joinCmd.MarkFlagRequired("jwt")
+	joinCmd.MarkFlagRequired("data")
+	joinCmd.MarkFlagRequired("listen")
+	var backupData, backupOut string
+	backupCmd := &cobra.Command{
+		Use:   "backup",
+		Short: "write a consistent backup of the controller in --data (online while it runs) to --out",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := controller.Backup(cmd.Context(), backupData, backupOut); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s (it holds the CA's keys: keep it like the data directory)\n", backupOut)
+			return nil
+		},
+	}
+	backupCmd.Flags().StringVar(&backupData, "data", "", "data directory of the controller to back up (required)")
+	backupCmd.Flags().StringVar(&backupOut, "out", "", "backup file to write, mode 0600 (required)")
+	backupCmd.MarkFlagRequired("data")
+	backupCmd.MarkFlagRequired("out")
+
+	var restoreFrom, restoreData, restoreListen, restoreURL string
+	var restoreHosts []string
+	restoreCmd := &cobra.Command{
+		Use:   "restore",
+		Short: "make --data the first controller of a new cluster from a backup (then `umbra controller run --data DIR`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(restoreHosts) == 0 {
+				restoreHosts = []string{restoreListen[:strings.LastIndex(restoreListen, ":")], "localhost"}
+			}
+			cfg := controller.Config{DataDir: restoreData, Listen: restoreListen, URL: restoreURL}
+			if err := controller.Restore(cfg, restoreHosts, restoreFrom); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "controller restored in %s; run it with: umbra controller run --data %s\n", restoreData, restoreData)
+			return nil
+		},
+	}
+	restoreCmd.Flags().StringVar(&restoreFrom, "from", "", "backup file from `umbra controller backup` (required)")
+	restoreCmd.Flags().StringVar(&restoreData, "data", "", "data directory to create (required)")
+	restoreCmd.Flags().StringVar(&restoreListen, "listen", defaultControllerListen, "HOST:PORT the restored controller listens on")
+	restoreCmd.Flags().StringVar(&restoreURL, "url", "", "URL devices reach it at (default https://LISTEN)")
+	restoreCmd.Flags().StringSliceVar(&restoreHosts, "host", nil, "name or IP its server certificate is valid for (repeatable; default the listen host and localhost)")
+	restoreCmd.MarkFlagRequired("from")
+	restoreCmd.MarkFlagRequired("data")
+	cmd.AddCommand(initCmd, runCmd, joinCmd, backupCmd, restoreCmd)
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +26,30 @@ const adminEnv = "UMBRA_ADMIN"
 // edgeFlags are shared by every `umbra edge` command.
 type edgeFlags struct {
 	admin string
+
+	// The identity file the command used, and its client, so that the cluster's
+	// members the controller listed can be kept in the file afterwards.
+	path string
+	id   *identity.File
+	last *api.Client
+}
+
+// keepControllers writes the cluster's members, as the last answer listed them, into
+// the admin identity file when they differ from what it holds: the next command fails
+// over among the controllers of the cluster as it is now.
+func (f *edgeFlags) keepControllers() error {
+	if f.last == nil {
+		return nil
+	}
+	learned := f.last.Controllers()
+	if len(learned) == 0 || slices.Equal(learned, f.id.Controllers) {
+		return nil
+	}
+	f.id.Controllers = learned
+	if err := f.id.Save(f.path); err != nil {
+		return fmt.Errorf("keep the cluster's controllers in %s: %w", f.path, err)
+	}
+	return nil
 }
 
 func (f *edgeFlags) client(cmd *cobra.Command) (*api.Client, error) {
@@ -39,7 +64,12 @@ func (f *edgeFlags) client(cmd *cobra.Command) (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return api.NewClient(cmd.Context(), id)
+	c, err := api.NewClient(cmd.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	f.path, f.id, f.last = path, id, c
+	return c, nil
 }
 
 // kindAliases maps the CLI's kind words to API kinds.
@@ -51,22 +81,24 @@ var kindAliases = map[string]string{
 	"edge-router-policy": "edge-router-policies", "edge-router-policies": "edge-router-policies",
 	"link": "links", "links": "links",
 	"revocations": "revocations",
+	"controller":  "controllers", "controllers": "controllers",
 }
 
 func newEdgeCmd() *cobra.Command {
 	f := &edgeFlags{}
 	cmd := &cobra.Command{Use: "edge", Short: "manage identities, routers, services and policies"}
 	cmd.PersistentFlags().StringVar(&f.admin, "admin", "", "admin identity file (default $"+adminEnv+")")
+	cmd.PersistentPostRunE = func(*cobra.Command, []string) error { return f.keepControllers() }
 
 	create := &cobra.Command{Use: "create", Short: "create a record"}
-	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f), createEnrollmentCmd(f))
+	create.AddCommand(createIdentityCmd(f), createRouterCmd(f), createServiceCmd(f), createServicePolicyCmd(f), createEdgeRouterPolicyCmd(f), createEnrollmentCmd(f), createControllerCmd(f))
 
 	var output string
 	list := &cobra.Command{
-		Use:       "list identities|services|service-policies|edge-router-policies|routers|links|revocations",
+		Use:       "list identities|services|service-policies|edge-router-policies|routers|links|revocations|controllers",
 		Short:     "list records",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links", "revocations"},
+		ValidArgs: []string{"identities", "services", "service-policies", "edge-router-policies", "routers", "links", "revocations", "controllers"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := kindAliases[args[0]]
 			if !ok {
@@ -94,11 +126,14 @@ func newEdgeCmd() *cobra.Command {
 	list.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 
 	del := &cobra.Command{
-		Use:   "delete identity|service|service-policy|edge-router-policy|router NAME",
-		Short: "delete a record (an identity's or router's certificate is revoked)",
+		Use:   "delete identity|service|service-policy|edge-router-policy|router|controller NAME",
+		Short: "delete a record (an identity's, router's or controller's certificate is revoked; a controller leaves the cluster)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, err := apiKind(args[0])
+			if kindAliases[args[0]] == "controllers" {
+				kind, err = "controllers", nil
+			}
 			if err != nil {
 				return err
 			}
@@ -169,6 +204,22 @@ func createEnrollmentCmd(f *edgeFlags) *cobra.Command {
 	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the enrollment token to (required)")
 	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.Flags().StringVar(&kind, "kind", "", "identity or router, when both kinds have a record called NAME")
+	cmd.MarkFlagRequired("jwt-out")
+	return cmd
+}
+
+func createControllerCmd(f *edgeFlags) *cobra.Command {
+	var jwtOut, expires string
+	cmd := &cobra.Command{
+		Use:   "controller NAME",
+		Short: "issue a one-time token for a new member of the controller cluster (redeem it with `umbra controller join`)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, f, strings.TrimPrefix(api.PathControllers, api.PathPrefix), api.CreateController{Name: args[0], Expires: expires}, jwtOut)
+		},
+	}
+	cmd.Flags().StringVar(&jwtOut, "jwt-out", "", "file to write the join token to (required)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresHelp)
 	cmd.MarkFlagRequired("jwt-out")
 	return cmd
 }
@@ -296,6 +347,7 @@ var kindColumns = map[string][]string{
 	"edge-router-policies": {"name", "identities", "routers"},
 	"links":                {"name", "state", "rtt_ms", "loss", "dialed"},
 	"revocations":          {"serial", "kind", "name", "revoked_at"},
+	"controllers":          {"name", "address", "role", "voter", "reachable", "last_contact", "applied_index"},
 }
 
 // tableColumns are shown first, in this order, when present; other scalar fields follow.

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/umbranet/umbra/internal/pki"
@@ -107,18 +108,107 @@ func Create(dir string, hosts []string, now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	server.KeyUsage = x509.KeyUsageDigitalSignature
-	server.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	server.URIs = append(server.URIs, pki.Subject{Kind: pki.KindController, ID: "server"}.URI())
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			server.IPAddresses = append(server.IPAddresses, ip)
-		} else {
-			server.DNSNames = append(server.DNSNames, h)
-		}
-	}
+	controllerCert(server, pki.Subject{Kind: pki.KindController, ID: "server"}, hosts)
 	if c.Server, err = pki.Issue(server, c.Intermediate, &c.serverKey.PublicKey, c.interKey); err != nil {
 		return nil, err
+	}
+	if err := c.save(dir); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// controllerCert makes t a controller's certificate: it serves the management API and
+// dials the other members of the cluster (Raft, forwarded writes) with it.
+func controllerCert(t *x509.Certificate, subj pki.Subject, hosts []string) {
+	t.KeyUsage = x509.KeyUsageDigitalSignature
+	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	t.URIs = append(t.URIs, subj.URI())
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			t.IPAddresses = append(t.IPAddresses, ip)
+		} else {
+			t.DNSNames = append(t.DNSNames, h)
+		}
+	}
+}
+
+// IssueController signs the certificate of a controller joining the cluster: subj is
+// its record, hosts the names and addresses it is reached at.
+func (c *CA) IssueController(subj pki.Subject, pub any, hosts []string, now time.Time) (*x509.Certificate, error) {
+	if _, ok := pub.(*ecdsa.PublicKey); !ok {
+		return nil, errors.New("ca: only ECDSA public keys are accepted")
+	}
+	t, err := template(subj.Name, now, ServerLifetime)
+	if err != nil {
+		return nil, err
+	}
+	controllerCert(t, subj, hosts)
+	return pki.Issue(t, c.Intermediate, pub, c.interKey)
+}
+
+// Material is what a joining controller needs to sign as the cluster does: the root
+// (its certificate only), the intermediate and the token and grant signer, in PEM.
+type Material struct {
+	Root            string `json:"root"`
+	Intermediate    string `json:"intermediate"`
+	IntermediateKey string `json:"intermediate_key"`
+	Signer          string `json:"signer"`
+	SignerKey       string `json:"signer_key"`
+}
+
+// Material exports the CA for a joining controller.
+func (c *CA) Material() (Material, error) {
+	ik, err := pki.EncodeKey(c.interKey)
+	if err != nil {
+		return Material{}, err
+	}
+	sk, err := pki.EncodeKey(c.signerKey)
+	if err != nil {
+		return Material{}, err
+	}
+	return Material{
+		Root: string(pki.EncodeCerts(c.Root)), Intermediate: string(pki.EncodeCerts(c.Intermediate)),
+		IntermediateKey: string(ik), Signer: string(pki.EncodeCerts(c.Signer)), SignerKey: string(sk),
+	}, nil
+}
+
+// FromMaterial is the CA that m describes, able to issue certificates; it has no
+// server certificate of its own.
+func FromMaterial(m Material) (*CA, error) {
+	c := &CA{}
+	parse := func(certPEM, keyPEM string, cert **x509.Certificate, key **ecdsa.PrivateKey) error {
+		cs, err := pki.ParseCerts([]byte(certPEM))
+		if err != nil {
+			return err
+		}
+		*cert = cs[0]
+		if key == nil {
+			return nil
+		}
+		*key, err = pki.ParseKey([]byte(keyPEM))
+		return err
+	}
+	if err := errors.Join(parse(m.Root, "", &c.Root, nil), parse(m.Intermediate, m.IntermediateKey, &c.Intermediate, &c.interKey),
+		parse(m.Signer, m.SignerKey, &c.Signer, &c.signerKey)); err != nil {
+		return nil, fmt.Errorf("ca: material: %w", err)
+	}
+	return c, nil
+}
+
+// Install writes a controller's CA directory from the cluster's material and the
+// member's own certificate and key. It refuses a directory that holds a CA.
+func Install(dir string, m Material, server *x509.Certificate, serverKey *ecdsa.PrivateKey) (*CA, error) {
+	if _, err := os.Stat(filepath.Join(dir, rootCert)); err == nil {
+		return nil, fmt.Errorf("ca: %s already holds a CA", dir)
+	}
+	c, err := FromMaterial(m)
+	if err != nil {
+		return nil, fmt.Errorf("ca: install: %w", err)
+	}
+	c.Server, c.serverKey = server, serverKey
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
 	}
 	if err := c.save(dir); err != nil {
 		return nil, err
@@ -151,6 +241,10 @@ func Load(dir string) (*CA, error) {
 		}
 		*e.cert = cs[0]
 		kd, err := os.ReadFile(filepath.Join(dir, e.kf))
+		if e.kf == rootKey && errors.Is(err, os.ErrNotExist) {
+			// A joined controller holds the root's certificate, never its key.
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ca: load: %w", err)
 		}
@@ -158,7 +252,36 @@ func Load(dir string) (*CA, error) {
 			return nil, fmt.Errorf("ca: load %s: %w", e.kf, err)
 		}
 	}
+	if err := c.upgradeServer(dir); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// upgradeServer reissues, with the same key, names and lifetime left, a server
+// certificate made before controllers formed clusters: it lacked the client
+// authentication a member needs to dial the others.
+func (c *CA) upgradeServer(dir string) error {
+	if slices.Contains(c.Server.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return nil
+	}
+	t, err := template(c.Server.Subject.CommonName, time.Now(), time.Until(c.Server.NotAfter))
+	if err != nil {
+		return err
+	}
+	t.NotBefore = c.Server.NotBefore
+	t.KeyUsage = x509.KeyUsageDigitalSignature
+	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	t.URIs, t.IPAddresses, t.DNSNames = c.Server.URIs, c.Server.IPAddresses, c.Server.DNSNames
+	server, err := pki.Issue(t, c.Intermediate, &c.serverKey.PublicKey, c.interKey)
+	if err != nil {
+		return fmt.Errorf("ca: upgrade server certificate: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, serverCert), pki.EncodeCerts(server), 0o644); err != nil {
+		return fmt.Errorf("ca: upgrade server certificate: %w", err)
+	}
+	c.Server = server
+	return nil
 }
 
 func (c *CA) save(dir string) error {
@@ -174,6 +297,12 @@ func (c *CA) save(dir string) error {
 		{serverCert, c.Server, c.serverKey, serverKey},
 	}
 	for _, f := range files {
+		if f.key == nil {
+			if err := os.WriteFile(filepath.Join(dir, f.name), pki.EncodeCerts(f.cert), 0o644); err != nil {
+				return fmt.Errorf("ca: save: %w", err)
+			}
+			continue
+		}
 		kp, err := pki.EncodeKey(f.key)
 		if err != nil {
 			return err
@@ -234,6 +363,9 @@ func (c *CA) IssueFor(subj pki.Subject, pub any, lifetime time.Duration, now tim
 	t.URIs = []*url.URL{subj.URI()}
 	return pki.Issue(t, c.Intermediate, pub, c.interKey)
 }
+
+// ServerKey is the controller's own key (its certificate is Server).
+func (c *CA) ServerKey() *ecdsa.PrivateKey { return c.serverKey }
 
 // ChainFor is the PEM chain a subject presents: its certificate and the intermediate.
 func (c *CA) ChainFor(cert *x509.Certificate) []byte { return pki.EncodeCerts(cert, c.Intermediate) }

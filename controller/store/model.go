@@ -14,6 +14,10 @@ const (
 	EdgeRouterPolicies Kind = "edge-router-policies"
 )
 
+// Controllers are the members of the controller cluster. They are not among Kinds: the
+// generic management paths do not create or change them.
+const Controllers Kind = "controllers"
+
 // Kinds lists every named kind, in display order.
 var Kinds = []Kind{Identities, Routers, Services, ServicePolicies, EdgeRouterPolicies}
 
@@ -49,6 +53,15 @@ type Router struct {
 	Meta
 	Attributes []string `json:"attributes"`
 	Cert       *Cert    `json:"cert,omitempty"`
+}
+
+// Controller is a member of the controller cluster, named at `edge create controller`
+// and given its address and certificate when it joins.
+type Controller struct {
+	Meta
+	// Address is HOST:PORT of the member's port (management API and Raft).
+	Address string `json:"address,omitempty"`
+	Cert    *Cert  `json:"cert,omitempty"`
 }
 
 // Service is something identities host and dial.

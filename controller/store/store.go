@@ -10,8 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,7 +32,10 @@ var (
 	bucketEnrollments = []byte("enrollments")
 	bucketRevoked     = []byte("revoked")
 	keySchema         = []byte("schema")
-	namesSuffix       = "/names"
+	// keyApplied holds the index of the last replicated log entry applied, written in
+	// the same transaction as the entry's change, so a restart never applies one twice.
+	keyApplied  = []byte("applied_index")
+	namesSuffix = "/names"
 )
 
 // Errors a caller may match with errors.Is.
@@ -38,6 +45,9 @@ var (
 	ErrTokenUnknown = errors.New("token unknown or already used")
 	ErrTokenExpired = errors.New("token expired")
 	ErrBadName      = errors.New("bad name: use 1-64 letters, digits, '.', '_' or '-'")
+	// ErrNoLeader: a replicated store cannot write now, because this member reaches no
+	// leader (it is cut off from a majority of the cluster, or an election is running).
+	ErrNoLeader = errors.New("no leader")
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -104,10 +114,24 @@ type Store interface {
 }
 
 // Bolt is the bbolt-backed Store.
-type Bolt struct{ db *bolt.DB }
+type Bolt struct {
+	path string
+	// mu guards db against Restore swapping the file under a reader.
+	mu sync.RWMutex
+	db *bolt.DB
+}
 
 // Open opens or creates the store file at path.
 func Open(path string) (*Bolt, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Bolt{path: path, db: db}, nil
+}
+
+// openDB opens the file at path and creates the buckets a store needs.
+func openDB(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -126,7 +150,7 @@ func Open(path string) (*Bolt, error) {
 			return err
 		}
 		names := [][]byte{bucketEnrollments, bucketRevoked}
-		for _, k := range Kinds {
+		for _, k := range append(Kinds[:len(Kinds):len(Kinds)], Controllers) {
 			names = append(names, []byte(k), []byte(string(k)+namesSuffix))
 		}
 		for _, n := range names {
@@ -140,28 +164,169 @@ func Open(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	return &Bolt{db: db}, nil
+	return db, nil
 }
 
 // Close closes the file.
-func (s *Bolt) Close() error { return s.db.Close() }
+func (s *Bolt) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
+
+// view runs fn in a read transaction.
+func (s *Bolt) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.View(fn)
+}
+
+// update runs fn in a write transaction.
+func (s *Bolt) update(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Update(fn)
+}
 
 // Apply performs cmd in one transaction.
 func (s *Bolt) Apply(ctx context.Context, cmd Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return apply(tx, cmd) })
+	return s.update(func(tx *bolt.Tx) error { return apply(tx, cmd) })
+}
+
+// ApplyIndexed performs cmds (one, or a bulk load's many), the replicated log entry at
+// index, in one transaction that
+// also records index as applied. An entry at or below the recorded index was applied
+// before (a restart replays the log after the last snapshot) and is skipped. A command
+// that fails is refused by every member the
+// same way, and records nothing, not even its index: a refused request changes no stored
+// state, and should a restart replay it, the same state refuses it again.
+func (s *Bolt) ApplyIndexed(index uint64, cmds ...Command) error {
+	var cmdErr error
+	err := s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if appliedIn(meta) >= index {
+			return nil
+		}
+		for i, cmd := range cmds {
+			if cmdErr = apply(tx, cmd); cmdErr != nil {
+				if len(cmds) > 1 {
+					cmdErr = fmt.Errorf("command %d: %w", i, cmdErr)
+				}
+				return cmdErr // rolls the entry's partial writes back
+			}
+		}
+		return meta.Put(keyApplied, []byte(strconv.FormatUint(index, 10)))
+	})
+	if cmdErr != nil {
+		return cmdErr
+	}
+	if err != nil {
+		return fmt.Errorf("store: apply entry %d: %w", index, err)
+	}
+	return nil
+}
+
+func appliedIn(meta *bolt.Bucket) uint64 {
+	n, _ := strconv.ParseUint(string(meta.Get(keyApplied)), 10, 64)
+	return n
+}
+
+// AppliedIndex is the index of the last replicated entry applied (0 for none).
+func (s *Bolt) AppliedIndex() uint64 {
+	var n uint64
+	s.view(func(tx *bolt.Tx) error {
+		n = appliedIn(tx.Bucket(bucketMeta))
+		return nil
+	})
+	return n
+}
+
+// Snapshot is a consistent image of the store as of the moment it was taken, held open
+// until Release.
+type Snapshot struct {
+	tx *bolt.Tx
+	s  *Bolt
+}
+
+// Snapshot opens a read transaction whose view WriteTo copies out as a bbolt file.
+func (s *Bolt) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		s.mu.RUnlock()
+		return nil, fmt.Errorf("store: snapshot: %w", err)
+	}
+	return &Snapshot{tx: tx, s: s}, nil
+}
+
+// WriteTo writes the snapshot as a complete bbolt file.
+func (p *Snapshot) WriteTo(w io.Writer) (int64, error) { return p.tx.WriteTo(w) }
+
+// Release ends the snapshot's read transaction.
+func (p *Snapshot) Release() {
+	if p.tx != nil {
+		p.tx.Rollback()
+		p.tx = nil
+		p.s.mu.RUnlock()
+	}
+}
+
+// Restore replaces the store with the bbolt file read from r (a Snapshot's image). The
+// image is written beside the store and checked before it replaces it, so a bad image
+// leaves the store as it was.
+func (s *Bolt) Restore(r io.Reader) error {
+	tmp := s.path + ".restore"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = CheckFile(tmp)
+	}
+	if err == nil {
+		var db *bolt.DB
+		if db, err = openDB(tmp); err == nil {
+			err = db.Close()
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	db, err := openDB(s.path)
+	if err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	s.db = db
+	return nil
 }
 
 // ApplyAll performs cmds in one transaction, all or none: bulk loads (benchmarks, tests
-// of large fleets) that one fsync per record would make take minutes. It is not
-// replicated; a cluster applies commands one by one through Apply.
+// of large fleets) that one fsync per record would make take minutes. A cluster
+// replicates such a load as one log entry (cluster.Node.ApplyAll).
 func (s *Bolt) ApplyAll(ctx context.Context, cmds []Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		for i, cmd := range cmds {
 			if err := apply(tx, cmd); err != nil {
 				return fmt.Errorf("command %d: %w", i, err)
@@ -355,7 +520,7 @@ func revokeCurrent(tx *bolt.Tx, kind Kind, id string, at time.Time) error {
 // EnrollmentsOf lists the outstanding tokens of subject kind/id.
 func (s *Bolt) EnrollmentsOf(kind Kind, id string) ([]Enrollment, error) {
 	var out []Enrollment
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollments).ForEach(func(_, v []byte) error {
 			var e Enrollment
 			if json.Unmarshal(v, &e) == nil && e.Kind == kind && e.SubjectID == id {
@@ -419,7 +584,7 @@ func setCert(tx *bolt.Tx, kind Kind, id string, c *Cert) error {
 
 // Get decodes kind/name into v.
 func (s *Bolt) Get(kind Kind, name string, v any) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		id, err := idOf(tx, kind, name)
 		if err != nil {
 			return err
@@ -431,7 +596,7 @@ func (s *Bolt) Get(kind Kind, name string, v any) error {
 
 // GetByID decodes the kind record with id into v.
 func (s *Bolt) GetByID(kind Kind, id string, v any) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		b, _ := buckets(tx, kind)
 		if b == nil {
 			return fmt.Errorf("store: unknown kind %q", kind)
@@ -447,7 +612,7 @@ func (s *Bolt) GetByID(kind Kind, id string, v any) error {
 // List returns every record of kind, sorted by name.
 func (s *Bolt) List(kind Kind) ([]json.RawMessage, error) {
 	var out []json.RawMessage
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b, names := buckets(tx, kind)
 		if b == nil {
 			return fmt.Errorf("store: unknown kind %q", kind)
@@ -464,7 +629,7 @@ func (s *Bolt) List(kind Kind) ([]json.RawMessage, error) {
 // Enrollment returns the outstanding enrollment with jti.
 func (s *Bolt) Enrollment(jti string) (Enrollment, error) {
 	var e Enrollment
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketEnrollments).Get([]byte(jti))
 		if v == nil {
 			return ErrTokenUnknown
@@ -477,7 +642,7 @@ func (s *Bolt) Enrollment(jti string) (Enrollment, error) {
 // Revoked reports whether serial was revoked.
 func (s *Bolt) Revoked(serial string) (bool, error) {
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		found = tx.Bucket(bucketRevoked).Get([]byte(serial)) != nil
 		return nil
 	})
@@ -487,7 +652,7 @@ func (s *Bolt) Revoked(serial string) (bool, error) {
 // Revocations lists every revoked serial.
 func (s *Bolt) Revocations() ([]Revocation, error) {
 	var out []Revocation
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRevoked).ForEach(func(_, v []byte) error {
 			var r Revocation
 			if err := json.Unmarshal(v, &r); err != nil {
@@ -503,7 +668,7 @@ func (s *Bolt) Revocations() ([]Revocation, error) {
 // Dump writes every bucket as sorted "bucket key value" lines.
 func (s *Bolt) Dump() ([]byte, error) {
 	var buf bytes.Buffer
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var names []string
 		_ = tx.ForEach(func(n []byte, _ *bolt.Bucket) error {
 			names = append(names, string(n))
@@ -557,4 +722,26 @@ func Singular(k Kind) string {
 	}
 	s := string(k)
 	return s[:len(s)-1]
+}
+
+// ResetApplied forgets the index of the last replicated entry applied: a store restored
+// from a backup starts a new cluster, whose log begins again at 1.
+func (s *Bolt) ResetApplied() error {
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyApplied) })
+}
+
+// Empty reports whether the store holds no record, token or revocation.
+func (s *Bolt) Empty() bool {
+	empty := true
+	s.view(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if !bytes.Equal(name, bucketMeta) {
+				if k, _ := b.Cursor().First(); k != nil {
+					empty = false
+				}
+			}
+			return nil
+		})
+	})
+	return empty
 }

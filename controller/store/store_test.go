@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -191,5 +192,82 @@ func TestApplyAllIsAllOrNothing(t *testing.T) {
 	}
 	if recs, _ := s.List(Identities); len(recs) != 2 {
 		t.Errorf("%d records after a bulk load of 2, want 2", len(recs))
+	}
+}
+
+// TestApplyIndexedSkipsReplayedEntries: an entry at or below the recorded index (a
+// restart replaying the log) is not applied twice; a refused entry records nothing.
+func TestApplyIndexedSkipsReplayedEntries(t *testing.T) {
+	s, _ := openTemp(t)
+	raw, _ := json.Marshal(Identity{Meta: Meta{ID: "id1", Name: "drone1"}})
+	create := Command{Op: OpCreate, Kind: Identities, Record: raw, At: time.Now()}
+	if err := s.ApplyIndexed(5, create); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyIndexed(5, create); err != nil {
+		t.Errorf("replayed entry 5: got %v, want it skipped", err)
+	}
+	if got := s.AppliedIndex(); got != 5 {
+		t.Errorf("applied index = %d, want 5", got)
+	}
+	before, _ := s.Dump()
+	if err := s.ApplyIndexed(6, create); !errors.Is(err, ErrExists) {
+		t.Errorf("entry 6 (a duplicate): got %v, want ErrExists", err)
+	}
+	if after, _ := s.Dump(); string(after) != string(before) {
+		t.Errorf("a refused entry changed the store:\n%s\nwant\n%s", after, before)
+	}
+	bulk := []Command{
+		{Op: OpCreate, Kind: Services, Record: json.RawMessage(`{"id":"s1","name":"video"}`), At: time.Now()},
+		{Op: OpCreate, Kind: Services, Record: json.RawMessage(`{"id":"s1","name":"telemetry"}`), At: time.Now()},
+	}
+	if err := s.ApplyIndexed(7, bulk...); err == nil {
+		t.Error("a bulk entry with a bad command: got nil, want an error")
+	}
+	if err := s.Get(Services, "video", &Service{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused bulk entry stored part of itself: %v", err)
+	}
+}
+
+// TestRestoreReplacesTheStoreOrNothing: a snapshot's image replaces the store; a
+// garbled image leaves it as it was.
+func TestRestoreReplacesTheStoreOrNothing(t *testing.T) {
+	src, _ := openTemp(t)
+	if err := createIdentity(t, src, "id1", "drone1", nil); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var image bytes.Buffer
+	_, err = snap.WriteTo(&image)
+	snap.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := openTemp(t)
+	if !dst.Empty() {
+		t.Error("a new store is not Empty")
+	}
+	if err := createIdentity(t, dst, "id2", "drone2", nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := dst.Dump()
+	if err := dst.Restore(bytes.NewReader(image.Bytes()[:image.Len()/2])); err == nil {
+		t.Error("restore of half an image: got nil, want an error")
+	}
+	if after, _ := dst.Dump(); string(after) != string(before) {
+		t.Error("a refused restore changed the store")
+	}
+	if err := dst.Restore(bytes.NewReader(image.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := src.Dump()
+	if got, _ := dst.Dump(); string(got) != string(want) {
+		t.Errorf("restored store:\n%s\nwant\n%s", got, want)
+	}
+	if dst.Empty() {
+		t.Error("a store with an identity is Empty")
 	}
 }

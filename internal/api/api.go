@@ -13,6 +13,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/umbranet/umbra/hal/keystore"
@@ -57,6 +60,18 @@ type CreateRouter struct {
 	// Expires is the enrollment token's lifetime, as in CreateIdentity.
 	Expires string `json:"expires,omitempty"`
 }
+
+// CreateController is the body of POST /v1/controllers: a one-time token for a new
+// member of the controller cluster.
+type CreateController struct {
+	Name string `json:"name"`
+	// Expires is the token's lifetime, as in CreateIdentity.
+	Expires string `json:"expires,omitempty"`
+}
+
+// PathControllers lists (GET), creates (POST) and removes (DELETE …/NAME) the members of
+// the controller cluster.
+const PathControllers = "/v1/controllers"
 
 // PathEnrollments issues a new one-time token for an existing identity or router: POST
 // a CreateEnrollment, get a Created back.
@@ -225,6 +240,10 @@ const (
 	// CodeForbidden: the caller's identity is unknown, revoked, or its role (none,
 	// reader, operator) does not allow what it asked.
 	CodeForbidden = "forbidden"
+	// CodeNoLeader: the controller asked cannot write now, because it reaches no
+	// leader of its cluster (it is cut off from a majority, or an election is running).
+	// Reads still work there; another controller may take the write.
+	CodeNoLeader = "no_leader"
 )
 
 // StatusError is the error a non-2xx answer becomes: the controller's one line, its
@@ -248,12 +267,41 @@ func HasCode(err error, code string) bool {
 }
 
 // Client calls the management API as an identity (an admin's, or an agent's asking for
-// its routers).
+// its routers). It knows every controller of the cluster the identity file lists, and
+// fails over among them: a controller that does not answer, or answers that it has no
+// leader, is left for the next.
 type Client struct {
-	base string
-	http *http.Client
-	key  keystore.Key // closed by Close; nil when the caller owns the key
+	bases []string
+	http  *http.Client
+	key   keystore.Key // closed by Close; nil when the caller owns the key
+
+	ca      string // the identity's root, which names its cluster in members
+	mu      sync.Mutex
+	cur     int      // index in bases of the controller that answered last
+	learned []string // the cluster's members as the last answer listed them
 }
+
+// members remembers, for the life of the process, the members each cluster (named by
+// its root certificate) last listed, so that a program making a new Client for each call
+// (an agent asking for its routers) still follows the cluster's changes.
+var members sync.Map // root PEM → []string
+
+// HeaderControllers is the answer header in which a controller lists the management
+// URLs of every member of its cluster, comma-separated.
+const HeaderControllers = "Umbra-Controllers"
+
+// Failover bounds.
+const (
+	// failoverWindow bounds how long a call goes round the controllers while none
+	// answers or none has a leader (an election takes a second or two).
+	failoverWindow = 15 * time.Second
+	// failoverPause is the pause between two rounds of the controllers.
+	failoverPause = 250 * time.Millisecond
+	// attemptTimeout bounds one call to one controller, so a stopped one is left.
+	attemptTimeout = 15 * time.Second
+	// handshakeTimeout bounds the TLS handshake with one controller.
+	handshakeTimeout = 3 * time.Second
+)
 
 // NewClient opens the identity's key and returns a client for its controller. Close
 // releases the key. A program that already holds the key open (an agent whose key lives
@@ -272,22 +320,50 @@ func NewClient(ctx context.Context, id *identity.File) (*Client, error) {
 	return c, nil
 }
 
-// NewClientWithCert returns a client for id's controller that presents cert, whose key
+// NewClientWithCert returns a client for id's controllers that presents cert, whose key
 // the caller opened and keeps: Close leaves it open.
 func NewClientWithCert(id *identity.File, cert tls.Certificate) (*Client, error) {
 	roots, err := id.Roots()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := url.Parse(id.Controller); err != nil {
-		return nil, fmt.Errorf("api: controller URL: %w", err)
+	bases := id.ControllerURLs()
+	if known, ok := members.Load(id.CA); ok {
+		for _, u := range known.([]string) {
+			if !slices.Contains(bases, u) {
+				bases = append(bases, u)
+			}
+		}
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs:      roots,
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS13,
-	}}
-	return &Client{base: id.Controller, http: &http.Client{Transport: tr, Timeout: requestTimeout}}, nil
+	for _, b := range bases {
+		if _, err := url.Parse(b); err != nil {
+			return nil, fmt.Errorf("api: controller URL: %w", err)
+		}
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{
+			RootCAs:      roots,
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS13,
+		},
+		TLSHandshakeTimeout: handshakeTimeout,
+	}
+	return &Client{bases: bases, ca: id.CA, http: &http.Client{Transport: tr, Timeout: requestTimeout}}, nil
+}
+
+// Controllers is the cluster's members as the last answer listed them (nil before any
+// answer, or from a controller that does not say).
+func (c *Client) Controllers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.learned
+}
+
+// base is the controller to try first.
+func (c *Client) base() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bases[c.cur]
 }
 
 // Close releases the client's connections, and its key if NewClient opened it.
@@ -346,7 +422,7 @@ func (c *Client) Events(ctx context.Context, w io.Writer, since time.Duration, f
 	if follow {
 		q.Set("follow", "true")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+PathEvents+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base()+PathEvents+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
@@ -379,42 +455,100 @@ func (c *Client) Delete(ctx context.Context, kind, name string) error {
 }
 
 // Do sends one request with a JSON body (if any) and decodes the JSON answer into out
-// (if not nil). A non-2xx answer becomes an error carrying the controller's message.
+// (if not nil). A non-2xx answer becomes an error carrying the controller's message. A
+// controller that cannot be reached, or has no leader, is left for the next one the
+// identity file lists, round after round for up to failoverWindow.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var data []byte
 	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
+	}
+	c.mu.Lock()
+	start, n := c.cur, len(c.bases)
+	c.mu.Unlock()
+	deadline := time.Now().Add(failoverWindow)
+	for {
+		var last error
+		for i := range n {
+			idx := (start + i) % n
+			answer, err := c.once(ctx, c.bases[idx], method, path, data)
+			if err == nil {
+				c.mu.Lock()
+				c.cur = idx
+				c.mu.Unlock()
+				if out == nil {
+					return nil
+				}
+				if err := json.Unmarshal(answer, out); err != nil {
+					return fmt.Errorf("api: answer: %w", err)
+				}
+				return nil
+			}
+			if ctx.Err() != nil || !failover(err) {
+				return err
+			}
+			last = err
+		}
+		// One controller fails at once, as it always did (it waited for a leader
+		// itself); a cluster's members are tried round after round while one elects.
+		if n == 1 || time.Now().After(deadline) {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(failoverPause):
+		}
+	}
+}
+
+// failover reports whether a call that failed with err may go to another controller.
+func failover(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code == CodeNoLeader
+	}
+	return true
+}
+
+// once sends one request to the controller at base.
+func (c *Client) once(ctx context.Context, base, method, path string, data []byte) ([]byte, error) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	var rd io.Reader
+	if data != nil {
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(actx, method, base+path, rd)
 	if err != nil {
-		return fmt.Errorf("api: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
-	if body != nil {
+	if data != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("api: %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize))
+	if h := resp.Header.Get(HeaderControllers); h != "" {
+		learned := strings.Split(h, ",")
+		c.mu.Lock()
+		c.learned = learned
+		c.mu.Unlock()
+		members.Store(c.ca, learned)
+	}
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize))
 	if err != nil {
-		return fmt.Errorf("api: read answer: %w", err)
+		return nil, fmt.Errorf("api: read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return errorOf(resp.StatusCode, resp.Status, data)
+		return nil, errorOf(resp.StatusCode, resp.Status, answer)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("api: answer: %w", err)
-	}
-	return nil
+	return answer, nil
 }
 
 // errorOf is the error a non-2xx answer carries (a *StatusError), or its status when it

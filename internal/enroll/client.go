@@ -56,6 +56,8 @@ type Response struct {
 	Cert string `json:"cert"`
 	// CA is the PEM root.
 	CA string `json:"ca"`
+	// Controllers are the management URLs of every member of the controller cluster.
+	Controllers []string `json:"controllers,omitempty"`
 }
 
 // Enroll redeems token with the controller that signed it, as a subject of kind
@@ -64,6 +66,9 @@ type Response struct {
 // against the controller's signer certificate, sends a CSR signed by key and checks the
 // chain it gets back. The returned file has no key reference yet; the caller sets it.
 // Nothing is written anywhere.
+//
+// A token names every controller of the cluster that issued it: one that cannot be
+// reached is left for the next.
 func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identity.File, error) {
 	claims, err := CheckKind(token, kind)
 	if err != nil {
@@ -72,6 +77,30 @@ func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identi
 	u, err := url.Parse(claims.Issuer)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("enroll: token issuer %q is not an https URL", claims.Issuer)
+	}
+	var last error
+	for _, base := range claims.controllerURLs() {
+		f, err := enrollAt(ctx, base, token, kind, key, claims)
+		if !errors.As(err, new(*unreachableError)) {
+			return f, err
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// unreachableError is a failure to reach a controller at all, which another member of
+// the cluster may not share.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// enrollAt is Enroll with the controller at base.
+func enrollAt(ctx context.Context, base, token, kind string, key crypto.Signer, claims Claims) (*identity.File, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: controller URL %q: %w", base, err)
 	}
 	root, err := pinRoot(ctx, u.Host, claims.RootFingerprint)
 	if err != nil {
@@ -86,7 +115,7 @@ func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identi
 	}
 	defer client.CloseIdleConnections()
 
-	signer, signerChain, err := fetchSigner(ctx, client, claims.Issuer, root)
+	signer, signerChain, err := fetchSigner(ctx, client, base, root)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +135,7 @@ func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identi
 		Kind:  kind,
 	})
 	var resp Response
-	if err := call(ctx, client, http.MethodPost, claims.Issuer+PathEnroll, body, &resp); err != nil {
+	if err := call(ctx, client, http.MethodPost, base+PathEnroll, body, &resp); err != nil {
 		if errors.Is(err, errWrongKindAnswer) {
 			return nil, &WrongKindError{Token: claims.Kind(), Want: kind}
 		}
@@ -124,13 +153,14 @@ func Enroll(ctx context.Context, token, kind string, key crypto.Signer) (*identi
 		return nil, errors.New("enroll: controller's certificate names another subject or key")
 	}
 	return &identity.File{
-		Name:       subj.Name,
-		ID:         subj.ID,
-		Kind:       subj.Kind,
-		Controller: claims.Issuer,
-		Cert:       string(pki.EncodeCerts(chain...)),
-		CA:         string(pki.EncodeCerts(root)),
-		Signer:     string(pki.EncodeCerts(signerChain...)),
+		Name:        subj.Name,
+		ID:          subj.ID,
+		Kind:        subj.Kind,
+		Controller:  base,
+		Controllers: resp.Controllers,
+		Cert:        string(pki.EncodeCerts(chain...)),
+		CA:          string(pki.EncodeCerts(root)),
+		Signer:      string(pki.EncodeCerts(signerChain...)),
 	}, nil
 }
 
@@ -150,7 +180,7 @@ func pinRoot(ctx context.Context, host, fingerprint string) (*x509.Certificate, 
 	if !errors.As(err, &verr) {
 		var nerr net.Error
 		if errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("enroll: reach controller at %s: %w", host, err)
+			return nil, &unreachableError{fmt.Errorf("enroll: reach controller at %s: %w", host, err)}
 		}
 		return nil, fmt.Errorf("enroll: controller at %s: %w", host, err)
 	}
@@ -172,7 +202,7 @@ func fetchSigner(ctx context.Context, client *http.Client, base string, root *x5
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("enroll: fetch CA bundle: %w", err)
+		return nil, nil, &unreachableError{fmt.Errorf("enroll: fetch CA bundle: %w", err)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))

@@ -8,6 +8,8 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -19,6 +21,8 @@ import (
 const (
 	MethodOTT    = "ott"    // an identity's one-time token
 	MethodRouter = "router" // a router's one-time token
+	// MethodController is a controller's one-time token to join a cluster.
+	MethodController = "controller"
 )
 
 // DefaultTokenLifetime is how long a token stays valid when the admin does not say.
@@ -33,10 +37,27 @@ const leeway = 30 * time.Second
 // Claims is what an enrollment token says.
 type Claims struct {
 	jwt.RegisteredClaims
-	// Method is "ott" or "router".
+	// Method is "ott", "router" or "controller".
 	Method string `json:"em"`
 	// RootFingerprint is the hex SHA-256 of the controller's root CA certificate.
 	RootFingerprint string `json:"rootfp"`
+	// Controllers lists the management URLs of every member of the issuing cluster,
+	// for the redeemer to try when the issuer does not answer.
+	Controllers []string `json:"ctrls,omitempty"`
+}
+
+// controllerURLs is the issuer, then the token's other https controllers, without
+// repeats.
+func (c Claims) controllerURLs() []string {
+	out := []string{c.Issuer}
+	for _, s := range c.Controllers {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" || slices.Contains(out, s) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // Sign makes a token carrying c, signed with the controller's signer key.
@@ -108,6 +129,8 @@ func (c Claims) Kind() string {
 		return pki.KindIdentity
 	case MethodRouter:
 		return pki.KindRouter
+	case MethodController:
+		return pki.KindController
 	}
 	return ""
 }
@@ -163,7 +186,7 @@ func CheckKind(token, want string) (Claims, error) {
 
 func (c Claims) check() error {
 	switch {
-	case c.Method != MethodOTT && c.Method != MethodRouter:
+	case c.Method != MethodOTT && c.Method != MethodRouter && c.Method != MethodController:
 		return fmt.Errorf("enroll: token has unknown enrollment method %q", c.Method)
 	case c.ID == "" || c.Subject == "" || c.Issuer == "":
 		return errors.New("enroll: token lacks jti, sub or iss")

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/umbranet/umbra/hal/keystore"
 	"github.com/umbranet/umbra/internal/pki"
@@ -30,6 +31,10 @@ type File struct {
 	Kind string `json:"kind"`
 	// Controller is the controller's management URL, https://HOST:PORT.
 	Controller string `json:"controller"`
+	// Controllers lists the management URLs of every member of the controller
+	// cluster, as they were when the file was written or last refreshed; a program
+	// fails over among Controller and these.
+	Controllers []string `json:"controllers,omitempty"`
 	// Cert is the PEM chain: the subject's certificate, then the intermediate.
 	Cert string `json:"cert"`
 	// CA is the PEM root certificate this subject trusts.
@@ -39,6 +44,17 @@ type File struct {
 	Signer string `json:"signer"`
 	// Key says where the private key lives.
 	Key keystore.Ref `json:"key"`
+}
+
+// ControllerURLs is Controller followed by the other Controllers, without repeats.
+func (f *File) ControllerURLs() []string {
+	out := []string{f.Controller}
+	for _, u := range f.Controllers {
+		if u != "" && !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // Load reads an identity file.

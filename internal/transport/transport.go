@@ -21,6 +21,9 @@ const (
 	ALPNEdge = "umbra-edge/1" // agent ↔ router
 	ALPNLink = "umbra-link/1" // router ↔ router
 	ALPNCtrl = "umbra-ctrl/1" // router ↔ controller
+	// ALPNRaft names a TLS connection to a controller's TCP port that carries Raft
+	// traffic between controllers, beside the management API's HTTPS on that port.
+	ALPNRaft = "umbra-raft/1"
 )
 
 // Profile is a documented QUIC configuration for one kind of path.

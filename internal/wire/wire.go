@@ -54,6 +54,9 @@ const (
 	// TypeChanged: controller → router → agent, on a stream of its own: records changed
 	// (a service, policy, identity or edge-router policy); ask for your services again.
 	TypeChanged Type = 31
+	// TypeControllers: controller → router, on a stream of its own: the controller
+	// cluster's members changed; here is the list to fail over to.
+	TypeControllers Type = 32
 
 	// Router ↔ router, on a link (umbra-link/1).
 	TypeHop      Type = 40 // carry this circuit onward: the next router or the hosting agent
@@ -112,6 +115,9 @@ type HelloAck struct {
 	Lane bool `cbor:"4,keyasint,omitempty"`
 	// LaneStreams says the router will carry TCP circuits' bytes on lane streams.
 	LaneStreams bool `cbor:"5,keyasint,omitempty"`
+	// Controllers lists the management URLs (https://HOST:PORT) of every member of the
+	// controller cluster (controller → router), for the router to fail over to.
+	Controllers []string `cbor:"6,keyasint,omitempty"`
 }
 
 // ServicesRequest asks for the services an identity may use. Identity is set by the
@@ -214,6 +220,12 @@ type Revoke struct {
 // Changed tells routers, and through them agents, that what identities may use may have
 // changed: an agent asks for its services again and follows the answer.
 type Changed struct{}
+
+// Controllers is the controller cluster's members' management URLs, pushed to routers
+// when the membership changes.
+type Controllers struct {
+	URLs []string `cbor:"1,keyasint"`
+}
 
 // Hop asks the next router on a circuit's path to carry it onward. Index is the
 // receiver's position in the grant's router list; Circuit is the id the circuit's
