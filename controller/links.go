@@ -23,7 +23,8 @@ type LinkInfo struct {
 	Dialed bool    `json:"dialed"`
 }
 
-// setLinks records a router's report of its links, replacing its previous one.
+// setLinks records a router's report of its links, replacing its previous one, and
+// that the agents it lists are online.
 func (c *Controller) setLinks(routerID string, rep wire.LinkReport) {
 	c.mu.Lock()
 	if _, online := c.online[routerID]; !online {
@@ -36,6 +37,13 @@ func (c *Controller) setLinks(routerID string, rep wire.LinkReport) {
 	}
 	c.links[routerID] = rep.Links
 	c.mu.Unlock()
+	// The router's agents count online on every member it reports to, not only on the
+	// one their requests go to.
+	for _, id := range rep.Identities[:min(len(rep.Identities), wire.MaxReportedIdentities)] {
+		if rec, err := c.identityByID(id); err == nil {
+			c.markSeen(rec, routerID)
+		}
+	}
 	for _, l := range rep.Links {
 		if up, seen := was[l.Peer]; (!seen && l.Up) || (seen && up != l.Up) {
 			c.linkEvent(routerID, l.Peer, l.Up)

@@ -86,6 +86,10 @@ func (r *Router) setControllers(urls []string) {
 	if same {
 		return
 	}
+	select {
+	case r.membersChanged <- struct{}{}:
+	default:
+	}
 	r.log.Info("controller cluster", "controllers", urls)
 	if r.cfg.DataDir == "" {
 		return

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -26,39 +28,67 @@ const (
 	ctrlBackoffMax     = 5 * time.Second
 	ctrlBackoffJitter  = 0.5
 	ctrlDialTimeout    = 10 * time.Second
+	// changedCoalesce: every member pushes the same notice that records changed; the
+	// ones arriving within this window of an announcement go to the agents as one more,
+	// at its end.
+	changedCoalesce = 250 * time.Millisecond
 )
 
-// runControlLink keeps the router's control link to a controller of the cluster up
-// until ctx ends. When a link ends or a dial fails it moves on to the next controller
-// at once; it backs off only once every controller failed in turn.
-func (r *Router) runControlLink(ctx context.Context) {
+// runControlLinks keeps a control link up to every member of the controller cluster the
+// router knows, until ctx ends, as OpenZiti's routers do: each member then knows this
+// router, its links and its bindings, so any member computes paths and grants circuits
+// over the whole fleet. A member that joins gets a link as soon as the router learns of
+// it; the link to a member that left closes.
+func (r *Router) runControlLinks(ctx context.Context) {
+	running := map[string]context.CancelFunc{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		list := r.controllerList()
+		for _, u := range list {
+			if _, ok := running[u]; !ok {
+				lctx, cancel := context.WithCancel(ctx)
+				running[u] = cancel
+				wg.Go(func() { r.runControlLink(lctx, u) })
+			}
+		}
+		for u, cancel := range running {
+			if !slices.Contains(list, u) {
+				r.log.Info("control link closed: the controller left the cluster", "controller", u)
+				cancel()
+				delete(running, u)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			for _, cancel := range running {
+				cancel()
+			}
+			return
+		case <-r.membersChanged:
+		}
+	}
+}
+
+// runControlLink keeps the router's control link to the controller at target up until
+// ctx ends, redialing with backoff whenever it drops or a dial fails.
+func (r *Router) runControlLink(ctx context.Context, target string) {
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(ctrlBackoffInitial),
 		backoff.WithMaxInterval(ctrlBackoffMax),
 		backoff.WithRandomizationFactor(ctrlBackoffJitter),
 		backoff.WithMaxElapsedTime(0),
 	)
-	next, failed := 0, 0
 	for ctx.Err() == nil {
-		list := r.controllerList()
-		target := list[next%len(list)]
 		up, err := r.controlLinkOnce(ctx, target)
 		if ctx.Err() != nil {
 			return
 		}
-		next++
 		if up {
 			b.Reset()
-			// Start the next round from the controller that served last: the one
-			// just lost is tried last.
-			failed = 0
-		} else if failed++; failed < len(list) {
-			r.log.Warn("control link: controller unreachable, trying the next", "controller", target, "err", err)
-			continue
 		}
-		failed = 0
 		wait := b.NextBackOff()
-		r.log.Warn("control link down", "err", err, "retry_in", wait)
+		r.log.Warn("control link down", "controller", target, "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return
@@ -117,8 +147,8 @@ func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, 
 	hctx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
 	go sendHeartbeats(hctx, conn, hb)
-	r.setControl(conn)
-	defer r.setControl(nil)
+	r.setControl(controller, conn)
+	defer r.setControl(controller, nil)
 	r.log.Info("control link up", "controller", u.Host)
 	go r.acceptControlPushes(conn)
 	watchHeartbeats(ctx, conn, hb, true)
@@ -150,7 +180,10 @@ func (r *Router) acceptControlPushes(conn *quic.Conn) {
 				}
 				r.revoke(rev.Serials)
 			case wire.TypeChanged:
-				r.announceChanged()
+				select {
+				case r.changed <- struct{}{}:
+				default:
+				}
 			case wire.TypeControllers:
 				var m wire.Controllers
 				if err := wire.Unmarshal(body, &m); err != nil {
@@ -162,6 +195,25 @@ func (r *Router) acceptControlPushes(conn *quic.Conn) {
 				r.log.Warn("control push: unexpected message", "type", typ)
 			}
 		}()
+	}
+}
+
+// coalesceChanged passes the controllers' notices that records changed on to the agents
+// until ctx ends: the first at once, those that follow within changedCoalesce (the
+// same change, pushed by every member) as one more at the window's end.
+func (r *Router) coalesceChanged(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.changed:
+		}
+		r.announceChanged()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(changedCoalesce):
+		}
 	}
 }
 
@@ -188,39 +240,85 @@ func (r *Router) announceChanged() {
 	}
 }
 
-// setControl records the current control link (nil when down) and wakes its waiters.
-func (r *Router) setControl(conn *quic.Conn) {
+// setControl records the control link to the controller at url (nil when down) and,
+// when one comes up, wakes the waiters.
+func (r *Router) setControl(url string, conn *quic.Conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ctrl = conn
-	if conn != nil {
-		close(r.ctrlUp)
-		r.ctrlUp = make(chan struct{})
+	if conn == nil {
+		delete(r.ctrls, url)
+		return
 	}
+	r.ctrls[url] = conn
+	close(r.ctrlUp)
+	r.ctrlUp = make(chan struct{})
 }
 
-// errNoController is returned for requests while the control link is down.
+// errNoController is returned for requests while no control link is up, or when every
+// one failed the request.
 var errNoController = errors.New("controller unreachable")
 
-// controlStream opens a stream to the controller on the current control link.
-func (r *Router) controlStream(ctx context.Context) (*quic.Stream, error) {
+// controlConns lists the control links that are up, the preferred first: in the order
+// of the cluster's member list, which is the same on every member, so routers ask the
+// same member while it answers.
+func (r *Router) controlConns() []*quic.Conn {
 	r.mu.Lock()
-	conn := r.ctrl
-	r.mu.Unlock()
-	if conn == nil {
-		return nil, errNoController
+	defer r.mu.Unlock()
+	out := make([]*quic.Conn, 0, len(r.ctrls))
+	for _, u := range r.controllers {
+		if conn := r.ctrls[u]; conn != nil {
+			out = append(out, conn)
+		}
 	}
-	s, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoController, err)
+	for u, conn := range r.ctrls {
+		if !slices.Contains(r.controllers, u) {
+			out = append(out, conn)
+		}
 	}
-	return s, nil
+	return out
 }
 
-// controlUp returns a channel closed the next time the control link comes up, and
-// whether it is up now.
+// controlUp returns a channel closed the next time a control link comes up, and
+// whether one is up now.
 func (r *Router) controlUp() (<-chan struct{}, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.ctrlUp, r.ctrl != nil
+	return r.ctrlUp, len(r.ctrls) > 0
+}
+
+// report sends a link report to every controller member with a control link up, each
+// on a stream of its own, so that every member knows this router's links and agents.
+func (r *Router) report(ctx context.Context, rep wire.LinkReport) {
+	for _, conn := range r.controlConns() {
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			cs, err := conn.OpenStreamSync(sctx)
+			if err != nil {
+				return
+			}
+			cs.SetDeadline(time.Now().Add(requestTimeout))
+			if err := wire.Write(cs, wire.TypeLinkReport, rep); err != nil {
+				cs.CancelRead(0)
+			}
+			cs.Close()
+		}()
+	}
+}
+
+// agentIDs lists the identity ids of the agents connected here, at most
+// wire.MaxReportedIdentities of them.
+func (r *Router) agentIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for _, sess := range r.sessions {
+		if len(ids) == wire.MaxReportedIdentities {
+			break
+		}
+		if !slices.Contains(ids, sess.peer.ID) {
+			ids = append(ids, sess.peer.ID)
+		}
+	}
+	return ids
 }

@@ -291,14 +291,7 @@ func (r *Router) reportLinks(ctx context.Context) {
 			l.sampleLoss()
 			rep.Links = append(rep.Links, l.state())
 		}
-		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		if cs, err := r.controlStream(sctx); err == nil {
-			cs.SetDeadline(time.Now().Add(requestTimeout))
-			if err := wire.Write(cs, wire.TypeLinkReport, rep); err != nil {
-				cs.CancelRead(0)
-			}
-			cs.Close()
-		}
-		cancel()
+		rep.Identities = r.agentIDs()
+		r.report(ctx, rep)
 	}
 }

@@ -129,7 +129,7 @@ func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	r := s.r
 	r.mu.Lock()
-	agents, revoked, control := len(r.sessions), len(r.revoked), r.ctrl != nil
+	agents, revoked, control := len(r.sessions), len(r.revoked), len(r.ctrls) > 0
 	links := make([]*link, 0, len(r.links))
 	for l := range r.links {
 		links = append(links, l)

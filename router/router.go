@@ -66,16 +66,18 @@ type Router struct {
 
 	saveMu sync.Mutex // serializes writes of the revocation list
 
-	mu          sync.Mutex
-	ctrl        *quic.Conn      // the control link, nil while down
-	ctrlUp      chan struct{}   // closed and replaced whenever the control link comes up
-	revoked     map[string]bool // certificate serials to refuse
-	controllers []string        // the controller cluster's management URLs, never empty
-	sessions    map[*quic.Conn]*session
-	terminators map[terminatorKey]*session
-	links       map[*link]struct{}
-	linkEvents  chan struct{} // a link came up or went down
-	lanes       map[lane.ID]*session
+	mu             sync.Mutex
+	ctrls          map[string]*quic.Conn // the control links that are up, by controller URL
+	ctrlUp         chan struct{}         // closed and replaced whenever a control link comes up
+	membersChanged chan struct{}         // the controller list changed
+	changed        chan struct{}         // a controller said records changed
+	revoked        map[string]bool       // certificate serials to refuse
+	controllers    []string              // the controller cluster's management URLs, never empty
+	sessions       map[*quic.Conn]*session
+	terminators    map[terminatorKey]*session
+	links          map[*link]struct{}
+	linkEvents     chan struct{} // a link came up or went down
+	lanes          map[lane.ID]*session
 }
 
 // terminatorKey names a binding: a service hosted by an identity.
@@ -108,7 +110,7 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 	key := cred.Key
 	r := &Router{
 		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer, closeKey: key.Close,
-		ctrlUp: make(chan struct{}), revoked: revoked, controllers: controllers,
+		ctrls: map[string]*quic.Conn{}, ctrlUp: make(chan struct{}), membersChanged: make(chan struct{}, 1), changed: make(chan struct{}, 1), revoked: revoked, controllers: controllers,
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
 		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
 		lanes: map[lane.ID]*session{},
@@ -171,7 +173,8 @@ func (r *Router) Serve(ctx context.Context) error {
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { r.runControlLink(ctx) })
+	wg.Go(func() { r.runControlLinks(ctx) })
+	wg.Go(func() { r.coalesceChanged(ctx) })
 	wg.Go(func() { r.reportLinks(ctx) })
 	wg.Go(func() { r.readLanes(ctx) })
 	for _, addr := range r.cfg.LinkTo {

@@ -19,6 +19,9 @@ import (
 const (
 	// requestTimeout bounds reading an agent's request and the controller's answer.
 	requestTimeout = 15 * time.Second
+	// bindRetry spaces the asks of a controller member that refuses a binding another
+	// member accepted (it has not applied the records yet, or policies just changed).
+	bindRetry = time.Second
 )
 
 // session is one agent's connection to this router.
@@ -128,12 +131,35 @@ func refuse(st *quic.Stream, msg string) {
 	st.CancelRead(0)
 }
 
-// ask sends msg to the controller on a new control stream and returns the stream with
-// the answer's type and body. The caller closes the stream.
+// ask sends msg to a controller and returns the stream with the answer's type and body.
+// It asks the preferred member and, when its control link fails the request, the next
+// one up. The caller closes the stream.
 func (r *Router) ask(ctx context.Context, typ wire.Type, msg any) (*quic.Stream, wire.Type, []byte, error) {
-	cs, err := r.controlStream(ctx)
+	cs, _, rt, body, err := r.askAny(ctx, typ, msg)
+	return cs, rt, body, err
+}
+
+// askAny is ask that also returns the control link that answered.
+func (r *Router) askAny(ctx context.Context, typ wire.Type, msg any) (*quic.Stream, *quic.Conn, wire.Type, []byte, error) {
+	err := errNoController
+	for _, conn := range r.controlConns() {
+		var cs *quic.Stream
+		var rt wire.Type
+		var body []byte
+		cs, rt, body, err = r.askOn(ctx, conn, typ, msg)
+		if err == nil || !isNoController(err) || ctx.Err() != nil {
+			return cs, conn, rt, body, err
+		}
+	}
+	return nil, nil, 0, nil, err
+}
+
+// askOn is ask on one control link: an error that wraps errNoController means the link
+// failed, any other is the controller's answer.
+func (r *Router) askOn(ctx context.Context, conn *quic.Conn, typ wire.Type, msg any) (*quic.Stream, wire.Type, []byte, error) {
+	cs, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, fmt.Errorf("%w: %v", errNoController, err)
 	}
 	cs.SetDeadline(time.Now().Add(requestTimeout))
 	if err := wire.Write(cs, typ, msg); err != nil {
@@ -173,8 +199,9 @@ func (s *session) relayServices(ctx context.Context, st *quic.Stream) {
 }
 
 // bind registers the agent as a host of req.Service for as long as its stream stays
-// open. The controller holds a lease on a control stream; when the control link drops
-// the binding stays and the lease is renewed once the link is back.
+// open. Every controller member the router has a control link to holds a lease on a
+// control stream, so that each one's paths reach the host; a member whose link comes
+// up later gets its lease then, and a revocation from any member ends the binding.
 func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
 	req.Identity = s.peer.ID
 	key := terminatorKey{service: req.Service, identity: s.peer.ID}
@@ -189,60 +216,91 @@ func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
 			}
 		}
 	}()
-	registered := false
+	defer st.Close()
+	cs, first, _, _, err := s.r.askAny(ctx, wire.TypeBind, req)
+	if err != nil {
+		refuse(st, "bind: "+err.Error())
+		return
+	}
+	s.r.mu.Lock()
+	s.r.terminators[key] = s
+	s.r.mu.Unlock()
 	defer func() {
-		if registered {
-			s.r.mu.Lock()
-			if s.r.terminators[key] == s {
-				delete(s.r.terminators, key)
-			}
-			s.r.mu.Unlock()
+		s.r.mu.Lock()
+		if s.r.terminators[key] == s {
+			delete(s.r.terminators, key)
 		}
-		st.Close()
+		s.r.mu.Unlock()
 	}()
+	wire.Write(st, wire.TypeBindAck, wire.BindAck{})
+	s.r.log.Info("terminator bound", "service", req.Service, "identity", s.peer.Name)
+
+	lctx, stopLeases := context.WithCancel(ctx)
+	defer stopLeases()
+	revoked := make(chan *wire.Revoke, 1)
+	leases := map[*quic.Conn]bool{first: true}
+	go s.r.holdLease(lctx, first, cs, req, revoked)
 	for {
-		cs, _, _, err := s.r.ask(ctx, wire.TypeBind, req)
-		if err != nil {
-			if !registered || !isNoController(err) {
-				refuse(st, "bind: "+err.Error())
-				return
-			}
-		} else {
-			if !registered {
-				s.r.mu.Lock()
-				s.r.terminators[key] = s
-				s.r.mu.Unlock()
-				registered = true
-				wire.Write(st, wire.TypeBindAck, wire.BindAck{})
-				s.r.log.Info("terminator bound", "service", req.Service, "identity", s.peer.Name)
-			}
-			revoked := watchRevoke(cs)
-			select {
-			case <-agentGone:
-				cs.Close()
-				cs.CancelRead(0)
-				return
-			case <-ctx.Done():
-				return
-			case rev := <-revoked:
-				if rev != nil {
-					refuse(st, "bind revoked: "+rev.Reason)
-					return
-				}
-				// The control link dropped; keep the binding and renew below.
+		up, _ := s.r.controlUp()
+		for conn := range leases {
+			if conn.Context().Err() != nil {
+				delete(leases, conn)
 			}
 		}
-		up, isUp := s.r.controlUp()
-		if isUp {
-			continue
+		for _, conn := range s.r.controlConns() {
+			if !leases[conn] {
+				leases[conn] = true
+				go s.r.holdLease(lctx, conn, nil, req, revoked)
+			}
 		}
 		select {
 		case <-agentGone:
 			return
 		case <-ctx.Done():
 			return
+		case rev := <-revoked:
+			refuse(st, "bind revoked: "+rev.Reason)
+			return
 		case <-up:
 		}
+	}
+}
+
+// holdLease keeps the binding req registered with the controller on conn, starting on
+// cs when that member already holds it, until ctx ends or conn drops. A member that
+// refuses it (it may not have applied the records yet) is asked again every bindRetry;
+// a revocation goes to revoked.
+func (r *Router) holdLease(ctx context.Context, conn *quic.Conn, cs *quic.Stream, req wire.Bind, revoked chan<- *wire.Revoke) {
+	for cs == nil {
+		var err error
+		cs, _, _, err = r.askOn(ctx, conn, wire.TypeBind, req)
+		if err == nil {
+			break
+		}
+		if isNoController(err) {
+			return
+		}
+		r.log.Debug("bind: a controller refuses the lease; asking again", "service", req.Service, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-conn.Context().Done():
+			return
+		case <-time.After(bindRetry):
+		}
+	}
+	defer releaseStream(cs)
+	select {
+	case <-ctx.Done():
+	case rev := <-watchRevoke(cs):
+		if rev != nil {
+			select {
+			case revoked <- rev:
+			default:
+			}
+		}
+		// Otherwise the control link dropped: the binding lives on, and the member gets
+		// a new lease once its link is back.
 	}
 }
 

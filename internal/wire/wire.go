@@ -270,7 +270,16 @@ type LinkState struct {
 // LinkReport is every link of the reporting router, replacing its previous report.
 type LinkReport struct {
 	Links []LinkState `cbor:"1,keyasint"`
+	// Identities are the ids of the agents connected to the reporting router, at most
+	// MaxReportedIdentities: every controller member it reports to counts them online,
+	// not only the one their requests go to.
+	Identities []string `cbor:"2,keyasint,omitempty"`
 }
+
+// MaxReportedIdentities bounds LinkReport.Identities, so that a report fits in
+// MaxMessageSize; a router with more agents reports the first ones (the others count
+// online where their requests go).
+const MaxReportedIdentities = 1024
 
 // Carry tells a controller that the router carries a circuit it did not grant on this
 // control link: the router's control link dropped and came back, perhaps to a restarted
