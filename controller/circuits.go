@@ -431,10 +431,33 @@ func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol 
 // enforce ends every binding and circuit the current records no longer allow, and tells
 // every router which certificates are now revoked. It runs after every deletion.
 func (c *Controller) enforce(ctx context.Context) {
+	if !c.enforceHeld() {
+		return
+	}
+	c.mu.Lock()
+	var conns []*quic.Conn
+	for _, st := range c.online {
+		conns = append(conns, st.conn)
+	}
+	c.mu.Unlock()
+	revs, err := c.store.Revocations()
+	if err != nil || len(revs) == 0 {
+		return
+	}
+	msg := wire.Revoke{Reason: "certificates revoked"}
+	for _, r := range revs {
+		msg.Serials = append(msg.Serials, r.Serial)
+	}
+	c.push(ctx, conns, wire.TypeRevoke, msg)
+}
+
+// enforceHeld ends the bindings and circuits this member holds that the current
+// records no longer allow. It reports whether the policies loaded.
+func (c *Controller) enforceHeld() bool {
 	pol, err := policy.Load(c.store)
 	if err != nil {
 		c.log.Error("enforce: load policies", "err", err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	var bs []*binding
@@ -444,10 +467,6 @@ func (c *Controller) enforce(ctx context.Context) {
 	var cs []*circuit
 	for ci := range c.circuits {
 		cs = append(cs, ci)
-	}
-	var conns []*quic.Conn
-	for _, st := range c.online {
-		conns = append(conns, st.conn)
 	}
 	c.mu.Unlock()
 
@@ -462,15 +481,7 @@ func (c *Controller) enforce(ctx context.Context) {
 			ci.revoke(errCircuitRevoked.Error())
 		}
 	}
-	revs, err := c.store.Revocations()
-	if err != nil || len(revs) == 0 {
-		return
-	}
-	msg := wire.Revoke{Reason: "certificates revoked"}
-	for _, r := range revs {
-		msg.Serials = append(msg.Serials, r.Serial)
-	}
-	c.push(ctx, conns, wire.TypeRevoke, msg)
+	return true
 }
 
 // announceChanged tells every online router, and through them every agent, that records

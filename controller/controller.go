@@ -328,6 +328,7 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener, pc net.PacketCo
 	}
 	go c.joinCluster(ctx)
 	go c.watchMembers(ctx)
+	go c.watchApplied(ctx)
 	srv := &http.Server{
 		Handler:           c.metrics.countRequests(c.Handler()),
 		ReadHeaderTimeout: readHeaderTimeout,

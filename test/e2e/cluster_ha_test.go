@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,7 +37,8 @@ func (c *ctrlCluster) startRouterAt(first *ctrlMember, name, addr string, linkTo
 // controller2, router r2 to controller3. An agent hosts echo on r1, another dials it on
 // r2: the dial works, and every member lists both routers, both agents online and the
 // link between the routers. Killing the member the routers prefer leaves the dial
-// working at once.
+// working at once, and a deletion through any member ends a circuit another member
+// granted.
 func TestEveryMemberKnowsTheWholeFleet(t *testing.T) {
 	c := startCluster(t, 3)
 	must(t, c.env, bins.umbra, "edge", "create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
@@ -95,4 +97,17 @@ func TestEveryMemberKnowsTheWholeFleet(t *testing.T) {
 		t.Fatalf("first dial after killing %s: %q, %v; want drone1", dead.name, g, err)
 	}
 	t.Logf("first dial after killing %s answered in %v", dead.name, time.Since(killed).Round(time.Millisecond))
+
+	// A circuit granted by the member now preferred (controller2) ends within 5 s of
+	// its dial policy's deletion through another member (controller3).
+	conn := dialGreeted(t, listen, "drone1")
+	ended := make(chan time.Time, 1)
+	go func() {
+		io.Copy(io.Discard, conn)
+		ended <- time.Now()
+	}()
+	deleted := time.Now()
+	must(t, c.adminAt(c.members[2]), bins.umbra, "edge", "delete", "service-policy", "d")
+	d := waitEnded(t, ended, deleted, "the dial policy was deleted through "+c.members[2].name)
+	t.Logf("circuit ended %v after the delete through another member", d.Round(time.Millisecond))
 }
