@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"time"
 
 	"github.com/umbranet/umbra/internal/identity"
@@ -57,4 +58,25 @@ func (a *Agent) identityFile() *identity.File {
 	defer a.mu.Unlock()
 	f := *a.id
 	return &f
+}
+
+// keepControllers adopts the controller cluster's members as a controller listed them,
+// in memory and in the identity file, when they differ from what the file holds: an
+// agent restarted after its enrollment controller is gone still reaches the others.
+func (a *Agent) keepControllers(learned []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(learned) == 0 || slices.Equal(learned, a.id.Controllers) {
+		return
+	}
+	if a.idPath != "" {
+		f := *a.id
+		f.Controllers = learned
+		if err := f.Save(a.idPath); err != nil {
+			a.log.Warn("controller cluster not kept in the identity file", "err", err)
+			return
+		}
+	}
+	a.id.Controllers = learned
+	a.log.Info("controller cluster", "controllers", learned)
 }

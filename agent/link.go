@@ -717,6 +717,7 @@ func (a *Agent) fetchRouters(ctx context.Context) ([]string, error) {
 	if err := c.Do(ctx, "GET", api.PathEdgeRouters, nil, &recs); err != nil {
 		return nil, fmt.Errorf("agent: ask the controller for routers: %w", err)
 	}
+	a.keepControllers(c.Controllers())
 	var out []string
 	for _, r := range recs {
 		if r.Online && r.Advertise != "" {

@@ -94,14 +94,17 @@ func (a *Agent) renewOnce(ctx context.Context) error {
 	for _, c := range chain {
 		next.Certificate = append(next.Certificate, c.Raw)
 	}
+	// The file is written under a.mu, as keepControllers writes it, so that neither
+	// undoes the other's change.
+	a.mu.Lock()
 	if a.idPath != "" {
-		f := a.identityFile()
+		f := *a.id
 		f.Cert = out.Cert
 		if err := f.Save(a.idPath); err != nil {
+			a.mu.Unlock()
 			return fmt.Errorf("renew: %w", err)
 		}
 	}
-	a.mu.Lock()
 	a.cert = next
 	a.id.Cert = out.Cert
 	a.mu.Unlock()

@@ -111,3 +111,28 @@ func TestEveryMemberKnowsTheWholeFleet(t *testing.T) {
 	d := waitEnded(t, ended, deleted, "the dial policy was deleted through "+c.members[2].name)
 	t.Logf("circuit ended %v after the delete through another member", d.Round(time.Millisecond))
 }
+
+// TestAgentKeepsTheClusterInItsIdentityFile: an agent enrolled with a cluster of one
+// that has grown to three since keeps the three members in its identity file once it
+// asked the controller for its routers, so a restart still finds the cluster when the
+// member it enrolled with is gone.
+func TestAgentKeepsTheClusterInItsIdentityFile(t *testing.T) {
+	c := startCluster(t, 1)
+	m := c.mesh()
+	idFile := m.enroll("late", "drone")
+	c.add()
+	c.add()
+	c.waitMembers(3)
+	sock := filepath.Join(c.dir, "late.sock")
+	start(t, bins.agent, "run", "--identity", idFile, "--status-socket", sock)
+	waitUntil(t, readyTimeout, "late.json lists the three members", func() bool {
+		data, err := os.ReadFile(idFile)
+		var f struct {
+			Controllers []string `json:"controllers"`
+		}
+		return err == nil && json.Unmarshal(data, &f) == nil && len(f.Controllers) == 3
+	})
+	if info, err := os.Stat(idFile); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("late.json after the update: %v, %v; want mode 0600", info.Mode().Perm(), err)
+	}
+}
