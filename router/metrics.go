@@ -109,19 +109,20 @@ func (c countingStream) Read(p []byte) (int, error) {
 
 // Descriptions of the figures read from the router's state at each scrape.
 var (
-	descAgents      = prometheus.NewDesc("umbra_router_agents_connected", "Agents with a link to this router now.", nil, nil)
-	descControlUp   = prometheus.NewDesc("umbra_router_control_link_up", "1 while the control link to the controller is up.", nil, nil)
-	descLinkUp      = prometheus.NewDesc("umbra_router_link_up", "1 while the router link to peer carries heartbeats.", []string{"peer"}, nil)
-	descLinkRTT     = prometheus.NewDesc("umbra_router_link_rtt_seconds", "Smoothed heartbeat round trip of the router link to peer.", []string{"peer"}, nil)
-	descLinkLoss    = prometheus.NewDesc("umbra_router_link_loss_ratio", "Share of the router link's recent packets lost, 0 to 1.", []string{"peer"}, nil)
-	descRevocations = prometheus.NewDesc("umbra_router_revoked_certificates", "Certificate serials this router refuses.", nil, nil)
+	descAgents       = prometheus.NewDesc("umbra_router_agents_connected", "Agents with a link to this router now.", nil, nil)
+	descControlUp    = prometheus.NewDesc("umbra_router_control_link_up", "1 while a control link to a controller member is up.", nil, nil)
+	descControlLinks = prometheus.NewDesc("umbra_router_control_links", "Control links up, one per controller member reached.", nil, nil)
+	descLinkUp       = prometheus.NewDesc("umbra_router_link_up", "1 while the router link to peer carries heartbeats.", []string{"peer"}, nil)
+	descLinkRTT      = prometheus.NewDesc("umbra_router_link_rtt_seconds", "Smoothed heartbeat round trip of the router link to peer.", []string{"peer"}, nil)
+	descLinkLoss     = prometheus.NewDesc("umbra_router_link_loss_ratio", "Share of the router link's recent packets lost, 0 to 1.", []string{"peer"}, nil)
+	descRevocations  = prometheus.NewDesc("umbra_router_revoked_certificates", "Certificate serials this router refuses.", nil, nil)
 )
 
 // stateCollector reads the router's state when scraped.
 type stateCollector struct{ r *Router }
 
 func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAgents, descControlUp, descLinkUp, descLinkRTT, descLinkLoss, descRevocations} {
+	for _, d := range []*prometheus.Desc{descAgents, descControlUp, descControlLinks, descLinkUp, descLinkRTT, descLinkLoss, descRevocations} {
 		ch <- d
 	}
 }
@@ -129,7 +130,7 @@ func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	r := s.r
 	r.mu.Lock()
-	agents, revoked, control := len(r.sessions), len(r.revoked), len(r.ctrls) > 0
+	agents, revoked, control := len(r.sessions), len(r.revoked), len(r.ctrls)
 	links := make([]*link, 0, len(r.links))
 	for l := range r.links {
 		links = append(links, l)
@@ -137,7 +138,8 @@ func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	r.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(agents))
 	ch <- prometheus.MustNewConstMetric(descRevocations, prometheus.GaugeValue, float64(revoked))
-	ch <- prometheus.MustNewConstMetric(descControlUp, prometheus.GaugeValue, boolValue(control))
+	ch <- prometheus.MustNewConstMetric(descControlUp, prometheus.GaugeValue, boolValue(control > 0))
+	ch <- prometheus.MustNewConstMetric(descControlLinks, prometheus.GaugeValue, float64(control))
 	for _, l := range links {
 		st := l.state()
 		ch <- prometheus.MustNewConstMetric(descLinkUp, prometheus.GaugeValue, boolValue(st.Up), l.peer.Name)
