@@ -100,7 +100,7 @@ func FuzzRead(f *testing.F) {
 		TypeCarry:         Carry{Grant: []byte{5, 6}},
 		TypeControllers:   Controllers{URLs: []string{"https://127.0.0.1:1280", "https://10.0.0.2:1280"}},
 		TypeHelloAck:      HelloAck{Version: 1, Name: "controller1", Controllers: []string{"https://127.0.0.1:1280"}},
-		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}},
+		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}, Identities: []string{"id1", "id2"}},
 	} {
 		buf.Reset()
 		Write(&buf, typ, msg)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ const dialAtOnce = 10 * time.Second
 // startRouterAt enrolls router name through the cluster and runs it on addr, knowing at
 // first only the member first (as a router enrolled when the cluster had one member, or
 // whose other members were out of reach), with links to linkTo.
-func (c *ctrlCluster) startRouterAt(first *ctrlMember, name, addr string, linkTo ...string) {
+func (c *ctrlCluster) startRouterAt(first *ctrlMember, name, addr string, linkTo ...string) *proc {
 	c.t.Helper()
 	jwt := filepath.Join(c.dir, name+".jwt")
 	must(c.t, c.env, bins.umbra, "edge", "create", "router", name, "--jwt-out", jwt)
@@ -30,7 +31,9 @@ func (c *ctrlCluster) startRouterAt(first *ctrlMember, name, addr string, linkTo
 	for _, l := range linkTo {
 		args = append(args, "--link-to", l)
 	}
-	start(c.t, bins.umbra, args...).waitFor(c.t, "router "+name+" listening", readyTimeout)
+	p := start(c.t, bins.umbra, args...)
+	p.waitFor(c.t, "router "+name+" listening", readyTimeout)
+	return p
 }
 
 // TestEveryMemberKnowsTheWholeFleet: three controllers; router r1 attached first to
@@ -112,17 +115,26 @@ func TestEveryMemberKnowsTheWholeFleet(t *testing.T) {
 	t.Logf("circuit ended %v after the delete through another member", d.Round(time.Millisecond))
 }
 
-// TestAgentKeepsTheClusterInItsIdentityFile: an agent enrolled with a cluster of one
-// that has grown to three since keeps the three members in its identity file once it
-// asked the controller for its routers, so a restart still finds the cluster when the
-// member it enrolled with is gone.
-func TestAgentKeepsTheClusterInItsIdentityFile(t *testing.T) {
+// TestRouterAndAgentFollowTheCluster: a router and an agent enrolled with a cluster of
+// one that grows to three: the router opens a control link to each new member, and
+// closes the one to a member deleted later; the agent keeps the three members in its
+// identity file once it asked the controller for its routers, so a restart still finds
+// the cluster when the member it enrolled with is gone.
+func TestRouterAndAgentFollowTheCluster(t *testing.T) {
 	c := startCluster(t, 1)
-	m := c.mesh()
+	must(t, c.env, bins.umbra, "edge", "create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
+	router := c.startRouterAt(c.members[0], "r1", freePort(t))
+	m := &mesh{t: t, dir: c.dir, env: c.env}
 	idFile := m.enroll("late", "drone")
 	c.add()
 	c.add()
 	c.waitMembers(3)
+	for _, mem := range c.members {
+		waitUntil(t, convergeTimeout, "r1's control link to "+mem.name, func() bool {
+			return strings.Contains(router.output(), `msg="control link up" controller=`+mem.addr)
+		})
+	}
+
 	sock := filepath.Join(c.dir, "late.sock")
 	start(t, bins.agent, "run", "--identity", idFile, "--status-socket", sock)
 	waitUntil(t, readyTimeout, "late.json lists the three members", func() bool {
@@ -132,7 +144,14 @@ func TestAgentKeepsTheClusterInItsIdentityFile(t *testing.T) {
 		}
 		return err == nil && json.Unmarshal(data, &f) == nil && len(f.Controllers) == 3
 	})
-	if info, err := os.Stat(idFile); err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("late.json after the update: %v, %v; want mode 0600", info.Mode().Perm(), err)
+	if info, err := os.Stat(idFile); err != nil {
+		t.Error(err)
+	} else if got := info.Mode().Perm(); got != 0o600 {
+		t.Errorf("late.json mode after the update: got %v, want 0600", got)
 	}
+
+	must(t, c.env, bins.umbra, "edge", "delete", "controller", "controller3")
+	waitUntil(t, convergeTimeout, "r1 closing its control link to the deleted controller3", func() bool {
+		return strings.Contains(router.output(), `msg="control link closed: the controller left the cluster" controller=https://`+c.members[2].addr)
+	})
 }
