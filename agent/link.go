@@ -215,6 +215,7 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) (bool, error) {
 			// The circuits on the stalled connection resume on the fresh one.
 			a.log.Info("stalled router link replaced by a fresh connection", "router", router, "now", nextRouter)
 			conn.CloseWithError(codeReplaced, "replaced by a fresh connection")
+			go a.takeOver(ctx, next)
 		} else if ctx.Err() != nil {
 			conn.CloseWithError(0, "agent stopping")
 		}
@@ -522,6 +523,24 @@ func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) erro
 		ln.Close()
 	}()
 	return nil
+}
+
+// takeOver tells the router on conn, a fresh connection that replaced a stalled one,
+// to close the agent's others: the old one's close went out on a path that may be dead,
+// and until the router drops it the circuits it carried (a UDP circuit this agent hosts,
+// say) stay bound to it there.
+func (a *Agent) takeOver(ctx context.Context, conn *quic.Conn) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return
+	}
+	s.SetDeadline(time.Now().Add(requestTimeout))
+	if err := wire.Write(s, wire.TypeTakeOver, wire.TakeOver{}); err != nil {
+		a.log.Warn("take over", "err", err)
+	}
+	s.Close()
 }
 
 // request sends one message on a new stream and reads the answer of type want into out.

@@ -50,6 +50,7 @@ const (
 	errCodeShutdown quic.ApplicationErrorCode = 0x100
 	errCodeRefused  quic.ApplicationErrorCode = 0x101
 	errCodeRevoked  quic.ApplicationErrorCode = wire.ConnCertRevoked
+	errCodeReplaced quic.ApplicationErrorCode = wire.ConnReplaced
 )
 
 // Router is a listening router.

@@ -108,6 +108,10 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 			return
 		}
 		s.bind(ctx, st, req)
+	case wire.TypeTakeOver:
+		st.Close()
+		st.CancelRead(0)
+		s.r.takeOver(s)
 	case wire.TypeDial:
 		var req wire.Dial
 		if err := wire.Unmarshal(body, &req); err != nil {
@@ -117,6 +121,25 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 		s.dial(ctx, st, req)
 	default:
 		refuse(st, fmt.Sprintf("unexpected message type %d", typ))
+	}
+}
+
+// takeOver closes the agent's other connections to this router: s is a fresh one that
+// replaced them, whose close the agent sent but a dead path may have lost. The circuits
+// they carried fail at once and their agents resume them on s, rather than after the
+// old connections' idle timeout.
+func (r *Router) takeOver(s *session) {
+	r.mu.Lock()
+	var old []*session
+	for _, o := range r.sessions {
+		if o != s && o.peer.ID == s.peer.ID {
+			old = append(old, o)
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range old {
+		r.log.Info("agent's replaced connection closed", "identity", s.peer.Name, "remote", o.conn.RemoteAddr().String())
+		o.conn.CloseWithError(errCodeReplaced, "replaced by a fresh connection")
 	}
 }
 

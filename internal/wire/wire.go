@@ -44,6 +44,7 @@ const (
 	TypeDialGrant       Type = 16 // controller → router: the signed grant for a dial
 	TypeRenew           Type = 17 // renew my certificate: same key, new certificate
 	TypeRenewed         Type = 18 // the new certificate chain
+	TypeTakeOver        Type = 19 // agent → router: this connection replaces the agent's others
 
 	// Router → hosting agent.
 	TypeCircuit    Type = 20 // a circuit for a service you host
@@ -80,6 +81,9 @@ const (
 	// ConnCertRevoked closes a connection whose peer's certificate was revoked: its
 	// circuits end at once, as if each had been revoked.
 	ConnCertRevoked = 0x102
+	// ConnReplaced closes an agent's connection that a newer one of the same agent
+	// replaced (TakeOver): its circuits resume on the new one.
+	ConnReplaced = 0x103
 )
 
 // Version is the control protocol version carried in Hello.
@@ -101,6 +105,13 @@ type Hello struct {
 	// Software is the sender's release (internal/version.Version), for operators' lists.
 	Software string `cbor:"6,keyasint,omitempty"`
 }
+
+// TakeOver says the connection it arrives on replaces the agent's other connections to
+// this router: a fresh connection that won the race against a stalled link. The router
+// closes the others at once, whose close the agent sent but a dead path may have lost,
+// so the circuits they carried move to the new connection without waiting for their
+// idle timeout. No answer.
+type TakeOver struct{}
 
 // HelloAck accepts a Hello.
 type HelloAck struct {

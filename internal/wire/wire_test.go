@@ -76,6 +76,7 @@ var messages = map[Type]func() any{
 	TypeHopAck: func() any { return &HopAck{} }, TypeLinkPing: func() any { return &LinkPing{} },
 	TypeLinkPong: func() any { return &LinkPong{} }, TypeLinkReport: func() any { return &LinkReport{} },
 	TypeCarry: func() any { return &Carry{} }, TypeCarryAck: func() any { return &CarryAck{} },
+	TypeTakeOver: func() any { return &TakeOver{} },
 }
 
 // FuzzRead feeds arbitrary bytes to the frame reader and every message decoder: no
@@ -97,6 +98,8 @@ func FuzzRead(f *testing.F) {
 		TypeHop:           Hop{Grant: []byte{1}, Index: 2, Circuit: 3, Resume: []byte{4}},
 		TypeLinkPing:      LinkPing{Seq: 9, Sent: 1 << 40},
 		TypeCarry:         Carry{Grant: []byte{5, 6}},
+		TypeHello:         Hello{Version: 1, Name: "drone1", Lane: true},
+		TypeTakeOver:      TakeOver{},
 		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}},
 	} {
 		buf.Reset()
