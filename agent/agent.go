@@ -57,6 +57,9 @@ type Agent struct {
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
 
+	// instance names this agent process to the routers (wire.Hello.Instance).
+	instance []byte
+
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.
 	loss     lossWatch
@@ -87,6 +90,7 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
 		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
+		instance: newInstance(),
 	}
 	return a, cred.Key.Close, nil
 }

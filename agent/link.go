@@ -47,6 +47,8 @@ const (
 	raceEvery = time.Second
 	// codeReplaced closes a stalled connection that a fresh one replaced.
 	codeReplaced quic.ApplicationErrorCode = 0x10
+	// codeStopping closes the link of an agent that stops.
+	codeStopping quic.ApplicationErrorCode = wire.ConnAgentGone
 
 	// A router that refuses the agent's certificate (revoked: its identity was deleted)
 	// will refuse it again: the agent retries slowly rather than every linkBackoffMax,
@@ -217,7 +219,8 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) (bool, error) {
 			conn.CloseWithError(codeReplaced, "replaced by a fresh connection")
 			go a.takeOver(ctx, next)
 		} else if ctx.Err() != nil {
-			conn.CloseWithError(0, "agent stopping")
+			// Its circuits end at the other agents at once: this process resumes nothing.
+			conn.CloseWithError(codeStopping, "agent stopping")
 		}
 		cancel()
 		lwg.Wait()
@@ -479,7 +482,7 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane()}
+	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane(), Instance: a.instance}
 	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err

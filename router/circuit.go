@@ -31,6 +31,7 @@ const (
 const (
 	codeCircuitFailed  quic.StreamErrorCode = wire.StreamCircuitFailed
 	codeCircuitRevoked quic.StreamErrorCode = wire.StreamCircuitRevoked
+	codeCircuitGone    quic.StreamErrorCode = wire.StreamCircuitPeerGone
 )
 
 var splicePool = sync.Pool{New: func() any { b := make([]byte, spliceBuffer); return &b }}
@@ -210,14 +211,18 @@ func (r *Router) carry(a, b circuitEnd, service string) {
 // on as one. A failure in either direction breaks the whole circuit here: both streams
 // are reset, so the agents at its ends learn at once and resume it on another path. A
 // revocation, or a hop closed for a revoked certificate, is passed on as a revocation,
-// so the far agent does not wait to resume.
+// and the end of an agent that is gone (restarted, or its process died) as that, so the
+// far agent does not wait to resume.
 func splice(a, b circuitStream) {
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() {
 			code := codeCircuitFailed
-			if revokedErr(err) {
+			switch {
+			case revokedErr(err):
 				code = codeCircuitRevoked
+			case goneErr(err):
+				code = codeCircuitGone
 			}
 			a.cancel(code)
 			b.cancel(code)
@@ -238,6 +243,17 @@ func revokedErr(err error) bool {
 	}
 	var ae *quic.ApplicationError
 	return errors.As(err, &ae) && ae.ErrorCode == errCodeRevoked
+}
+
+// goneErr reports whether a circuit's hop failed because the agent at its end is gone:
+// a reset passed on as such, or the close of that agent's connection.
+func goneErr(err error) bool {
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		return se.ErrorCode == codeCircuitGone
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeGone
 }
 
 // pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.

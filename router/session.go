@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -32,6 +33,11 @@ type session struct {
 	lane *lane.Lane
 	// laneStreams: the agent takes the bytes of circuits it hosts on lane streams.
 	laneStreams atomic.Bool
+	// instance is the agent process's id from its Hello (wire.Hello.Instance), under
+	// the router's mu; nil until then.
+	instance []byte
+	// unreachable: the agent's host answered port unreachable (under the router's mu).
+	unreachable bool
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) (*session, error) {
@@ -46,7 +52,9 @@ func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certifi
 
 // serve answers the streams the agent opens until the connection ends.
 func (s *session) serve(ctx context.Context) {
+	s.heard.Store(time.Now().UnixNano())
 	go s.forwardDatagrams(ctx)
+	go s.probeSilent()
 	for {
 		st, err := s.conn.AcceptStream(ctx)
 		if err != nil {
@@ -76,6 +84,9 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 		if hello.Lane {
 			s.useLane()
 			s.laneStreams.Store(hello.LaneStreams)
+		}
+		if len(hello.Instance) > 0 {
+			s.r.supersede(s, hello.Instance)
 		}
 		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane, LaneStreams: hello.Lane && hello.LaneStreams})
 		st.Close()
@@ -140,6 +151,27 @@ func (r *Router) takeOver(s *session) {
 	for _, o := range old {
 		r.log.Info("agent's replaced connection closed", "identity", s.peer.Name, "remote", o.conn.RemoteAddr().String())
 		o.conn.CloseWithError(errCodeReplaced, "replaced by a fresh connection")
+	}
+}
+
+// supersede records s's agent instance and closes the connections of the same
+// identity's other instances: the agent restarted, so the process that held them is
+// gone and will resume nothing. Their circuits end at once at the other agents
+// (StreamCircuitPeerGone) rather than after the old connections' idle timeout and the
+// dialers' resume window.
+func (r *Router) supersede(s *session, instance []byte) {
+	r.mu.Lock()
+	s.instance = instance
+	var old []*session
+	for _, o := range r.sessions {
+		if o != s && o.peer.ID == s.peer.ID && len(o.instance) > 0 && !bytes.Equal(o.instance, instance) {
+			old = append(old, o)
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range old {
+		r.log.Info("agent restarted: closing its old instance's connection", "identity", s.peer.Name, "remote", o.conn.RemoteAddr().String())
+		o.conn.CloseWithError(errCodeGone, "agent restarted")
 	}
 }
 

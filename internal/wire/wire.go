@@ -84,6 +84,14 @@ const (
 	// ConnReplaced closes an agent's connection that a newer one of the same agent
 	// replaced (TakeOver): its circuits resume on the new one.
 	ConnReplaced = 0x103
+	// ConnAgentGone closes the connection of an agent process that is gone: a new
+	// instance of the same identity linked (it restarted), or its host answered the
+	// router with ICMP port unreachable (nothing listens there any more). Its circuits
+	// end with StreamCircuitPeerGone.
+	ConnAgentGone = 0x104
+	// StreamCircuitPeerGone resets a circuit whose agent at the far end is gone (see
+	// ConnAgentGone): no resumption will come, so its agents end it at once.
+	StreamCircuitPeerGone = 3
 )
 
 // Version is the control protocol version carried in Hello.
@@ -104,6 +112,11 @@ type Hello struct {
 	LaneStreams bool `cbor:"5,keyasint,omitempty"`
 	// Software is the sender's release (internal/version.Version), for operators' lists.
 	Software string `cbor:"6,keyasint,omitempty"`
+	// Instance names the agent process: random, drawn once when it starts (agent →
+	// router). A Hello of the same identity with another instance means the agent
+	// restarted: the router closes the old instance's connections, ending their circuits
+	// at once (StreamCircuitPeerGone).
+	Instance []byte `cbor:"7,keyasint,omitempty"`
 }
 
 // TakeOver says the connection it arrives on replaces the agent's other connections to

@@ -3,13 +3,14 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 func TestRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
-	want := Hello{Version: Version, Name: "router1", Advertise: "10.0.0.1:4433"}
+	want := Hello{Version: Version, Name: "router1", Advertise: "10.0.0.1:4433", Instance: []byte{7, 8}}
 	if err := Write(&buf, TypeHello, want); err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +18,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := Expect(&buf, TypeHello, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
@@ -88,6 +89,7 @@ func FuzzRead(f *testing.F) {
 	buf.Reset()
 	Write(&buf, TypeError, Error{Message: "no"})
 	f.Add(buf.Bytes())
+
 	f.Add([]byte{0, 0, 0, 1, 0xa0})
 	for typ, msg := range map[Type]any{
 		TypeServicesReply: ServicesReply{Services: []ServiceInfo{{Name: "mavlink", ID: "x", Host: "udp:127.0.0.1:14550", Dial: true}}},
@@ -98,7 +100,7 @@ func FuzzRead(f *testing.F) {
 		TypeHop:           Hop{Grant: []byte{1}, Index: 2, Circuit: 3, Resume: []byte{4}},
 		TypeLinkPing:      LinkPing{Seq: 9, Sent: 1 << 40},
 		TypeCarry:         Carry{Grant: []byte{5, 6}},
-		TypeHello:         Hello{Version: 1, Name: "drone1", Lane: true},
+		TypeHello:         Hello{Version: 1, Name: "drone1", Lane: true, Instance: []byte{1, 2, 3, 4}},
 		TypeTakeOver:      TakeOver{},
 		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}},
 	} {
