@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -197,18 +196,15 @@ func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, to
 	return c, nil
 }
 
-// isPermanentRefusal tells a refusal of the circuit itself from a path not ready yet.
+// isPermanentRefusal tells a refusal of the circuit itself (not authorized, the host
+// holds no such circuit) from a path not ready yet, by the refusal's code on the wire.
 func isPermanentRefusal(err error) bool {
-	msg := err.Error()
-	for _, permanent := range []string{"not authorized", errUnknownCircuit} {
-		if strings.Contains(msg, permanent) {
-			return true
-		}
-	}
-	return false
+	code, ok := wire.RefusalCode(err)
+	return ok && code.Permanent()
 }
 
-// errUnknownCircuit is the host's answer to a resumption token it does not hold.
+// errUnknownCircuit is the message of the host's answer to a resumption token it does
+// not hold (wire.CodeUnknownCircuit).
 const errUnknownCircuit = "unknown circuit"
 
 // hostedCircuit is a resumable circuit this agent hosts, found by its token when the

@@ -52,7 +52,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 	req.Identity = s.peer.ID
 	cs, _, body, err := s.r.ask(ctx, wire.TypeDial, req)
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	defer func() {
@@ -62,17 +62,17 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 	}()
 	var dg wire.DialGrant
 	if err := wire.Unmarshal(body, &dg); err != nil {
-		refuse(st, "malformed grant from controller")
+		refuse(st, errors.New("malformed grant from controller"))
 		return
 	}
 	g, err := grant.Verify(dg.Grant, s.r.signer, time.Now())
 	if err != nil || g.Dialer != s.peer.ID || len(g.Routers) == 0 || g.Routers[0] != s.r.cfg.Identity.ID {
-		refuse(st, "controller's grant does not verify here")
+		refuse(st, errors.New("controller's grant does not verify here"))
 		return
 	}
 	down, err := s.r.extend(ctx, g, dg.Grant, 0, req.Resume, req.Moving)
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	up := circuitEnd{stream: quicStream{st}, ep: &s.endpoint, cid: s.allocCID()}
@@ -81,7 +81,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		// The agent's side of the lane stream opens when it reads the answer: ours must be
 		// open by then.
 		if data, err = s.lane.OpenStream(uint32(up.cid)); err != nil {
-			refuse(st, "lane stream: "+err.Error())
+			refuse(st, fmt.Errorf("lane stream: %w", err))
 			down.stream.cancel(codeCircuitFailed)
 			return
 		}
@@ -201,6 +201,7 @@ func (r *Router) carry(a, b circuitEnd, service string) {
 	r.metrics.circuits.WithLabelValues(service).Inc()
 	r.metrics.active.Inc()
 	defer r.metrics.active.Dec()
+
 	splice(countingStream{a.stream, r.metrics.bytes.WithLabelValues(service, towardHost)},
 		countingStream{b.stream, r.metrics.bytes.WithLabelValues(service, towardDialer)})
 	a.stream.finish()

@@ -229,12 +229,12 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeHop:
 		var h wire.Hop
 		if err := wire.Unmarshal(body, &h); err != nil {
-			refuse(st, "malformed hop")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed hop"))
 			return
 		}
 		l.relay(ctx, st, h)
 	default:
-		refuse(st, fmt.Sprintf("unexpected message type %d on a router link", typ))
+		refuse(st, wire.Refuse(wire.CodeMalformed, fmt.Sprintf("unexpected message type %d on a router link", typ)))
 	}
 }
 
@@ -244,12 +244,12 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 	g, err := grant.Verify(h.Grant, r.signer, time.Now())
 	idx := int(h.Index)
 	if err != nil || idx < 1 || idx >= len(g.Routers) || g.Routers[idx] != r.cfg.Identity.ID || g.Routers[idx-1] != l.peer.ID {
-		refuse(st, "grant does not name this hop")
+		refuse(st, wire.Refuse(wire.CodeBadRequest, "grant does not name this hop"))
 		return
 	}
 	down, err := r.extend(ctx, g, h.Grant, idx, h.Resume, h.Moving)
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	if err := wire.Write(st, wire.TypeHopAck, wire.HopAck{}); err != nil {

@@ -78,7 +78,7 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeHello:
 		var hello wire.Hello
 		if err := wire.Unmarshal(body, &hello); err != nil {
-			refuse(st, "malformed hello")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed hello"))
 			return
 		}
 		if hello.Lane {
@@ -95,19 +95,19 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse(st, "malformed renew")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed renew"))
 			return
 		}
 		req.Identity, req.Cert = s.peer.ID, s.leaf
 		cs, _, body, err := s.r.ask(ctx, wire.TypeRenew, req)
 		if err != nil {
-			refuse(st, err.Error())
+			refuse(st, err)
 			return
 		}
 		cs.Close()
 		var out wire.Renewed
 		if err := wire.Unmarshal(body, &out); err != nil {
-			refuse(st, "malformed answer from controller")
+			refuse(st, errors.New("malformed answer from controller"))
 			return
 		}
 		wire.Write(st, wire.TypeRenewed, out)
@@ -115,7 +115,7 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeBind:
 		var req wire.Bind
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse(st, "malformed bind")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed bind"))
 			return
 		}
 		s.bind(ctx, st, req)
@@ -126,12 +126,12 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeDial:
 		var req wire.Dial
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse(st, "malformed dial")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed dial"))
 			return
 		}
 		s.dial(ctx, st, req)
 	default:
-		refuse(st, fmt.Sprintf("unexpected message type %d", typ))
+		refuse(st, wire.Refuse(wire.CodeMalformed, fmt.Sprintf("unexpected message type %d", typ)))
 	}
 }
 
@@ -175,10 +175,11 @@ func (r *Router) supersede(s *session, instance []byte) {
 	}
 }
 
-// refuse answers a request with an error and closes its stream.
-func refuse(st *quic.Stream, msg string) {
+// refuse answers a request with err, and the code of the refusal it wraps (see
+// wire.ErrorOf), and closes its stream.
+func refuse(st *quic.Stream, err error) {
 	st.SetWriteDeadline(time.Now().Add(requestTimeout))
-	wire.Write(st, wire.TypeError, wire.Error{Message: msg})
+	wire.Write(st, wire.TypeError, wire.ErrorOf(err))
 	st.Close()
 	st.CancelRead(0)
 }
@@ -205,7 +206,7 @@ func (r *Router) ask(ctx context.Context, typ wire.Type, msg any) (*quic.Stream,
 		var e wire.Error
 		wire.Unmarshal(body, &e)
 		cs.Close()
-		return nil, rt, nil, fmt.Errorf("%s", e.Message)
+		return nil, rt, nil, &wire.Refusal{Code: e.Code, Message: e.Message}
 	}
 	return cs, rt, body, nil
 }
@@ -214,13 +215,13 @@ func (r *Router) ask(ctx context.Context, typ wire.Type, msg any) (*quic.Stream,
 func (s *session) relayServices(ctx context.Context, st *quic.Stream) {
 	cs, _, body, err := s.r.ask(ctx, wire.TypeServicesRequest, wire.ServicesRequest{Identity: s.peer.ID})
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	cs.Close()
 	var reply wire.ServicesReply
 	if err := wire.Unmarshal(body, &reply); err != nil {
-		refuse(st, "malformed answer from controller")
+		refuse(st, errors.New("malformed answer from controller"))
 		return
 	}
 	wire.Write(st, wire.TypeServicesReply, reply)
@@ -259,7 +260,7 @@ func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
 		cs, _, _, err := s.r.ask(ctx, wire.TypeBind, req)
 		if err != nil {
 			if !registered || !isNoController(err) {
-				refuse(st, "bind: "+err.Error())
+				refuse(st, fmt.Errorf("bind: %w", err))
 				return
 			}
 		} else {
@@ -281,7 +282,7 @@ func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
 				return
 			case rev := <-revoked:
 				if rev != nil {
-					refuse(st, "bind revoked: "+rev.Reason)
+					refuse(st, wire.Refuse(wire.CodeNotAuthorized, "bind revoked: "+rev.Reason))
 					return
 				}
 				// The control link dropped; keep the binding and renew below.

@@ -299,6 +299,62 @@ type CarryAck struct{}
 // Error refuses a request.
 type Error struct {
 	Message string `cbor:"1,keyasint"`
+	// Code says what kind of refusal it is; programs act on it, never on Message.
+	Code ErrorCode `cbor:"2,keyasint,omitempty"`
+}
+
+// ErrorCode classifies a refusal (Error.Code), so that a program tells one kind from
+// another by its code, never by the text of its message.
+type ErrorCode uint
+
+// Refusal codes.
+const (
+	// CodeUnavailable (zero, and what a refusal without a code means): nothing says
+	// waiting will not help — no host online yet, no path, no controller, a timeout.
+	CodeUnavailable ErrorCode = 0
+	// CodeNotAuthorized: the service does not exist or the asker may not use it (one
+	// code and one message for both), or the identity is unknown, deleted or may not
+	// use this router. Waiting will not change it.
+	CodeNotAuthorized ErrorCode = 1
+	// CodeUnknownCircuit: the host holds no circuit under the resumption token it was
+	// asked to move (it restarted, or the circuit ended).
+	CodeUnknownCircuit ErrorCode = 2
+	// CodeMalformed: the request could not be read.
+	CodeMalformed ErrorCode = 3
+	// CodeBadRequest: the request was read and cannot be met as asked (a TCP dial of a
+	// UDP service, say).
+	CodeBadRequest ErrorCode = 4
+)
+
+// Permanent reports whether asking again, unchanged, will be refused again.
+func (c ErrorCode) Permanent() bool { return c != CodeUnavailable }
+
+// Refusal is a refusal as a Go error: what Expect returns for an Error answer, and what
+// a program returns to have WriteError send its code.
+type Refusal struct {
+	Code    ErrorCode
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Message }
+
+// Refuse returns a refusal of code with the message msg.
+func Refuse(code ErrorCode, msg string) error { return &Refusal{Code: code, Message: msg} }
+
+// RefusalCode returns the code of the refusal err wraps, and whether it wraps one.
+func RefusalCode(err error) (ErrorCode, bool) {
+	var r *Refusal
+	if errors.As(err, &r) {
+		return r.Code, true
+	}
+	return 0, false
+}
+
+// ErrorOf is the Error that answers err: its text, and the code of the refusal it
+// wraps (CodeUnavailable when it wraps none).
+func ErrorOf(err error) Error {
+	code, _ := RefusalCode(err)
+	return Error{Message: err.Error(), Code: code}
 }
 
 // envelope is what a frame holds: the type and the message's own CBOR.
@@ -400,7 +456,7 @@ func Expect(r io.Reader, t Type, v any) error {
 		if err := Unmarshal(body, &e); err != nil {
 			return fmt.Errorf("wire: malformed error: %w", err)
 		}
-		return fmt.Errorf("refused: %s", e.Message)
+		return fmt.Errorf("refused: %w", &Refusal{Code: e.Code, Message: e.Message})
 	}
 	if got != t {
 		return fmt.Errorf("%w: got type %d, want %d", ErrUnexpected, got, t)

@@ -3,6 +3,8 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -89,7 +91,9 @@ func FuzzRead(f *testing.F) {
 	buf.Reset()
 	Write(&buf, TypeError, Error{Message: "no"})
 	f.Add(buf.Bytes())
-
+	buf.Reset()
+	Write(&buf, TypeError, Error{Message: "unknown circuit", Code: CodeUnknownCircuit})
+	f.Add(append([]byte(nil), buf.Bytes()...))
 	f.Add([]byte{0, 0, 0, 1, 0xa0})
 	for typ, msg := range map[Type]any{
 		TypeServicesReply: ServicesReply{Services: []ServiceInfo{{Name: "mavlink", ID: "x", Host: "udp:127.0.0.1:14550", Dial: true}}},
@@ -126,4 +130,35 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("decoded message does not re-encode: %v", err)
 		}
 	})
+}
+
+// TestRefusalCarriesItsCode: a refusal's code crosses the wire and comes out of Expect,
+// whatever its message says; a refusal without one is CodeUnavailable.
+func TestRefusalCarriesItsCode(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sent      Error
+		want      ErrorCode
+		permanent bool
+	}{
+		{"not-authorized", ErrorOf(fmt.Errorf("bind %q: %w", "x", Refuse(CodeNotAuthorized, "service not found or not authorized"))), CodeNotAuthorized, true},
+		{"unknown-circuit", Error{Message: "whatever the host says", Code: CodeUnknownCircuit}, CodeUnknownCircuit, true},
+		{"text-alone-means-nothing", Error{Message: "not authorized"}, CodeUnavailable, false},
+		{"plain-error", ErrorOf(errors.New("no host online")), CodeUnavailable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := Write(&buf, TypeError, tc.sent); err != nil {
+				t.Fatal(err)
+			}
+			err := Expect(&buf, TypeDialAck, &DialAck{})
+			code, ok := RefusalCode(err)
+			if !ok || code != tc.want || code.Permanent() != tc.permanent {
+				t.Errorf("got code %d (a refusal: %v, permanent %v) from %v, want %d (permanent %v)", code, ok, code.Permanent(), err, tc.want, tc.permanent)
+			}
+			if !strings.Contains(err.Error(), tc.sent.Message) {
+				t.Errorf("error %q lost the message %q", err, tc.sent.Message)
+			}
+		})
+	}
 }
