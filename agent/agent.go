@@ -2,15 +2,18 @@ package agent
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/umbranet/umbra/third_party/quic-go"
@@ -59,6 +62,9 @@ type Agent struct {
 
 	// instance names this agent process to the routers (wire.Hello.Instance).
 	instance []byte
+	// fecRecovered counts UDP circuit fragments rebuilt from parity; signatures, what
+	// the identity's key signed (TLS handshakes, renewal requests).
+	fecRecovered, signatures atomic.Uint64
 
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.
@@ -85,14 +91,29 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 		return nil, nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger, cert: cred.Cert, roots: cred.Roots, signer: cred.Signer,
+		cfg: cfg, log: cfg.Logger, roots: cred.Roots, signer: cred.Signer,
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
 		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
 		instance: newInstance(),
 	}
+	a.cert = cred.Cert
+	if s, ok := cred.Cert.PrivateKey.(crypto.Signer); ok {
+		a.cert.PrivateKey = countingSigner{s, &a.signatures}
+	}
 	return a, cred.Key.Close, nil
+}
+
+// countingSigner counts what the identity's key store signs, for the agent's metrics.
+type countingSigner struct {
+	crypto.Signer
+	n *atomic.Uint64
+}
+
+func (s countingSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.n.Add(1)
+	return s.Signer.Sign(rand, digest, opts)
 }
 
 // checkCarriers refuses a TCPCarrier the agent does not know, and lane streams without
@@ -200,11 +221,17 @@ type Status struct {
 	UptimeSeconds float64 `json:"uptime_s"`
 	// LinksUp counts router links that came up (the first, then each reconnect or fresh
 	// connection that replaced a stalled one); Stalls, links found silent.
-	LinksUp uint64          `json:"links_up"`
-	Stalls  uint64          `json:"stalls"`
-	Links   []LinkStatus    `json:"links"`
-	Hosting []HostingStatus `json:"hosting"`
-	Dialing []DialingStatus `json:"dialing"`
+	LinksUp uint64 `json:"links_up"`
+	Stalls  uint64 `json:"stalls"`
+	// FECRecovered counts UDP circuit fragments rebuilt from forward error correction's
+	// parity. KeyStore is where the identity's key lives (file, tpm, atecc608) and
+	// KeySignatures what it has signed since the agent started.
+	FECRecovered  uint64          `json:"fec_recovered"`
+	KeyStore      string          `json:"key_store"`
+	KeySignatures uint64          `json:"key_signatures"`
+	Links         []LinkStatus    `json:"links"`
+	Hosting       []HostingStatus `json:"hosting"`
+	Dialing       []DialingStatus `json:"dialing"`
 }
 
 // LinkStatus is one router link.
@@ -280,6 +307,8 @@ func (a *Agent) Status() Status {
 		st.IdentityState = identityRevoked
 	}
 	st.LinksUp, st.Stalls = a.linksUp, a.stalls
+	st.FECRecovered, st.KeySignatures = a.fecRecovered.Load(), a.signatures.Load()
+	st.KeyStore = a.cfg.Identity.Key.Store
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter
 	}

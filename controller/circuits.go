@@ -416,6 +416,7 @@ func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol 
 		return ids[0]
 	}
 	if _, ok := hosts[routerID]; ok {
+		c.metrics.paths.WithLabelValues(pathLocal).Inc()
 		return pick(routerID), []string{routerID}, nil
 	}
 	g, err := c.graph()
@@ -425,8 +426,10 @@ func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol 
 	ends := slices.Sorted(maps.Keys(hosts))
 	p, err := g.Shortest(routerID, ends)
 	if err != nil {
+		c.metrics.paths.WithLabelValues(pathNone).Inc()
 		return "", nil, fmt.Errorf("no path through the mesh to a host of service %q", svc.Name)
 	}
+	c.metrics.paths.WithLabelValues(pathMesh).Inc()
 	return pick(p.Routers[len(p.Routers)-1]), p.Routers, nil
 }
 

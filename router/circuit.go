@@ -201,11 +201,21 @@ func (r *Router) carry(a, b circuitEnd, service string) {
 	r.metrics.circuits.WithLabelValues(service).Inc()
 	r.metrics.active.Inc()
 	defer r.metrics.active.Dec()
-
+	byCarrier := r.metrics.byCarrier.WithLabelValues(carrierOf(a.stream))
+	byCarrier.Inc()
+	defer byCarrier.Dec()
 	splice(countingStream{a.stream, r.metrics.bytes.WithLabelValues(service, towardHost)},
 		countingStream{b.stream, r.metrics.bytes.WithLabelValues(service, towardDialer)})
 	a.stream.finish()
 	b.stream.finish()
+}
+
+// carrierOf names what carries a circuit stream's bytes, as the metrics label it.
+func carrierOf(s circuitStream) string {
+	if _, ok := s.(laneStream); ok {
+		return carrierLane
+	}
+	return carrierQUIC
 }
 
 // splice copies a to b and b to a until both directions end; an end of stream is passed

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,24 @@ type session struct {
 	instance []byte
 	// unreachable: the agent's host answered port unreachable (under the router's mu).
 	unreachable bool
+
+	// lmu guards the QUIC counters at the last link report, which judge the loss since.
+	lmu                sync.Mutex
+	lastSent, lastLost uint64
+	loss               float64
+}
+
+// linkState samples the agent's link for the controller's view of the fleet: QUIC's
+// smoothed round trip and the share of packets lost since the last report.
+func (s *session) linkState() wire.AgentLink {
+	st := s.conn.ConnectionStats()
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if sent := st.PacketsSent - s.lastSent; sent > 0 && st.PacketsLost >= s.lastLost {
+		s.loss = float64(st.PacketsLost-s.lastLost) / float64(sent)
+	}
+	s.lastSent, s.lastLost = st.PacketsSent, st.PacketsLost
+	return wire.AgentLink{Identity: s.peer.ID, RTTMicros: uint64(st.SmoothedRTT.Microseconds()), LossPermille: uint16(min(1000, s.loss*1000))}
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) (*session, error) {

@@ -83,7 +83,7 @@ const (
 	ConnCertRevoked = 0x102
 	// ConnReplaced closes an agent's connection that a newer one of the same agent
 	// replaced (TakeOver): its circuits resume on the new one.
-	ConnReplaced = 0x103
+	ConnReplaced = 0x105
 	// ConnAgentGone closes the connection of an agent process that is gone: a new
 	// instance of the same identity linked (it restarted), or its host answered the
 	// router with ICMP port unreachable (nothing listens there any more). Its circuits
@@ -282,6 +282,16 @@ type LinkState struct {
 // LinkReport is every link of the reporting router, replacing its previous report.
 type LinkReport struct {
 	Links []LinkState `cbor:"1,keyasint"`
+	// Agents is the link of each agent connected to the router, for the operator's
+	// view of the fleet.
+	Agents []AgentLink `cbor:"2,keyasint,omitempty"`
+}
+
+// AgentLink is one agent's link to the reporting router, as that router measures it.
+type AgentLink struct {
+	Identity     string `cbor:"1,keyasint"`           // the identity's id
+	RTTMicros    uint64 `cbor:"2,keyasint,omitempty"` // QUIC's smoothed round trip
+	LossPermille uint16 `cbor:"3,keyasint,omitempty"` // packets lost of those sent since the last report, per mille
 }
 
 // Carry tells a controller that the router carries a circuit it did not grant on this

@@ -106,7 +106,7 @@ func FuzzRead(f *testing.F) {
 		TypeCarry:         Carry{Grant: []byte{5, 6}},
 		TypeHello:         Hello{Version: 1, Name: "drone1", Lane: true, Instance: []byte{1, 2, 3, 4}},
 		TypeTakeOver:      TakeOver{},
-		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}},
+		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}, Agents: []AgentLink{{Identity: "d1", RTTMicros: 210000, LossPermille: 150}}},
 	} {
 		buf.Reset()
 		Write(&buf, typ, msg)
