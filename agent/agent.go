@@ -135,7 +135,16 @@ func checkCarriers(cfg Config) error {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a.runCtx = ctx
+	// Circuits live on runCtx, which ends only once the link is closed as gone: the far
+	// agents then end them at once (wire.ConnAgentGone) rather than read their winding
+	// down as a broken path to resume.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	defer context.AfterFunc(ctx, func() {
+		a.closeLink()
+		stopRun()
+	})()
+	a.runCtx = runCtx
 	a.mu.Lock()
 	a.started = time.Now()
 	a.mu.Unlock()
@@ -173,6 +182,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.run.Go(func() { a.renewLoop(ctx) })
 	a.runLinks(ctx, routers)
 	return nil
+}
+
+// closeLink closes the link in use, if any, as an agent that stops does.
+func (a *Agent) closeLink() {
+	a.mu.Lock()
+	conn := a.conn
+	a.mu.Unlock()
+	if conn != nil {
+		conn.CloseWithError(codeStopping, "agent stopping")
+	}
 }
 
 // setConn makes conn the link in use (nil: none) and wakes those waiting for one.
