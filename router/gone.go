@@ -22,10 +22,12 @@ const (
 	// answers port unreachable.
 	probeAfter = time.Second
 	probeEvery = time.Second
-	// reconnectGrace is how long a connection whose agent's port is unreachable waits for
-	// the same agent process to link again (its link ended and it closed the socket,
-	// after a blackout longer than its idle timeout, say): then the circuits resume on
-	// the new connection. Without one in time the process is gone.
+	// reconnectGrace is how long a connection whose agent's port is unreachable waits to
+	// hear the agent again or see it link again. An agent whose address changed (a NAT
+	// rebinding, a roam) keeps its connection, whose heartbeats (every 250 ms) now come
+	// from the new address; one whose link ended and that closed the socket (after a
+	// blackout longer than its idle timeout, say) links again, and the circuits resume on
+	// the new connection. Hearing neither in time, the process is gone.
 	reconnectGrace = 1500 * time.Millisecond
 	// gonePoll is how often the grace looks for the agent's new connection.
 	gonePoll = 50 * time.Millisecond
@@ -49,13 +51,22 @@ func (r *Router) peerUnreachable(ap netip.AddrPort) {
 	}
 }
 
-// endUnreachable closes s, whose agent's socket is gone: as replaced when the same agent
-// process links again within reconnectGrace (its circuits resume), else as gone.
+// endUnreachable closes s, whose agent's old address is unreachable: not at all when the
+// agent is heard again on s within reconnectGrace (it moved to a new address), as
+// replaced when it links again (its circuits resume), else as gone.
 func (r *Router) endUnreachable(s *session) {
-	deadline := time.Now().Add(reconnectGrace)
+	since := time.Now()
+	deadline := since.Add(reconnectGrace)
 	tick := time.NewTicker(gonePoll)
 	defer tick.Stop()
 	for {
+		if time.Unix(0, s.heard.Load()).After(since) {
+			r.mu.Lock()
+			s.unreachable = false
+			r.mu.Unlock()
+			r.log.Debug("agent heard again after its old address was unreachable", "identity", s.peer.Name, "remote", s.conn.RemoteAddr().String())
+			return
+		}
 		if r.relinked(s) {
 			r.log.Info("agent's old connection unreachable; it linked again", "identity", s.peer.Name)
 			s.conn.CloseWithError(errCodeReplaced, "replaced by a fresh connection")

@@ -107,15 +107,17 @@ const (
 
 // TestHostBlackoutStillResumes: what ends a dead host's circuits at once must leave a
 // silent one's alone. A transfer to a drone whose radio blacks out for 6 s mid-transfer
-// (the router probes it and hears nothing), or whose old path is stranded so that a fresh
-// connection replaces its link, finishes byte-exact.
+// (the router probes it and hears nothing), or whose old path is stranded so that a
+// fresh connection replaces its link, finishes byte-exact. (An agent whose address
+// changes is TestAddressChange's.)
 func TestHostBlackoutStillResumes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
+		size int64 // bytes sent; a quarter of the way in the path is cut
 		cut  func(radio *linksim.Link, proxy *linksim.UDPProxy)
 	}{
-		{"blackout", func(radio *linksim.Link, _ *linksim.UDPProxy) { radio.Blackout(hostBlackout) }},
-		{"path-replaced", func(_ *linksim.Link, proxy *linksim.UDPProxy) { proxy.Strand() }},
+		{"blackout", hostTransfer, func(radio *linksim.Link, _ *linksim.UDPProxy) { radio.Blackout(hostBlackout) }},
+		{"path-replaced", hostTransfer, func(_ *linksim.Link, proxy *linksim.UDPProxy) { proxy.Strand() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMesh(t)
@@ -130,8 +132,8 @@ func TestHostBlackoutStillResumes(t *testing.T) {
 			op.waitLinkUp(t)
 			// A quarter of the way in the drone's path is cut.
 			var once sync.Once
-			sendDigestDuring(t, listen, hostTransfer, hostTransferLimit, func(sent int64) {
-				if sent >= hostTransfer/4 {
+			sendDigestDuring(t, listen, tc.size, hostTransferLimit, func(sent int64) {
+				if sent >= tc.size/4 {
 					once.Do(func() { tc.cut(radio, proxy) })
 				}
 			})
