@@ -62,9 +62,9 @@ type Agent struct {
 
 	// instance names this agent process to the routers (wire.Hello.Instance).
 	instance []byte
-	// fecRecovered counts UDP circuit fragments rebuilt from parity; signatures, what
-	// the identity's key signed (TLS handshakes, renewal requests).
-	fecRecovered, signatures atomic.Uint64
+	// signatures counts what the identity's key signed (TLS handshakes, renewal
+	// requests).
+	signatures atomic.Uint64
 
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.
@@ -242,10 +242,8 @@ type Status struct {
 	// connection that replaced a stalled one); Stalls, links found silent.
 	LinksUp uint64 `json:"links_up"`
 	Stalls  uint64 `json:"stalls"`
-	// FECRecovered counts UDP circuit fragments rebuilt from forward error correction's
-	// parity. KeyStore is where the identity's key lives (file, tpm, atecc608) and
+	// KeyStore is where the identity's key lives (file, tpm, atecc608) and
 	// KeySignatures what it has signed since the agent started.
-	FECRecovered  uint64          `json:"fec_recovered"`
 	KeyStore      string          `json:"key_store"`
 	KeySignatures uint64          `json:"key_signatures"`
 	Links         []LinkStatus    `json:"links"`
@@ -326,7 +324,7 @@ func (a *Agent) Status() Status {
 		st.IdentityState = identityRevoked
 	}
 	st.LinksUp, st.Stalls = a.linksUp, a.stalls
-	st.FECRecovered, st.KeySignatures = a.fecRecovered.Load(), a.signatures.Load()
+	st.KeySignatures = a.signatures.Load()
 	st.KeyStore = a.cfg.Identity.Key.Store
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter

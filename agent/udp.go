@@ -75,10 +75,6 @@ type udpEnd struct {
 	deliver func([]byte)
 	active  atomic.Int64 // unix nanoseconds of the last datagram either way
 	dropped atomic.Uint64
-	// recovered counts, agent-wide, the fragments fecIn rebuilt (nil: not counted);
-	// lastRecovered is fecIn's count already added (the datagram reader's alone).
-	recovered     *atomic.Uint64
-	lastRecovered uint64
 }
 
 // newUDPEnd makes a circuit end that sends what is pushed onto queue, with forward error
@@ -211,10 +207,6 @@ func (e *udpEnd) receive(sealed []byte, buf []byte) {
 		e.reassemble(inner[1:])
 	case codingFEC:
 		frags, err := e.fecIn.Add(inner[1:], time.Now())
-		if rec := e.fecIn.Stats().Recovered; rec > e.lastRecovered && e.recovered != nil {
-			e.recovered.Add(rec - e.lastRecovered)
-			e.lastRecovered = rec
-		}
 		if err != nil && len(frags) == 0 {
 			e.dropped.Add(1)
 			return
@@ -409,7 +401,6 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 		a.dialResult(st, err, 0)
 		return
 	}
-	e.recovered = &a.fecRecovered
 	f.end.Store(e)
 	a.dialResult(st, nil, 1)
 	defer a.dialResult(st, nil, -1)
@@ -458,7 +449,6 @@ func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tl
 	if err != nil {
 		return err
 	}
-	e.recovered = &a.fecRecovered
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
