@@ -18,22 +18,39 @@ import (
 
 	"github.com/umbranet/umbra/third_party/quic-go"
 
+	"github.com/umbranet/umbra/internal/fec"
+	"github.com/umbranet/umbra/internal/identity"
 	"github.com/umbranet/umbra/internal/transport"
 	"github.com/umbranet/umbra/internal/version"
 	"github.com/umbranet/umbra/internal/wire"
 )
 
-// Agent is a running edge agent.
+// Agent is a running edge agent: New starts it, Close stops it. Its methods are safe for
+// concurrent use.
 type Agent struct {
 	cfg    Config
 	log    *slog.Logger
-	cert   tls.Certificate
-	roots  *x509.CertPool
-	signer *ecdsa.PublicKey
+	id     *identity.File // the identity; renewal replaces its certificate, under mu
+	idPath string         // where renewed certificates are written, "" for none
+	// profile and udpFEC are the internal forms of cfg.LinkProfile and cfg.UDPFEC.
+	profile transport.Profile
+	udpFEC  fec.Config
+	cert    tls.Certificate
+	roots   *x509.CertPool
+	signer  *ecdsa.PublicKey
+	// closeKey releases the identity's key (a TPM or secure element session).
+	closeKey func() error
 
-	// runCtx and run bound everything that lives as long as Run: listeners, status.
-	runCtx context.Context
-	run    sync.WaitGroup
+	// runCtx and run bound everything that lives as long as the agent: links,
+	// listeners, status. stop ends runCtx; closed is closed once Close has finished.
+	runCtx   context.Context
+	stop     context.CancelFunc
+	run      sync.WaitGroup
+	closing  sync.Once
+	closeErr error
+	// spawnMu orders goroutines a program's call starts (spawn) before Close's wait.
+	spawnMu sync.Mutex
+	closed  bool
 
 	mu     sync.Mutex
 	conn   *quic.Conn            // the link in use, nil while none is up
@@ -42,23 +59,34 @@ type Agent struct {
 	// routerList is every router the agent may link to, in order of preference.
 	routerList []string
 	services   map[string]wire.ServiceInfo
-	hosting    map[string]*hostState // by service name
-	dialing    map[string]*dialState // by listen address
+	// servicesKnown is closed once the first list of services has arrived.
+	servicesKnown chan struct{}
+	// hostWake is closed and replaced whenever a binding's state changes.
+	hostWake chan struct{}
+	hosting  map[string]*hostState // by service name
+	dialing  map[string]*dialState // by listen address
+	// listeners are the services circuits are delivered to in process, by name: those
+	// of Listen and ListenPacket, and those the agent delivers to host addresses itself.
+	listeners map[string]*serviceListener
 	// resumable holds the TCP circuits this agent hosts, by resumption token.
 	resumable map[string]*hostedCircuit
 	// changed wakes manageServices when the router says records changed.
 	changed chan struct{}
-	// started is when Run began; refused, whether the routers last refused this
+	// started is when the agent began; refused, whether the routers last refused this
 	// identity's certificate.
 	started time.Time
 	refused bool
 	// linksUp and stalls count router links that came up and links found stalled.
 	linksUp, stalls uint64
+	// events are the subscriptions of Events.
+	events map[chan Event]struct{}
 
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
 	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
+	udp     udpCounters                       // what UDP circuits carried and dropped
+	early   earlyDatagrams                    // datagrams that came before their circuit's end
 
 	// instance names this agent process to the routers (wire.Hello.Instance).
 	instance []byte
@@ -72,28 +100,28 @@ type Agent struct {
 	retuneMu sync.Mutex
 }
 
-// New checks cfg and opens the identity's key. Run starts the agent.
-func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
-	if cfg.Identity == nil {
-		return nil, nil, errors.New("agent: no identity")
-	}
-	if cfg.Profile == (transport.Profile{}) {
-		cfg.Profile = transport.LAN
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if err := checkCarriers(cfg); err != nil {
-		return nil, nil, err
-	}
-	cred, err := cfg.Identity.Open(ctx)
+// New checks cfg, opens the identity's key and starts the agent: it opens the status
+// socket, metrics and dial listeners cfg asks for, learns its routers (from the
+// controller unless cfg.Routers pins them) and keeps a link to one of them until Close.
+// ctx bounds only this start; the agent runs until Close. Dial and Listen wait for the
+// first link, so they may be called at once.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	st, err := cfg.resolve()
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent: %w", err)
+		return nil, err
 	}
+	cred, err := cfg.Identity.file.Open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	id := *cfg.Identity.file // renewal changes the agent's copy
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger, roots: cred.Roots, signer: cred.Signer,
+		cfg: cfg, log: cfg.Logger, id: &id, idPath: cfg.Identity.path, profile: st.profile, udpFEC: st.fec,
+		roots: cred.Roots, signer: cred.Signer, closeKey: cred.Key.Close,
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
+		servicesKnown: make(chan struct{}), hostWake: make(chan struct{}),
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
+		listeners: map[string]*serviceListener{}, events: map[chan Event]struct{}{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
 		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
 		instance: newInstance(),
@@ -102,7 +130,32 @@ func New(ctx context.Context, cfg Config) (*Agent, func() error, error) {
 	if s, ok := cred.Cert.PrivateKey.(crypto.Signer); ok {
 		a.cert.PrivateKey = countingSigner{s, &a.signatures}
 	}
-	return a, cred.Key.Close, nil
+	a.runCtx, a.stop = context.WithCancel(context.Background())
+	if err := a.start(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close stops the agent: its links, listeners and every circuit end, and the identity's
+// key is released. It returns once all of the agent's goroutines have ended. Calling it
+// again does nothing.
+func (a *Agent) Close() error {
+	a.closing.Do(func() {
+		a.spawnMu.Lock()
+		a.closed = true
+		a.spawnMu.Unlock()
+		// The link closes as gone before the circuits wind down: the far agents then end
+		// them at once (wire.ConnAgentGone) rather than read their closing streams as a
+		// broken path to resume.
+		a.closeLink()
+		a.stop()
+		a.run.Wait()
+		a.closeEvents()
+		a.closeErr = a.closeKey()
+	})
+	return a.closeErr
 }
 
 // countingSigner counts what the identity's key store signs, for the agent's metrics.
@@ -131,30 +184,29 @@ func checkCarriers(cfg Config) error {
 	return nil
 }
 
-// Run links to the routers, hosts and dials services, and serves status until ctx ends.
-func (a *Agent) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Circuits live on runCtx, which ends only once the link is closed as gone: the far
-	// agents then end them at once (wire.ConnAgentGone) rather than read their winding
-	// down as a broken path to resume.
-	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRun()
-	defer context.AfterFunc(ctx, func() {
-		a.closeLink()
-		stopRun()
-	})()
-	a.runCtx = runCtx
+// spawn runs f as one of the agent's goroutines, unless the agent is closed (false): a
+// program's call may race Close, which must not wait for goroutines that start after it.
+func (a *Agent) spawn(f func()) bool {
+	a.spawnMu.Lock()
+	defer a.spawnMu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.run.Go(f)
+	return true
+}
+
+// start opens what cfg asks for locally, learns the routers and starts the links.
+func (a *Agent) start(ctx context.Context) error {
 	a.mu.Lock()
 	a.started = time.Now()
 	a.mu.Unlock()
-	defer a.run.Wait()
 	if a.cfg.StatusSocket != "" {
 		ln, err := listenStatus(a.cfg.StatusSocket)
 		if err != nil {
 			return err
 		}
-		a.run.Go(func() { a.serveStatus(ctx, ln) })
+		a.run.Go(func() { a.serveStatus(a.runCtx, ln) })
 	}
 	if a.cfg.Metrics != "" {
 		if err := checkLoopback(a.cfg.Metrics); err != nil {
@@ -178,9 +230,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	a.log.Info("agent starting", "identity", a.cfg.Identity.Name, "routers", routers)
-	a.run.Go(func() { a.renewLoop(ctx) })
-	a.runLinks(ctx, routers)
+	a.log.Info("agent starting", "identity", a.id.Name, "routers", routers)
+	a.run.Go(func() { a.renewLoop(a.runCtx) })
+	a.run.Go(func() { a.runLinks(a.runCtx, routers) })
 	return nil
 }
 
@@ -216,7 +268,7 @@ func (a *Agent) waitConn(ctx context.Context) (*quic.Conn, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, errors.New("no router link")
+			return nil, fmt.Errorf("no router link: %w", ctx.Err())
 		case <-up:
 		}
 	}
@@ -228,14 +280,17 @@ const (
 	identityRevoked = "revoked"
 )
 
-// Status is what `umbra-agent status` prints.
+// Status is what `umbra-agent status` prints, and what Agent.Status returns.
 type Status struct {
+	// Identity is the agent's identity name.
 	Identity string `json:"identity"`
 	// IdentityState is "ok", or "revoked" while the routers refuse the certificate (the
 	// identity was deleted or re-enrolled elsewhere); the agent then retries slowly.
-	IdentityState string    `json:"identity_state"`
-	CertExpires   time.Time `json:"cert_expires"`
-	Version       string    `json:"version"`
+	IdentityState string `json:"identity_state"`
+	// CertExpires is when the certificate in use expires (it is renewed at two thirds
+	// of its life); Version, the agent's build.
+	CertExpires time.Time `json:"cert_expires"`
+	Version     string    `json:"version"`
 	// UptimeSeconds is how long the agent has run.
 	UptimeSeconds float64 `json:"uptime_s"`
 	// LinksUp counts router links that came up (the first, then each reconnect or fresh
@@ -244,11 +299,15 @@ type Status struct {
 	Stalls  uint64 `json:"stalls"`
 	// KeyStore is where the identity's key lives (file, tpm, atecc608) and
 	// KeySignatures what it has signed since the agent started.
-	KeyStore      string          `json:"key_store"`
-	KeySignatures uint64          `json:"key_signatures"`
-	Links         []LinkStatus    `json:"links"`
-	Hosting       []HostingStatus `json:"hosting"`
-	Dialing       []DialingStatus `json:"dialing"`
+	KeyStore      string `json:"key_store"`
+	KeySignatures uint64 `json:"key_signatures"`
+	// Links, Hosting and Dialing list the router links, the hosted services and the
+	// local dial listeners, each sorted.
+	Links   []LinkStatus    `json:"links"`
+	Hosting []HostingStatus `json:"hosting"`
+	Dialing []DialingStatus `json:"dialing"`
+	// Datagrams is what the UDP circuits carried, dropped and recovered.
+	Datagrams DatagramStatus `json:"datagrams"`
 }
 
 // LinkStatus is one router link.
@@ -288,12 +347,19 @@ type LaneStatus struct {
 	Window  int `json:"window"`
 }
 
+// inProcess is the address status shows for a service the program serves itself.
+const inProcess = "in-process"
+
 // HostingStatus is one service this agent hosts.
 type HostingStatus struct {
-	Service  string `json:"service"`
-	Address  string `json:"address"`
-	State    string `json:"state"` // "bound" or "binding"
-	Circuits int    `json:"circuits"`
+	// Service is the hosted service's name.
+	Service string `json:"service"`
+	// Address is PROTO:HOST:PORT where the agent delivers the service, or PROTO:in-process
+	// for a service the program serves through Listen or ListenPacket.
+	Address string `json:"address"`
+	State   string `json:"state"` // "bound" or "binding"
+	// Circuits counts the service's open circuits; Error is why the last binding ended.
+	Circuits int `json:"circuits"`
 	// Target is "reachable" or "unreachable: ERROR": whether the local address took the
 	// last circuit (or the check when the binding came up); empty before either.
 	Target string `json:"target,omitempty"`
@@ -302,12 +368,15 @@ type HostingStatus struct {
 
 // DialingStatus is one local listener for a service.
 type DialingStatus struct {
+	// Service is the service the listener reaches; Host, the hosting identity it asks
+	// for ("" for any); Listen, PROTO:HOST:PORT it listens on.
 	Service string `json:"service"`
 	Host    string `json:"host,omitempty"`
 	Listen  string `json:"listen"`
 	// State is "listening", or "bind failed: ERROR" for an intercept address the agent
 	// could not listen on (another program holds it, say).
-	State     string `json:"state"`
+	State string `json:"state"`
+	// Circuits counts its open circuits; LastError is why the last dial failed.
 	Circuits  int    `json:"circuits"`
 	LastError string `json:"last_error,omitempty"`
 }
@@ -317,7 +386,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
-		Identity: a.cfg.Identity.Name, IdentityState: identityOK, Version: version.Version,
+		Identity: a.id.Name, IdentityState: identityOK, Version: version.Version,
 		Links: []LinkStatus{}, Hosting: []HostingStatus{}, Dialing: []DialingStatus{},
 	}
 	if a.refused {
@@ -325,7 +394,8 @@ func (a *Agent) Status() Status {
 	}
 	st.LinksUp, st.Stalls = a.linksUp, a.stalls
 	st.KeySignatures = a.signatures.Load()
-	st.KeyStore = a.cfg.Identity.Key.Store
+	st.KeyStore = a.id.Key.Store
+	st.Datagrams = a.udp.status()
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter
 	}
@@ -346,7 +416,14 @@ func (a *Agent) Status() Status {
 		st.Links = append(st.Links, ls)
 	}
 	for _, h := range a.hosting {
-		st.Hosting = append(st.Hosting, HostingStatus{Service: h.service, Address: h.proto + ":" + h.addr, State: h.state, Circuits: h.circuits, Target: h.target, Error: h.err})
+		hs := HostingStatus{Service: h.service, State: h.state, Circuits: h.circuits, Target: h.target, Error: h.err}
+		if l := a.listeners[h.service]; l != nil {
+			hs.Address = l.proto + ":" + l.addr
+			if l.program() {
+				hs.Address = l.proto + ":" + inProcess
+			}
+		}
+		st.Hosting = append(st.Hosting, hs)
 	}
 	for _, d := range a.dialing {
 		state := dialListening

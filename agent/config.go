@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -8,37 +9,57 @@ import (
 	"time"
 
 	"github.com/umbranet/umbra/internal/fec"
-	"github.com/umbranet/umbra/internal/identity"
 	"github.com/umbranet/umbra/internal/transport"
 )
 
-// Config is what an agent needs to run. cmd/umbra-agent fills it from flags.
+// Config is what an agent needs to run. Every field but Identity may be left zero, which
+// means what `umbra-agent run` does without the matching flag; the command only fills
+// this struct from its flags.
 type Config struct {
-	// Identity is the enrolled identity file.
-	Identity *identity.File
-	// IdentityPath is where Identity lives; renewed certificates are written there.
-	// Empty keeps renewals in memory.
-	IdentityPath string
+	// Identity is the enrolled identity the agent runs as (Enroll or LoadIdentity).
+	// Required. When it has a file (Identity.Path), renewed certificates are written
+	// there; otherwise renewals are kept in memory.
+	Identity *Identity
 	// Routers pins the edge routers to use, HOST:PORT each; empty asks the controller for
 	// the routers this identity's edge-router policies allow.
 	Routers []string
-	// Dials are local listeners for services, beside every dialable service's intercept.
+	// Dials are local listeners that reach services (SERVICE[@IDENTITY]=PROTO:ADDR on
+	// loopback, see ParseDialSpec), beside every dialable service's intercept address.
+	// A program that dials in process (Dial, DialPacket, Dialer) needs none.
 	Dials []DialSpec
 	// Hosts overrides, per service name, where this agent delivers a hosted service
 	// (PROTO:ADDR); by default it is the service's own host address.
 	Hosts map[string]string
-	// StatusSocket is the unix socket `umbra-agent status` reads; empty disables it.
+	// NoAutoServices, when set, makes the agent host only the services the program
+	// serves through Listen or ListenPacket and open no intercept listener, whatever the
+	// services' host and intercept addresses say. False, the default, is umbra-agent's
+	// behaviour: every service this identity may bind that has a host address is
+	// delivered there, and every dialable service's intercept address is listened on.
+	// Listen takes a service over from its host address either way.
+	NoAutoServices bool
+	// StatusSocket is the unix socket `umbra-agent status` reads; empty, the default,
+	// opens none (the command passes DefaultStatusSocket: one program per device may own
+	// that path, and an embedding program has Status).
 	StatusSocket string
 	// Metrics is a loopback HOST:PORT on which the agent serves its metrics at /metrics
 	// in the Prometheus text format, for a node exporter on the device; empty serves
 	// none (`umbra-agent metrics` reads them over the status socket all the same).
 	Metrics string
-	// Profile is the QUIC profile of router links; zero means transport.LAN.
-	Profile transport.Profile
+	// LinkProfile is the QUIC profile of the router links: ProfileLAN (also ""), or
+	// ProfileRadio for a slow lossy radio, which also puts TCP circuits on the lane from
+	// the start when TCPCarrier is CarrierAuto.
+	LinkProfile LinkProfile
 	// UDPFEC, when its K is set, adds forward error correction to the datagrams this
 	// agent sends on UDP circuits: M parity packets per K. The far end decodes whatever
-	// arrives, with or without it.
-	UDPFEC fec.Config
+	// arrives, with or without it. Zero K, the default: forward error correction while
+	// the router link's heartbeats show loss (16:4 in blocks of up to 30 ms, the same
+	// verdict as TCPCarrier's auto, lossy.go), none while the link is clean, so a flow
+	// over a lossy radio arrives better than over the bare radio, and a clean link pays
+	// nothing. VideoFEC is a preset for video.
+	UDPFEC FEC
+	// UDPFECOff sends UDP circuits' datagrams without forward error correction whatever
+	// the link's loss (`--udp-fec off`).
+	UDPFECOff bool
 	// UDPOverQUIC carries UDP circuits' datagrams in QUIC DATAGRAM frames, under QUIC's
 	// congestion control, and opens no datagram lane. False, the default: they ride the
 	// link's lane beside QUIC (internal/lane), which random loss does not throttle, on
@@ -52,12 +73,121 @@ type Config struct {
 	// router. CarrierAuto, the zero value: QUIC streams while the link's heartbeats come
 	// back, and the lane's streams for new circuits once they show loss (lossy.go), since
 	// random loss throttles QUIC's NewReno to a fraction of the link while on loopback
-	// the lane's streams move a seventh of what QUIC's do. CarrierLane and CarrierQUIC
-	// fix the choice. The lane needs UDPOverQUIC off: with it on, auto means QUIC and
-	// CarrierLane is refused.
+	// the lane's streams move a seventh of what QUIC's do; with ProfileRadio, the lane
+	// from the start. CarrierLane and CarrierQUIC fix the choice. The lane needs
+	// UDPOverQUIC off: with it on, auto means QUIC and CarrierLane is refused.
 	TCPCarrier Carrier
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// LinkProfile names a QUIC profile for the agent's router links.
+type LinkProfile string
+
+// Link profiles of Config.LinkProfile.
+const (
+	// ProfileLAN is for wired or loopback paths: prompt failure detection, large
+	// windows. The zero LinkProfile means it too.
+	ProfileLAN LinkProfile = "lan"
+	// ProfileRadio is for a drone's radio: long handshakes and idle timeouts that ride
+	// through blackouts, small packets, frequent keepalives, windows for a slow link.
+	ProfileRadio LinkProfile = "radio"
+)
+
+// FEC is the forward error correction of UDP circuits' datagrams: a block of K datagrams
+// gets M parity packets, and the far end rebuilds any K of the K+M. In Config, the zero
+// value means the default (FEC while the link is lossy).
+type FEC struct {
+	// K is the datagrams per block, 0 for no FEC; K+M is at most 64 (internal/fec).
+	K int
+	// M is the parity packets per block; 0 means 2.
+	M int
+	// Flush is how long a block waits for its K datagrams before its parity goes out
+	// with fewer; zero means DefaultFECFlush.
+	Flush time.Duration
+	// IdleFlush, when set, also closes a block once no datagram has come for this long
+	// (a video frame's burst has ended), so its parity follows the frame; it must be
+	// under Flush.
+	IdleFlush time.Duration
+	// Proportional makes a block closed short send parity in proportion to the
+	// datagrams it holds (at least min(M, 2)) instead of all M.
+	Proportional bool
+}
+
+// VideoFEC is forward error correction for video (`--udp-fec video`): a block holds one
+// frame's packets, up to 16, which an encoder sends back to back; its parity follows 3
+// ms after the frame's last packet (the idle flush), 30 ms after its first at the
+// latest, so a lost packet is rebuilt within a frame's time. Full blocks add 8 parity
+// packets, short ones in proportion (a frame of 5 packets, 3): about 50 % more packets
+// whatever the frames' sizes, and at 10 % random loss over 99 % of the packets arrive.
+// The receiving agent delivers in order what follows a lost packet once it sees FEC,
+// since an RTP decoder without a jitter buffer drops a packet older than one it has seen.
+var VideoFEC = FEC{K: 16, M: 8, Flush: 30 * time.Millisecond, IdleFlush: 3 * time.Millisecond, Proportional: true}
+
+// config is the internal form of f, its defaults filled in.
+func (f FEC) config() fec.Config {
+	c := fec.Config{K: f.K, M: f.M, FlushDelay: f.Flush, IdleFlush: f.IdleFlush, Proportional: f.Proportional}
+	if c.FlushDelay <= 0 {
+		c.FlushDelay = DefaultFECFlush
+	}
+	return c
+}
+
+// Check reports whether f is a code the agent can send: K and M within bounds.
+func (f FEC) Check() error {
+	if f.K == 0 {
+		return nil // no FEC
+	}
+	_, err := fec.NewEncoder(f.config())
+	return err
+}
+
+// settings is what New derives from a Config: the internal forms of its public fields.
+type settings struct {
+	profile transport.Profile
+	fec     fec.Config
+}
+
+// resolve checks cfg, fills its defaults in and derives its internal settings.
+func (cfg *Config) resolve() (settings, error) {
+	var st settings
+	if cfg.Identity == nil || cfg.Identity.file == nil {
+		return st, errors.New("agent: no identity")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch cfg.LinkProfile {
+	case "", ProfileLAN:
+		cfg.LinkProfile, st.profile = ProfileLAN, transport.LAN
+	case ProfileRadio:
+		st.profile = transport.Radio
+		// A radio is lossy by nature: TCP circuits start on the lane rather than wait
+		// for the heartbeats to show the loss.
+		if cfg.TCPCarrier == CarrierAuto && !cfg.UDPOverQUIC {
+			cfg.TCPCarrier = CarrierLane
+		}
+	default:
+		return st, fmt.Errorf("agent: link profile %q: want %q or %q", cfg.LinkProfile, ProfileLAN, ProfileRadio)
+	}
+	if cfg.UDPFEC.K > 0 {
+		if err := cfg.UDPFEC.Check(); err != nil {
+			return st, fmt.Errorf("agent: udp fec %d:%d: %w", cfg.UDPFEC.K, cfg.UDPFEC.M, err)
+		}
+		st.fec = cfg.UDPFEC.config()
+	}
+	if err := checkCarriers(*cfg); err != nil {
+		return st, err
+	}
+	for _, d := range cfg.Dials {
+		if d.Proto != ProtoTCP && d.Proto != ProtoUDP {
+			return st, fmt.Errorf("agent: dial %s: want protocol tcp or udp", d)
+		}
+		if err := checkLoopback(d.Listen); err != nil {
+			return st, fmt.Errorf("agent: dial %s: %w", d, err)
+		}
+	}
+	return st, nil
 }
 
 // Carrier is what carries a kind of circuit on the agent's hop to its router.
@@ -81,10 +211,13 @@ const (
 
 // DialSpec is one local listener that reaches a service: SERVICE[@IDENTITY]=PROTO:ADDR.
 type DialSpec struct {
+	// Service is the name of the service to reach.
 	Service string
 	// Host picks one hosting identity among several; empty means any authorized host.
-	Host   string
-	Proto  string
+	Host string
+	// Proto is ProtoTCP or ProtoUDP.
+	Proto string
+	// Listen is the loopback HOST:PORT to listen on.
 	Listen string
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/umbranet/umbra/third_party/quic-go"
+
 	"github.com/umbranet/umbra/internal/grant"
 	"github.com/umbranet/umbra/internal/wire"
 )
@@ -152,10 +154,11 @@ func (a *Agent) serveTCPDial(ln net.Listener, st *dialState) {
 	}
 }
 
-// tcpCircuit opens a circuit for one local connection and copies bytes both ways.
+// tcpCircuit opens a circuit for one local connection, as any program would (Dial), and
+// copies bytes both ways.
 func (a *Agent) tcpCircuit(ctx context.Context, local *net.TCPConn, st *dialState) error {
 	sctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
-	tc, _, err := a.openCircuit(sctx, st.spec)
+	tc, err := a.dial(sctx, st.spec)
 	cancel()
 	if err != nil {
 		a.dialResult(st, err, 0)
@@ -178,14 +181,14 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 	}
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("dial: %w", err)
+		return nil, 0, fmt.Errorf("dial: %w", linkLost(conn, err))
 	}
 	// The error names no service: an unauthorized dial and a dial of a service that does
 	// not exist must read the same.
 	fail := func(err error) (*tls.Conn, uint64, error) {
 		s.CancelRead(0)
 		s.CancelWrite(0)
-		return nil, 0, fmt.Errorf("dial: %w", err)
+		return nil, 0, fmt.Errorf("dial: %w", linkLost(conn, err))
 	}
 	var token []byte
 	if spec.Proto == ProtoTCP {
@@ -205,7 +208,7 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 	if err != nil {
 		return fail(err)
 	}
-	if g.Dialer != a.cfg.Identity.ID || g.ServiceName != spec.Service {
+	if g.Dialer != a.id.ID || g.ServiceName != spec.Service {
 		return fail(errors.New("grant names another dialer or service"))
 	}
 	if token == nil {
@@ -229,6 +232,31 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 		return nil, 0, fmt.Errorf("dial: end-to-end handshake: %w", err)
 	}
 	return tc, ack.Circuit, nil
+}
+
+// errLinkLost marks a circuit setup cut short by the end of the router link it ran on
+// (a stalled link replaced by a fresh connection, say): nothing has flowed yet, so the
+// dial may be tried again on the next link.
+var errLinkLost = errors.New("router link lost during setup")
+
+// linkLost marks err with errLinkLost when conn has ended.
+func linkLost(conn *quic.Conn, err error) error {
+	if conn.Context().Err() != nil {
+		return fmt.Errorf("%w: %w", errLinkLost, err)
+	}
+	return err
+}
+
+// openRetrying is openCircuit tried again on the next link for as long as ctx lasts
+// when the link it ran on ended during the setup.
+func (a *Agent) openRetrying(ctx context.Context, spec DialSpec) (*tls.Conn, uint64, error) {
+	for {
+		tc, cid, err := a.openCircuit(ctx, spec)
+		if err == nil || !errors.Is(err, errLinkLost) || ctx.Err() != nil {
+			return tc, cid, err
+		}
+		a.log.Info("dial: the router link ended during setup; again on the next", "service", spec.Service, "err", err)
+	}
 }
 
 // halfCloser is a connection whose sending side can be closed alone.

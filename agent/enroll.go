@@ -1,10 +1,9 @@
-// Package agent is the edge agent as a library: enrollment, the link manager, hosting and
-// dialing services, and status. cmd/umbra-agent only fills its configuration from flags.
 package agent
 
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/umbranet/umbra/hal/keystore"
 	"github.com/umbranet/umbra/internal/enroll"
@@ -15,7 +14,8 @@ import (
 // KeyStore says where Enroll makes the device's private key. The zero value is a P-256
 // key in the identity file itself (mode 0600).
 type KeyStore struct {
-	// Store is keystore.StoreFile (also ""), keystore.StoreTPM or keystore.StoreATECC608.
+	// Store is keystore.StoreFile ("file", also ""), keystore.StoreTPM ("tpm") or
+	// keystore.StoreATECC608 ("atecc608").
 	Store string
 	// TPM is the TPM device, or tcp:HOST:PORT of swtpm (tpm store). "" means
 	// keystore.DefaultTPM, /dev/tpmrm0.
@@ -30,12 +30,30 @@ type KeyStore struct {
 	Slot int
 }
 
-// Enroll redeems an identity's token with a new P-256 key made in the key store ks names
-// and writes the identity to out with mode 0600. With a hardware store the file holds
-// only a reference to the key. A failed enrollment writes nothing and leaves an existing
-// file as it was. A router's token is refused with an *enroll.WrongKindError before
-// anything is spent: no key made, no call to the controller, the token still good.
-func Enroll(ctx context.Context, token, out string, ks KeyStore) (*identity.File, error) {
+// EnrollOptions says where Enroll keeps what it makes. The zero value keeps the new
+// identity, its key included, in memory only: good for a test, lost at exit.
+type EnrollOptions struct {
+	// Path is the identity file to write, with mode 0600; LoadIdentity reads it back and
+	// the agent writes renewed certificates to it. Empty writes no file.
+	Path string
+	// KeyStore is where the private key is made; the zero value is the identity file.
+	KeyStore KeyStore
+}
+
+// ErrWrongKind is the error, matched with errors.Is, of a token that enrolls something
+// other than an identity (a router's, say).
+var ErrWrongKind = enroll.ErrWrongKind
+
+// Enroll redeems an identity's one-time token (the text of the JWT `umbra edge create
+// identity` wrote; surrounding white space is ignored) with a new P-256 key made in the
+// key store opts names, and writes the identity to opts.Path with mode 0600. With a
+// hardware store the file holds only a reference to the key. A failed enrollment writes
+// nothing and leaves an existing file as it was. A router's token is refused with
+// ErrWrongKind before anything is spent: no key made, no call to the controller, the
+// token still good.
+func Enroll(ctx context.Context, token string, opts EnrollOptions) (*Identity, error) {
+	token = strings.TrimSpace(token)
+	out, ks := opts.Path, opts.KeyStore
 	// A malformed token, or one of another kind, fails here, before any key is made in
 	// hardware (a secure element's GenKey replaces the slot's key).
 	if _, err := enroll.CheckKind(token, pki.KindIdentity); err != nil {
@@ -54,10 +72,12 @@ func Enroll(ctx context.Context, token, out string, ks KeyStore) (*identity.File
 		return nil, err
 	}
 	id.Key = ref
-	if err := id.Save(out); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
+	if out != "" {
+		if err := id.Save(out); err != nil {
+			return nil, fmt.Errorf("enroll: %w", err)
+		}
 	}
-	return id, nil
+	return &Identity{file: id, path: out}, nil
 }
 
 // newKey makes a key in the store ks names.

@@ -85,7 +85,7 @@ func TestFailedEnrollmentWritesNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, before := existingIdentity(t)
-			_, err := Enroll(context.Background(), tt.token, out, tt.ks)
+			_, err := Enroll(context.Background(), tt.token, EnrollOptions{Path: out, KeyStore: tt.ks})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Enroll error = %v, want one containing %q", err, tt.want)
 			}

@@ -25,11 +25,10 @@ const (
 // hostDialTimeout bounds connecting to the local service a circuit is delivered to.
 const hostDialTimeout = 5 * time.Second
 
-// hostState is one service this agent hosts.
+// hostState is the binding of one service this agent hosts; the service's listener
+// (a.listeners) says where its circuits go.
 type hostState struct {
 	service  string
-	proto    string
-	addr     string
 	state    string
 	circuits int
 	err      string
@@ -50,11 +49,16 @@ const targetCheckTimeout = 2 * time.Second
 
 // checkTarget connects to a bound TCP service's local address once, so that status says
 // at once whether circuits will find it; UDP has no connection to try.
-func (a *Agent) checkTarget(ctx context.Context, h *hostState) {
+// A program's listener has no address to check.
+func (a *Agent) checkTarget(ctx context.Context, service string) {
 	a.mu.Lock()
-	proto, addr := h.proto, h.addr
+	l := a.listeners[service]
+	var addr string
+	if l != nil && l.proto == ProtoTCP {
+		addr = l.addr
+	}
 	a.mu.Unlock()
-	if proto != ProtoTCP {
+	if addr == "" {
 		return
 	}
 	d := net.Dialer{Timeout: targetCheckTimeout}
@@ -62,13 +66,17 @@ func (a *Agent) checkTarget(ctx context.Context, h *hostState) {
 	if err == nil {
 		c.Close()
 	}
-	a.noteTarget(h, err)
+	a.noteTarget(service, err)
 }
 
-// noteTarget records whether h's local address took a connection.
-func (a *Agent) noteTarget(h *hostState, err error) {
+// noteTarget records whether service's host address took a connection.
+func (a *Agent) noteTarget(service string, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	h := a.hosting[service]
+	if h == nil {
+		return
+	}
 	if err != nil {
 		h.target = targetUnreachable + ": " + err.Error()
 		return
@@ -76,30 +84,18 @@ func (a *Agent) noteTarget(h *hostState, err error) {
 	h.target = targetReachable
 }
 
-// startHosting binds s at the router on conn, unless it is bound there already. The
-// binding is held by a stream for as long as the link lasts, or until stopHosting. A
-// service bound already whose host address changed keeps its binding: new circuits are
-// delivered to the new address, those open stay where they are.
-func (a *Agent) startHosting(ctx context.Context, wg *sync.WaitGroup, conn *quic.Conn, s wire.ServiceInfo) {
-	proto, addr, err := splitAddress(s.Host)
-	if err != nil {
-		a.log.Warn("host address", "service", s.Name, "err", err)
-		return
-	}
+// startHosting binds service at the router on conn, unless it is bound there already.
+// The binding is held by a stream for as long as the link lasts, or until stopHosting.
+func (a *Agent) startHosting(ctx context.Context, wg *sync.WaitGroup, conn *quic.Conn, service string) {
 	a.mu.Lock()
-	h, ok := a.hosting[s.Name]
+	h, ok := a.hosting[service]
 	if ok && h.conn == conn {
-		moved := h.proto != proto || h.addr != addr
-		h.proto, h.addr = proto, addr
 		a.mu.Unlock()
-		if moved {
-			a.log.Info("hosting at a new address", "service", s.Name, "address", proto+":"+addr)
-		}
 		return
 	}
 	hctx, stop := context.WithCancel(ctx)
-	h = &hostState{service: s.Name, proto: proto, addr: addr, state: hostBinding, conn: conn, stop: stop}
-	a.hosting[s.Name] = h
+	h = &hostState{service: service, state: hostBinding, conn: conn, stop: stop}
+	a.hosting[service] = h
 	a.mu.Unlock()
 	wg.Go(func() {
 		defer stop()
@@ -135,6 +131,7 @@ func (a *Agent) holdBinding(ctx context.Context, conn *quic.Conn, h *hostState) 
 		if err != nil {
 			h.err = err.Error()
 		}
+		a.wakeHostingLocked()
 		a.mu.Unlock()
 		if err != nil {
 			a.log.Warn("binding ended", "service", h.service, "err", err)
@@ -169,9 +166,10 @@ func (a *Agent) bindOnce(ctx context.Context, conn *quic.Conn, h *hostState) err
 	s.SetDeadline(time.Time{})
 	a.mu.Lock()
 	h.state, h.err = hostBound, ""
+	a.wakeHostingLocked()
 	a.mu.Unlock()
 	a.log.Info("hosting", "service", h.service)
-	go a.checkTarget(ctx, h)
+	go a.checkTarget(ctx, h.service)
 	stop := context.AfterFunc(ctx, func() { s.CancelRead(0) })
 	defer stop()
 	// The router says nothing more unless it revokes the binding.
@@ -239,35 +237,55 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	}
 	a.mu.Lock()
 	h := a.hosting[g.ServiceName]
-	var proto, addr string
-	if h != nil {
-		proto, addr = h.proto, h.addr
+	l := a.listeners[g.ServiceName]
+	var addr string
+	if l != nil {
+		addr = l.addr
 	}
 	a.mu.Unlock()
-	if g.Host != a.cfg.Identity.ID || h == nil || proto != g.Proto {
+	if g.Host != a.id.ID || h == nil || l == nil || l.proto != g.Proto {
 		return refuse(wire.CodeNotAuthorized, "this agent does not host "+g.ServiceName)
 	}
 	if len(c.Resume) > 0 {
-		return a.hostResumable(conn, s, c, g, h, addr, refuse)
+		return a.hostResumable(conn, s, c, g, h, l, refuse)
 	}
 	if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
 		return err
 	}
 	tc := tlsServer(streamConn{Stream: s, conn: conn}, a.hostTLS(g.Dialer))
-	defer tc.Close()
 	if err := handshakeHost(ctx, tc, g.ServiceName); err != nil {
+		tc.Close()
 		return err
 	}
 	s.SetDeadline(time.Time{})
-	a.hostResult(h, 1)
-	defer a.hostResult(h, -1)
 	switch g.Proto {
 	case ProtoTCP:
-		return deliverTCP(ctx, tc, g.ServiceName, addr, func(err error) { a.noteTarget(h, err) })
+		a.deliverConn(ctx, tc, h, l)
+		return nil
 	case ProtoUDP:
+		defer tc.Close()
+		a.hostResult(h, 1)
+		defer a.hostResult(h, -1)
+		if l.program() {
+			return a.hostPacket(ctx, conn, c.Circuit, tc, l)
+		}
+		// Bypasses the listener: a UDP service is delivered to its host address over a
+		// connected socket per circuit, as before the SDK.
 		return a.hostUDP(ctx, conn, c.Circuit, tc, g.ServiceName, addr)
 	}
+	tc.Close()
 	return fmt.Errorf("unknown protocol %q", g.Proto)
+}
+
+// deliverConn hands a handshaken TCP circuit to its service's listener; it counts as
+// one of h's circuits until closed.
+func (a *Agent) deliverConn(ctx context.Context, tc *tls.Conn, h *hostState, l *serviceListener) {
+	a.hostResult(h, 1)
+	c := newConn(tc, l.service, a.id.Name, func() { a.hostResult(h, -1) })
+	if !l.deliver(ctx, c) {
+		c.Close()
+		a.log.Warn("circuit not accepted", "service", l.service, "dialer", c.Identity())
+	}
 }
 
 func (a *Agent) hostResult(h *hostState, delta int) {
@@ -279,7 +297,7 @@ func (a *Agent) hostResult(h *hostState, delta int) {
 // hostResumable takes a resumable circuit: a new one is registered under its token and
 // delivered to the local service for the agent's lifetime, not the link's; a known token
 // moves its circuit to this stream.
-func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, addr string, refuse func(wire.ErrorCode, string) error) error {
+func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, l *serviceListener, refuse func(wire.ErrorCode, string) error) error {
 	key := string(c.Resume)
 	a.mu.Lock()
 	hc := a.resumable[key]
@@ -327,17 +345,13 @@ func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g
 	a.run.Go(func() {
 		ctx := a.runCtx
 		tc := tls.Server(hc.rc, a.hostTLS(g.Dialer))
-		defer tc.Close()
 		if err := handshakeHost(ctx, tc, g.ServiceName); err != nil {
+			tc.Close()
 			hc.rc.Abort(err)
 			a.log.Warn("circuit", "err", err)
 			return
 		}
-		a.hostResult(h, 1)
-		defer a.hostResult(h, -1)
-		if err := deliverTCP(ctx, tc, g.ServiceName, addr, func(err error) { a.noteTarget(h, err) }); err != nil {
-			a.log.Warn("circuit", "service", g.ServiceName, "err", err)
-		}
+		a.deliverConn(ctx, tc, h, l)
 	})
 	return nil
 }
@@ -354,7 +368,7 @@ func handshakeHost(ctx context.Context, tc *tls.Conn, service string) error {
 
 // deliverTCP carries a TCP circuit to the hosted service's local address until either
 // side ends it; reached says whether the address took the connection.
-func deliverTCP(ctx context.Context, tc *tls.Conn, service, addr string, reached func(error)) error {
+func deliverTCP(ctx context.Context, tc halfCloser, service, addr string, reached func(error)) error {
 	d := net.Dialer{Timeout: hostDialTimeout}
 	local, err := d.DialContext(ctx, "tcp", addr)
 	reached(err)

@@ -80,11 +80,11 @@ func certRefused(err error) bool {
 
 // Link states, as `umbra-agent status` shows them.
 const (
-	stateUp         = "up"
-	stateConnecting = "connecting"
-	stateStalled    = "stalled"
-	stateStandby    = "standby" // reachable, but another router carries the link
-	stateDown       = "down"
+	stateUp         = LinkUp
+	stateConnecting = LinkConnecting
+	stateStalled    = LinkStalled
+	stateStandby    = LinkStandby // reachable, but another router carries the link
+	stateDown       = LinkDown
 )
 
 // linkState is what the agent knows of one router link.
@@ -171,9 +171,13 @@ func (a *Agent) setLink(router, state string, conn *quic.Conn, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.links[router]
+	changed := l.state != state
 	l.state, l.conn, l.err = state, conn, ""
 	if err != nil {
 		l.err = err.Error()
+	}
+	if changed {
+		a.emitLocked(Event{Time: time.Now(), Router: router, State: state, Err: l.err})
 	}
 }
 
@@ -475,14 +479,14 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	})
 	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
-	conn, tr, err := transport.DialConnected(dctx, router, tlsConf, a.cfg.Profile.QUIC())
+	conn, tr, err := transport.DialConnected(dctx, router, tlsConf, a.profile.QUIC())
 	if err != nil {
 		return nil, err
 	}
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.cfg.Identity.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane(), Instance: a.instance}
+	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane(), Instance: a.instance}
 	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
@@ -603,6 +607,11 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 	for _, s := range svcs {
 		a.services[s.Name] = s
 	}
+	select {
+	case <-a.servicesKnown:
+	default:
+		close(a.servicesKnown)
+	}
 	a.mu.Unlock()
 	hosted := map[string]bool{}
 	intercepts := map[DialSpec]bool{}
@@ -610,9 +619,12 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 		if addr, ok := a.cfg.Hosts[s.Name]; ok {
 			s.Host = addr
 		}
-		if s.Bind && s.Host != "" {
+		if s.Bind && a.hostListener(s) != nil {
 			hosted[s.Name] = true
-			a.startHosting(ctx, wg, conn, s)
+			a.startHosting(ctx, wg, conn, s.Name)
+		}
+		if a.cfg.NoAutoServices {
+			continue
 		}
 		if s.Dial && s.Intercept != "" {
 			proto, addr, err := splitAddress(s.Intercept)
@@ -629,24 +641,92 @@ func (a *Agent) applyServices(ctx context.Context, wg *sync.WaitGroup, conn *qui
 	}
 	// What the agent may no longer do, it stops doing.
 	a.mu.Lock()
-	var unhosted []string
+	var unhosted, undelivered []string
 	for name := range a.hosting {
 		if !hosted[name] {
 			unhosted = append(unhosted, name)
+		}
+	}
+	for name, l := range a.listeners {
+		if !hosted[name] && !l.program() {
+			undelivered = append(undelivered, name)
 		}
 	}
 	a.mu.Unlock()
 	for _, name := range unhosted {
 		a.stopHosting(name)
 	}
+	for _, name := range undelivered {
+		a.stopHostAddress(name)
+	}
 	a.stopIntercepts(func(d DialSpec) bool { return intercepts[d] })
+}
+
+// hostListener returns the listener of s, a service this identity may bind: the
+// program's, or else one the agent makes to deliver s to its host address (unless
+// Config.NoAutoServices), moved to a new address when the service's changed (new
+// circuits go there, those open stay where they are). Nil means s is not hosted here.
+func (a *Agent) hostListener(s wire.ServiceInfo) *serviceListener {
+	var proto, addr string
+	if s.Host != "" && !a.cfg.NoAutoServices {
+		var err error
+		if proto, addr, err = splitAddress(s.Host); err != nil {
+			a.log.Warn("host address", "service", s.Name, "err", err)
+		}
+	}
+	a.mu.Lock()
+	l := a.listeners[s.Name]
+	switch {
+	case l != nil && l.program():
+		a.mu.Unlock()
+		return l
+	case addr == "":
+		a.mu.Unlock()
+		if l != nil {
+			a.stopHostAddress(s.Name)
+		}
+		return nil
+	case l != nil && l.proto == proto:
+		moved := l.addr != addr
+		l.addr = addr
+		a.mu.Unlock()
+		if moved {
+			a.log.Info("hosting at a new address", "service", s.Name, "address", proto+":"+addr)
+		}
+		return l
+	}
+	old := l
+	l = newServiceListener(a, s.Name, proto, addr)
+	a.listeners[s.Name] = l
+	a.mu.Unlock()
+	if old != nil {
+		old.close() // the protocol changed: circuits of the old one are refused now
+	}
+	if proto == ProtoTCP {
+		a.run.Go(func() { a.serveHostAddress(l) })
+	}
+	return l
+}
+
+// stopHostAddress ends the agent's own delivery of service to its host address, if it
+// has one; a program's listener stays.
+func (a *Agent) stopHostAddress(service string) {
+	a.mu.Lock()
+	l := a.listeners[service]
+	if l == nil || l.program() {
+		a.mu.Unlock()
+		return
+	}
+	delete(a.listeners, service)
+	a.mu.Unlock()
+	l.close()
 }
 
 // fetchRouters asks the controller which routers this identity may use. It presents the
 // certificate whose key the agent holds open: a TPM or a secure element serves one
 // session at a time, so opening the key a second time would wait on the first forever.
 func (a *Agent) fetchRouters(ctx context.Context) ([]string, error) {
-	c, err := api.NewClientWithCert(a.cfg.Identity, *a.currentCert())
+	c, err := api.NewClientWithCert(a.identityFile(), *a.currentCert())
 	if err != nil {
 		return nil, err
 	}

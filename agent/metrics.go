@@ -103,6 +103,7 @@ func metricsOf(st Status) []metric {
 		listening.samples = append(listening.samples, sample{lbl, boolValue(d.State == dialListening)})
 	}
 	ms = append(ms, up, rtt, loss, sent, recv, hosted, bound, target, dialing, listening)
+	ms = append(ms, datagramMetrics(st.Datagrams)...)
 	for i := range ms {
 		sort.SliceStable(ms[i].samples, func(a, b int) bool { return labelKey(ms[i].samples[a]) < labelKey(ms[i].samples[b]) })
 	}

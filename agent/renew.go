@@ -87,23 +87,23 @@ func (a *Agent) renewOnce(ctx context.Context) error {
 		return fmt.Errorf("renew: %w", err)
 	}
 	subj, err := pki.Verify(chain, a.roots, x509.ExtKeyUsageClientAuth)
-	if err != nil || subj.ID != a.cfg.Identity.ID || !pki.SameKey(chain[0].PublicKey, key.Public()) {
+	if err != nil || subj.ID != a.id.ID || !pki.SameKey(chain[0].PublicKey, key.Public()) {
 		return fmt.Errorf("renew: the controller's certificate does not fit this identity: %v", err)
 	}
 	next := tls.Certificate{PrivateKey: cur.PrivateKey, Leaf: chain[0]}
 	for _, c := range chain {
 		next.Certificate = append(next.Certificate, c.Raw)
 	}
-	if a.cfg.IdentityPath != "" {
-		f := *a.cfg.Identity
+	if a.idPath != "" {
+		f := a.identityFile()
 		f.Cert = out.Cert
-		if err := f.Save(a.cfg.IdentityPath); err != nil {
+		if err := f.Save(a.idPath); err != nil {
 			return fmt.Errorf("renew: %w", err)
 		}
 	}
 	a.mu.Lock()
 	a.cert = next
-	a.cfg.Identity.Cert = out.Cert
+	a.id.Cert = out.Cert
 	a.mu.Unlock()
 	a.log.Info("certificate renewed", "serial", pki.SerialString(chain[0]), "not_after", chain[0].NotAfter)
 	return nil

@@ -21,8 +21,17 @@ const (
 	spliceBuffer = 64 << 10
 	// circuitSetupTimeout bounds the rest of the path's answer to a new circuit.
 	circuitSetupTimeout = 15 * time.Second
-	// datagramQueue is the depth of each connection's outgoing datagram queue.
-	datagramQueue = 512
+	// datagramQueue and datagramQueueBytes bound each connection's outgoing datagram
+	// queue: a second of several video flows at 8 Mbit/s, so their bursts (keyframes,
+	// the first second a flow queued while its circuit was set up, arriving at once)
+	// are bounded by age (datagramStale), not by a count sized for telemetry. At 512 two
+	// 1.5 Mbit/s video flows starting at once over a 400 ms round trip overran it.
+	datagramQueue      = 4096
+	datagramQueueBytes = 4 << 20
+	// datagramStale is how long a datagram may wait in that queue (a connection that
+	// stalled, say): then it is dropped, counted as stale, before the fresh ones behind
+	// it, since video or telemetry a second late is not worth a fresh packet's place.
+	datagramStale = time.Second
 	// maxDatagram bounds a forwarded QUIC datagram's payload.
 	maxDatagram = 1500
 )

@@ -50,7 +50,10 @@ type route struct {
 // newEndpoint wraps conn; ids handed out here start at first and advance by step.
 // drops counts the datagrams it drops.
 func newEndpoint(conn *quic.Conn, first, step uint64, drops *dropCounters) endpoint {
-	return endpoint{conn: conn, out: datagram.NewQueue(datagramQueue), drops: drops, nextCID: first, cidStep: step, routes: map[uint64]route{}}
+	out := datagram.NewQueue(datagramQueue)
+	out.SetMaxAge(datagramStale)
+	out.SetMaxBytes(datagramQueueBytes)
+	return endpoint{conn: conn, out: out, drops: drops, nextCID: first, cidStep: step, routes: map[uint64]route{}}
 }
 
 func (e *endpoint) allocCID() uint64 {
@@ -118,8 +121,13 @@ func (e *endpoint) route(pkt, buf []byte) {
 // sendDatagrams sends what other connections forward onto this one. Forwarding never
 // waits on this connection: when it falls behind, the oldest datagrams are dropped.
 func (e *endpoint) sendDatagrams(ctx context.Context) {
+	var stale uint64 // the queue's count of stale datagrams, as last counted
 	for {
 		pkt, err := e.out.Pop(ctx)
+		if n := e.out.Stale(); n != stale {
+			e.drops.stale.Add(float64(n - stale))
+			stale = n
+		}
 		if err != nil {
 			return
 		}

@@ -49,12 +49,14 @@ const (
 	// dropLaneAuth: a packet on the router's port that names no lane here, or that does
 	// not open under its lane's key (forged, replayed, or its agent gone).
 	dropLaneAuth = "lane_auth"
+	// dropStale: it waited in the far connection's queue longer than datagramStale.
+	dropStale = "stale"
 )
 
 // dropCounters holds one counter per drop reason, resolved once, so counting a drop on
 // the datagram path is an atomic add with no label lookup.
 type dropCounters struct {
-	malformed, unknownCircuit, queueFull, oversize, throttled, laneAuth prometheus.Counter
+	malformed, unknownCircuit, queueFull, oversize, throttled, laneAuth, stale prometheus.Counter
 }
 
 func newDropCounters(vec *prometheus.CounterVec) dropCounters {
@@ -65,6 +67,7 @@ func newDropCounters(vec *prometheus.CounterVec) dropCounters {
 		oversize:       vec.WithLabelValues(dropOversize),
 		throttled:      vec.WithLabelValues(dropThrottled),
 		laneAuth:       vec.WithLabelValues(dropLaneAuth),
+		stale:          vec.WithLabelValues(dropStale),
 	}
 }
 

@@ -18,6 +18,16 @@ set -euo pipefail
 PACKAGES=(swtpm swtpm-tools tpm2-tools openssh-server iproute2 iptables qemu-user-static qemu-system-arm
 	fdisk dosfstools mtools e2fsprogs curl chromium)
 
+# VIDEO_PACKAGES: the bench's video section only (`setup-deps.sh video`, run by
+# scripts/bench.sh, never by `make test`): a real RTP H.264 stream, encoded and decoded
+# by GStreamer. tools: gst-launch-1.0; base: videotestsrc; good: rtph264pay,
+# rtph264depay, udpsrc, udpsink; ugly: x264enc; libav: avdec_h264.
+VIDEO_PACKAGES=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+if [ "${1:-}" = video ]; then
+	PACKAGES=("${VIDEO_PACKAGES[@]}")
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -60,11 +60,11 @@ func newEnrollCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, err := agent.Enroll(cmd.Context(), token, out, ks)
+			id, err := agent.Enroll(cmd.Context(), token, agent.EnrollOptions{Path: out, KeyStore: ks})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s: %s\n", id.Name, out)
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s: %s\n", id.Name(), out)
 			return nil
 		},
 	}

@@ -17,9 +17,6 @@ import (
 	"github.com/umbranet/umbra/agent"
 	"github.com/umbranet/umbra/hal/led"
 	"github.com/umbranet/umbra/hal/watchdog"
-	"github.com/umbranet/umbra/internal/fec"
-	"github.com/umbranet/umbra/internal/identity"
-	"github.com/umbranet/umbra/internal/transport"
 )
 
 // defaultProcs is --procs: an agent carries a radio's worth of bytes, which one CPU
@@ -60,19 +57,19 @@ func newRunCmd() *cobra.Command {
 			if err := setProcs(procs, os.Getenv); err != nil {
 				return err
 			}
-			id, err := identity.Load(idPath)
+			id, err := agent.LoadIdentity(idPath)
 			if err != nil {
 				return err
 			}
-			cfg := agent.Config{Identity: id, IdentityPath: idPath, Routers: routers, StatusSocket: statusSocket, Metrics: metricsAddr, Logger: log}
-			if cfg.UDPFEC, err = parseFEC(udpFEC); err != nil {
+			cfg := agent.Config{Identity: id, Routers: routers, StatusSocket: statusSocket, Metrics: metricsAddr, Logger: log}
+			if cfg.UDPFEC, cfg.UDPFECOff, err = parseFEC(udpFEC); err != nil {
 				return err
 			}
-			if cfg.UDPOverQUIC, cfg.TCPCarrier, err = parseCarriers(udpCarrier, tcpCarrier, linkProfile); err != nil {
+			if cfg.UDPOverQUIC, cfg.TCPCarrier, err = parseCarriers(udpCarrier, tcpCarrier); err != nil {
 				return err
 			}
-			if cfg.Profile, err = transport.ProfileNamed(linkProfile); err != nil {
-				return fmt.Errorf("--link-profile: %w", err)
+			if cfg.LinkProfile, err = parseLinkProfile(linkProfile); err != nil {
+				return err
 			}
 			for _, d := range dials {
 				spec, err := agent.ParseDialSpec(d)
@@ -95,16 +92,16 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, closeKey, err := agent.New(cmd.Context(), cfg)
+			a, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
-			defer closeKey()
+			defer a.Close()
 			// Hand back to the OS what a transfer grew, once the agent is quiet again.
 			trimCtx, stopTrim := context.WithCancel(cmd.Context())
 			defer stopTrim()
 			go agent.TrimMemory(trimCtx, agent.TrimConfig{Logger: log})
-			s := &supervisor{agent: a, log: log}
+			s := &supervisor{agent: runUntilDone{a}, log: log}
 			if pin != nil {
 				s.led = led.New(led.Config{Pin: pin})
 			}
@@ -125,7 +122,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&dials, "dial", nil, "SERVICE[@IDENTITY]=PROTO:LISTEN_ADDR to listen for locally (repeatable)")
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
-	cmd.Flags().StringVar(&udpFEC, "udp-fec", "off", "forward error correction on the UDP datagrams this agent sends: off, K:M or K:M:FLUSH (M parity packets per K, sent when K datagrams have gone or FLUSH (default 250ms) after the first; 52:11:300ms, 21 % more packets and about 24 % more bytes, keeps ≥ 99 % at 10 % loss for a 200 datagram/s flow)")
+	cmd.Flags().StringVar(&udpFEC, "udp-fec", "auto", "forward error correction on the UDP datagrams this agent sends: auto (16:4 in blocks of up to 30 ms, parity in proportion to a short block, while the router link's heartbeats show loss; none while it is clean), off, video (blocks of one frame, 16:8 with parity in proportion to a short block, parity 3 ms after the frame's last packet; ≥ 99 % of RTP packets at 10 % loss), K:M or K:M:FLUSH (M parity packets per K, sent when K datagrams have gone or FLUSH (default 250ms) after the first; 52:11:300ms, 21 % more packets and about 24 % more bytes, keeps ≥ 99 % at 10 % loss for a 200 datagram/s flow)")
 	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "auto", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss), quic (QUIC DATAGRAM frames, under QUIC's congestion control, which random loss throttles), or auto (the lane, on every link)")
 	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams, fastest on a clean link), or auto (QUIC while the link's heartbeats come back, the lane for new circuits once they show loss; the lane from the start with --link-profile radio; QUIC with --udp-carrier quic)")
 	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link, and TCP circuits on the lane from the start); lossy links need no profile: the agent moves to the lane by itself")
@@ -140,11 +137,27 @@ func newRunCmd() *cobra.Command {
 	return cmd
 }
 
-// parseCarriers reads --udp-carrier and --tcp-carrier (auto, lane or quic) in the light
-// of --link-profile: auto leaves the agent's own choice (agent.Config), except that TCP
-// circuits ride the lane from the start with the radio profile, whose user says the link
-// is a radio.
-func parseCarriers(udp, tcp, profile string) (udpOverQUIC bool, tcpCarrier agent.Carrier, err error) {
+// runUntilDone is a started agent as the supervisor runs it: until ctx ends, then closed.
+type runUntilDone struct{ *agent.Agent }
+
+func (r runUntilDone) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return r.Close()
+}
+
+// parseLinkProfile reads --link-profile: lan or radio.
+func parseLinkProfile(s string) (agent.LinkProfile, error) {
+	switch p := agent.LinkProfile(s); p {
+	case agent.ProfileLAN, agent.ProfileRadio:
+		return p, nil
+	}
+	return "", fmt.Errorf("--link-profile %q: want %s or %s", s, agent.ProfileLAN, agent.ProfileRadio)
+}
+
+// parseCarriers reads --udp-carrier and --tcp-carrier (auto, lane or quic): auto leaves
+// the agent's own choice (agent.Config), which with the radio profile puts TCP circuits
+// on the lane from the start.
+func parseCarriers(udp, tcp string) (udpOverQUIC bool, tcpCarrier agent.Carrier, err error) {
 	switch udp {
 	case "auto", "lane":
 	case "quic":
@@ -154,9 +167,6 @@ func parseCarriers(udp, tcp, profile string) (udpOverQUIC bool, tcpCarrier agent
 	}
 	switch tcp {
 	case "auto":
-		if profile == "radio" && !udpOverQUIC {
-			tcpCarrier = agent.CarrierLane
-		}
 	case "lane":
 		if udpOverQUIC {
 			return false, "", errors.New("--tcp-carrier lane needs the lane: not with --udp-carrier quic")
@@ -223,32 +233,37 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-// parseFEC reads --udp-fec: "off", "K:M" or "K:M:FLUSH".
-func parseFEC(s string) (fec.Config, error) {
-	if s == "" || s == "off" {
-		return fec.Config{}, nil
+// parseFEC reads --udp-fec: "auto", "off", "video", "K:M" or "K:M:FLUSH"; without
+// FLUSH the agent's default flush delay applies.
+func parseFEC(s string) (c agent.FEC, off bool, err error) {
+	switch s {
+	case "", "auto":
+		return agent.FEC{}, false, nil
+	case "off":
+		return agent.FEC{}, true, nil
+	case "video":
+		return agent.VideoFEC, false, nil
 	}
 	parts := strings.Split(s, ":")
-	bad := fmt.Errorf("--udp-fec %q: want off, K:M or K:M:FLUSH, e.g. 32:8 or 32:8:100ms", s)
+	bad := fmt.Errorf("--udp-fec %q: want auto, off, video, K:M or K:M:FLUSH, e.g. 32:8 or 32:8:100ms", s)
 	if len(parts) < 2 || len(parts) > 3 {
-		return fec.Config{}, bad
+		return agent.FEC{}, false, bad
 	}
 	kn, err1 := strconv.Atoi(parts[0])
 	mn, err2 := strconv.Atoi(parts[1])
 	if err1 != nil || err2 != nil {
-		return fec.Config{}, bad
+		return agent.FEC{}, false, bad
 	}
-	flush := agent.DefaultFECFlush
+	c = agent.FEC{K: kn, M: mn}
 	if len(parts) == 3 {
 		d, err := time.ParseDuration(parts[2])
 		if err != nil || d <= 0 {
-			return fec.Config{}, bad
+			return agent.FEC{}, false, bad
 		}
-		flush = d
+		c.Flush = d
 	}
-	c := fec.Config{K: kn, M: mn, FlushDelay: flush}
-	if _, err := fec.NewEncoder(c); err != nil {
-		return fec.Config{}, fmt.Errorf("--udp-fec %q: %w", s, err)
+	if err := c.Check(); err != nil {
+		return agent.FEC{}, false, fmt.Errorf("--udp-fec %q: %w", s, err)
 	}
-	return c, nil
+	return c, false, nil
 }

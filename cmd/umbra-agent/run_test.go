@@ -8,22 +8,28 @@ import (
 	"github.com/umbranet/umbra/agent"
 )
 
-// TestParseFEC: --udp-fec takes off, K:M (with the agent's default flush delay) or
+// TestParseFEC: --udp-fec takes off, K:M (leaving the flush delay to the agent) or
 // K:M:FLUSH, and refuses anything else with the flag's name in the error.
 func TestParseFEC(t *testing.T) {
-	if c, err := parseFEC("off"); err != nil || c.K != 0 {
-		t.Fatalf("off = %+v, %v", c, err)
+	if c, off, err := parseFEC("auto"); err != nil || c.K != 0 || off {
+		t.Fatalf("auto = %+v, off %v, %v", c, off, err)
 	}
-	c, err := parseFEC("32:8")
-	if err != nil || c.K != 32 || c.M != 8 || c.FlushDelay != agent.DefaultFECFlush {
+	if c, off, err := parseFEC("off"); err != nil || c.K != 0 || !off {
+		t.Fatalf("off = %+v, off %v, %v", c, off, err)
+	}
+	if c, _, err := parseFEC("video"); err != nil || c != agent.VideoFEC {
+		t.Fatalf("video = %+v, %v", c, err)
+	}
+	c, _, err := parseFEC("32:8")
+	if err != nil || c.K != 32 || c.M != 8 || c.Flush != 0 {
 		t.Fatalf("32:8 = %+v, %v", c, err)
 	}
-	c, err = parseFEC("16:4:80ms")
-	if err != nil || c.K != 16 || c.M != 4 || c.FlushDelay != 80*time.Millisecond {
+	c, _, err = parseFEC("16:4:80ms")
+	if err != nil || c.K != 16 || c.M != 4 || c.Flush != 80*time.Millisecond {
 		t.Fatalf("16:4:80ms = %+v, %v", c, err)
 	}
 	for _, bad := range []string{"8", "8:x", "8:4:soon", "8:4:-1s", "60:10", "1:2:3:4"} {
-		if _, err := parseFEC(bad); err == nil {
+		if _, _, err := parseFEC(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
@@ -60,27 +66,26 @@ func TestSetProcs(t *testing.T) {
 }
 
 // TestParseCarriers: the carrier flags map onto agent.Config, auto leaving the agent's
-// own choice except for TCP with the radio profile.
+// own choice (TestConfigDefaults in the agent package says what that is).
 func TestParseCarriers(t *testing.T) {
 	tests := []struct {
 		name            string
-		udp, tcp, prof  string
+		udp, tcp        string
 		wantUDPOverQUIC bool
 		wantTCP         agent.Carrier
 		wantErr         bool
 	}{
-		{name: "defaults leave both to the agent", udp: "auto", tcp: "auto", prof: "lan", wantTCP: agent.CarrierAuto},
-		{name: "the radio profile puts tcp on the lane", udp: "auto", tcp: "auto", prof: "radio", wantTCP: agent.CarrierLane},
-		{name: "udp over quic keeps tcp on quic", udp: "quic", tcp: "auto", prof: "radio", wantUDPOverQUIC: true, wantTCP: agent.CarrierAuto},
-		{name: "tcp quic is fixed", udp: "auto", tcp: "quic", prof: "radio", wantTCP: agent.CarrierQUIC},
-		{name: "tcp lane is fixed", udp: "lane", tcp: "lane", prof: "lan", wantTCP: agent.CarrierLane},
-		{name: "tcp lane without a lane is refused", udp: "quic", tcp: "lane", prof: "lan", wantErr: true},
-		{name: "an unknown udp carrier is refused", udp: "kcp", tcp: "auto", prof: "lan", wantErr: true},
-		{name: "an unknown tcp carrier is refused", udp: "auto", tcp: "kcp", prof: "lan", wantErr: true},
+		{name: "defaults leave both to the agent", udp: "auto", tcp: "auto", wantTCP: agent.CarrierAuto},
+		{name: "udp over quic", udp: "quic", tcp: "auto", wantUDPOverQUIC: true, wantTCP: agent.CarrierAuto},
+		{name: "tcp quic is fixed", udp: "auto", tcp: "quic", wantTCP: agent.CarrierQUIC},
+		{name: "tcp lane is fixed", udp: "lane", tcp: "lane", wantTCP: agent.CarrierLane},
+		{name: "tcp lane without a lane is refused", udp: "quic", tcp: "lane", wantErr: true},
+		{name: "an unknown udp carrier is refused", udp: "kcp", tcp: "auto", wantErr: true},
+		{name: "an unknown tcp carrier is refused", udp: "auto", tcp: "kcp", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			overQUIC, tcp, err := parseCarriers(tt.udp, tt.tcp, tt.prof)
+			overQUIC, tcp, err := parseCarriers(tt.udp, tt.tcp)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
 			}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -45,6 +47,20 @@ func printStatus(w io.Writer, st agent.Status) error {
 			svc += "@" + d.Host
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", svc, d.Listen, d.State, d.Circuits, dash(d.LastError))
+	}
+	if dg := st.Datagrams; dg.Sent > 0 || dg.Delivered > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintf(tw, "UDP datagrams	sent %d, delivered %d, rebuilt by FEC %d, held in order %d, late %d\n", dg.Sent, dg.Delivered, dg.RecoveredFEC, dg.Held, dg.Late)
+		dropped := ""
+		for _, r := range slices.Sorted(maps.Keys(dg.Dropped)) {
+			if n := dg.Dropped[r]; n > 0 {
+				dropped += fmt.Sprintf(", %s %d", r, n)
+			}
+		}
+		if dropped == "" {
+			dropped = ", none"
+		}
+		fmt.Fprintf(tw, "  dropped\t%s\n", dropped[2:])
 	}
 	return tw.Flush()
 }

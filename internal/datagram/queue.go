@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// maxRetainedBuffer is the largest buffer a Queue with a byte bound keeps for reuse.
+const maxRetainedBuffer = 2048
+
 // DefaultQueueCapacity is a Queue size for one circuit direction: twice quic-go's
 // 32-datagram send queue, so a short stall of the sender loses nothing and a long one
 // loses the oldest, stalest datagrams.
@@ -25,16 +28,19 @@ var ErrClosed = errors.New("datagram: queue closed")
 // copied into buffers the Queue reuses, so it holds at most capacity of them (each as
 // large as the largest pushed) and allocates nothing in steady state.
 type Queue struct {
-	mu      sync.Mutex
-	slots   [][]byte    // ring of queued datagrams
-	at      []time.Time // when each slot was pushed, kept only with a maximum age
-	maxAge  time.Duration
-	stale   uint64
-	head    int    // oldest queued
-	n       int    // queued
-	spare   []byte // buffer last returned by Pop, recycled by the next Pop
-	dropped uint64
-	closed  bool
+	mu     sync.Mutex
+	slots  [][]byte    // ring of queued datagrams
+	at     []time.Time // when each slot was pushed, kept only with a maximum age
+	maxAge time.Duration
+	stale  uint64
+	head   int    // oldest queued
+	n      int    // queued
+	spare  []byte // buffer last returned by Pop, recycled by the next Pop
+	bytes  int    // payload bytes queued
+	// maxBytes, when set, bounds bytes: Push drops the oldest until the new datagram fits.
+	maxBytes int
+	dropped  uint64
+	closed   bool
 
 	ready chan struct{} // holds a token while datagrams may be waiting
 	done  chan struct{} // closed by Close
@@ -70,7 +76,8 @@ func (q *Queue) PushEvicting(b []byte) (queued, evicted bool) {
 		q.mu.Unlock()
 		return false, false
 	}
-	if q.n == len(q.slots) {
+	for q.n == len(q.slots) || q.n > 0 && q.maxBytes > 0 && q.bytes+len(b) > q.maxBytes {
+		q.bytes -= len(q.slots[q.head])
 		q.head = (q.head + 1) % len(q.slots)
 		q.n--
 		q.dropped++
@@ -78,6 +85,7 @@ func (q *Queue) PushEvicting(b []byte) (queued, evicted bool) {
 	}
 	tail := (q.head + q.n) % len(q.slots)
 	q.slots[tail] = append(q.slots[tail][:0], b...)
+	q.bytes += len(b)
 	if q.maxAge > 0 {
 		q.at[tail] = time.Now()
 	}
@@ -102,13 +110,22 @@ func (q *Queue) Pop(ctx context.Context) ([]byte, error) {
 			return nil, ErrClosed
 		}
 		for q.maxAge > 0 && q.n > 0 && time.Since(q.at[q.head]) > q.maxAge {
+			q.bytes -= len(q.slots[q.head])
 			q.head = (q.head + 1) % len(q.slots) // stale: late telemetry is worse than none
 			q.n--
 			q.stale++
 		}
 		if q.n > 0 {
 			b := q.slots[q.head]
-			q.slots[q.head] = q.spare[:0]
+			q.bytes -= len(b)
+			// The slot takes the buffer Pop returned last time, unless that one is larger
+			// than a packet: a queue sized for thousands of packets must not keep as many
+			// buffers of the largest datagram it once held.
+			spare := q.spare[:0]
+			if q.maxBytes > 0 && cap(spare) > maxRetainedBuffer {
+				spare = nil
+			}
+			q.slots[q.head] = spare
 			q.spare = b
 			q.head = (q.head + 1) % len(q.slots)
 			q.n--
@@ -139,6 +156,28 @@ func (q *Queue) SetMaxAge(d time.Duration) {
 		}
 	}
 	q.maxAge = d
+}
+
+// SetMaxBytes bounds the bytes of the datagrams queued (0: no bound besides capacity):
+// Push drops the oldest until a new datagram fits, as when the queue is full. A queue
+// with room for a video flow's bursts (thousands of packets) is bounded in memory by
+// this, and in time by SetMaxAge, rather than by a count sized for telemetry. With a
+// bound set, Pop keeps no buffer larger than a packet for reuse.
+func (q *Queue) SetMaxBytes(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.maxBytes = max(n, 0)
+}
+
+// OldestAge returns how long the oldest queued datagram has waited: 0 when none waits
+// or the Queue has no maximum age (it keeps push times only then).
+func (q *Queue) OldestAge() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 || q.maxAge == 0 {
+		return 0
+	}
+	return time.Since(q.at[q.head])
 }
 
 // Stale returns how many datagrams Pop discarded for their age.

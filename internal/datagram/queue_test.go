@@ -218,3 +218,33 @@ func TestQueueDropsStale(t *testing.T) {
 		t.Fatalf("stale %d, queued %d; want 2 and 0", q.Stale(), q.Len())
 	}
 }
+
+// TestQueueBoundedByBytes: with a byte bound a Push drops the oldest datagrams until
+// the new one fits, whatever room the count leaves.
+func TestQueueBoundedByBytes(t *testing.T) {
+	q := NewQueue(100)
+	q.SetMaxBytes(3000)
+	for i := range 5 {
+		b := make([]byte, 1000)
+		b[0] = byte(i)
+		_, evicted := q.PushEvicting(b)
+		if want := i >= 3; evicted != want {
+			t.Fatalf("push %d: evicted %v, want %v", i, evicted, want)
+		}
+	}
+	if q.Len() != 3 || q.Dropped() != 2 {
+		t.Fatalf("got %d queued, %d dropped; want 3 and 2", q.Len(), q.Dropped())
+	}
+	b, err := q.Pop(context.Background())
+	if err != nil || b[0] != 2 {
+		t.Fatalf("popped %v (%v), want datagram 2, the oldest kept", b[0], err)
+	}
+	q.Push(make([]byte, 1000)) // fits once 1,000 bytes were popped
+	if q.Len() != 3 || q.Dropped() != 2 {
+		t.Fatalf("got %d queued, %d dropped; want 3 and 2", q.Len(), q.Dropped())
+	}
+	q.Push(make([]byte, 2500)) // room only once every older datagram is gone
+	if q.Len() != 1 || q.Dropped() != 5 {
+		t.Fatalf("got %d queued, %d dropped; want 1 and 5", q.Len(), q.Dropped())
+	}
+}

@@ -53,6 +53,18 @@ type Config struct {
 	// first one; then it sends the block's parity with however few messages it holds.
 	// It bounds how late a recovered message can be. Zero means DefaultFlushDelay.
 	FlushDelay time.Duration
+	// IdleFlush, when set, also closes a block once no message has come for this long:
+	// the burst that filled it (a video frame's packets, which an encoder sends back to
+	// back) has ended, so its parity goes out a moment after the frame instead of
+	// FlushDelay after its start, and the next frame starts a block of its own. It
+	// must be under FlushDelay. Zero: blocks close only when full or at FlushDelay.
+	IdleFlush time.Duration
+	// Proportional, when set, makes a block closed short (by FlushDelay or IdleFlush)
+	// send parity in proportion to the messages it holds, ⌈n·M/K⌉ and at least
+	// min(M, 2), instead of all M: a frame of 5 packets in K=16, M=8 blocks costs 3
+	// parity packets, not 8. The Decoder needs no setting for it: it rebuilds a block
+	// from any K of its shards, the absent messages of a short block counting as known.
+	Proportional bool
 	// Expiry is how long a Decoder keeps a block open for its missing packets, counted
 	// from the block's first packet; it must exceed FlushDelay. Zero means
 	// DefaultExpiry.
@@ -106,6 +118,8 @@ func (c Config) normalize() (Config, error) {
 		return c, fmt.Errorf("%w: M %d, want 1 to %d with K %d", ErrConfig, c.M, MaxShards-c.K, c.K)
 	case c.FlushDelay < 0:
 		return c, fmt.Errorf("%w: flush delay %v is negative", ErrConfig, c.FlushDelay)
+	case c.IdleFlush < 0 || c.IdleFlush >= c.FlushDelay && c.IdleFlush > 0:
+		return c, fmt.Errorf("%w: idle flush %v, want 0 or under the flush delay %v", ErrConfig, c.IdleFlush, c.FlushDelay)
 	case c.Expiry <= c.FlushDelay:
 		return c, fmt.Errorf("%w: expiry %v, want more than the flush delay %v", ErrConfig, c.Expiry, c.FlushDelay)
 	case c.Blocks < 1 || c.Blocks > MaxBlocks:

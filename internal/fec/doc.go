@@ -22,6 +22,13 @@
 // the flush delay closes early is short: its missing messages count as empty, known
 // to both ends and never sent, so its M parity packets protect however few it holds.
 //
+// For video, whose packets come in bursts (a frame's packets back to back, 33 ms
+// apart at 30 fps), IdleFlush closes a block once its burst has ended, so a block is a
+// frame (or K packets of a keyframe) and its parity follows the frame's last packet by
+// IdleFlush; and Proportional sends a short block ⌈n·M/K⌉ parity packets (at least 2)
+// instead of M, so small frames cost M/K, not M per frame. The Decoder needs neither:
+// it rebuilds from any K shards, a short block's absent messages being known.
+//
 // # Packets
 //
 // Every packet starts with a 5-byte header; multi-byte fields are big-endian:

@@ -21,8 +21,9 @@ type EncoderStats struct {
 }
 
 // Encoder protects one flow direction: it sends each message at once as a data packet,
-// and after K messages, or when the flush delay has passed since the block's first,
-// the block's M parity packets. The packets it returns live in buffers it reuses:
+// and after K messages, or when the flush delay has passed since the block's first (or
+// the idle flush since its latest), the block's M parity packets (fewer for a short
+// block with Config.Proportional). The packets it returns live in buffers it reuses:
 // valid until the next call. It allocates nothing after the first blocks, and is not
 // safe for concurrent use: the goroutine that sends a direction owns its Encoder.
 type Encoder struct {
@@ -32,6 +33,7 @@ type Encoder struct {
 	block   uint16    // ID of the open block
 	n       int       // messages in the open block
 	opened  time.Time // when the open block got its first message
+	last    time.Time // when the open block got its latest message
 	longest int       // longest message in the open block
 
 	data   [][]byte    // K buffers: header, message, padding (HeaderLen + MaxMessage + 1)
@@ -85,12 +87,13 @@ func (e *Encoder) Add(msg []byte, now time.Time) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes, max %d", ErrTooLarge, len(msg), e.cfg.MaxMessage)
 	}
 	e.out = e.out[:0]
-	if e.n > 0 && !now.Before(e.opened.Add(e.cfg.FlushDelay)) {
+	if e.due(now) {
 		e.close()
 	}
 	if e.n == 0 {
 		e.opened = now
 	}
+	e.last = now
 	i := e.n
 	h := header{block: e.block, index: uint8(i), k: uint8(e.cfg.K), m: uint8(e.cfg.M)}
 	pkt := e.data[i][:HeaderLen+len(msg)]
@@ -112,10 +115,20 @@ func (e *Encoder) Add(msg []byte, now time.Time) ([][]byte, error) {
 // and nothing otherwise. Call it at Deadline.
 func (e *Encoder) Poll(now time.Time) [][]byte {
 	e.out = e.out[:0]
-	if e.n > 0 && !now.Before(e.opened.Add(e.cfg.FlushDelay)) {
+	if e.due(now) {
 		e.close()
 	}
 	return e.out
+}
+
+// due reports whether the open block must close at now: its flush delay has passed
+// since its first message, or its idle flush since its latest.
+func (e *Encoder) due(now time.Time) bool {
+	if e.n == 0 {
+		return false
+	}
+	d, _ := e.Deadline()
+	return !now.Before(d)
 }
 
 // Flush returns the open block's parity packets now, whatever its deadline; nothing if
@@ -134,7 +147,23 @@ func (e *Encoder) Deadline() (time.Time, bool) {
 	if e.n == 0 {
 		return time.Time{}, false
 	}
-	return e.opened.Add(e.cfg.FlushDelay), true
+	d := e.opened.Add(e.cfg.FlushDelay)
+	if e.cfg.IdleFlush > 0 {
+		if idle := e.last.Add(e.cfg.IdleFlush); idle.Before(d) {
+			d = idle
+		}
+	}
+	return d, true
+}
+
+// parityFor is how many parity packets a block of n messages sends: M, or with
+// Config.Proportional ⌈n·M/K⌉ and at least min(M, 2).
+func (e *Encoder) parityFor(n int) int {
+	if !e.cfg.Proportional || n >= e.cfg.K {
+		return e.cfg.M
+	}
+	p := (n*e.cfg.M + e.cfg.K - 1) / e.cfg.K
+	return min(e.cfg.M, max(p, 2))
 }
 
 // Stats returns the counters so far.
@@ -167,11 +196,14 @@ func (e *Encoder) close() {
 	if err := e.codec.Encode(e.shards); err != nil {
 		panic(fmt.Sprintf("fec: encode: %v", err))
 	}
-	for j := range e.cfg.M {
+	// With Proportional a short block sends only its first parity shards: any K of the
+	// K+M shards rebuild the block, and its absent messages are known.
+	sent := e.parityFor(e.n)
+	for j := range sent {
 		pkt := parity[j][:parityHeaderLen+size]
 		e.out = append(e.out, pkt[:len(pkt):len(pkt)])
 	}
-	e.stats.Parity += uint64(e.cfg.M)
+	e.stats.Parity += uint64(sent)
 	e.stats.Blocks++
 	if e.n < e.cfg.K {
 		e.stats.Flushed++

@@ -3,6 +3,7 @@ package fec
 import (
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -204,5 +205,84 @@ func TestHeaderRoundTrip(t *testing.T) {
 		if err != nil || got != h || len(body) != 3 {
 			t.Fatalf("got %+v, %d-byte body (err %v), want %+v and 3", got, len(body), err, h)
 		}
+	}
+}
+
+// TestEncoderClosesAFrameWhenItsBurstEnds: with an idle flush a video frame's packets,
+// sent back to back, make a block of their own whose parity follows the frame's last
+// packet by the idle flush, and a short block's parity is in proportion to its size.
+func TestEncoderClosesAFrameWhenItsBurstEnds(t *testing.T) {
+	cfg := Config{K: 16, M: 8, FlushDelay: 30 * time.Millisecond, IdleFlush: 3 * time.Millisecond, Proportional: true}
+	enc, err := NewEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for i := range 5 { // a frame of five packets, 0.1 ms apart
+		enc.Add(message(i, 100), now)
+		now = now.Add(100 * time.Microsecond)
+	}
+	d, ok := enc.Deadline()
+	if want := t0.Add(400*time.Microsecond + 3*time.Millisecond); !ok || !d.Equal(want) {
+		t.Fatalf("got deadline %v, want %v: the idle flush after the frame's last packet", d.Sub(t0), want.Sub(t0))
+	}
+	if got := kinds(enc.Poll(d)); got != "ppp" {
+		t.Fatalf("got %q at the idle deadline, want ppp: ⌈5·8/16⌉ parity packets", got)
+	}
+	// A frame of 40 packets: two full blocks of 16 with 8 parity each, then 8 with 4.
+	var got string
+	for i := range 40 {
+		pkts, _ := enc.Add(message(i, 100), now)
+		got += kinds(pkts)
+	}
+	got += kinds(enc.Poll(now.Add(3 * time.Millisecond)))
+	want := strings.Repeat("d", 16) + strings.Repeat("p", 8) + strings.Repeat("d", 16) + strings.Repeat("p", 8) + strings.Repeat("d", 8) + "pppp"
+	if got != want {
+		t.Fatalf("got packets %q, want %q", got, want)
+	}
+	if _, err := NewEncoder(Config{FlushDelay: 10 * time.Millisecond, IdleFlush: 10 * time.Millisecond}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("got %v for an idle flush as long as the flush delay, want ErrConfig", err)
+	}
+}
+
+// TestProportionalParityRebuildsShortBlocks: a short block's fewer parity packets
+// still rebuild as many of its lost messages as they number.
+func TestProportionalParityRebuildsShortBlocks(t *testing.T) {
+	cfg := Config{K: 16, M: 8, FlushDelay: 30 * time.Millisecond, IdleFlush: 3 * time.Millisecond, Proportional: true}
+	enc, _ := NewEncoder(cfg)
+	dec, _ := NewDecoder(cfg)
+	var pkts [][]byte
+	for i := range 6 {
+		p, _ := enc.Add(message(i, 50+i), t0)
+		for _, b := range p {
+			pkts = append(pkts, append([]byte(nil), b...))
+		}
+	}
+	for _, b := range enc.Flush() {
+		pkts = append(pkts, append([]byte(nil), b...))
+	}
+	if len(pkts) != 6+3 {
+		t.Fatalf("got %d packets, want 6 data and 3 parity", len(pkts))
+	}
+	got := map[string]bool{}
+	for i, p := range pkts {
+		if i == 1 || i == 2 || i == 4 { // three of six messages lost
+			continue
+		}
+		msgs, err := dec.Add(p, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			got[string(m)] = true
+		}
+	}
+	for i := range 6 {
+		if !got[string(message(i, 50+i))] {
+			t.Errorf("message %d was not delivered or rebuilt", i)
+		}
+	}
+	if s := dec.Stats(); s.Recovered != 3 {
+		t.Errorf("got %d recovered, want 3", s.Recovered)
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 // Pacing: a burst (a large datagram split into fragments, a video frame) leaves at most
 // paceBurst packets back to back, then one every paceGap (about 50 MB/s of full
-// packets). The receiving socket's queue of non-QUIC packets holds only 32 in quic-go,
+// packets). The receiving socket's queue of non-QUIC packets holds only 256 in quic-go (32 upstream),
 // and a radio modem's buffer often fewer, so an unpaced burst of 60 loses a third.
 const (
 	paceBurst = 16

@@ -20,7 +20,7 @@ func Prime(read ReadFunc) {
 }
 
 // Pump reads packets with read until ctx ends or read fails, and hands each, in order,
-// to handle on a second goroutine. quic-go holds only 32 non-QUIC packets and drops the
+// to handle on a second goroutine. quic-go holds only 256 non-QUIC packets (32 upstream) and drops the
 // rest, so the reading loop does nothing but copy; opening and forwarding happen behind
 // a queue of pumpQueue packets, which drops the newest when full.
 func Pump(ctx context.Context, read ReadFunc, handle func(pkt []byte, from net.Addr)) {

@@ -22,6 +22,23 @@ type Link struct {
 	blackout atomic.Bool
 	// blackoutUntil ends the timed blackout set by Blackout, in nanoseconds after epoch.
 	blackoutUntil atomic.Int64
+	// onDrop, when set, sees every packet the link drops (OnDrop).
+	onDrop atomic.Pointer[DropFunc]
+}
+
+// DropFunc sees one packet the link dropped: its direction (up is client to target,
+// side A to side B) and its bytes, valid only during the call.
+type DropFunc func(up bool, pkt []byte)
+
+// OnDrop makes fn see every packet either direction drops from now on, for whatever
+// reason, so a test can tell which of its packets the link lost; nil stops it. fn runs
+// on the packet's path: it must be quick and must not keep pkt.
+func (l *Link) OnDrop(fn DropFunc) {
+	if fn == nil {
+		l.onDrop.Store(nil)
+		return
+	}
+	l.onDrop.Store(&fn)
 }
 
 // NewLink returns a Link whose Up (client to target, side A to side B) and Down (the

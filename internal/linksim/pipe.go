@@ -319,6 +319,9 @@ func (p *pipe) schedule(pkt *packet, at time.Duration) {
 
 func (p *pipe) drop(pkt *packet, reason *atomic.Uint64) {
 	reason.Add(1)
+	if fn := p.link.onDrop.Load(); fn != nil {
+		(*fn)(p.imp == &p.link.up, pkt.data)
+	}
 	freePacket(pkt)
 }
 

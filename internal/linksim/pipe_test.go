@@ -126,3 +126,35 @@ func TestPipeDoesNotAllocatePerPacket(t *testing.T) {
 		t.Errorf("got %.2f allocations per packet, want 0", allocs)
 	}
 }
+
+// TestOnDropSeesEveryDroppedPacket: the drop hook sees each packet a direction drops,
+// with its direction and bytes, as many times as the counters count drops.
+func TestOnDropSeesEveryDroppedPacket(t *testing.T) {
+	link, _ := NewLink(Impairment{Loss: 0.5}, Impairment{Loss: 0.5})
+	var up, down, wrong int
+	link.OnDrop(func(isUp bool, pkt []byte) {
+		if len(pkt) != 3 || (pkt[0] == 'u') != isUp {
+			wrong++
+		}
+		if isUp {
+			up++
+		} else {
+			down++
+		}
+	})
+	pu := newPipe(link, &link.up, 0, 1, func(*packet) error { return nil })
+	pd := newPipe(link, &link.down, 0, 2, func(*packet) error { return nil })
+	for range 200 {
+		pu.submit(newPacket([]byte("up!")))
+		pd.submit(newPacket([]byte("dn!")))
+	}
+	if got := pu.c.snapshot().Dropped.Loss; uint64(up) != got || up == 0 {
+		t.Errorf("hook saw %d drops up, counters %d; want equal and some", up, got)
+	}
+	if got := pd.c.snapshot().Dropped.Loss; uint64(down) != got || down == 0 {
+		t.Errorf("hook saw %d drops down, counters %d; want equal and some", down, got)
+	}
+	if wrong != 0 {
+		t.Errorf("hook saw %d packets with the wrong direction or bytes, want 0", wrong)
+	}
+}

@@ -46,7 +46,7 @@ func main() {
 	flag.IntVar(&c.identities, "identities", 10000, "identities stored before timing list")
 	flag.IntVar(&c.listRuns, "list-runs", 20, "list calls to take the median of")
 	flag.Int64Var(&c.bulk, "bulk", 256<<20, "bytes echoed through each data-plane path")
-	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,heal,operate,paths,keystore,boards,radio,defaults,mcp,observe); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (groundstation,dataplane,relay,heal,operate,paths,keystore,boards,radio,defaults,mcp,observe,video); empty runs all")
 	serveQUIC := flag.Bool("serve-quic-echo", false, "run as the cross-process quic-go echo peer (internal)")
 	serveRelay := flag.String("serve-quic-relay", "", "run as a bare quic-go relay to this echo peer (internal)")
 	flag.Parse()
@@ -84,6 +84,7 @@ func main() {
 		{"defaults", defaultsTimeout, func(ctx context.Context) error { return benchDefaults(ctx, c, r) }},
 		{"mcp", sectionBudget, func(ctx context.Context) error { return benchMCP(ctx, c, r) }},
 		{"observe", sectionBudget, func(ctx context.Context) error { return benchObserve(ctx, c, r) }},
+		{"video", videoTimeout, func(ctx context.Context) error { return benchVideo(ctx, c, r) }},
 	}
 	for _, s := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), s.name) {

@@ -243,26 +243,20 @@ func TestAgentWithATECC608KeyHostsServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	idFile := filepath.Join(hm.dir, "wren.json")
-	id, err := agent.Enroll(ctx, strings.TrimSpace(string(token)), idFile, agent.KeyStore{Store: keystore.StoreATECC608, I2CBus: bus.name})
+	id, err := agent.Enroll(ctx, strings.TrimSpace(string(token)), agent.EnrollOptions{Path: idFile, KeyStore: agent.KeyStore{Store: keystore.StoreATECC608, I2CBus: bus.name}})
 	if err != nil {
 		t.Fatalf("enroll with the key on the emulated chip: %v", err)
 	}
-	if id.Key.Store != keystore.StoreATECC608 || id.Key.PEM != "" {
-		t.Fatalf("identity key reference = %+v, want the atecc608 store and no key material", id.Key)
+	if f, err := identity.Load(idFile); err != nil || f.Key.Store != keystore.StoreATECC608 || f.Key.PEM != "" {
+		t.Fatalf("identity key reference = %+v (%v), want the atecc608 store and no key material", f, err)
 	}
 	sock := filepath.Join(hm.dir, "wren.sock")
-	a, closeKey, err := agent.New(ctx, agent.Config{Identity: id, IdentityPath: idFile, StatusSocket: sock})
+	before := chip.Stats().Commands
+	a, err := agent.New(ctx, agent.Config{Identity: id, StatusSocket: sock})
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}
-	defer closeKey()
-	before := chip.Stats().Commands
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	t.Cleanup(func() { a.Close() })
 	wren := &agentProc{socket: sock}
 	wren.waitHosting(t, "echo")
 	wren.waitHosting(t, "telemetry")

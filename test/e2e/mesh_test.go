@@ -106,6 +106,12 @@ type agentStatus struct {
 		State     string `json:"state"`
 		LastError string `json:"last_error"`
 	} `json:"dialing"`
+	Datagrams struct {
+		Sent         uint64            `json:"sent"`
+		Delivered    uint64            `json:"delivered"`
+		RecoveredFEC uint64            `json:"recovered_fec"`
+		Dropped      map[string]uint64 `json:"dropped"`
+	} `json:"datagrams"`
 }
 
 func (a *agentProc) status(t *testing.T) (agentStatus, error) {
