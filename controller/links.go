@@ -35,6 +35,9 @@ func (c *Controller) setLinks(routerID string, rep wire.LinkReport) {
 		was[l.Peer] = l.Up
 	}
 	c.links[routerID] = rep.Links
+	for _, a := range rep.Agents {
+		c.agentLinks[a.Identity] = a
+	}
 	c.mu.Unlock()
 	for _, l := range rep.Links {
 		if up, seen := was[l.Peer]; (!seen && l.Up) || (seen && up != l.Up) {

@@ -114,6 +114,7 @@ func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, 
 	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
 	// timeout would keep the dead link, and fail every request on it, for 30 s.
 	hb := heartbeat.New()
+	hb.OnMissed(r.metrics.controlMissed.Inc)
 	hctx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
 	go sendHeartbeats(hctx, conn, hb)
