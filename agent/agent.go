@@ -2,15 +2,18 @@ package agent
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/umbranet/umbra/third_party/quic-go"
@@ -85,6 +88,12 @@ type Agent struct {
 	udp     udpCounters                       // what UDP circuits carried and dropped
 	early   earlyDatagrams                    // datagrams that came before their circuit's end
 
+	// instance names this agent process to the routers (wire.Hello.Instance).
+	instance []byte
+	// signatures counts what the identity's key signed (TLS handshakes, renewal
+	// requests).
+	signatures atomic.Uint64
+
 	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
 	// tell the router what carries new TCP circuits.
 	loss     lossWatch
@@ -108,13 +117,18 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	id := *cfg.Identity.file // renewal changes the agent's copy
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger, id: &id, idPath: cfg.Identity.path, profile: st.profile, udpFEC: st.fec,
-		cert: cred.Cert, roots: cred.Roots, signer: cred.Signer, closeKey: cred.Key.Close,
+		roots: cred.Roots, signer: cred.Signer, closeKey: cred.Key.Close,
 		linkUp: make(chan struct{}), links: map[string]*linkState{}, services: map[string]wire.ServiceInfo{},
 		servicesKnown: make(chan struct{}), hostWake: make(chan struct{}),
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		listeners: map[string]*serviceListener{}, events: map[chan Event]struct{}{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
 		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
+		instance: newInstance(),
+	}
+	a.cert = cred.Cert
+	if s, ok := cred.Cert.PrivateKey.(crypto.Signer); ok {
+		a.cert.PrivateKey = countingSigner{s, &a.signatures}
 	}
 	a.runCtx, a.stop = context.WithCancel(context.Background())
 	if err := a.start(ctx); err != nil {
@@ -132,12 +146,27 @@ func (a *Agent) Close() error {
 		a.spawnMu.Lock()
 		a.closed = true
 		a.spawnMu.Unlock()
+		// The link closes as gone before the circuits wind down: the far agents then end
+		// them at once (wire.ConnAgentGone) rather than read their closing streams as a
+		// broken path to resume.
+		a.closeLink()
 		a.stop()
 		a.run.Wait()
 		a.closeEvents()
 		a.closeErr = a.closeKey()
 	})
 	return a.closeErr
+}
+
+// countingSigner counts what the identity's key store signs, for the agent's metrics.
+type countingSigner struct {
+	crypto.Signer
+	n *atomic.Uint64
+}
+
+func (s countingSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.n.Add(1)
+	return s.Signer.Sign(rand, digest, opts)
 }
 
 // checkCarriers refuses a TCPCarrier the agent does not know, and lane streams without
@@ -207,6 +236,16 @@ func (a *Agent) start(ctx context.Context) error {
 	return nil
 }
 
+// closeLink closes the link in use, if any, as an agent that stops does.
+func (a *Agent) closeLink() {
+	a.mu.Lock()
+	conn := a.conn
+	a.mu.Unlock()
+	if conn != nil {
+		conn.CloseWithError(codeStopping, "agent stopping")
+	}
+}
+
 // setConn makes conn the link in use (nil: none) and wakes those waiting for one.
 func (a *Agent) setConn(conn *quic.Conn) {
 	a.mu.Lock()
@@ -258,6 +297,10 @@ type Status struct {
 	// connection that replaced a stalled one); Stalls, links found silent.
 	LinksUp uint64 `json:"links_up"`
 	Stalls  uint64 `json:"stalls"`
+	// KeyStore is where the identity's key lives (file, tpm, atecc608) and
+	// KeySignatures what it has signed since the agent started.
+	KeyStore      string `json:"key_store"`
+	KeySignatures uint64 `json:"key_signatures"`
 	// Links, Hosting and Dialing list the router links, the hosted services and the
 	// local dial listeners, each sorted.
 	Links   []LinkStatus    `json:"links"`
@@ -350,6 +393,8 @@ func (a *Agent) Status() Status {
 		st.IdentityState = identityRevoked
 	}
 	st.LinksUp, st.Stalls = a.linksUp, a.stalls
+	st.KeySignatures = a.signatures.Load()
+	st.KeyStore = a.id.Key.Store
 	st.Datagrams = a.udp.status()
 	if a.cert.Leaf != nil {
 		st.CertExpires = a.cert.Leaf.NotAfter

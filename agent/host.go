@@ -206,8 +206,8 @@ func (a *Agent) acceptCircuits(ctx context.Context, conn *quic.Conn) {
 // names and delivers the circuit to the local service.
 func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream) error {
 	s.SetDeadline(time.Now().Add(dialSetupTimeout))
-	refuse := func(msg string) error {
-		wire.Write(s, wire.TypeError, wire.Error{Message: msg})
+	refuse := func(code wire.ErrorCode, msg string) error {
+		wire.Write(s, wire.TypeError, wire.Error{Message: msg, Code: code})
 		s.Close()
 		s.CancelRead(0)
 		return errors.New(msg)
@@ -233,7 +233,7 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	}
 	g, err := grant.Verify(c.Grant, a.signer, time.Now())
 	if err != nil {
-		return refuse(err.Error())
+		return refuse(wire.CodeNotAuthorized, err.Error())
 	}
 	a.mu.Lock()
 	h := a.hosting[g.ServiceName]
@@ -244,7 +244,7 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	}
 	a.mu.Unlock()
 	if g.Host != a.id.ID || h == nil || l == nil || l.proto != g.Proto {
-		return refuse("this agent does not host " + g.ServiceName)
+		return refuse(wire.CodeNotAuthorized, "this agent does not host "+g.ServiceName)
 	}
 	if len(c.Resume) > 0 {
 		return a.hostResumable(conn, s, c, g, h, l, refuse)
@@ -297,18 +297,18 @@ func (a *Agent) hostResult(h *hostState, delta int) {
 // hostResumable takes a resumable circuit: a new one is registered under its token and
 // delivered to the local service for the agent's lifetime, not the link's; a known token
 // moves its circuit to this stream.
-func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, l *serviceListener, refuse func(string) error) error {
+func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g grant.Grant, h *hostState, l *serviceListener, refuse func(wire.ErrorCode, string) error) error {
 	key := string(c.Resume)
 	a.mu.Lock()
 	hc := a.resumable[key]
 	a.mu.Unlock()
 	if c.Moving {
 		if hc == nil || hc.dialer != g.Dialer || hc.service != g.ServiceName {
-			return refuse(errUnknownCircuit)
+			return refuse(wire.CodeUnknownCircuit, errUnknownCircuit)
 		}
 		hop, err := a.carrierFor(conn, s, c.Circuit, c.LaneStream)
 		if err != nil {
-			return refuse(err.Error())
+			return refuse(wire.CodeUnavailable, err.Error())
 		}
 		if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
 			hop.cancel()
@@ -319,18 +319,18 @@ func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g
 		return nil
 	}
 	if hc != nil || len(c.Resume) != tokenSize || g.Proto != ProtoTCP {
-		return refuse(errUnknownCircuit)
+		return refuse(wire.CodeUnknownCircuit, errUnknownCircuit)
 	}
 	hop, err := a.carrierFor(conn, s, c.Circuit, c.LaneStream)
 	if err != nil {
-		return refuse(err.Error())
+		return refuse(wire.CodeUnavailable, err.Error())
 	}
 	hc = &hostedCircuit{dialer: g.Dialer, service: g.ServiceName, rc: newResumable(conn), next: make(chan carrier, 1)}
 	a.mu.Lock()
 	if a.resumable[key] != nil { // the same token twice at once: refuse the second
 		a.mu.Unlock()
 		hop.cancel()
-		return refuse(errUnknownCircuit)
+		return refuse(wire.CodeUnknownCircuit, errUnknownCircuit)
 	}
 	a.resumable[key] = hc
 	a.mu.Unlock()

@@ -47,6 +47,8 @@ const (
 	raceEvery = time.Second
 	// codeReplaced closes a stalled connection that a fresh one replaced.
 	codeReplaced quic.ApplicationErrorCode = 0x10
+	// codeStopping closes the link of an agent that stops.
+	codeStopping quic.ApplicationErrorCode = wire.ConnAgentGone
 
 	// A router that refuses the agent's certificate (revoked: its identity was deleted)
 	// will refuse it again: the agent retries slowly rather than every linkBackoffMax,
@@ -219,8 +221,10 @@ func (a *Agent) linkOnce(ctx context.Context, routers []string) (bool, error) {
 			// The circuits on the stalled connection resume on the fresh one.
 			a.log.Info("stalled router link replaced by a fresh connection", "router", router, "now", nextRouter)
 			conn.CloseWithError(codeReplaced, "replaced by a fresh connection")
+			go a.takeOver(ctx, next)
 		} else if ctx.Err() != nil {
-			conn.CloseWithError(0, "agent stopping")
+			// Its circuits end at the other agents at once: this process resumes nothing.
+			conn.CloseWithError(codeStopping, "agent stopping")
 		}
 		cancel()
 		lwg.Wait()
@@ -482,7 +486,7 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane()}
+	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane(), Instance: a.instance}
 	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
@@ -526,6 +530,24 @@ func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) erro
 		ln.Close()
 	}()
 	return nil
+}
+
+// takeOver tells the router on conn, a fresh connection that replaced a stalled one,
+// to close the agent's others: the old one's close went out on a path that may be dead,
+// and until the router drops it the circuits it carried (a UDP circuit this agent hosts,
+// say) stay bound to it there.
+func (a *Agent) takeOver(ctx context.Context, conn *quic.Conn) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return
+	}
+	s.SetDeadline(time.Now().Add(requestTimeout))
+	if err := wire.Write(s, wire.TypeTakeOver, wire.TakeOver{}); err != nil {
+		a.log.Warn("take over", "err", err)
+	}
+	s.Close()
 }
 
 // request sends one message on a new stream and reads the answer of type want into out.

@@ -212,7 +212,7 @@ func (a *Agent) retune(conn *quic.Conn) error {
 	ctx, cancel := context.WithTimeout(conn.Context(), retuneTimeout)
 	defer cancel()
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: true, LaneStreams: a.tcpOnLane()}
+	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: true, LaneStreams: a.tcpOnLane(), Instance: a.instance}
 	if err := a.request(ctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}

@@ -61,6 +61,8 @@ func metricsOf(st Status) []metric {
 	ms := []metric{info, revoked, uptime,
 		{name: "umbra_agent_links_up_total", help: "Router links that came up: the first, then each reconnect or fresh connection replacing a stalled one.", kind: "counter", samples: []sample{{value: float64(st.LinksUp)}}},
 		{name: "umbra_agent_link_stalls_total", help: "Router links found silent (stalled) while up.", kind: "counter", samples: []sample{{value: float64(st.Stalls)}}},
+		{name: "umbra_agent_keystore_signatures_total", help: "Signatures the identity's key store made (TLS handshakes, renewals), by store.", kind: "counter",
+			samples: []sample{{labels: [][2]string{{"store", st.KeyStore}}, value: float64(st.KeySignatures)}}},
 	}
 	if !st.CertExpires.IsZero() {
 		ms = append(ms, metric{name: "umbra_agent_certificate_expiry_timestamp_seconds", help: "When the identity's certificate expires, in Unix seconds.", kind: "gauge",

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,10 +37,32 @@ const (
 const (
 	codeCircuitRevoked quic.StreamErrorCode      = wire.StreamCircuitRevoked
 	codeCertRevoked    quic.ApplicationErrorCode = wire.ConnCertRevoked
+	codeCircuitGone    quic.StreamErrorCode      = wire.StreamCircuitPeerGone
 )
 
 // errRevoked ends a circuit the controller revoked.
 var errRevoked = errors.New("circuit revoked")
+
+// errPeerGone ends a circuit whose agent at the far end is gone: it restarted, or its
+// process died where its host still answers. It will resume nothing.
+var errPeerGone = errors.New("circuit ended: the agent at the far end is gone (restarted or stopped)")
+
+// instanceSize is the length of an agent process's instance id.
+const instanceSize = 16
+
+// newInstance draws the id this agent process gives routers in its Hello.
+func newInstance() []byte {
+	b := make([]byte, instanceSize)
+	rand.Read(b)
+	return b
+}
+
+// isPeerGone reports whether err is a router's reset of a circuit whose far agent is
+// gone.
+func isPeerGone(err error) bool {
+	var se *quic.StreamError
+	return errors.As(err, &se) && se.ErrorCode == codeCircuitGone
+}
 
 // newToken returns a fresh resumption token.
 func newToken() []byte {
@@ -86,6 +107,11 @@ func (a *Agent) keepDialed(rc *resume.Conn, s carrier, spec DialSpec, g grant.Gr
 		}
 		if isRevoked(err) {
 			rc.Abort(errRevoked)
+			return
+		}
+		if isPeerGone(err) {
+			a.log.Info("circuit ended: its host is gone", "service", spec.Service)
+			rc.Abort(errPeerGone)
 			return
 		}
 		a.log.Info("circuit path broken; resuming", "service", spec.Service, "err", err)
@@ -170,18 +196,15 @@ func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, to
 	return c, nil
 }
 
-// isPermanentRefusal tells a refusal of the circuit itself from a path not ready yet.
+// isPermanentRefusal tells a refusal of the circuit itself (not authorized, the host
+// holds no such circuit) from a path not ready yet, by the refusal's code on the wire.
 func isPermanentRefusal(err error) bool {
-	msg := err.Error()
-	for _, permanent := range []string{"not authorized", errUnknownCircuit} {
-		if strings.Contains(msg, permanent) {
-			return true
-		}
-	}
-	return false
+	code, ok := wire.RefusalCode(err)
+	return ok && code.Permanent()
 }
 
-// errUnknownCircuit is the host's answer to a resumption token it does not hold.
+// errUnknownCircuit is the message of the host's answer to a resumption token it does
+// not hold (wire.CodeUnknownCircuit).
 const errUnknownCircuit = "unknown circuit"
 
 // hostedCircuit is a resumable circuit this agent hosts, found by its token when the
@@ -236,6 +259,11 @@ func (a *Agent) keepHosted(key string, h *hostedCircuit, s carrier) {
 		s.cancel()
 		if isRevoked(err) {
 			h.rc.Abort(errRevoked)
+			return
+		}
+		if isPeerGone(err) {
+			a.log.Info("hosted circuit ended: its dialer is gone", "service", h.service)
+			h.rc.Abort(errPeerGone)
 			return
 		}
 		select {

@@ -69,29 +69,31 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 		return
 	}
 	s.SetReadDeadline(time.Time{})
-	refuse := func(msg string) { wire.Write(s, wire.TypeError, wire.Error{Message: msg}) }
+	// refuse answers with err and the code of the refusal it wraps (wire.ErrorOf).
+	refuse := func(err error) { wire.Write(s, wire.TypeError, wire.ErrorOf(err)) }
+	malformed := func(what string) { refuse(wire.Refuse(wire.CodeMalformed, "malformed "+what)) }
 	switch typ {
 	case wire.TypeServicesRequest:
 		var req wire.ServicesRequest
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse("malformed services request")
+			malformed("services request")
 			return
 		}
 		reply, err := c.services(router.ID, req.Identity)
 		if err != nil {
-			refuse(err.Error())
+			refuse(err)
 			return
 		}
 		wire.Write(s, wire.TypeServicesReply, reply)
 	case wire.TypeBind:
 		var req wire.Bind
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse("malformed bind")
+			malformed("bind")
 			return
 		}
 		b, err := c.bind(router.ID, req)
 		if err != nil {
-			refuse(err.Error())
+			refuse(err)
 			return
 		}
 		b.stream = s
@@ -104,13 +106,13 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 	case wire.TypeDial:
 		var req wire.Dial
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse("malformed dial")
+			malformed("dial")
 			return
 		}
 		g, signed, err := c.dial(router.ID, req)
 		if err != nil {
 			c.event(events.Event{Type: events.CircuitRefused, Name: req.Service, Service: req.Service, Identity: c.identityName(req.Identity), Reason: err.Error()})
-			refuse(err.Error())
+			refuse(err)
 			return
 		}
 		ci := &circuit{grant: g, stream: s}
@@ -124,12 +126,12 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 	case wire.TypeCarry:
 		var req wire.Carry
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse("malformed carry")
+			malformed("carry")
 			return
 		}
 		g, err := c.carried(router.ID, req)
 		if err != nil {
-			refuse(err.Error())
+			refuse(err)
 			return
 		}
 		ci := &circuit{grant: g, stream: s}
@@ -139,7 +141,7 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 	case wire.TypeLinkReport:
 		var rep wire.LinkReport
 		if err := wire.Unmarshal(body, &rep); err != nil {
-			refuse("malformed link report")
+			malformed("link report")
 			return
 		}
 		c.setLinks(router.ID, rep)
@@ -150,17 +152,17 @@ func (c *Controller) serveRouterStream(ctx context.Context, router pki.Subject, 
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse("malformed renew")
+			malformed("renew")
 			return
 		}
 		chain, err := c.renew(ctx, req)
 		if err != nil {
-			refuse(err.Error())
+			refuse(err)
 			return
 		}
 		wire.Write(s, wire.TypeRenewed, wire.Renewed{Cert: chain})
 	default:
-		refuse(fmt.Sprintf("unexpected message type %d", typ))
+		refuse(wire.Refuse(wire.CodeMalformed, fmt.Sprintf("unexpected message type %d", typ)))
 	}
 }
 
@@ -320,7 +322,7 @@ func (c *Controller) services(routerID, identityID string) (wire.ServicesReply, 
 func (c *Controller) edgeContext(routerID, identityID string) (store.Identity, store.Router, *policy.Policies, error) {
 	id, err := c.identityByID(identityID)
 	if err != nil {
-		return id, store.Router{}, nil, errors.New("identity unknown or deleted")
+		return id, store.Router{}, nil, wire.Refuse(wire.CodeNotAuthorized, "identity unknown or deleted")
 	}
 	c.markSeen(id, routerID)
 	r, err := c.routerByID(routerID)
@@ -332,7 +334,7 @@ func (c *Controller) edgeContext(routerID, identityID string) (store.Identity, s
 		return id, r, nil, err
 	}
 	if !pol.MayUseRouter(id, r) {
-		return id, r, nil, fmt.Errorf("identity %q may not use router %q", id.Name, r.Name)
+		return id, r, nil, wire.Refuse(wire.CodeNotAuthorized, fmt.Sprintf("identity %q may not use router %q", id.Name, r.Name))
 	}
 	return id, r, pol, nil
 }
@@ -344,7 +346,7 @@ func (c *Controller) bind(routerID string, req wire.Bind) (*binding, error) {
 	}
 	var svc store.Service
 	if err := c.store.Get(store.Services, req.Service, &svc); err != nil || !pol.Allowed(store.PolicyBind, id, svc) {
-		return nil, fmt.Errorf("bind %q: %s", req.Service, errNoService)
+		return nil, fmt.Errorf("bind %q: %w", req.Service, wire.Refuse(wire.CodeNotAuthorized, errNoService))
 	}
 	c.log.Info("bound", "service", svc.Name, "identity", id.Name)
 	return &binding{service: svc.ID, identity: id.ID, router: routerID}, nil
@@ -360,10 +362,10 @@ func (c *Controller) dial(routerID string, req wire.Dial) (grant.Grant, []byte, 
 	}
 	var svc store.Service
 	if err := c.store.Get(store.Services, req.Service, &svc); err != nil || !pol.Allowed(store.PolicyDial, dialer, svc) {
-		return g, nil, errors.New(errNoService)
+		return g, nil, wire.Refuse(wire.CodeNotAuthorized, errNoService)
 	}
 	if proto, _, _ := strings.Cut(svc.Host, ":"); svc.Host != "" && proto != req.Proto {
-		return g, nil, fmt.Errorf("service %q is %s, not %s", svc.Name, proto, req.Proto)
+		return g, nil, wire.Refuse(wire.CodeBadRequest, fmt.Sprintf("service %q is %s, not %s", svc.Name, proto, req.Proto))
 	}
 	host, path, err := c.pickHost(svc, req.Host, routerID, pol)
 	if err != nil {
@@ -414,6 +416,7 @@ func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol 
 		return ids[0]
 	}
 	if _, ok := hosts[routerID]; ok {
+		c.metrics.paths.WithLabelValues(pathLocal).Inc()
 		return pick(routerID), []string{routerID}, nil
 	}
 	g, err := c.graph()
@@ -423,8 +426,10 @@ func (c *Controller) pickHost(svc store.Service, hostName, routerID string, pol 
 	ends := slices.Sorted(maps.Keys(hosts))
 	p, err := g.Shortest(routerID, ends)
 	if err != nil {
+		c.metrics.paths.WithLabelValues(pathNone).Inc()
 		return "", nil, fmt.Errorf("no path through the mesh to a host of service %q", svc.Name)
 	}
+	c.metrics.paths.WithLabelValues(pathMesh).Inc()
 	return pick(p.Routers[len(p.Routers)-1]), p.Routers, nil
 }
 

@@ -151,6 +151,8 @@ type Controller struct {
 	seen     map[string]time.Time        // identity id → when a router last relayed for it
 	present  map[string]bool             // identity ids recorded online in the event trail
 	via      map[string]string           // identity id → the router that last relayed for it
+	// agentLinks is each identity's link to its router, as the router last reported it.
+	agentLinks map[string]wire.AgentLink
 }
 
 // Init creates a controller in cfg.DataDir: the PKI (its server certificate valid for
@@ -281,7 +283,7 @@ func open(cfg Config, initializing bool) (*Controller, error) {
 		node.Close()
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	c := &Controller{cfg: cfg, ca: authority, store: node, node: node, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{}, present: map[string]bool{}, via: map[string]string{},
+	c := &Controller{cfg: cfg, ca: authority, store: node, node: node, events: ev, log: cfg.Logger, online: map[string]routerState{}, links: map[string][]wire.LinkState{}, seen: map[string]time.Time{}, present: map[string]bool{}, via: map[string]string{}, agentLinks: map[string]wire.AgentLink{},
 		bindings: map[*binding]struct{}{}, circuits: map[*circuit]struct{}{}}
 	c.metrics = newControllerMetrics(c)
 	return c, nil

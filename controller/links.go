@@ -36,11 +36,14 @@ func (c *Controller) setLinks(routerID string, rep wire.LinkReport) {
 		was[l.Peer] = l.Up
 	}
 	c.links[routerID] = rep.Links
+	for _, a := range rep.Agents {
+		c.agentLinks[a.Identity] = a
+	}
 	c.mu.Unlock()
 	// The router's agents count online on every member it reports to, not only on the
 	// one their requests go to.
-	for _, id := range rep.Identities[:min(len(rep.Identities), wire.MaxReportedIdentities)] {
-		if rec, err := c.identityByID(id); err == nil {
+	for _, a := range rep.Agents {
+		if rec, err := c.identityByID(a.Identity); err == nil {
 			c.markSeen(rec, routerID)
 		}
 	}

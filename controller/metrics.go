@@ -18,7 +18,19 @@ type controllerMetrics struct {
 	registry *prometheus.Registry
 	events   *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	paths    *prometheus.CounterVec
 }
+
+// Results of a dial's path computation, as umbra_controller_path_computations_total
+// labels them.
+const (
+	// pathLocal: a host is bound at the dialer's own router; no search.
+	pathLocal = "local"
+	// pathMesh: the shortest path through the router mesh to a host's router.
+	pathMesh = "mesh"
+	// pathNone: hosts are bound, but no path of links that are up reaches one.
+	pathNone = "no_path"
+)
 
 func newControllerMetrics(c *Controller) *controllerMetrics {
 	m := &controllerMetrics{
@@ -31,8 +43,15 @@ func newControllerMetrics(c *Controller) *controllerMetrics {
 			Name: "umbra_controller_api_requests_total",
 			Help: "Management API requests by route pattern and HTTP status code.",
 		}, []string{"route", "code"}),
+		paths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "umbra_controller_path_computations_total",
+			Help: "Paths chosen for circuits, by result: local (host at the dialer's router), mesh (shortest path through the router mesh), no_path.",
+		}, []string{"result"}),
 	}
-	m.registry.MustRegister(m.events, m.requests, stateCollector{c})
+	for _, r := range []string{pathLocal, pathMesh, pathNone} {
+		m.paths.WithLabelValues(r) // every result from the first scrape
+	}
+	m.registry.MustRegister(m.events, m.requests, m.paths, stateCollector{c})
 	return m
 }
 

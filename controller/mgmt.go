@@ -481,8 +481,9 @@ const presenceWindow = 25 * time.Second
 
 // withPresence adds to identity records what an operator looks for first: "role" (the
 // effective one, also for records from before roles), "enrolled",
-// "cert_expires", "online", "last_seen" (when a router last relayed for it) and
-// "router" (which one).
+// "cert_expires", "online", "last_seen" (when a router last relayed for it),
+// "router" (which one) and, while online, "link_rtt_ms" and "link_loss_pct" (its link
+// to that router, as the router last reported it).
 func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
 	now := c.cfg.Now()
 	out := make([]json.RawMessage, len(recs))
@@ -501,11 +502,16 @@ func (c *Controller) withPresence(recs []json.RawMessage) []json.RawMessage {
 		c.mu.Lock()
 		seen, ok := c.seen[id.ID]
 		via := c.via[id.ID]
+		al, measured := c.agentLinks[id.ID]
 		c.mu.Unlock()
 		m["online"] = ok && now.Sub(seen) < presenceWindow
 		if ok {
 			m["last_seen"] = seen.UTC().Truncate(time.Second)
 			m["router"] = c.routerNames([]string{via})[0]
+		}
+		if measured && m["online"] == true {
+			m["link_rtt_ms"] = float64(al.RTTMicros) / 1000
+			m["link_loss_pct"] = float64(al.LossPermille) / 10
 		}
 		out[i], _ = json.Marshal(m)
 	}

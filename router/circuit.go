@@ -40,6 +40,7 @@ const (
 const (
 	codeCircuitFailed  quic.StreamErrorCode = wire.StreamCircuitFailed
 	codeCircuitRevoked quic.StreamErrorCode = wire.StreamCircuitRevoked
+	codeCircuitGone    quic.StreamErrorCode = wire.StreamCircuitPeerGone
 )
 
 var splicePool = sync.Pool{New: func() any { b := make([]byte, spliceBuffer); return &b }}
@@ -60,7 +61,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 	req.Identity = s.peer.ID
 	cs, _, body, err := s.r.ask(ctx, wire.TypeDial, req)
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	defer func() {
@@ -70,17 +71,17 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 	}()
 	var dg wire.DialGrant
 	if err := wire.Unmarshal(body, &dg); err != nil {
-		refuse(st, "malformed grant from controller")
+		refuse(st, errors.New("malformed grant from controller"))
 		return
 	}
 	g, err := grant.Verify(dg.Grant, s.r.signer, time.Now())
 	if err != nil || g.Dialer != s.peer.ID || len(g.Routers) == 0 || g.Routers[0] != s.r.cfg.Identity.ID {
-		refuse(st, "controller's grant does not verify here")
+		refuse(st, errors.New("controller's grant does not verify here"))
 		return
 	}
 	down, err := s.r.extend(ctx, g, dg.Grant, 0, req.Resume, req.Moving)
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	up := circuitEnd{stream: quicStream{st}, ep: &s.endpoint, cid: s.allocCID()}
@@ -89,7 +90,7 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		// The agent's side of the lane stream opens when it reads the answer: ours must be
 		// open by then.
 		if data, err = s.lane.OpenStream(uint32(up.cid)); err != nil {
-			refuse(st, "lane stream: "+err.Error())
+			refuse(st, fmt.Errorf("lane stream: %w", err))
 			down.stream.cancel(codeCircuitFailed)
 			return
 		}
@@ -209,24 +210,39 @@ func (r *Router) carry(a, b circuitEnd, service string) {
 	r.metrics.circuits.WithLabelValues(service).Inc()
 	r.metrics.active.Inc()
 	defer r.metrics.active.Dec()
+	byCarrier := r.metrics.byCarrier.WithLabelValues(carrierOf(a.stream))
+	byCarrier.Inc()
+	defer byCarrier.Dec()
 	splice(countingStream{a.stream, r.metrics.bytes.WithLabelValues(service, towardHost)},
 		countingStream{b.stream, r.metrics.bytes.WithLabelValues(service, towardDialer)})
 	a.stream.finish()
 	b.stream.finish()
 }
 
+// carrierOf names what carries a circuit stream's bytes, as the metrics label it.
+func carrierOf(s circuitStream) string {
+	if _, ok := s.(laneStream); ok {
+		return carrierLane
+	}
+	return carrierQUIC
+}
+
 // splice copies a to b and b to a until both directions end; an end of stream is passed
 // on as one. A failure in either direction breaks the whole circuit here: both streams
 // are reset, so the agents at its ends learn at once and resume it on another path. A
 // revocation, or a hop closed for a revoked certificate, is passed on as a revocation,
-// so the far agent does not wait to resume.
+// and the end of an agent that is gone (restarted, or its process died) as that, so the
+// far agent does not wait to resume.
 func splice(a, b circuitStream) {
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() {
 			code := codeCircuitFailed
-			if revokedErr(err) {
+			switch {
+			case revokedErr(err):
 				code = codeCircuitRevoked
+			case goneErr(err):
+				code = codeCircuitGone
 			}
 			a.cancel(code)
 			b.cancel(code)
@@ -247,6 +263,17 @@ func revokedErr(err error) bool {
 	}
 	var ae *quic.ApplicationError
 	return errors.As(err, &ae) && ae.ErrorCode == errCodeRevoked
+}
+
+// goneErr reports whether a circuit's hop failed because the agent at its end is gone:
+// a reset passed on as such, or the close of that agent's connection.
+func goneErr(err error) bool {
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		return se.ErrorCode == codeCircuitGone
+	}
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeGone
 }
 
 // pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.

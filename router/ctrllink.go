@@ -144,6 +144,7 @@ func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, 
 	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
 	// timeout would keep the dead link, and fail every request on it, for 30 s.
 	hb := heartbeat.New()
+	hb.OnMissed(r.metrics.controlMissed.Inc)
 	hctx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
 	go sendHeartbeats(hctx, conn, hb)
@@ -304,21 +305,4 @@ func (r *Router) report(ctx context.Context, rep wire.LinkReport) {
 			cs.Close()
 		}()
 	}
-}
-
-// agentIDs lists the identity ids of the agents connected here, at most
-// wire.MaxReportedIdentities of them.
-func (r *Router) agentIDs() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ids []string
-	for _, sess := range r.sessions {
-		if len(ids) == wire.MaxReportedIdentities {
-			break
-		}
-		if !slices.Contains(ids, sess.peer.ID) {
-			ids = append(ids, sess.peer.ID)
-		}
-	}
-	return ids
 }

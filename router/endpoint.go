@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/umbranet/umbra/third_party/quic-go"
@@ -27,6 +28,8 @@ type endpoint struct {
 	routes  map[uint64]route // circuit id on this connection → where its datagrams go
 	// echoHeartbeats sends datagrams of circuit id heartbeatCID straight back (agents').
 	echoHeartbeats bool
+	// heard is when the last heartbeat arrived, in Unix nanoseconds (agents').
+	heard atomic.Int64
 	// carrier, once set, carries the datagrams forwarded onto this connection instead
 	// of QUIC: an agent's datagram lane.
 	carrier atomic.Pointer[lane.Lane]
@@ -84,6 +87,7 @@ func (e *endpoint) forwardDatagrams(ctx context.Context) {
 			return
 		}
 		if cid, _, err := datagram.CircuitID(pkt); err == nil && cid == heartbeatCID && e.echoHeartbeats {
+			e.heard.Store(time.Now().UnixNano())
 			e.conn.SendDatagram(pkt) // an agent's heartbeat: straight back
 			continue
 		}

@@ -29,6 +29,10 @@ const (
 	errCodeLinkDead quic.ApplicationErrorCode = 0x103
 )
 
+// maxReportedAgents bounds the agents' links in one link report, under the wire's array
+// limit (4,096).
+const maxReportedAgents = 4000
+
 // link is a QUIC connection to another router (ALPN umbra-link/1). The router that
 // dialed it sends heartbeats on one stream and the other echoes them; either side
 // closes the link when they stop.
@@ -150,6 +154,7 @@ func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subjec
 		first = 1
 	}
 	l := &link{endpoint: newEndpoint(conn, first, 2, &r.metrics.drops), r: r, peer: peer, dialed: dialed, hb: heartbeat.New()}
+	l.hb.OnMissed(r.metrics.linkMissed.WithLabelValues(peer.Name).Inc)
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		l.serial = pki.SerialString(certs[0])
 	}
@@ -229,12 +234,12 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeHop:
 		var h wire.Hop
 		if err := wire.Unmarshal(body, &h); err != nil {
-			refuse(st, "malformed hop")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed hop"))
 			return
 		}
 		l.relay(ctx, st, h)
 	default:
-		refuse(st, fmt.Sprintf("unexpected message type %d on a router link", typ))
+		refuse(st, wire.Refuse(wire.CodeMalformed, fmt.Sprintf("unexpected message type %d on a router link", typ)))
 	}
 }
 
@@ -244,12 +249,12 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 	g, err := grant.Verify(h.Grant, r.signer, time.Now())
 	idx := int(h.Index)
 	if err != nil || idx < 1 || idx >= len(g.Routers) || g.Routers[idx] != r.cfg.Identity.ID || g.Routers[idx-1] != l.peer.ID {
-		refuse(st, "grant does not name this hop")
+		refuse(st, wire.Refuse(wire.CodeBadRequest, "grant does not name this hop"))
 		return
 	}
 	down, err := r.extend(ctx, g, h.Grant, idx, h.Resume, h.Moving)
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	if err := wire.Write(st, wire.TypeHopAck, wire.HopAck{}); err != nil {
@@ -285,13 +290,21 @@ func (r *Router) reportLinks(ctx context.Context) {
 		for l := range r.links {
 			ls = append(ls, l)
 		}
+		ss := make([]*session, 0, len(r.sessions))
+		for _, s := range r.sessions {
+			if len(ss) < maxReportedAgents {
+				ss = append(ss, s)
+			}
+		}
 		r.mu.Unlock()
 		var rep wire.LinkReport
 		for _, l := range ls {
 			l.sampleLoss()
 			rep.Links = append(rep.Links, l.state())
 		}
-		rep.Identities = r.agentIDs()
+		for _, s := range ss {
+			rep.Agents = append(rep.Agents, s.linkState())
+		}
 		r.report(ctx, rep)
 	}
 }

@@ -14,7 +14,22 @@ type routerMetrics struct {
 	circuits  *prometheus.CounterVec
 	active    prometheus.Gauge
 	drops     dropCounters
+	// byCarrier counts running circuits by what carries their bytes toward the dialer.
+	byCarrier *prometheus.GaugeVec
+	// linkMissed and controlMissed count heartbeats missed on router links, by peer,
+	// and on the control link (internal/heartbeat's OnMissed).
+	linkMissed    *prometheus.CounterVec
+	controlMissed prometheus.Counter
 }
+
+// Carriers of a circuit's bytes on a hop, as umbra_router_circuits_by_carrier labels
+// them.
+const (
+	// carrierQUIC: a QUIC stream of the hop's connection.
+	carrierQUIC = "quic"
+	// carrierLane: a stream of an agent's datagram lane (internal/lane).
+	carrierLane = "lane"
+)
 
 // Reasons the router drops a circuit datagram, as umbra_router_datagrams_dropped_total
 // labels them: a fixed set, so the label stays bounded.
@@ -86,8 +101,23 @@ func newRouterMetrics(r *Router) *routerMetrics {
 			Name: "umbra_router_circuits_active",
 			Help: "Circuits running through this router now.",
 		}),
+		byCarrier: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "umbra_router_circuits_by_carrier",
+			Help: "Circuits running through this router now, by what carries their bytes on the hop toward the dialer: a QUIC stream (quic) or a stream of the agent's datagram lane (lane).",
+		}, []string{"carrier"}),
+		linkMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "umbra_router_link_heartbeats_missed_total",
+			Help: "Heartbeats missed on the router link to peer: each 200 ms the peer stayed silent past two heartbeat intervals.",
+		}, []string{"peer"}),
+		controlMissed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "umbra_router_control_heartbeats_missed_total",
+			Help: "Heartbeats missed on the control link to the controller: each 200 ms it stayed silent past two heartbeat intervals.",
+		}),
 	}
-	m.registry.MustRegister(m.bytes, m.datagrams, drops, m.circuits, m.active, stateCollector{r})
+	for _, c := range []string{carrierQUIC, carrierLane} {
+		m.byCarrier.WithLabelValues(c) // both carriers from the first scrape
+	}
+	m.registry.MustRegister(m.bytes, m.datagrams, drops, m.circuits, m.active, m.byCarrier, m.linkMissed, m.controlMissed, stateCollector{r})
 	return m
 }
 

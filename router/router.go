@@ -50,6 +50,8 @@ const (
 	errCodeShutdown quic.ApplicationErrorCode = 0x100
 	errCodeRefused  quic.ApplicationErrorCode = 0x101
 	errCodeRevoked  quic.ApplicationErrorCode = wire.ConnCertRevoked
+	errCodeReplaced quic.ApplicationErrorCode = wire.ConnReplaced
+	errCodeGone     quic.ApplicationErrorCode = wire.ConnAgentGone
 )
 
 // Router is a listening router.
@@ -63,6 +65,7 @@ type Router struct {
 	transport *quic.Transport
 	listener  *quic.Listener
 	closeKey  func() error
+	icmp      *transport.UnreachableConn // the listener's socket, nil where ICMP errors are not read
 
 	saveMu sync.Mutex // serializes writes of the revocation list
 
@@ -122,8 +125,18 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		key.Close()
 		return nil, fmt.Errorf("router: listen %s: %w", cfg.Listen, err)
 	}
-	// One UDP socket serves agents and routers and carries the router's own dials.
-	r.transport = &quic.Transport{Conn: pc}
+	// One UDP socket serves agents and routers and carries the router's own dials. It
+	// reads the ICMP port unreachable an agent's host answers once the agent's process
+	// is gone (watchUnreachable).
+	var conn net.PacketConn = pc
+	if uc, ok := pc.(*net.UDPConn); ok {
+		if ic, err := transport.WatchUnreachable(uc); err != nil {
+			r.log.Warn("ICMP errors not read: a dead agent is noticed at its connection's idle timeout", "err", err)
+		} else {
+			r.icmp, conn = ic, ic
+		}
+	}
+	r.transport = &quic.Transport{Conn: conn, IgnoreICMPErrors: r.icmp != nil}
 	ln, err := r.transport.Listen(tlsConf, cfg.Profile.QUIC())
 	if err != nil {
 		pc.Close()
@@ -177,6 +190,9 @@ func (r *Router) Serve(ctx context.Context) error {
 	wg.Go(func() { r.coalesceChanged(ctx) })
 	wg.Go(func() { r.reportLinks(ctx) })
 	wg.Go(func() { r.readLanes(ctx) })
+	if r.icmp != nil {
+		wg.Go(func() { r.icmp.Unreachable(ctx, icmpPoll, r.peerUnreachable) })
+	}
 	for _, addr := range r.cfg.LinkTo {
 		wg.Go(func() { r.runLinkTo(ctx, addr) })
 	}

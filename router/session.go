@@ -1,10 +1,12 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +37,29 @@ type session struct {
 	lane *lane.Lane
 	// laneStreams: the agent takes the bytes of circuits it hosts on lane streams.
 	laneStreams atomic.Bool
+	// instance is the agent process's id from its Hello (wire.Hello.Instance), under
+	// the router's mu; nil until then.
+	instance []byte
+	// unreachable: the agent's host answered port unreachable (under the router's mu).
+	unreachable bool
+
+	// lmu guards the QUIC counters at the last link report, which judge the loss since.
+	lmu                sync.Mutex
+	lastSent, lastLost uint64
+	loss               float64
+}
+
+// linkState samples the agent's link for the controller's view of the fleet: QUIC's
+// smoothed round trip and the share of packets lost since the last report.
+func (s *session) linkState() wire.AgentLink {
+	st := s.conn.ConnectionStats()
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if sent := st.PacketsSent - s.lastSent; sent > 0 && st.PacketsLost >= s.lastLost {
+		s.loss = float64(st.PacketsLost-s.lastLost) / float64(sent)
+	}
+	s.lastSent, s.lastLost = st.PacketsSent, st.PacketsLost
+	return wire.AgentLink{Identity: s.peer.ID, RTTMicros: uint64(st.SmoothedRTT.Microseconds()), LossPermille: uint16(min(1000, s.loss*1000))}
 }
 
 func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) (*session, error) {
@@ -49,7 +74,9 @@ func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certifi
 
 // serve answers the streams the agent opens until the connection ends.
 func (s *session) serve(ctx context.Context) {
+	s.heard.Store(time.Now().UnixNano())
 	go s.forwardDatagrams(ctx)
+	go s.probeSilent()
 	for {
 		st, err := s.conn.AcceptStream(ctx)
 		if err != nil {
@@ -73,12 +100,15 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeHello:
 		var hello wire.Hello
 		if err := wire.Unmarshal(body, &hello); err != nil {
-			refuse(st, "malformed hello")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed hello"))
 			return
 		}
 		if hello.Lane {
 			s.useLane()
 			s.laneStreams.Store(hello.LaneStreams)
+		}
+		if len(hello.Instance) > 0 {
+			s.r.supersede(s, hello.Instance)
 		}
 		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane, LaneStreams: hello.Lane && hello.LaneStreams})
 		st.Close()
@@ -87,19 +117,19 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeRenew:
 		var req wire.Renew
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse(st, "malformed renew")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed renew"))
 			return
 		}
 		req.Identity, req.Cert = s.peer.ID, s.leaf
 		cs, _, body, err := s.r.ask(ctx, wire.TypeRenew, req)
 		if err != nil {
-			refuse(st, err.Error())
+			refuse(st, err)
 			return
 		}
 		cs.Close()
 		var out wire.Renewed
 		if err := wire.Unmarshal(body, &out); err != nil {
-			refuse(st, "malformed answer from controller")
+			refuse(st, errors.New("malformed answer from controller"))
 			return
 		}
 		wire.Write(st, wire.TypeRenewed, out)
@@ -107,26 +137,71 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 	case wire.TypeBind:
 		var req wire.Bind
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse(st, "malformed bind")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed bind"))
 			return
 		}
 		s.bind(ctx, st, req)
+	case wire.TypeTakeOver:
+		st.Close()
+		st.CancelRead(0)
+		s.r.takeOver(s)
 	case wire.TypeDial:
 		var req wire.Dial
 		if err := wire.Unmarshal(body, &req); err != nil {
-			refuse(st, "malformed dial")
+			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed dial"))
 			return
 		}
 		s.dial(ctx, st, req)
 	default:
-		refuse(st, fmt.Sprintf("unexpected message type %d", typ))
+		refuse(st, wire.Refuse(wire.CodeMalformed, fmt.Sprintf("unexpected message type %d", typ)))
 	}
 }
 
-// refuse answers a request with an error and closes its stream.
-func refuse(st *quic.Stream, msg string) {
+// takeOver closes the agent's other connections to this router: s is a fresh one that
+// replaced them, whose close the agent sent but a dead path may have lost. The circuits
+// they carried fail at once and their agents resume them on s, rather than after the
+// old connections' idle timeout.
+func (r *Router) takeOver(s *session) {
+	r.mu.Lock()
+	var old []*session
+	for _, o := range r.sessions {
+		if o != s && o.peer.ID == s.peer.ID {
+			old = append(old, o)
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range old {
+		r.log.Info("agent's replaced connection closed", "identity", s.peer.Name, "remote", o.conn.RemoteAddr().String())
+		o.conn.CloseWithError(errCodeReplaced, "replaced by a fresh connection")
+	}
+}
+
+// supersede records s's agent instance and closes the connections of the same
+// identity's other instances: the agent restarted, so the process that held them is
+// gone and will resume nothing. Their circuits end at once at the other agents
+// (StreamCircuitPeerGone) rather than after the old connections' idle timeout and the
+// dialers' resume window.
+func (r *Router) supersede(s *session, instance []byte) {
+	r.mu.Lock()
+	s.instance = instance
+	var old []*session
+	for _, o := range r.sessions {
+		if o != s && o.peer.ID == s.peer.ID && len(o.instance) > 0 && !bytes.Equal(o.instance, instance) {
+			old = append(old, o)
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range old {
+		r.log.Info("agent restarted: closing its old instance's connection", "identity", s.peer.Name, "remote", o.conn.RemoteAddr().String())
+		o.conn.CloseWithError(errCodeGone, "agent restarted")
+	}
+}
+
+// refuse answers a request with err, and the code of the refusal it wraps (see
+// wire.ErrorOf), and closes its stream.
+func refuse(st *quic.Stream, err error) {
 	st.SetWriteDeadline(time.Now().Add(requestTimeout))
-	wire.Write(st, wire.TypeError, wire.Error{Message: msg})
+	wire.Write(st, wire.TypeError, wire.ErrorOf(err))
 	st.Close()
 	st.CancelRead(0)
 }
@@ -176,7 +251,7 @@ func (r *Router) askOn(ctx context.Context, conn *quic.Conn, typ wire.Type, msg 
 		var e wire.Error
 		wire.Unmarshal(body, &e)
 		cs.Close()
-		return nil, rt, nil, fmt.Errorf("%s", e.Message)
+		return nil, rt, nil, &wire.Refusal{Code: e.Code, Message: e.Message}
 	}
 	return cs, rt, body, nil
 }
@@ -185,13 +260,13 @@ func (r *Router) askOn(ctx context.Context, conn *quic.Conn, typ wire.Type, msg 
 func (s *session) relayServices(ctx context.Context, st *quic.Stream) {
 	cs, _, body, err := s.r.ask(ctx, wire.TypeServicesRequest, wire.ServicesRequest{Identity: s.peer.ID})
 	if err != nil {
-		refuse(st, err.Error())
+		refuse(st, err)
 		return
 	}
 	cs.Close()
 	var reply wire.ServicesReply
 	if err := wire.Unmarshal(body, &reply); err != nil {
-		refuse(st, "malformed answer from controller")
+		refuse(st, errors.New("malformed answer from controller"))
 		return
 	}
 	wire.Write(st, wire.TypeServicesReply, reply)
@@ -219,7 +294,7 @@ func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
 	defer st.Close()
 	cs, first, _, _, err := s.r.askAny(ctx, wire.TypeBind, req)
 	if err != nil {
-		refuse(st, "bind: "+err.Error())
+		refuse(st, fmt.Errorf("bind: %w", err))
 		return
 	}
 	s.r.mu.Lock()
@@ -259,7 +334,7 @@ func (s *session) bind(ctx context.Context, st *quic.Stream, req wire.Bind) {
 		case <-ctx.Done():
 			return
 		case rev := <-revoked:
-			refuse(st, "bind revoked: "+rev.Reason)
+			refuse(st, wire.Refuse(wire.CodeNotAuthorized, "bind revoked: "+rev.Reason))
 			return
 		case <-up:
 		}

@@ -340,7 +340,7 @@ func createEdgeRouterPolicyCmd(f *edgeFlags) *cobra.Command {
 // kindColumns are the columns of each kind's table, in order; a kind not listed shows
 // tableColumns.
 var kindColumns = map[string][]string{
-	"identities":           {"name", "attributes", "role", "enrolled", "online", "router", "last_seen", "cert_expires"},
+	"identities":           {"name", "attributes", "role", "enrolled", "online", "router", "link_rtt_ms", "link_loss_pct", "last_seen", "cert_expires"},
 	"routers":              {"name", "attributes", "advertise", "online", "version"},
 	"services":             {"name", "host", "intercept", "attributes"},
 	"service-policies":     {"name", "type", "identities", "services"},

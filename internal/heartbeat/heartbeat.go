@@ -31,6 +31,9 @@ const (
 	// rttWeight is the weight of the old round trip in the smoothed one, out of
 	// rttWeight+1.
 	rttWeight = 7
+	// missedAfter is the silence at which each further Interval counts as a heartbeat
+	// missed (OnMissed): two intervals with neither a ping nor an echo from the peer.
+	missedAfter = 2 * Interval
 )
 
 // Monitor tracks a connection's heartbeats: when the peer was last heard and the round
@@ -40,6 +43,15 @@ type Monitor struct {
 	lastHeard time.Time
 	rtt       time.Duration // smoothed; zero until the first echo
 	spoke     bool          // the peer sent a ping or echoed one at least once
+	onMissed  func()        // called for each heartbeat missed; nil: not counted
+}
+
+// OnMissed has Watch call f once for each Interval the peer stays silent past two
+// intervals: a heartbeat missed, as the router's metrics count them. Set it before Watch.
+func (m *Monitor) OnMissed(f func()) {
+	m.mu.Lock()
+	m.onMissed = f
+	m.mu.Unlock()
 }
 
 // ErrDead is what Watch returns for a peer silent past the dead interval.
@@ -109,7 +121,16 @@ func (m *Monitor) Watch(ctx context.Context, untilSpoke bool) error {
 		if untilSpoke && !m.Spoke() {
 			continue
 		}
-		if silent, dead := m.Dead(); dead {
+		silent, dead := m.Dead()
+		if silent > missedAfter {
+			m.mu.Lock()
+			missed := m.onMissed
+			m.mu.Unlock()
+			if missed != nil {
+				missed()
+			}
+		}
+		if dead {
 			return fmt.Errorf("%w for %s", ErrDead, silent.Round(time.Millisecond))
 		}
 	}

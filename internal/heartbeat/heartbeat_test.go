@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,5 +80,44 @@ func TestWatch(t *testing.T) {
 	defer cancel()
 	if err := mute.Watch(ctx, true); err != nil {
 		t.Errorf("peer that never spoke, untilSpoke: got %v, want nil at the context's end", err)
+	}
+}
+
+// TestMissedHeartbeatsAreCounted: a peer heard every interval misses none; a silent one
+// misses one each interval from the second on, until Watch declares it dead.
+func TestMissedHeartbeatsAreCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		talks           bool
+		atLeast, atMost int64
+	}{
+		{"peer-heard-every-interval", true, 0, 0},
+		{"silent-peer", false, 2, int64(DeadAfter/Interval) + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New()
+			var missed atomic.Int64
+			m.OnMissed(func() { missed.Add(1) })
+			ctx, cancel := context.WithTimeout(context.Background(), 2*DeadAfter)
+			defer cancel()
+			if tc.talks {
+				go func() {
+					tick := time.NewTicker(Interval / 4)
+					defer tick.Stop()
+					for {
+						select {
+						case <-ctx.Done():
+							return
+						case <-tick.C:
+							m.Heard()
+						}
+					}
+				}()
+			}
+			m.Watch(ctx, false)
+			if got := missed.Load(); got < tc.atLeast || got > tc.atMost {
+				t.Errorf("got %d heartbeats missed, want %d to %d", got, tc.atLeast, tc.atMost)
+			}
+		})
 	}
 }

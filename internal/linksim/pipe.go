@@ -159,6 +159,14 @@ func (c *counters) snapshot() DirStats {
 	}
 }
 
+// dropStranded counts a packet of n bytes of a stranded mapping (UDPProxy.Strand) as
+// offered and dropped by a blackout.
+func (p *pipe) dropStranded(n int) {
+	p.c.packetsIn.Add(1)
+	p.c.bytesIn.Add(uint64(n))
+	p.c.dropBlackout.Add(1)
+}
+
 // pipe is the impairment engine for one direction of a Link. A mode (the UDP proxy
 // or the netns link's TUN readers) hands it packets with submit; one goroutine, run, delivers
 // them at their scheduled times through deliver, in delivery-time order.

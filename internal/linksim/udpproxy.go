@@ -70,6 +70,8 @@ type session struct {
 	// lastSeen is the time of the last packet either way, in nanoseconds after the
 	// proxy's epoch.
 	lastSeen atomic.Int64
+	// stranded: Strand cut this mapping, whose packets are dropped both ways.
+	stranded atomic.Bool
 }
 
 // proxyTimers are the proxy's idle-expiry settings; tests shorten them.
@@ -182,6 +184,20 @@ func (p *UDPProxy) Rebind() error {
 	return errors.Join(errs...)
 }
 
+// Strand cuts every client mapping that exists now: from now on their packets are
+// dropped both ways, for as long as the client keeps its source address, while a client
+// that starts afresh from a new address gets a new mapping and passes. It is the path of
+// a device whose old connection died where a new one gets through (a NAT that lost its
+// state and blocks the old port, a radio that re-associated): a peer of the old
+// connection never hears it close. Stranded packets count as blackout drops.
+func (p *UDPProxy) Strand() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.sessions {
+		s.stranded.Store(true)
+	}
+}
+
 // sessionCount returns the number of live client mappings.
 func (p *UDPProxy) sessionCount() int {
 	p.mu.Lock()
@@ -248,6 +264,10 @@ func (p *UDPProxy) readClients() {
 			}
 			continue // out of sockets: the datagram is lost, as a full NAT would lose it
 		}
+		if s.stranded.Load() {
+			p.up.dropStranded(n)
+			continue
+		}
 		p.touch(s)
 		pkt := newPacket(buf[:n])
 		pkt.dst = s
@@ -268,6 +288,10 @@ func (p *UDPProxy) readTarget(s *session, c *net.UDPConn) {
 			}
 			// A connected UDP socket reports ICMP port unreachable as ECONNREFUSED
 			// on the next read; the target may simply not be listening yet.
+			continue
+		}
+		if s.stranded.Load() {
+			p.down.dropStranded(n)
 			continue
 		}
 		p.touch(s)

@@ -535,3 +535,33 @@ func BenchmarkUDPProxyClean(b *testing.B) {
 	b.ReportMetric(float64(received.Load())/elapsed.Seconds(), "pkts/s")
 	b.ReportMetric(float64(int64(b.N)-received.Load())/float64(b.N), "lost/op")
 }
+
+func TestProxyStrandDropsOldMappingsAndPassesNewOnes(t *testing.T) {
+	s := startSink(t, true)
+	p, _ := newTestProxy(t, s, Impairment{}, Impairment{})
+	old := dial(t, p)
+	echoes := func(c *net.UDPConn, seq uint64) bool {
+		t.Helper()
+		if _, err := c.Write(datagram(seq, testPayload)); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, testPayload)
+		_, err := c.Read(buf)
+		return err == nil && binary.BigEndian.Uint64(buf) == seq
+	}
+	if !echoes(old, 0) {
+		t.Fatal("no echo before Strand")
+	}
+	p.Strand()
+	for seq := uint64(1); seq <= 3; seq++ {
+		if echoes(old, seq) {
+			t.Fatalf("ping %d from the stranded client echoed, want it dropped", seq)
+		}
+	}
+	fresh := dial(t, p)
+	waitFor(t, settleTimeout, "an echo for a client new after Strand", func() bool { return echoes(fresh, 10) })
+	if got := p.Stats().Up.Dropped.Blackout; got < 3 {
+		t.Errorf("got %d blackout drops, want ≥ 3 (the stranded client's pings)", got)
+	}
+}

@@ -44,6 +44,7 @@ const (
 	TypeDialGrant       Type = 16 // controller → router: the signed grant for a dial
 	TypeRenew           Type = 17 // renew my certificate: same key, new certificate
 	TypeRenewed         Type = 18 // the new certificate chain
+	TypeTakeOver        Type = 19 // agent → router: this connection replaces the agent's others
 
 	// Router → hosting agent.
 	TypeCircuit    Type = 20 // a circuit for a service you host
@@ -83,6 +84,17 @@ const (
 	// ConnCertRevoked closes a connection whose peer's certificate was revoked: its
 	// circuits end at once, as if each had been revoked.
 	ConnCertRevoked = 0x102
+	// ConnReplaced closes an agent's connection that a newer one of the same agent
+	// replaced (TakeOver): its circuits resume on the new one.
+	ConnReplaced = 0x105
+	// ConnAgentGone closes the connection of an agent process that is gone: a new
+	// instance of the same identity linked (it restarted), or its host answered the
+	// router with ICMP port unreachable (nothing listens there any more). Its circuits
+	// end with StreamCircuitPeerGone.
+	ConnAgentGone = 0x104
+	// StreamCircuitPeerGone resets a circuit whose agent at the far end is gone (see
+	// ConnAgentGone): no resumption will come, so its agents end it at once.
+	StreamCircuitPeerGone = 3
 )
 
 // Version is the control protocol version carried in Hello.
@@ -103,7 +115,19 @@ type Hello struct {
 	LaneStreams bool `cbor:"5,keyasint,omitempty"`
 	// Software is the sender's release (internal/version.Version), for operators' lists.
 	Software string `cbor:"6,keyasint,omitempty"`
+	// Instance names the agent process: random, drawn once when it starts (agent →
+	// router). A Hello of the same identity with another instance means the agent
+	// restarted: the router closes the old instance's connections, ending their circuits
+	// at once (StreamCircuitPeerGone).
+	Instance []byte `cbor:"7,keyasint,omitempty"`
 }
+
+// TakeOver says the connection it arrives on replaces the agent's other connections to
+// this router: a fresh connection that won the race against a stalled link. The router
+// closes the others at once, whose close the agent sent but a dead path may have lost,
+// so the circuits they carried move to the new connection without waiting for their
+// idle timeout. No answer.
+type TakeOver struct{}
 
 // HelloAck accepts a Hello.
 type HelloAck struct {
@@ -270,16 +294,17 @@ type LinkState struct {
 // LinkReport is every link of the reporting router, replacing its previous report.
 type LinkReport struct {
 	Links []LinkState `cbor:"1,keyasint"`
-	// Identities are the ids of the agents connected to the reporting router, at most
-	// MaxReportedIdentities: every controller member it reports to counts them online,
-	// not only the one their requests go to.
-	Identities []string `cbor:"2,keyasint,omitempty"`
+	// Agents is the link of each agent connected to the router, for the operator's
+	// view of the fleet.
+	Agents []AgentLink `cbor:"2,keyasint,omitempty"`
 }
 
-// MaxReportedIdentities bounds LinkReport.Identities, so that a report fits in
-// MaxMessageSize; a router with more agents reports the first ones (the others count
-// online where their requests go).
-const MaxReportedIdentities = 1024
+// AgentLink is one agent's link to the reporting router, as that router measures it.
+type AgentLink struct {
+	Identity     string `cbor:"1,keyasint"`           // the identity's id
+	RTTMicros    uint64 `cbor:"2,keyasint,omitempty"` // QUIC's smoothed round trip
+	LossPermille uint16 `cbor:"3,keyasint,omitempty"` // packets lost of those sent since the last report, per mille
+}
 
 // Carry tells a controller that the router carries a circuit it did not grant on this
 // control link: the router's control link dropped and came back, perhaps to a restarted
@@ -296,6 +321,62 @@ type CarryAck struct{}
 // Error refuses a request.
 type Error struct {
 	Message string `cbor:"1,keyasint"`
+	// Code says what kind of refusal it is; programs act on it, never on Message.
+	Code ErrorCode `cbor:"2,keyasint,omitempty"`
+}
+
+// ErrorCode classifies a refusal (Error.Code), so that a program tells one kind from
+// another by its code, never by the text of its message.
+type ErrorCode uint
+
+// Refusal codes.
+const (
+	// CodeUnavailable (zero, and what a refusal without a code means): nothing says
+	// waiting will not help — no host online yet, no path, no controller, a timeout.
+	CodeUnavailable ErrorCode = 0
+	// CodeNotAuthorized: the service does not exist or the asker may not use it (one
+	// code and one message for both), or the identity is unknown, deleted or may not
+	// use this router. Waiting will not change it.
+	CodeNotAuthorized ErrorCode = 1
+	// CodeUnknownCircuit: the host holds no circuit under the resumption token it was
+	// asked to move (it restarted, or the circuit ended).
+	CodeUnknownCircuit ErrorCode = 2
+	// CodeMalformed: the request could not be read.
+	CodeMalformed ErrorCode = 3
+	// CodeBadRequest: the request was read and cannot be met as asked (a TCP dial of a
+	// UDP service, say).
+	CodeBadRequest ErrorCode = 4
+)
+
+// Permanent reports whether asking again, unchanged, will be refused again.
+func (c ErrorCode) Permanent() bool { return c != CodeUnavailable }
+
+// Refusal is a refusal as a Go error: what Expect returns for an Error answer, and what
+// a program returns to have WriteError send its code.
+type Refusal struct {
+	Code    ErrorCode
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Message }
+
+// Refuse returns a refusal of code with the message msg.
+func Refuse(code ErrorCode, msg string) error { return &Refusal{Code: code, Message: msg} }
+
+// RefusalCode returns the code of the refusal err wraps, and whether it wraps one.
+func RefusalCode(err error) (ErrorCode, bool) {
+	var r *Refusal
+	if errors.As(err, &r) {
+		return r.Code, true
+	}
+	return 0, false
+}
+
+// ErrorOf is the Error that answers err: its text, and the code of the refusal it
+// wraps (CodeUnavailable when it wraps none).
+func ErrorOf(err error) Error {
+	code, _ := RefusalCode(err)
+	return Error{Message: err.Error(), Code: code}
 }
 
 // envelope is what a frame holds: the type and the message's own CBOR.
@@ -397,7 +478,7 @@ func Expect(r io.Reader, t Type, v any) error {
 		if err := Unmarshal(body, &e); err != nil {
 			return fmt.Errorf("wire: malformed error: %w", err)
 		}
-		return fmt.Errorf("refused: %s", e.Message)
+		return fmt.Errorf("refused: %w", &Refusal{Code: e.Code, Message: e.Message})
 	}
 	if got != t {
 		return fmt.Errorf("%w: got type %d, want %d", ErrUnexpected, got, t)

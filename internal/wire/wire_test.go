@@ -3,13 +3,16 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 func TestRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
-	want := Hello{Version: Version, Name: "router1", Advertise: "10.0.0.1:4433"}
+	want := Hello{Version: Version, Name: "router1", Advertise: "10.0.0.1:4433", Instance: []byte{7, 8}}
 	if err := Write(&buf, TypeHello, want); err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +20,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := Expect(&buf, TypeHello, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
@@ -77,6 +80,7 @@ var messages = map[Type]func() any{
 	TypeLinkPong: func() any { return &LinkPong{} }, TypeLinkReport: func() any { return &LinkReport{} },
 	TypeCarry: func() any { return &Carry{} }, TypeCarryAck: func() any { return &CarryAck{} },
 	TypeControllers: func() any { return &Controllers{} },
+	TypeTakeOver:    func() any { return &TakeOver{} },
 }
 
 // FuzzRead feeds arbitrary bytes to the frame reader and every message decoder: no
@@ -88,6 +92,9 @@ func FuzzRead(f *testing.F) {
 	buf.Reset()
 	Write(&buf, TypeError, Error{Message: "no"})
 	f.Add(buf.Bytes())
+	buf.Reset()
+	Write(&buf, TypeError, Error{Message: "unknown circuit", Code: CodeUnknownCircuit})
+	f.Add(append([]byte(nil), buf.Bytes()...))
 	f.Add([]byte{0, 0, 0, 1, 0xa0})
 	for typ, msg := range map[Type]any{
 		TypeServicesReply: ServicesReply{Services: []ServiceInfo{{Name: "mavlink", ID: "x", Host: "udp:127.0.0.1:14550", Dial: true}}},
@@ -100,7 +107,9 @@ func FuzzRead(f *testing.F) {
 		TypeCarry:         Carry{Grant: []byte{5, 6}},
 		TypeControllers:   Controllers{URLs: []string{"https://127.0.0.1:1280", "https://10.0.0.2:1280"}},
 		TypeHelloAck:      HelloAck{Version: 1, Name: "controller1", Controllers: []string{"https://127.0.0.1:1280"}},
-		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}, Identities: []string{"id1", "id2"}},
+		TypeHello:         Hello{Version: 1, Name: "drone1", Lane: true, Instance: []byte{1, 2, 3, 4}},
+		TypeTakeOver:      TakeOver{},
+		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}, Agents: []AgentLink{{Identity: "d1", RTTMicros: 210000, LossPermille: 150}}},
 	} {
 		buf.Reset()
 		Write(&buf, typ, msg)
@@ -124,4 +133,35 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("decoded message does not re-encode: %v", err)
 		}
 	})
+}
+
+// TestRefusalCarriesItsCode: a refusal's code crosses the wire and comes out of Expect,
+// whatever its message says; a refusal without one is CodeUnavailable.
+func TestRefusalCarriesItsCode(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sent      Error
+		want      ErrorCode
+		permanent bool
+	}{
+		{"not-authorized", ErrorOf(fmt.Errorf("bind %q: %w", "x", Refuse(CodeNotAuthorized, "service not found or not authorized"))), CodeNotAuthorized, true},
+		{"unknown-circuit", Error{Message: "whatever the host says", Code: CodeUnknownCircuit}, CodeUnknownCircuit, true},
+		{"text-alone-means-nothing", Error{Message: "not authorized"}, CodeUnavailable, false},
+		{"plain-error", ErrorOf(errors.New("no host online")), CodeUnavailable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := Write(&buf, TypeError, tc.sent); err != nil {
+				t.Fatal(err)
+			}
+			err := Expect(&buf, TypeDialAck, &DialAck{})
+			code, ok := RefusalCode(err)
+			if !ok || code != tc.want || code.Permanent() != tc.permanent {
+				t.Errorf("got code %d (a refusal: %v, permanent %v) from %v, want %d (permanent %v)", code, ok, code.Permanent(), err, tc.want, tc.permanent)
+			}
+			if !strings.Contains(err.Error(), tc.sent.Message) {
+				t.Errorf("error %q lost the message %q", err, tc.sent.Message)
+			}
+		})
+	}
 }

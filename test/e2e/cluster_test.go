@@ -421,6 +421,16 @@ func TestClusterOfFiveLosesTwoThenThree(t *testing.T) {
 	c.kill(rest[0])
 	must(t, c.env, bins.umbra, "edge", "create", "service", "with-three")
 	echo("with three of five")
+	// A committed write reaches a follower's store with the leader's next message; wait
+	// until each live member has applied it, or a member left without a leader next could
+	// hold it in its log unapplied (Raft's reads are local, not linearizable).
+	for _, mem := range rest[1:] {
+		env := c.adminAt(mem)
+		waitUntil(t, convergeTimeout, mem.name+" lists with-three", func() bool {
+			out, _, err := run(t, env, bins.umbra, "edge", "list", "services", "-o", "json")
+			return err == nil && strings.Contains(out, "with-three")
+		})
+	}
 
 	c.kill(rest[1])
 	_, errOut, err := run(t, c.env, bins.umbra, "edge", "create", "service", "with-two")

@@ -35,9 +35,10 @@ func startConsole(t *testing.T, m *mesh) string {
 }
 
 // TestConsoleInTheBrowser drives the console with headless Chromium: the fleet page shows
-// the hosting drone online, the mesh page router1, deleting the dial policy on the
-// services page ends a running circuit and its circuit-closed event appears on the events
-// page; the page logs no JavaScript error, and a screenshot is kept.
+// the hosting drone online with its link's round trip and loss, the mesh page router1,
+// deleting the dial policy on the services page ends a running circuit and its
+// circuit-closed event appears on the events page; the page logs no JavaScript error,
+// and a screenshot is kept.
 func TestConsoleInTheBrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -99,6 +100,10 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	}{
 		{"open the console", chromedp.Navigate(url)},
 		{"the fleet page shows drone1 online", chromedp.WaitVisible(`#fleet-table tr[data-name="drone1"] td.online`)},
+		{"the fleet page shows drone1's link round trip and loss, as its router reports them", chromedp.Poll[chromedp.Void](
+			`((document.querySelector('#fleet-table tr[data-name="drone1"] td.link-rtt') || {}).textContent || "").endsWith(" ms") &&
+			 ((document.querySelector('#fleet-table tr[data-name="drone1"] td.link-loss') || {}).textContent || "").endsWith(" %")`,
+			chromedp.WithPollingInterval(200*time.Millisecond))},
 		{"open the mesh page", chromedp.Click(`button[data-page="mesh"]`)},
 		{"the mesh page shows router1 online", chromedp.WaitVisible(`#router-table tr[data-name="router1"] td.online`)},
 		{"open the services page", chromedp.Click(`button[data-page="services"]`)},

@@ -123,10 +123,10 @@ func (dm *defaultsMesh) impair(t *testing.T) {
 func TestDefaultAgentOnLossyRadio(t *testing.T) {
 	dm := startDefaultsMesh(t)
 	// The better of up to defaultsUDPRuns flows, each from a new socket and so on a new
-	// circuit: a UDP circuit does not yet survive its host's stalled link being replaced
-	// by a fresh connection (seen once in CI: the drone's link stalled 4 s into the test
-	// and its flow's circuit died with the old connection). That is a defect of its own;
-	// what this test proves is the share a default agent delivers under loss.
+	// circuit: on a loaded machine the drone's link may stall and be replaced mid-flow
+	// (seen once in CI, 4 s in), and the datagrams sent while it was silent are lost;
+	// the flow itself comes back on a new circuit (TestUDPFlowSurvivesHostLinkReplaced).
+	// What this test proves is the share a default agent delivers under loss.
 	linkEcho := (1 - defaultsLoss) * (1 - defaultsLoss)
 	var back float64
 	for run := range defaultsUDPRuns {

@@ -76,6 +76,13 @@ func digestServer(t *testing.T) string {
 // sendDigest sends n pseudo-random bytes to addr and checks the digest it answers.
 func sendDigest(t *testing.T, addr string, n int64, timeout time.Duration) {
 	t.Helper()
+	sendDigestDuring(t, addr, n, timeout, nil)
+}
+
+// sendDigestDuring is sendDigest calling during, if set, with the count sent so far
+// after each write.
+func sendDigestDuring(t *testing.T, addr string, n int64, timeout time.Duration, during func(sent int64)) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, commandTimeout)
 	if err != nil {
 		t.Fatal(err)
@@ -83,8 +90,24 @@ func sendDigest(t *testing.T, addr string, n int64, timeout time.Duration) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rngReader(), n)); err != nil {
-		t.Fatalf("send: %v", err)
+	src := io.LimitReader(rngReader(), n)
+	buf := make([]byte, 32<<10)
+	var sent int64
+	for {
+		k, rerr := src.Read(buf)
+		if k > 0 {
+			if _, err := c.Write(buf[:k]); err != nil {
+				t.Fatalf("send after %d bytes: %v", sent, err)
+			}
+			h.Write(buf[:k])
+			sent += int64(k)
+			if during != nil {
+				during(sent)
+			}
+		}
+		if rerr != nil {
+			break
+		}
 	}
 	c.(*net.TCPConn).CloseWrite()
 	line, err := bufio.NewReader(c).ReadString('\n')

@@ -41,11 +41,17 @@ func (m *relayMesh) startRouter(name, addr string, linkTo ...string) {
 // umbra binary, or an emulator followed by another build of it).
 func (m *relayMesh) startRouterWith(runner []string, name, addr string, linkTo ...string) {
 	m.t.Helper()
+	m.startRouterArgs(runner, nil, name, addr, linkTo...)
+}
+
+// startRouterArgs is startRouterWith with extra arguments to `umbra router run`.
+func (m *relayMesh) startRouterArgs(runner, extra []string, name, addr string, linkTo ...string) {
+	m.t.Helper()
 	jwt := filepath.Join(m.dir, name+".jwt")
 	must(m.t, m.env, bins.umbra, "edge", "create", "router", name, "--jwt-out", jwt)
 	data := filepath.Join(m.dir, name)
 	must(m.t, nil, bins.umbra, "router", "enroll", "--jwt", jwt, "--data", data)
-	args := []string{"router", "run", "--data", data, "--listen", addr}
+	args := append([]string{"router", "run", "--data", data, "--listen", addr}, extra...)
 	if len(linkTo) > 0 {
 		args = append(args, "--link-to", strings.Join(linkTo, ","))
 	}

@@ -137,6 +137,12 @@ type Transport struct {
 	// The [qlogwriter.Recorder] is closed when the transport is closed.
 	Tracer qlogwriter.Recorder
 
+	// IgnoreICMPErrors keeps reading when a read reports an ICMP error (port or host
+	// unreachable), as a socket with IP_RECVERR does for every one it is sent, rather
+	// than closing the transport. Whoever set the option reads the socket's error queue.
+	// (umbra)
+	IgnoreICMPErrors bool
+
 	mutex       sync.Mutex
 	handlers    map[protocol.ConnectionID]packetHandler
 	resetTokens map[protocol.StatelessResetToken]packetHandler
@@ -546,6 +552,9 @@ func (t *Transport) listen(conn rawConn) {
 		if err != nil {
 			// Windows returns an error when receiving a UDP datagram that doesn't fit into the provided buffer.
 			if isRecvMsgSizeErr(err) {
+				continue
+			}
+			if t.IgnoreICMPErrors && isICMPError(err) {
 				continue
 			}
 			t.close(err)

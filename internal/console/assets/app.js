@@ -103,6 +103,8 @@ async function showFleet() {
         cell(id.name),
         cell(id.online ? "online" : (id.enrolled ? "offline" : "not enrolled"), id.online ? "online" : "offline"),
         cell(id.router),
+        cell(id.link_rtt_ms == null ? "" : id.link_rtt_ms.toFixed(1) + " ms", "link-rtt"),
+        cell(id.link_loss_pct == null ? "" : id.link_loss_pct.toFixed(1) + " %", "link-loss"),
         cell(when(id.last_seen)),
         cell(when(id.cert_expires)),
         cell((id.attributes || []).join(", ")),
