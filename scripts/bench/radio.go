@@ -97,10 +97,13 @@ const (
 // Fixed addresses inside the namespaces, which are fresh and hold nothing else.
 const (
 	radioUmbraListen = "127.0.0.1:7000" // side A: the operator agent's --dial listener
-	radioSSHListen   = "127.0.0.1:7001" // side A: ssh -L's local end
-	radioSSHDPort    = 2222             // side B: sshd, on B's link address
-	radioSSHD        = "/usr/sbin/sshd" // absolute: sshd re-executes itself
-	radioPrivsepDir  = "/run/sshd"      // sshd's privilege-separation directory
+	// side A: the listener of the operator agent whose TCP circuits ride QUIC streams
+	// (--tcp-carrier quic) under umbra's congestion controller
+	radioUmbraQUICListen = "127.0.0.1:7010"
+	radioSSHListen       = "127.0.0.1:7001" // side A: ssh -L's local end
+	radioSSHDPort        = 2222             // side B: sshd, on B's link address
+	radioSSHD            = "/usr/sbin/sshd" // absolute: sshd re-executes itself
+	radioPrivsepDir      = "/run/sshd"      // sshd's privilege-separation directory
 )
 
 // The paths, in the order every table shows them.
@@ -110,6 +113,10 @@ const (
 	radioPathTLS
 	radioPathQUIC
 	radioPathTLSCubic
+	// radioPathUmbraQUIC is umbra's circuit on QUIC streams with umbra's congestion
+	// controller (issue 17), beside radioPathUmbra on the lane. Last, so that every
+	// table written before it keeps its columns.
+	radioPathUmbraQUIC
 )
 
 // radioPath is one way from side A to the echo service on side B.
@@ -174,6 +181,7 @@ type radioPlan struct {
 	udpCheckLoss float64
 	udpCheckRTT  time.Duration
 	blackouts    []time.Duration
+	skipUDP      bool // radioSkipEnv named udp
 }
 
 // defaultRadioPlan is the plan of issue #4: loss of 0–30 % × RTT of 50–800 ms, blackouts of
@@ -206,6 +214,55 @@ const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 //
 //	UMBRA_BENCH_RADIO_QUICK=1 go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
+
+// radioMatrixEnv, when set, replaces the goodput matrix's loss rates and round-trip
+// times: "LOSSES;RTTS", each comma-separated, for example `0,0.1;50ms,200ms,800ms`.
+const radioMatrixEnv = "UMBRA_BENCH_RADIO_MATRIX"
+
+// radioSkipEnv, when set, skips the comma-separated parts of the section it names, of
+// profiles, udp and blackouts: a run of the goodput matrix alone is
+//
+//	UMBRA_BENCH_RADIO_SKIP=udp,blackouts go run ./scripts/bench -only radio -out /tmp/radio.md
+const radioSkipEnv = "UMBRA_BENCH_RADIO_SKIP"
+
+// narrow applies radioMatrixEnv's matrix and radioSkipEnv's skips to p.
+func (p *radioPlan) narrow(matrix, skip string) error {
+	if matrix != "" {
+		ls, rs, ok := strings.Cut(matrix, ";")
+		if !ok {
+			return fmt.Errorf("radio: %s=%q: want LOSSES;RTTS", radioMatrixEnv, matrix)
+		}
+		p.losses, p.rtts = nil, nil
+		for _, f := range strings.Split(ls, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v < 0 || v >= 1 {
+				return fmt.Errorf("radio: %s: loss %q: want 0 to 1", radioMatrixEnv, f)
+			}
+			p.losses = append(p.losses, v)
+		}
+		for _, f := range strings.Split(rs, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d <= 0 {
+				return fmt.Errorf("radio: %s: round trip %q: want a duration", radioMatrixEnv, f)
+			}
+			p.rtts = append(p.rtts, d)
+		}
+	}
+	for _, part := range strings.Split(skip, ",") {
+		switch strings.TrimSpace(part) {
+		case "":
+		case "profiles":
+			p.profiles = nil
+		case "udp":
+			p.skipUDP = true
+		case "blackouts":
+			p.blackouts = nil
+		default:
+			return fmt.Errorf("radio: %s: %q: want profiles, udp or blackouts", radioSkipEnv, part)
+		}
+	}
+	return nil
+}
 
 // quick narrows p to the bulk profiles, the goodput matrix at 0 and 10 % loss and 50 and
 // 200 ms, the UDP flows at those losses with the full-rate check, and no blackouts.
@@ -277,6 +334,9 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	if os.Getenv(radioQuickEnv) != "" {
 		res.plan = res.plan.quick()
 	}
+	if err := res.plan.narrow(os.Getenv(radioMatrixEnv), os.Getenv(radioSkipEnv)); err != nil {
+		return err
+	}
 	onlyProfiles := os.Getenv(radioProfilesEnv)
 	if onlyProfiles != "" {
 		var err error
@@ -338,20 +398,12 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	}
 	phase("goodput matrix")
 
-	stopOperators, err := lab.startUDPOperators()
-	if err != nil {
-		return fmt.Errorf("radio: %w", err)
+	if !res.plan.skipUDP {
+		if err := lab.udpFlows(ctx, &res, progress); err != nil {
+			return err
+		}
+		phase("UDP flows")
 	}
-	if err := lab.waitFlows(ctx, res.flows); err != nil {
-		stopOperators()
-		return fmt.Errorf("radio: %w\n%s", err, lab.logs())
-	}
-	res.udp, err = lab.udpMatrix(ctx, res.flows, res.plan, progress)
-	stopOperators()
-	if err != nil {
-		return err
-	}
-	phase("UDP flows")
 
 	for _, d := range res.plan.blackouts {
 		if err := lab.settle(ctx, paths); err != nil {
@@ -531,7 +583,8 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc}
+	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc,
+		radioPathUmbraQUIC: {name: "umbra circuit on QUIC streams (`--tcp-carrier quic`, umbra's controller)", dial: l.dialer(radioUmbraQUICListen, nil)}}
 	for _, p := range paths {
 		if err := l.waitPath(p); err != nil {
 			return nil, nil, err
@@ -580,6 +633,7 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	dfJWT, dfID := ids("dronefec")
 	ofJWT, ofID := ids("opfec")
 	oqJWT, oqID := ids("opquic")
+	otJWT, otID := ids("optcpquic")
 	for _, s := range [][]string{
 		{l.umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
 		{l.umbra, "edge", "create", "service", "uecho", "--host", "udp:" + udpEcho},
@@ -591,11 +645,13 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{l.umbra, "edge", "create", "identity", "dronefec", "--attr", "dronefec", "--jwt-out", dfJWT},
 		{l.umbra, "edge", "create", "identity", "opfec", "--attr", "operator", "--jwt-out", ofJWT},
 		{l.umbra, "edge", "create", "identity", "opquic", "--attr", "operator", "--jwt-out", oqJWT},
+		{l.umbra, "edge", "create", "identity", "optcpquic", "--attr", "operator", "--jwt-out", otJWT},
 		{l.agent, "enroll", "--jwt", dJWT, "--out", dID},
 		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
 		{l.agent, "enroll", "--jwt", dfJWT, "--out", dfID},
 		{l.agent, "enroll", "--jwt", ofJWT, "--out", ofID},
 		{l.agent, "enroll", "--jwt", oqJWT, "--out", oqID},
+		{l.agent, "enroll", "--jwt", otJWT, "--out", otID},
 	} {
 		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
 			return none, err
@@ -610,6 +666,8 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{linksim.SideB, "dronefec", []string{"--identity", dfID, "--udp-fec", udpFEC}},
 		{linksim.SideA, "op", []string{"--identity", oID, "--link-profile", "radio",
 			"--dial", "echo=tcp:" + radioUmbraListen, "--dial", "uecho@drone=udp:" + radioUDPListen}},
+		{linksim.SideA, "optcpquic", []string{"--identity", otID, "--link-profile", "radio", "--tcp-carrier", "quic",
+			"--dial", "echo=tcp:" + radioUmbraQUICListen}},
 	} {
 		args := append([]string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, a.name+".sock")}, a.args...)
 		if err := l.start(a.side, a.name, l.agent, args...); err != nil {
@@ -795,6 +853,14 @@ func (l *radioLab) dialerCC(addr string, conf *tls.Config, cc string) func(conte
 	}
 }
 
+// rawRadioQUIC is transport.Radio with quic-go's own congestion controller (NewReno):
+// the raw quic-go peer, not umbra's controller.
+func rawRadioQUIC() *quic.Config {
+	p := transport.Radio
+	p.Congestion = transport.CongestionReno
+	return p.QUIC()
+}
+
 // startQUIC runs a raw quic-go echo server on side B's link address with the router's
 // QUIC configuration (transport.Radio, as the quickstart's --link-profile radio gives),
 // dialed with the operator agent's (transport.Radio too): one QUIC hop, one stream per
@@ -810,7 +876,7 @@ func (l *radioLab) startQUIC() (radioPath, error) {
 	if err != nil {
 		return none, err
 	}
-	ln, err := quic.Listen(pc, server, transport.Radio.QUIC())
+	ln, err := quic.Listen(pc, server, rawRadioQUIC())
 	if err != nil {
 		pc.Close()
 		return none, fmt.Errorf("quic listen: %w", err)
@@ -822,7 +888,7 @@ func (l *radioLab) startQUIC() (radioPath, error) {
 		if err != nil {
 			return nil, err
 		}
-		conn, err := quic.Dial(ctx, upc, raddr, client, transport.Radio.QUIC())
+		conn, err := quic.Dial(ctx, upc, raddr, client, rawRadioQUIC())
 		if err != nil {
 			upc.Close()
 			return nil, fmt.Errorf("quic dial: %w", err)
@@ -1612,7 +1678,10 @@ func writeRadio(r *report, res radioResults) {
 	}
 
 	writeMatrix(r, paths, res.plan, res.matrix, res.tcpCC)
-	writeUDP(r, res.flows, res.plan, res.udp)
+	writeOneTransport(r, res)
+	if !res.plan.skipUDP {
+		writeUDP(r, res.flows, res.plan, res.udp)
+	}
 
 	r.printf("### Blackouts\n\n")
 	r.printf("On a clean link (no delay, loss or rate cap), a %d-byte echo every %v on one open\n", radioEchoSize, radioEchoEvery)
@@ -1740,4 +1809,18 @@ func (l *radioLab) startSinks(base time.Time) (echo string, sink, linkSink *udpS
 	linkSink = startUDPSink(pc, base)
 	l.stops = append(l.stops, linkSink.stop)
 	return echo, sink, linkSink, nil
+}
+
+// udpFlows measures the UDP flows of the plan, with the UDP operators running.
+func (l *radioLab) udpFlows(ctx context.Context, res *radioResults, progress func(string, ...any)) error {
+	stopOperators, err := l.startUDPOperators()
+	if err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	defer stopOperators()
+	if err := l.waitFlows(ctx, res.flows); err != nil {
+		return fmt.Errorf("radio: %w\n%s", err, l.logs())
+	}
+	res.udp, err = l.udpMatrix(ctx, res.flows, res.plan, progress)
+	return err
 }
