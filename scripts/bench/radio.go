@@ -100,6 +100,11 @@ const (
 	// side A: the listener of the operator agent whose TCP circuits ride QUIC streams
 	// (--tcp-carrier quic) under umbra's congestion controller
 	radioUmbraQUICListen = "127.0.0.1:7010"
+	// side A: the listener of the operator agent on the relay router, whose circuits
+	// cross the radio on a router link
+	radioRelayListen = "127.0.0.1:7020"
+	// radioRelayPort is the relay router's port on side A's link address.
+	radioRelayPort = 7444
 	radioSSHListen       = "127.0.0.1:7001" // side A: ssh -L's local end
 	radioSSHDPort        = 2222             // side B: sshd, on B's link address
 	radioSSHD            = "/usr/sbin/sshd" // absolute: sshd re-executes itself
@@ -117,6 +122,10 @@ const (
 	// controller (issue 17), beside radioPathUmbra on the lane. Last, so that every
 	// table written before it keeps its columns.
 	radioPathUmbraQUIC
+	// radioPathRelay is umbra's circuit from an operator agent on a relay router on side
+	// A (loopback hop) across a router link (`--link-profile radio`) on the radio to the
+	// quickstart's router: the radio on the router ↔ router hop instead of the agent's.
+	radioPathRelay
 )
 
 // radioPath is one way from side A to the echo service on side B.
@@ -145,6 +154,8 @@ type radioLab struct {
 	// fecOperator is the command line of the operator agent with --udp-fec, started
 	// only for the UDP flows.
 	fecOperator []string
+	// router is the quickstart router's address on side B.
+	router string
 }
 
 // radioProfile is a linksim profile to measure under, and whether to run bulk on it.
@@ -585,6 +596,11 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	}
 	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc,
 		radioPathUmbraQUIC: {name: "umbra circuit on QUIC streams (`--tcp-carrier quic`, umbra's controller)", dial: l.dialer(radioUmbraQUICListen, nil)}}
+	relay, err := l.startRelay()
+	if err != nil {
+		return nil, nil, err
+	}
+	paths = append(paths, relay)
 	for _, p := range paths {
 		if err := l.waitPath(p); err != nil {
 			return nil, nil, err
@@ -674,11 +690,44 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 			return none, err
 		}
 	}
+	l.router = state.Router
 	l.fecOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opfec.sock"),
 		"--identity", ofID, "--link-profile", "radio", "--udp-fec", udpFEC, "--dial", "uecho@dronefec=udp:" + radioUDPFECListen}
 	l.quicOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opquic.sock"),
 		"--identity", oqID, "--link-profile", "radio", "--udp-carrier", "quic", "--dial", "uecho@drone=udp:" + radioUDPQUICListen}
 	return radioPath{name: "umbra circuit", dial: l.dialer(radioUmbraListen, nil)}, nil
+}
+
+// startRelay enrolls a router on side A, runs it with --link-to the quickstart's router
+// and --link-profile radio, and an operator agent on it (its hop is side A's loopback)
+// dialing the echo service: the circuit crosses the radio on the router link.
+func (l *radioLab) startRelay() (radioPath, error) {
+	var none radioPath
+	jwt, data := filepath.Join(l.dir, "relaya.jwt"), filepath.Join(l.dir, "relaya")
+	oJWT, oID := filepath.Join(l.dir, "oprelay.jwt"), filepath.Join(l.dir, "oprelay.json")
+	for _, s := range [][]string{
+		{l.umbra, "edge", "create", "router", "relaya", "--jwt-out", jwt},
+		{l.umbra, "router", "enroll", "--jwt", jwt, "--data", data},
+		{l.umbra, "edge", "create", "identity", "oprelay", "--attr", "operator", "--jwt-out", oJWT},
+		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
+	} {
+		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
+			return none, err
+		}
+	}
+	listen := l.addr(linksim.SideA, radioRelayPort)
+	if err := l.start(linksim.SideA, "relaya", l.umbra, "router", "run", "--data", data, "--listen", listen,
+		"--link-to", l.router, "--link-profile", "radio"); err != nil {
+		return none, err
+	}
+	if err := waitFile(l.ctx, filepath.Join(l.dir, "relaya.log"), "router relaya listening", 1); err != nil {
+		return none, err
+	}
+	if err := l.start(linksim.SideA, "oprelay", l.agent, "run", "--routers", listen, "--status-socket", filepath.Join(l.dir, "oprelay.sock"),
+		"--identity", oID, "--tcp-carrier", "quic", "--dial", "echo=tcp:"+radioRelayListen); err != nil {
+		return none, err
+	}
+	return radioPath{name: "umbra circuit across a radio router link (relay on side A)", dial: l.dialer(radioRelayListen, nil)}, nil
 }
 
 // startUDPOperators starts the operator agents with --udp-fec and with --udp-carrier quic
