@@ -95,9 +95,9 @@ func TestRenoProfileKeepsQuicGosController(t *testing.T) {
 
 // TestRadioKeepsItsRateUnderRandomLoss pushes bytes through a 10 Mbit/s link that loses
 // 10 % of packets each way with a 100 ms round trip, the radio the bench measures. quic-go's
-// NewReno halves its window at every loss and carries well under 1 Mbit/s there (0.26 in
-// the bench at 200 ms); umbra's controller keeps most of the link. The bound is loose: it
-// says which controller ran, not how fast this machine is.
+// NewReno halves its window at every loss and carries about 0.4 Mbit/s here (0.39 when this
+// test ran with CongestionReno); umbra's controller kept 3 to 7. The bound, four times
+// NewReno's, says which controller ran, not how fast this machine is.
 func TestRadioKeepsItsRateUnderRandomLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pushes bytes through a lossy link for several seconds")
@@ -151,8 +151,8 @@ func TestRadioKeepsItsRateUnderRandomLoss(t *testing.T) {
 	// Bytes written minus a flow-control window's worth still buffered is a floor on
 	// what crossed; the send buffer of a quic-go stream is small.
 	rate := float64(written-mark) * 8 / 5 / 1e6
-	if want := 3.0; rate < want {
-		t.Errorf("goodput %.2f Mbit/s through 10 Mbit/s at 10 %% loss, 100 ms, want >= %.1f (NewReno gets under 1)", rate, want)
+	if want := 1.5; rate < want {
+		t.Errorf("goodput %.2f Mbit/s through 10 Mbit/s at 10 %% loss, 100 ms, want >= %.1f (NewReno gets about 0.4)", rate, want)
 	}
 	t.Logf("goodput %.2f Mbit/s", rate)
 }
