@@ -90,8 +90,9 @@ const (
 	blackoutMinSilence = 500 * time.Millisecond
 	// initialWindowPackets is quic-go's own initial window, in packets.
 	initialWindowPackets = 32
-	// minWindowPackets is the least window: enough for a probe and the acknowledgements
-	// to flow when the model is smallest.
+	// minWindowPackets is the least window, and the least pacing rate that many packets
+	// a base round trip: enough for a probe and the control frames to flow when the model
+	// is smallest.
 	minWindowPackets = 4
 	// initialRTT stands in for the base round trip before the first sample, as quic-go's
 	// own default.
@@ -105,6 +106,9 @@ const (
 	maxRecords = 1 << 16
 	// lossMinPackets is the least number of packets a loss share is taken over.
 	lossMinPackets = 20
+	// appLimitedShare: a packet sent with less than half the model's bandwidth-delay
+	// product in flight was held back by the application, not by the controller.
+	appLimitedShare = 0.5
 	// minSampleInterval is the least interval a delivery-rate sample may span: shorter
 	// ones measure how acknowledgements bunched, not the path.
 	minSampleInterval = time.Millisecond
@@ -165,6 +169,7 @@ type record struct {
 	lost          quic.ByteCount // lost (counted) when it was sent
 	deliveredTime quic.MonoTime  // when delivered last grew, as of its send
 	firstSent     quic.MonoTime  // send time of the packet that began its sample
+	appLimited    bool           // sent with less than half the model's pipe in flight
 }
 
 // Controller is one connection's congestion controller and pacer. quic-go calls it from
@@ -190,6 +195,9 @@ type Controller struct {
 	roundLost      quic.ByteCount
 	roundMinRTT    time.Duration
 	roundMaxSample float64 // largest uncorrected delivery rate in the round
+	// roundAppLimited: the round's last sample was sent with the pipe far from full,
+	// so the round says what the application wrote, not what the path carries.
+	roundAppLimited bool
 
 	// The model.
 	bw         [bwWindowRounds]float64 // per-round largest delivery rate, bytes/s
@@ -199,6 +207,7 @@ type Controller struct {
 	lossShare  float64 // the loss share of the last judgements, averaged
 
 	state       State
+	filled      bool // startup found the pipe full once
 	fullBw      float64
 	fullBwCount int
 	phase       int
@@ -253,11 +262,16 @@ func (c *Controller) State() State { return c.state }
 
 // PacingRate is the rate the connection paces at now, in bytes per second.
 func (c *Controller) PacingRate() float64 {
+	floor := float64(minWindowPackets*c.mss) / c.rtt().Seconds()
 	bw := c.BottleneckRate()
-	if bw == 0 {
-		return startupGain * float64(c.cwnd) / c.rtt().Seconds()
+	if bw == 0 || c.state == Startup && !c.filled {
+		// Before the model has a sample, and in the first startup until the pipe is
+		// full, the rate never falls below the initial window's: a connection whose
+		// application sends little (the receiving end of a bulk transfer, whose window
+		// updates are all it sends) must not pace those at the trickle it measured.
+		floor = max(floor, startupGain*float64(initialWindowPackets*c.mss)/c.rtt().Seconds())
 	}
-	return c.gain() * bw
+	return max(floor, c.gain()*bw)
 }
 
 func (c *Controller) rtt() time.Duration {
@@ -346,7 +360,8 @@ func (c *Controller) OnPacketSent(sent quic.MonoTime, inFlight quic.ByteCount, p
 		c.deliveredTime = sent
 	}
 	c.records[pn] = record{sent: sent, size: size, delivered: c.delivered, lost: c.lost,
-		deliveredTime: c.deliveredTime, firstSent: c.firstSent}
+		deliveredTime: c.deliveredTime, firstSent: c.firstSent,
+		appLimited: c.BottleneckRate() > 0 && inFlight < quic.ByteCount(appLimitedShare*float64(c.bdp()))}
 	c.largest = max(c.largest, pn)
 	if len(c.records) > maxRecords {
 		for p := range c.records {
@@ -389,6 +404,7 @@ func (c *Controller) OnPacketAcked(pn quic.PacketNumber, size quic.ByteCount, pr
 	}
 	rtt := now.Sub(rec.sent)
 	c.sampleRTT(rtt, now)
+	c.roundAppLimited = rec.appLimited
 
 	// The delivery-rate sample (draft-cheng-iccrg-delivery-rate-estimation): bytes
 	// delivered since the packet was sent, over the longer of the send and ack intervals.
@@ -478,7 +494,7 @@ func (c *Controller) endRound(now quic.MonoTime) {
 		c.enterDrain()
 	}
 
-	if c.state == Startup {
+	if c.state == Startup && !c.roundAppLimited {
 		if bw >= c.fullBw*plateauGrowth {
 			c.fullBw = bw
 			c.fullBwCount = 0
@@ -487,8 +503,13 @@ func (c *Controller) endRound(now quic.MonoTime) {
 		}
 	}
 
-	// The new round's slot starts empty; the max over the window is the model.
+	// The new round's slot starts empty; the max over the window is the model. After a
+	// round the application limited, it starts at the model: a connection that sends
+	// little for a while keeps the rate it measured (the loss and queue signals lower it).
 	c.bw[c.round%bwWindowRounds] = 0
+	if c.roundAppLimited {
+		c.bw[c.round%bwWindowRounds] = bw
+	}
 	if judged {
 		c.roundAcked, c.roundLost = 0, 0
 	}
@@ -510,7 +531,10 @@ func (c *Controller) resetBw(rate float64) {
 	}
 }
 
-func (c *Controller) enterDrain() { c.state = Drain }
+func (c *Controller) enterDrain() {
+	c.state = Drain
+	c.filled = true
+}
 
 // advance moves between the phases on time and on what is in flight.
 func (c *Controller) advance(now quic.MonoTime) {

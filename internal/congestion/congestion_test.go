@@ -64,7 +64,7 @@ func TestRateFollowsPath(t *testing.T) {
 			name: "rate-step-down-10-to-2mbit",
 			path: path{rate: 10 * mbit, delay: 50 * time.Millisecond, queue: 200,
 				steps: []rateStep{{at: 10 * time.Second, rate: 2 * mbit}}},
-			from: 15 * time.Second, to: 30 * time.Second, minShare: 0.85, bwLo: 0.8, bwHi: 1.4,
+			from: 15 * time.Second, to: 30 * time.Second, minShare: 0.85, bwLo: 0.75, bwHi: 1.4,
 		},
 		{
 			name: "rate-step-up-2-to-10mbit",
