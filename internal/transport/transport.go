@@ -46,6 +46,9 @@ type Profile struct {
 	// Congestion names the congestion controller of the profile's connections:
 	// CongestionUmbra (the zero value) or CongestionReno.
 	Congestion string
+	// LinkDeadAfter is the silence of a router link's heartbeats that declares the link
+	// dead (internal/heartbeat); zero means heartbeat.DeadAfter, about a second.
+	LinkDeadAfter time.Duration
 	// LossTolerance is umbra's controller's share of packets (0 to 1) a round trip may
 	// lose and still be read as random loss, which does not slow the connection; zero
 	// means congestion.DefaultLossTolerance.
@@ -83,7 +86,15 @@ var Radio = Profile{
 	MaxConnectionReceiveWindow: 8 << 20,
 	MaxIncomingStreams:         1024,
 	LossTolerance:              RadioLossTolerance,
+	LinkDeadAfter:              RadioLinkDeadAfter,
 }
+
+// RadioLinkDeadAfter is the Radio profile's LinkDeadAfter. Router link heartbeats ride a
+// stream behind the link's circuits: at 10 % loss and 200 ms a ping waits out a full
+// modem queue and a retransmission or two, and a second of silence is not a dead link
+// (the bench's relay chain lost its link every few seconds there, and each redial reset
+// every circuit across it).
+const RadioLinkDeadAfter = 10 * time.Second
 
 // RadioLossTolerance is the Radio profile's LossTolerance: a radio that loses a third of
 // its packets is bad, not congested (the bench's radio matrix goes to 30 % each way); a
