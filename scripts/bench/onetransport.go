@@ -38,7 +38,10 @@ func writeOneTransport(r *report, res radioResults) {
 	r.printf("the best of ssh -L, TLS over TCP (%s) and raw quic-go (NewReno). The issue's targets:\n", res.tcpCC)
 	r.printf("QUIC ≥ best peer in every lossy cell, ≥ 0.9× in clean cells, ≥ 7.2 Mbit/s (900 KB/s) at\n")
 	r.printf("10 %% / 200 ms, and QUIC ≥ lane everywhere before the lane may go.\n\n")
-	r.printf("| cell | QUIC + umbra's controller | lane | best peer | QUIC ÷ best peer | QUIC ÷ lane |\n|---|---|---|---|---|---|\n")
+	r.printf("The relay column is the same circuit from an agent on a relay router on side A, whose\n")
+	r.printf("router link (`--link-profile radio`) crosses the radio: the issue wants it within 0.8× of\n")
+	r.printf("the agent's hop on QUIC.\n\n")
+	r.printf("| cell | QUIC + umbra's controller | lane | best peer | QUIC ÷ best peer | QUIC ÷ lane | relay | relay ÷ QUIC |\n|---|---|---|---|---|---|---|---|\n")
 	for _, loss := range res.plan.losses {
 		for _, rtt := range res.plan.rtts {
 			c, ok := matrixCellAt(res.matrix, loss, rtt)
@@ -77,7 +80,13 @@ func writeOneTransportRow(r *report, cell string, paths []radioPath, rates []flo
 		peer = fmtRate(best) + " (" + shortPath(paths[at].name) + ")"
 		bestRatio = rateRatio(q, qErr, best, nil)
 	}
-	r.printf("| %s | %s | %s | %s | %s | %s |\n", cell, cellOf(q, qErr), cellOf(l, lErr), peer, bestRatio, rateRatio(q, qErr, l, lErr))
+	relay, relayRatio := "—", "—"
+	if len(rates) > radioPathRelay {
+		relay = cellOf(rates[radioPathRelay], errs[radioPathRelay])
+		relayRatio = rateRatio(rates[radioPathRelay], errs[radioPathRelay], q, qErr)
+	}
+	r.printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell, cellOf(q, qErr), cellOf(l, lErr), peer, bestRatio,
+		rateRatio(q, qErr, l, lErr), relay, relayRatio)
 }
 
 // shortPath names a peer path in a few words.

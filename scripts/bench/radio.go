@@ -104,11 +104,11 @@ const (
 	// cross the radio on a router link
 	radioRelayListen = "127.0.0.1:7020"
 	// radioRelayPort is the relay router's port on side A's link address.
-	radioRelayPort = 7444
-	radioSSHListen       = "127.0.0.1:7001" // side A: ssh -L's local end
-	radioSSHDPort        = 2222             // side B: sshd, on B's link address
-	radioSSHD            = "/usr/sbin/sshd" // absolute: sshd re-executes itself
-	radioPrivsepDir      = "/run/sshd"      // sshd's privilege-separation directory
+	radioRelayPort  = 7444
+	radioSSHListen  = "127.0.0.1:7001" // side A: ssh -L's local end
+	radioSSHDPort   = 2222             // side B: sshd, on B's link address
+	radioSSHD       = "/usr/sbin/sshd" // absolute: sshd re-executes itself
+	radioPrivsepDir = "/run/sshd"      // sshd's privilege-separation directory
 )
 
 // The paths, in the order every table shows them.
