@@ -97,9 +97,10 @@ func (r *Router) controlLinkOnce(ctx context.Context) (bool, error) {
 	s.SetDeadline(time.Time{})
 	s.Close()
 	r.revoke(ack.Revoked)
-	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
-	// timeout would keep the dead link, and fail every request on it, for 30 s.
-	hb := heartbeat.New()
+	// Heartbeats notice a controller that crashed within about a second (the profile's
+	// LinkDeadAfter on a radio); QUIC's idle timeout would keep the dead link, and fail
+	// every request on it, for 30 s.
+	hb := heartbeat.NewDeadAfter(r.cfg.Profile.LinkDeadAfter)
 	hctx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()
 	go sendHeartbeats(hctx, conn, hb)
