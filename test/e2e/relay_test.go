@@ -308,7 +308,9 @@ func TestRelayOverLossyRadio(t *testing.T) {
 	took := time.Since(began)
 	// 4 MB each way at 1 Mbit/s is 34 s: a bound that says which controller ran, not how
 	// fast this machine is (umbra's moves it in 5 to 10).
-	if rate := float64(n) * 8 / took.Seconds() / 1e6; rate < 1 {
+	rate := float64(n) * 8 / took.Seconds() / 1e6
+	t.Logf("echoed %d MB in %v: %.2f Mbit/s each way", n>>20, took.Round(time.Millisecond), rate)
+	if rate < 1 {
 		t.Errorf("echoed %d MB at %.2f Mbit/s over the radio router link, want >= 1 (NewReno: 0.2 to 0.3)", n>>20, rate)
 	}
 	for _, name := range []string{"r1", "r2"} {
