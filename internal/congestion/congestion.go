@@ -180,6 +180,8 @@ type Controller struct {
 
 	records map[quic.PacketNumber]record
 	largest quic.PacketNumber
+	// lostSizes are the sizes of packets counted lost, for OnSpuriousLoss.
+	lostSizes map[quic.PacketNumber]quic.ByteCount
 
 	// The delivery-rate estimator's running state.
 	delivered     quic.ByteCount
@@ -237,6 +239,7 @@ func New(cfg Config) *Controller {
 		tolerance:   cfg.lossTolerance(),
 		mss:         1200,
 		records:     make(map[quic.PacketNumber]record),
+		lostSizes:   make(map[quic.PacketNumber]quic.ByteCount),
 		roundMinRTT: math.MaxInt64,
 		probeMin:    math.MaxInt64,
 	}
@@ -624,11 +627,24 @@ func (c *Controller) OnCongestionEvent(pn quic.PacketNumber, size quic.ByteCount
 	}
 	c.lost += size
 	c.roundLost += size
+	if len(c.lostSizes) >= maxRecords {
+		clear(c.lostSizes)
+	}
+	c.lostSizes[pn] = size
 }
 
-// OnSpuriousLoss does nothing: a loss counted once more than it should have been moves
-// a round's share by one packet.
-func (c *Controller) OnSpuriousLoss(quic.PacketNumber) {}
+// OnSpuriousLoss takes back a loss that was not one: the packet's acknowledgement came
+// after quic-go declared it lost (acknowledgements a radio lost or delayed). On a path
+// that loses 30 % each way these are many, and counted they would read as congestion.
+func (c *Controller) OnSpuriousLoss(pn quic.PacketNumber) {
+	size, ok := c.lostSizes[pn]
+	if !ok {
+		return
+	}
+	delete(c.lostSizes, pn)
+	c.lost = max(c.lost-size, 0)
+	c.roundLost = max(c.roundLost-size, 0)
+}
 
 // OnRetransmissionTimeout does nothing: a timeout is a silence, which the model rides
 // out.

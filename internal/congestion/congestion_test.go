@@ -10,7 +10,7 @@ import (
 const mbit = 1e6
 
 // radioTolerance is the radio profile's loss tolerance (transport.Radio).
-const radioTolerance = 0.35
+const radioTolerance = 0.5
 
 // TestRateFollowsPath runs the controller over simulated paths and checks that what it
 // delivers, and the rate it models, stay within a band of what the path carries.
@@ -50,7 +50,9 @@ func TestRateFollowsPath(t *testing.T) {
 			cfg:  Config{LossTolerance: radioTolerance},
 			// Startup alone takes ten 800 ms round trips to find 10 Mbit/s, and a
 			// 30 % share judged over 50 packets now and then reads above the tolerance.
-			from: 20 * time.Second, to: 45 * time.Second, minShare: 0.75, bwLo: 0.55, bwHi: 1.3,
+			// The queue (240 ms) hides under a quarter of 800 ms: its overflow passes for
+			// random loss and the model overshoots by up to a third.
+			from: 20 * time.Second, to: 45 * time.Second, minShare: 0.75, bwLo: 0.55, bwHi: 1.4,
 		},
 		{
 			// At 64 kbit/s the least window (four packets) is a queue of 600 ms by itself,
@@ -164,4 +166,23 @@ func (s *sim) trace() string {
 		out += fmt.Sprintf("\n  %-6v %6.2f  %6.2f  %-6v  %6d  %v", x.at.Round(100*time.Millisecond), x.bw/mbit, x.pacing/mbit, x.rtt.Round(time.Millisecond), x.cwnd, x.state)
 	}
 	return out
+}
+
+// TestSpuriousLossIsTakenBack: a packet quic-go declared lost and then saw acknowledged
+// does not count against the round's loss share.
+func TestSpuriousLossIsTakenBack(t *testing.T) {
+	c := New(Config{})
+	c.SetMaxDatagramSize(simMSS)
+	now := epoch
+	c.OnPacketSent(now, simMSS, 1, simMSS, true)
+	c.OnPacketSent(now, 2*simMSS, 2, simMSS, true)
+	c.OnPacketAcked(1, simMSS, 2*simMSS, now.Add(50*time.Millisecond))
+	c.OnCongestionEvent(2, simMSS, simMSS)
+	if c.roundLost != simMSS {
+		t.Fatalf("round lost %d bytes after a loss, want %d", c.roundLost, simMSS)
+	}
+	c.OnSpuriousLoss(2)
+	if c.roundLost != 0 || c.lost != 0 {
+		t.Errorf("after the loss proved spurious: round lost %d, lost %d, want 0 and 0", c.roundLost, c.lost)
+	}
 }
