@@ -182,7 +182,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 
 // watchRouter returns when the router's control link ends: closed by the router, by
 // this controller's shutdown, or for the router's silence once it has sent heartbeats,
-// so a crashed router goes offline (and out of new paths) within about a second.
+// so a crashed router goes offline (and out of new paths) within routerDeadAfter.
 func (c *Controller) watchRouter(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
