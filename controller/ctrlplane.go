@@ -20,6 +20,14 @@ import (
 	"github.com/umbranet/umbra/internal/wire"
 )
 
+// routerDeadAfter is how long the controller waits on a silent router's control link
+// before it takes the router offline. It cannot know the router's link profile, and a
+// relay on a mast reaches it over a radio, where a second of silence is a lost ping
+// behind a full modem queue (the bench's relay lost its control link every few seconds
+// at 200 ms and 5 % loss, and every dial through it was refused). The router, which
+// pings, drops a dead link in its own profile's interval and dials again.
+const routerDeadAfter = 5 * time.Second
+
 // Bounds of the control plane.
 const (
 	// ctrlHelloTimeout bounds the wait for a router's Hello on a new control link.
@@ -156,7 +164,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 	c.setOnline(subj.ID, hello, conn)
 	c.log.Info("router online", "name", subj.Name, "advertise", hello.Advertise)
 	c.event(events.Event{Type: events.RouterOnline, Name: subj.Name})
-	hb := heartbeat.New()
+	hb := heartbeat.NewDeadAfter(routerDeadAfter)
 	go func() {
 		for {
 			rs, err := conn.AcceptStream(ctx)
@@ -174,7 +182,7 @@ func (c *Controller) serveRouter(ctx context.Context, conn *quic.Conn) {
 
 // watchRouter returns when the router's control link ends: closed by the router, by
 // this controller's shutdown, or for the router's silence once it has sent heartbeats,
-// so a crashed router goes offline (and out of new paths) within about a second.
+// so a crashed router goes offline (and out of new paths) within routerDeadAfter.
 func (c *Controller) watchRouter(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -141,9 +141,10 @@ func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, 
 	s.Close()
 	r.revoke(ack.Revoked)
 	r.setControllers(ack.Controllers)
-	// Heartbeats notice a controller that crashed within about a second; QUIC's idle
-	// timeout would keep the dead link, and fail every request on it, for 30 s.
-	hb := heartbeat.New()
+	// Heartbeats notice a controller that crashed within about a second (the profile's
+	// LinkDeadAfter on a radio); QUIC's idle timeout would keep the dead link, and fail
+	// every request on it, for 30 s.
+	hb := heartbeat.NewDeadAfter(r.cfg.Profile.LinkDeadAfter)
 	hb.OnMissed(r.metrics.controlMissed.Inc)
 	hctx, stopHeartbeats := context.WithCancel(ctx)
 	defer stopHeartbeats()

@@ -153,7 +153,7 @@ func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subjec
 	if dialed {
 		first = 1
 	}
-	l := &link{endpoint: newEndpoint(conn, first, 2, &r.metrics.drops), r: r, peer: peer, dialed: dialed, hb: heartbeat.New()}
+	l := &link{endpoint: newEndpoint(conn, first, 2, &r.metrics.drops), r: r, peer: peer, dialed: dialed, hb: heartbeat.NewDeadAfter(r.cfg.Profile.LinkDeadAfter)}
 	l.hb.OnMissed(r.metrics.linkMissed.WithLabelValues(peer.Name).Inc)
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		l.serial = pki.SerialString(certs[0])

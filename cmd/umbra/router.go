@@ -78,7 +78,7 @@ func newRouterCmd(g *globalFlags) *cobra.Command {
 	runCmd.Flags().StringVar(&advertise, "advertise", "", "HOST:PORT others reach this router at (default: the listen address)")
 	runCmd.Flags().StringSliceVar(&linkTo, "link-to", nil, "HOST:PORT of routers to link to (comma-separated)")
 	runCmd.Flags().StringVar(&metricsAddr, "metrics", "", "HOST:PORT to serve Prometheus metrics on at /metrics (empty: none; use a loopback address unless scrapers elsewhere need it)")
-	runCmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile for agents and router links: lan, or radio (5-minute idle timeout, small packets) when they reach this router over a radio")
+	runCmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile for agents and router links: lan, or radio (5-minute idle timeout, small packets, random loss up to half the packets not slowing QUIC, router links dead only after 10 s of silence) when they reach this router over a radio")
 	runCmd.MarkFlagRequired("data")
 	runCmd.MarkFlagRequired("listen")
 	cmd.AddCommand(enrollCmd, runCmd)

@@ -44,6 +44,7 @@ type Monitor struct {
 	rtt       time.Duration // smoothed; zero until the first echo
 	spoke     bool          // the peer sent a ping or echoed one at least once
 	onMissed  func()        // called for each heartbeat missed; nil: not counted
+	deadAfter time.Duration // the shortest silence that declares it dead; zero means DeadAfter
 }
 
 // OnMissed has Watch call f once for each Interval the peer stays silent past two
@@ -59,6 +60,12 @@ var ErrDead = errors.New("heartbeat: peer silent")
 
 // New returns a Monitor that counts the peer as heard now.
 func New() *Monitor { return &Monitor{lastHeard: time.Now()} }
+
+// NewDeadAfter is New with a dead interval of its own: d, or DeadAfter when d is zero. A
+// radio's link needs a longer one than a LAN's.
+func NewDeadAfter(d time.Duration) *Monitor {
+	return &Monitor{lastHeard: time.Now(), deadAfter: d}
+}
 
 // Heard records that the peer is alive.
 func (m *Monitor) Heard() {
@@ -88,7 +95,11 @@ func (m *Monitor) Dead() (time.Duration, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	silent := time.Since(m.lastHeard)
-	return silent, silent > max(DeadAfter, deadRTTs*m.rtt)
+	dead := m.deadAfter
+	if dead == 0 {
+		dead = DeadAfter
+	}
+	return silent, silent > max(dead, deadRTTs*m.rtt)
 }
 
 // echoed records an echo of a ping sent at sent (the sender's clock, in nanoseconds).

@@ -121,3 +121,18 @@ func TestMissedHeartbeatsAreCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadAfterOfItsOwn: a monitor made with a longer dead interval (a radio's link)
+// does not call a silence of a few seconds dead; one made with zero keeps DeadAfter.
+func TestDeadAfterOfItsOwn(t *testing.T) {
+	radio := NewDeadAfter(10 * time.Second)
+	radio.lastHeard = time.Now().Add(-3 * time.Second)
+	if silent, dead := radio.Dead(); dead {
+		t.Errorf("10 s monitor silent for %v: dead, want alive", silent)
+	}
+	lan := NewDeadAfter(0)
+	lan.lastHeard = time.Now().Add(-2 * DeadAfter)
+	if silent, dead := lan.Dead(); !dead {
+		t.Errorf("default monitor silent for %v: alive, want dead", silent)
+	}
+}

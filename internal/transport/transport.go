@@ -1,7 +1,7 @@
 // Package transport is how umbra's programs speak QUIC: the ALPN names that tell an
 // agent, a router link and a controller link apart, the QUIC profiles for a LAN and for a
-// lossy radio, and the mutual-TLS configurations that refuse any peer without a
-// certificate from the controller's CA.
+// lossy radio (each with its congestion controller), and the mutual-TLS configurations
+// that refuse any peer without a certificate from the controller's CA.
 package transport
 
 import (
@@ -13,6 +13,7 @@ import (
 
 	"github.com/umbranet/umbra/third_party/quic-go"
 
+	"github.com/umbranet/umbra/internal/congestion"
 	"github.com/umbranet/umbra/internal/pki"
 )
 
@@ -45,7 +46,26 @@ type Profile struct {
 	// MaxIncomingStreams caps the streams a peer may have open at once; every circuit
 	// and every binding holds one.
 	MaxIncomingStreams int64
+	// Congestion names the congestion controller of the profile's connections:
+	// CongestionUmbra (the zero value) or CongestionReno.
+	Congestion string
+	// LinkDeadAfter is the silence of a router link's heartbeats that declares the link
+	// dead (internal/heartbeat); zero means heartbeat.DeadAfter, about a second.
+	LinkDeadAfter time.Duration
+	// LossTolerance is umbra's controller's share of packets (0 to 1) a round trip may
+	// lose and still be read as random loss, which does not slow the connection; zero
+	// means congestion.DefaultLossTolerance.
+	LossTolerance float64
 }
+
+// Congestion controllers a Profile may name.
+const (
+	// CongestionUmbra is internal/congestion: model-based, paced, not slowed by random
+	// loss below the profile's tolerance nor by a blackout.
+	CongestionUmbra = ""
+	// CongestionReno is quic-go's own NewReno, which every lost packet halves.
+	CongestionReno = "reno"
+)
 
 // LAN is the profile for wired or loopback paths: prompt failure detection, large
 // windows.
@@ -68,7 +88,22 @@ var Radio = Profile{
 	MaxStreamReceiveWindow:     4 << 20,
 	MaxConnectionReceiveWindow: 8 << 20,
 	MaxIncomingStreams:         1024,
+	LossTolerance:              RadioLossTolerance,
+	LinkDeadAfter:              RadioLinkDeadAfter,
 }
+
+// RadioLinkDeadAfter is the Radio profile's LinkDeadAfter. Router link heartbeats ride a
+// stream behind the link's circuits: at 10 % loss and 200 ms a ping waits out a full
+// modem queue and a retransmission or two, and a second of silence is not a dead link
+// (the bench's relay chain lost its link every few seconds there, and each redial reset
+// every circuit across it).
+const RadioLinkDeadAfter = 10 * time.Second
+
+// RadioLossTolerance is the Radio profile's LossTolerance: a radio that loses up to half
+// its packets is bad, not congested, and a queue says when it is congested. At 0.35 the
+// bench's 30 % / 50 ms cell (30 % each way, the acknowledgements too) read as congestion
+// and fell to 0.13 Mbit/s.
+const RadioLossTolerance = 0.5
 
 // QUIC returns the quic-go configuration of the profile.
 func (p Profile) QUIC() *quic.Config {
@@ -81,7 +116,18 @@ func (p Profile) QUIC() *quic.Config {
 		MaxConnectionReceiveWindow: p.MaxConnectionReceiveWindow,
 		MaxIncomingStreams:         p.MaxIncomingStreams,
 		EnableDatagrams:            true,
+		Congestion:                 p.congestion(),
 	}
+}
+
+// congestion returns the quic-go hook that gives each connection the profile's
+// controller, or nil for quic-go's own.
+func (p Profile) congestion() func(*quic.RTTStats) quic.CongestionControl {
+	if p.Congestion == CongestionReno {
+		return nil
+	}
+	cfg := congestion.Config{LossTolerance: p.LossTolerance}
+	return func(*quic.RTTStats) quic.CongestionControl { return congestion.New(cfg) }
 }
 
 // PeerCheck decides whether a verified peer may use a connection with a given ALPN.

@@ -97,10 +97,18 @@ const (
 // Fixed addresses inside the namespaces, which are fresh and hold nothing else.
 const (
 	radioUmbraListen = "127.0.0.1:7000" // side A: the operator agent's --dial listener
-	radioSSHListen   = "127.0.0.1:7001" // side A: ssh -L's local end
-	radioSSHDPort    = 2222             // side B: sshd, on B's link address
-	radioSSHD        = "/usr/sbin/sshd" // absolute: sshd re-executes itself
-	radioPrivsepDir  = "/run/sshd"      // sshd's privilege-separation directory
+	// side A: the listener of the operator agent whose TCP circuits ride QUIC streams
+	// (--tcp-carrier quic) under umbra's congestion controller
+	radioUmbraQUICListen = "127.0.0.1:7010"
+	// side A: the listener of the operator agent on the relay router, whose circuits
+	// cross the radio on a router link
+	radioRelayListen = "127.0.0.1:7020"
+	// radioRelayPort is the relay router's port on side A's link address.
+	radioRelayPort  = 7444
+	radioSSHListen  = "127.0.0.1:7001" // side A: ssh -L's local end
+	radioSSHDPort   = 2222             // side B: sshd, on B's link address
+	radioSSHD       = "/usr/sbin/sshd" // absolute: sshd re-executes itself
+	radioPrivsepDir = "/run/sshd"      // sshd's privilege-separation directory
 )
 
 // The paths, in the order every table shows them.
@@ -110,6 +118,14 @@ const (
 	radioPathTLS
 	radioPathQUIC
 	radioPathTLSCubic
+	// radioPathUmbraQUIC is umbra's circuit on QUIC streams with umbra's congestion
+	// controller (issue 17), beside radioPathUmbra on the lane. Last, so that every
+	// table written before it keeps its columns.
+	radioPathUmbraQUIC
+	// radioPathRelay is umbra's circuit from an operator agent on a relay router on side
+	// A (loopback hop) across a router link (`--link-profile radio`) on the radio to the
+	// quickstart's router: the radio on the router ↔ router hop instead of the agent's.
+	radioPathRelay
 )
 
 // radioPath is one way from side A to the echo service on side B.
@@ -138,6 +154,8 @@ type radioLab struct {
 	// fecOperator is the command line of the operator agent with --udp-fec, started
 	// only for the UDP flows.
 	fecOperator []string
+	// router is the quickstart router's address on side B.
+	router string
 }
 
 // radioProfile is a linksim profile to measure under, and whether to run bulk on it.
@@ -174,6 +192,7 @@ type radioPlan struct {
 	udpCheckLoss float64
 	udpCheckRTT  time.Duration
 	blackouts    []time.Duration
+	skipUDP      bool // radioSkipEnv named udp
 }
 
 // defaultRadioPlan is the plan of issue #4: loss of 0–30 % × RTT of 50–800 ms, blackouts of
@@ -206,6 +225,55 @@ const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 //
 //	UMBRA_BENCH_RADIO_QUICK=1 go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
+
+// radioMatrixEnv, when set, replaces the goodput matrix's loss rates and round-trip
+// times: "LOSSES;RTTS", each comma-separated, for example `0,0.1;50ms,200ms,800ms`.
+const radioMatrixEnv = "UMBRA_BENCH_RADIO_MATRIX"
+
+// radioSkipEnv, when set, skips the comma-separated parts of the section it names, of
+// profiles, udp and blackouts: a run of the goodput matrix alone is
+//
+//	UMBRA_BENCH_RADIO_SKIP=udp,blackouts go run ./scripts/bench -only radio -out /tmp/radio.md
+const radioSkipEnv = "UMBRA_BENCH_RADIO_SKIP"
+
+// narrow applies radioMatrixEnv's matrix and radioSkipEnv's skips to p.
+func (p *radioPlan) narrow(matrix, skip string) error {
+	if matrix != "" {
+		ls, rs, ok := strings.Cut(matrix, ";")
+		if !ok {
+			return fmt.Errorf("radio: %s=%q: want LOSSES;RTTS", radioMatrixEnv, matrix)
+		}
+		p.losses, p.rtts = nil, nil
+		for _, f := range strings.Split(ls, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v < 0 || v >= 1 {
+				return fmt.Errorf("radio: %s: loss %q: want 0 to 1", radioMatrixEnv, f)
+			}
+			p.losses = append(p.losses, v)
+		}
+		for _, f := range strings.Split(rs, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d <= 0 {
+				return fmt.Errorf("radio: %s: round trip %q: want a duration", radioMatrixEnv, f)
+			}
+			p.rtts = append(p.rtts, d)
+		}
+	}
+	for _, part := range strings.Split(skip, ",") {
+		switch strings.TrimSpace(part) {
+		case "":
+		case "profiles":
+			p.profiles = nil
+		case "udp":
+			p.skipUDP = true
+		case "blackouts":
+			p.blackouts = nil
+		default:
+			return fmt.Errorf("radio: %s: %q: want profiles, udp or blackouts", radioSkipEnv, part)
+		}
+	}
+	return nil
+}
 
 // quick narrows p to the bulk profiles, the goodput matrix at 0 and 10 % loss and 50 and
 // 200 ms, the UDP flows at those losses with the full-rate check, and no blackouts.
@@ -277,6 +345,9 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	if os.Getenv(radioQuickEnv) != "" {
 		res.plan = res.plan.quick()
 	}
+	if err := res.plan.narrow(os.Getenv(radioMatrixEnv), os.Getenv(radioSkipEnv)); err != nil {
+		return err
+	}
 	onlyProfiles := os.Getenv(radioProfilesEnv)
 	if onlyProfiles != "" {
 		var err error
@@ -338,20 +409,12 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 	}
 	phase("goodput matrix")
 
-	stopOperators, err := lab.startUDPOperators()
-	if err != nil {
-		return fmt.Errorf("radio: %w", err)
+	if !res.plan.skipUDP {
+		if err := lab.udpFlows(ctx, &res, progress); err != nil {
+			return err
+		}
+		phase("UDP flows")
 	}
-	if err := lab.waitFlows(ctx, res.flows); err != nil {
-		stopOperators()
-		return fmt.Errorf("radio: %w\n%s", err, lab.logs())
-	}
-	res.udp, err = lab.udpMatrix(ctx, res.flows, res.plan, progress)
-	stopOperators()
-	if err != nil {
-		return err
-	}
-	phase("UDP flows")
 
 	for _, d := range res.plan.blackouts {
 		if err := lab.settle(ctx, paths); err != nil {
@@ -531,7 +594,13 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc}
+	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc,
+		radioPathUmbraQUIC: {name: "umbra circuit on QUIC streams (`--tcp-carrier quic`, umbra's controller)", dial: l.dialer(radioUmbraQUICListen, nil)}}
+	relay, err := l.startRelay()
+	if err != nil {
+		return nil, nil, err
+	}
+	paths = append(paths, relay)
 	for _, p := range paths {
 		if err := l.waitPath(p); err != nil {
 			return nil, nil, err
@@ -580,6 +649,7 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	dfJWT, dfID := ids("dronefec")
 	ofJWT, ofID := ids("opfec")
 	oqJWT, oqID := ids("opquic")
+	otJWT, otID := ids("optcpquic")
 	for _, s := range [][]string{
 		{l.umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
 		{l.umbra, "edge", "create", "service", "uecho", "--host", "udp:" + udpEcho},
@@ -591,11 +661,13 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{l.umbra, "edge", "create", "identity", "dronefec", "--attr", "dronefec", "--jwt-out", dfJWT},
 		{l.umbra, "edge", "create", "identity", "opfec", "--attr", "operator", "--jwt-out", ofJWT},
 		{l.umbra, "edge", "create", "identity", "opquic", "--attr", "operator", "--jwt-out", oqJWT},
+		{l.umbra, "edge", "create", "identity", "optcpquic", "--attr", "operator", "--jwt-out", otJWT},
 		{l.agent, "enroll", "--jwt", dJWT, "--out", dID},
 		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
 		{l.agent, "enroll", "--jwt", dfJWT, "--out", dfID},
 		{l.agent, "enroll", "--jwt", ofJWT, "--out", ofID},
 		{l.agent, "enroll", "--jwt", oqJWT, "--out", oqID},
+		{l.agent, "enroll", "--jwt", otJWT, "--out", otID},
 	} {
 		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
 			return none, err
@@ -610,17 +682,52 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{linksim.SideB, "dronefec", []string{"--identity", dfID, "--udp-fec", udpFEC}},
 		{linksim.SideA, "op", []string{"--identity", oID, "--link-profile", "radio",
 			"--dial", "echo=tcp:" + radioUmbraListen, "--dial", "uecho@drone=udp:" + radioUDPListen}},
+		{linksim.SideA, "optcpquic", []string{"--identity", otID, "--link-profile", "radio", "--tcp-carrier", "quic",
+			"--dial", "echo=tcp:" + radioUmbraQUICListen}},
 	} {
 		args := append([]string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, a.name+".sock")}, a.args...)
 		if err := l.start(a.side, a.name, l.agent, args...); err != nil {
 			return none, err
 		}
 	}
+	l.router = state.Router
 	l.fecOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opfec.sock"),
 		"--identity", ofID, "--link-profile", "radio", "--udp-fec", udpFEC, "--dial", "uecho@dronefec=udp:" + radioUDPFECListen}
 	l.quicOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opquic.sock"),
 		"--identity", oqID, "--link-profile", "radio", "--udp-carrier", "quic", "--dial", "uecho@drone=udp:" + radioUDPQUICListen}
 	return radioPath{name: "umbra circuit", dial: l.dialer(radioUmbraListen, nil)}, nil
+}
+
+// startRelay enrolls a router on side A, runs it with --link-to the quickstart's router
+// and --link-profile radio, and an operator agent on it (its hop is side A's loopback)
+// dialing the echo service: the circuit crosses the radio on the router link.
+func (l *radioLab) startRelay() (radioPath, error) {
+	var none radioPath
+	jwt, data := filepath.Join(l.dir, "relaya.jwt"), filepath.Join(l.dir, "relaya")
+	oJWT, oID := filepath.Join(l.dir, "oprelay.jwt"), filepath.Join(l.dir, "oprelay.json")
+	for _, s := range [][]string{
+		{l.umbra, "edge", "create", "router", "relaya", "--jwt-out", jwt},
+		{l.umbra, "router", "enroll", "--jwt", jwt, "--data", data},
+		{l.umbra, "edge", "create", "identity", "oprelay", "--attr", "operator", "--jwt-out", oJWT},
+		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
+	} {
+		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
+			return none, err
+		}
+	}
+	listen := l.addr(linksim.SideA, radioRelayPort)
+	if err := l.start(linksim.SideA, "relaya", l.umbra, "router", "run", "--data", data, "--listen", listen,
+		"--link-to", l.router, "--link-profile", "radio"); err != nil {
+		return none, err
+	}
+	if err := waitFile(l.ctx, filepath.Join(l.dir, "relaya.log"), "router relaya listening", 1); err != nil {
+		return none, err
+	}
+	if err := l.start(linksim.SideA, "oprelay", l.agent, "run", "--routers", listen, "--status-socket", filepath.Join(l.dir, "oprelay.sock"),
+		"--identity", oID, "--tcp-carrier", "quic", "--dial", "echo=tcp:"+radioRelayListen); err != nil {
+		return none, err
+	}
+	return radioPath{name: "umbra circuit across a radio router link (relay on side A)", dial: l.dialer(radioRelayListen, nil)}, nil
 }
 
 // startUDPOperators starts the operator agents with --udp-fec and with --udp-carrier quic
@@ -795,6 +902,14 @@ func (l *radioLab) dialerCC(addr string, conf *tls.Config, cc string) func(conte
 	}
 }
 
+// rawRadioQUIC is transport.Radio with quic-go's own congestion controller (NewReno):
+// the raw quic-go peer, not umbra's controller.
+func rawRadioQUIC() *quic.Config {
+	p := transport.Radio
+	p.Congestion = transport.CongestionReno
+	return p.QUIC()
+}
+
 // startQUIC runs a raw quic-go echo server on side B's link address with the router's
 // QUIC configuration (transport.Radio, as the quickstart's --link-profile radio gives),
 // dialed with the operator agent's (transport.Radio too): one QUIC hop, one stream per
@@ -810,7 +925,7 @@ func (l *radioLab) startQUIC() (radioPath, error) {
 	if err != nil {
 		return none, err
 	}
-	ln, err := quic.Listen(pc, server, transport.Radio.QUIC())
+	ln, err := quic.Listen(pc, server, rawRadioQUIC())
 	if err != nil {
 		pc.Close()
 		return none, fmt.Errorf("quic listen: %w", err)
@@ -822,7 +937,7 @@ func (l *radioLab) startQUIC() (radioPath, error) {
 		if err != nil {
 			return nil, err
 		}
-		conn, err := quic.Dial(ctx, upc, raddr, client, transport.Radio.QUIC())
+		conn, err := quic.Dial(ctx, upc, raddr, client, rawRadioQUIC())
 		if err != nil {
 			upc.Close()
 			return nil, fmt.Errorf("quic dial: %w", err)
@@ -1612,7 +1727,10 @@ func writeRadio(r *report, res radioResults) {
 	}
 
 	writeMatrix(r, paths, res.plan, res.matrix, res.tcpCC)
-	writeUDP(r, res.flows, res.plan, res.udp)
+	writeOneTransport(r, res)
+	if !res.plan.skipUDP {
+		writeUDP(r, res.flows, res.plan, res.udp)
+	}
 
 	r.printf("### Blackouts\n\n")
 	r.printf("On a clean link (no delay, loss or rate cap), a %d-byte echo every %v on one open\n", radioEchoSize, radioEchoEvery)
@@ -1740,4 +1858,18 @@ func (l *radioLab) startSinks(base time.Time) (echo string, sink, linkSink *udpS
 	linkSink = startUDPSink(pc, base)
 	l.stops = append(l.stops, linkSink.stop)
 	return echo, sink, linkSink, nil
+}
+
+// udpFlows measures the UDP flows of the plan, with the UDP operators running.
+func (l *radioLab) udpFlows(ctx context.Context, res *radioResults, progress func(string, ...any)) error {
+	stopOperators, err := l.startUDPOperators()
+	if err != nil {
+		return fmt.Errorf("radio: %w", err)
+	}
+	defer stopOperators()
+	if err := l.waitFlows(ctx, res.flows); err != nil {
+		return fmt.Errorf("radio: %w\n%s", err, l.logs())
+	}
+	res.udp, err = l.udpMatrix(ctx, res.flows, res.plan, progress)
+	return err
 }

@@ -85,7 +85,8 @@ func TestSeparateControllerAndRouter(t *testing.T) {
 }
 
 // TestKilledRouterGoesOfflineSoon: a router that crashes (kill -9) is listed offline
-// within about a second, when its heartbeats stop, not after QUIC's 30 s idle timeout
+// within about five seconds (the controller's routerDeadAfter), when its heartbeats stop,
+// not after QUIC's 30 s idle timeout
 // (asserted with the generous onlineTimeout; the measured time is logged).
 func TestKilledRouterGoesOfflineSoon(t *testing.T) {
 	m := newRelayMesh(t)

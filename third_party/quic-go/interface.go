@@ -195,6 +195,12 @@ type Config struct {
 	EnableStreamResetPartialDelivery bool
 
 	Tracer func(ctx context.Context, isClient bool, connID ConnectionID) qlogwriter.Trace
+
+	// Congestion, if set, makes each connection's congestion controller (umbra's patch):
+	// it is called once per connection, and again when the connection migrates to a new
+	// path, with the connection's round-trip statistics. The controller paces the
+	// connection too (TimeUntilSend, HasPacingBudget). Nil means quic-go's NewReno.
+	Congestion func(*RTTStats) CongestionControl
 }
 
 // ClientInfo contains information about an incoming connection attempt.

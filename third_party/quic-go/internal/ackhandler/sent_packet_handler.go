@@ -113,8 +113,11 @@ type sentPacketHandler struct {
 	bytesInFlight protocol.ByteCount
 
 	congestion congestion.SendAlgorithmWithDebugInfos
-	rttStats   *utils.RTTStats
-	connStats  *utils.ConnectionStats
+	// newCongestion, when set, makes the connection's congestion controller in place of
+	// Reno (umbra: the application supplies it through Config.Congestion).
+	newCongestion func(*utils.RTTStats) congestion.SendAlgorithmWithDebugInfos
+	rttStats      *utils.RTTStats
+	connStats     *utils.ConnectionStats
 
 	// The number of times a PTO has been sent without receiving an ack.
 	ptoCount uint32
@@ -154,15 +157,15 @@ func NewSentPacketHandler(
 	pers protocol.Perspective,
 	qlogger qlogwriter.Recorder,
 	logger utils.Logger,
+	newCongestion func(*utils.RTTStats) congestion.SendAlgorithmWithDebugInfos,
 ) SentPacketHandler {
-	congestion := congestion.NewCubicSender(
-		congestion.DefaultClock{},
-		rttStats,
-		connStats,
-		initialMaxDatagramSize,
-		true, // use Reno
-		qlogger,
-	)
+	var congestion congestion.SendAlgorithmWithDebugInfos
+	if newCongestion != nil {
+		congestion = newCongestion(rttStats)
+		congestion.SetMaxDatagramSize(initialMaxDatagramSize)
+	} else {
+		congestion = newRenoSender(rttStats, connStats, initialMaxDatagramSize, qlogger)
+	}
 
 	h := &sentPacketHandler{
 		peerCompletedAddressValidation: pers == protocol.PerspectiveServer,
@@ -182,6 +185,7 @@ func NewSentPacketHandler(
 		rttStats:           rttStats,
 		connStats:          connStats,
 		congestion:         congestion,
+		newCongestion:      newCongestion,
 		ignorePacketsBelow: ignorePacketsBelow,
 		perspective:        pers,
 		qlogger:            qlogger,
@@ -1273,14 +1277,24 @@ func (h *sentPacketHandler) MigratedPath(now monotime.Time, initialMaxDatagramSi
 	for pn := range h.hist.PathProbes() {
 		h.hist.RemovePathProbe(pn)
 	}
-	h.congestion = congestion.NewCubicSender(
-		congestion.DefaultClock{},
-		h.rttStats,
-		h.connStats,
-		initialMaxDatagramSize,
-		true, // use Reno
-		h.qlogger,
-	)
+	if h.newCongestion != nil {
+		h.congestion = h.newCongestion(h.rttStats)
+		h.congestion.SetMaxDatagramSize(initialMaxDatagramSize)
+	} else {
+		h.congestion = newRenoSender(h.rttStats, h.connStats, initialMaxDatagramSize, h.qlogger)
+	}
 	h.qlogRecoveryParametersSet(true)
 	h.setLossDetectionTimer(now)
+}
+
+// newRenoSender is upstream's controller: NewReno with a pacer.
+func newRenoSender(rttStats *utils.RTTStats, connStats *utils.ConnectionStats, initialMaxDatagramSize protocol.ByteCount, qlogger qlogwriter.Recorder) congestion.SendAlgorithmWithDebugInfos {
+	return congestion.NewCubicSender(
+		congestion.DefaultClock{},
+		rttStats,
+		connStats,
+		initialMaxDatagramSize,
+		true, // use Reno
+		qlogger,
+	)
 }
