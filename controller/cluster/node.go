@@ -180,17 +180,35 @@ func (n *Node) seed() {
 		n.cfg.Logger.Warn("cluster: existing store not seeded into the log", "err", err)
 		return
 	}
+	// Raft refuses a restore until the leader's configuration entry is committed; a
+	// barrier waits for every entry before it, and a refusal that still comes (the
+	// election's timing) is tried again until seedWait is up.
+	for {
+		err := n.seedOnce()
+		if err == nil {
+			n.cfg.Logger.Info("cluster: existing store seeded as the first snapshot")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			n.cfg.Logger.Warn("cluster: seed", "err", err)
+			return
+		case <-time.After(leaderPoll):
+		}
+	}
+}
+
+// seedOnce makes one attempt of seed's restore, after a barrier.
+func (n *Node) seedOnce() error {
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
 	var buf bytes.Buffer
 	if err := n.Backup(&buf); err != nil {
-		n.cfg.Logger.Warn("cluster: seed", "err", err)
-		return
+		return err
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(buf.Len())}
-	if err := n.raft.Restore(meta, &buf, n.cfg.ApplyTimeout); err != nil {
-		n.cfg.Logger.Warn("cluster: seed", "err", err)
-		return
-	}
-	n.cfg.Logger.Info("cluster: existing store seeded as the first snapshot")
+	return n.raft.Restore(meta, &buf, n.cfg.ApplyTimeout)
 }
 
 // Layer is the stream layer the controller's listener hands Raft connections to.
