@@ -40,16 +40,19 @@ type serviceListener struct {
 	// conns carries TCP circuits to Accept; packets is a UDP listener's state.
 	conns   chan *Conn
 	packets *PacketListener
-	done    chan struct{}
-	once    sync.Once
+	// isProgram: a program's Listen made l (addr is empty and stays so).
+	isProgram bool
+	done      chan struct{}
+	once      sync.Once
 }
 
 func newServiceListener(a *Agent, service, proto, addr string) *serviceListener {
-	return &serviceListener{a: a, service: service, proto: proto, addr: addr, conns: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
+	return &serviceListener{a: a, service: service, proto: proto, addr: addr, isProgram: addr == "", conns: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
 }
 
 // program reports whether a program (not the agent's host-address delivery) serves l.
-func (l *serviceListener) program() bool { return l.addr == "" }
+// It is fixed when l is made, so it needs no lock (addr, which a.mu guards, may move).
+func (l *serviceListener) program() bool { return l.isProgram }
 
 // deliver hands c to Accept, waiting at most acceptWait; false means c was not taken.
 func (l *serviceListener) deliver(ctx context.Context, c *Conn) bool {
