@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 )
@@ -23,21 +24,31 @@ func (a *Agent) DialHost(ctx context.Context, service, host string) (*Conn, erro
 
 // dial opens the TCP circuit of spec.
 func (a *Agent) dial(ctx context.Context, spec DialSpec) (*Conn, error) {
+	tc, _, err := a.setUpDial(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(tc, spec.Service, a.id.Name, nil), nil
+}
+
+// setUpDial sets up the circuit of spec for Dial and DialPacket, within
+// dialSetupTimeout unless ctx has a deadline of its own.
+func (a *Agent) setUpDial(ctx context.Context, spec DialSpec) (*tls.Conn, uint64, error) {
 	if a.runCtx.Err() != nil {
-		return nil, errAgentClosed
+		return nil, 0, errAgentClosed
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, dialSetupTimeout)
 		defer cancel()
 	}
-	tc, _, err := a.openRetrying(ctx, spec)
+	tc, cid, err := a.openRetrying(ctx, spec)
 	if err != nil {
 		// The error names no service: an unauthorized dial and a dial of a service that
 		// does not exist must read the same.
-		return nil, fmt.Errorf("agent: %w", err)
+		return nil, 0, fmt.Errorf("agent: %w", err)
 	}
-	return newConn(tc, spec.Service, a.id.Name, nil), nil
+	return tc, cid, nil
 }
 
 // Dialer dials services by name for libraries that take a dial function: its

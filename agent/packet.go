@@ -127,17 +127,9 @@ func (a *Agent) DialPacketHost(ctx context.Context, service, host string) (*Pack
 
 // dialPacket opens the UDP circuit of spec and runs it until it ends.
 func (a *Agent) dialPacket(ctx context.Context, spec DialSpec) (*PacketConn, error) {
-	if a.runCtx.Err() != nil {
-		return nil, errAgentClosed
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, dialSetupTimeout)
-		defer cancel()
-	}
-	tc, cid, err := a.openRetrying(ctx, spec)
+	tc, cid, err := a.setUpDial(ctx, spec)
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return nil, err
 	}
 	conn := tc.NetConn().(streamConn).conn
 	pc := &PacketConn{in: make(chan packet, packetInbox), done: make(chan struct{}),
