@@ -302,4 +302,3 @@ func WaitHosting(t TB, a *agent.Agent, service string, timeout time.Duration) {
 		return false
 	})
 }
-
