@@ -262,16 +262,17 @@ func (m *Mesh) Agent(id *agent.Identity, cfg agent.Config) *agent.Agent {
 }
 
 // Radio puts a linksim link in front of the UDP address target (a router's Addr): what
-// is sent to the returned loopback address crosses link's Up direction to target, and
-// the answers its Down direction. It closes with the test.
-func (m *Mesh) Radio(target string, link *linksim.Link) string {
+// is sent to the proxy's Addr crosses link's Up direction to target, and the answers its
+// Down direction; the proxy can also strand or rebind its clients. It closes with the
+// test.
+func (m *Mesh) Radio(target string, link *linksim.Link) *linksim.UDPProxy {
 	m.t.Helper()
 	p, err := linksim.NewUDPProxy(m.ctx, "127.0.0.1:0", target, link)
 	if err != nil {
 		m.t.Fatalf("lab: radio to %s: %v", target, err)
 	}
 	m.t.Cleanup(func() { p.Close() })
-	return p.Addr().String()
+	return p
 }
 
 // WaitLink waits until a's link to one of its routers is up and returns that router.
