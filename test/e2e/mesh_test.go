@@ -4,15 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // mesh is a running quickstart with helpers to add identities, services and agents.
@@ -126,13 +126,7 @@ func (a *agentProc) status(t *testing.T) (agentStatus, error) {
 // waitUntil polls cond until it holds or timeout passes.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	lab.WaitUntil(t, timeout, what, cond)
 }
 
 // waitHosting waits until the agent reports service bound at its router.
@@ -186,52 +180,20 @@ func (a *agentProc) lastError(t *testing.T, listen string) string {
 // freeTCP returns a free loopback TCP address.
 func freeTCP(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return lab.MustFree(t, lab.FreeTCP)
 }
 
 // serveTCP listens on loopback and runs handle on each connection, closing it after;
 // the listener closes, and its handlers are waited for, with the test.
 func serveTCP(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				handle(c)
-			})
-		}
-	})
-	return ln.Addr().String()
+	return lab.ServeTCP(t, handle)
 }
 
 // echoServer echoes every TCP connection, after writing greeting if set.
 func echoServer(t *testing.T, greeting string) string {
 	t.Helper()
-	return serveTCP(t, func(c net.Conn) {
-		if greeting != "" {
-			fmt.Fprintln(c, greeting)
-		}
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-	})
+	return lab.EchoServer(t, greeting)
 }
 
 // dialGreeting connects to addr and reads the first line.
