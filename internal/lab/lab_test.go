@@ -167,3 +167,25 @@ func TestMeshCarriesACircuit(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestStartLoggedWritesOnlyTheFile: a program started with its output in a file is read
+// back from the file, and its tail names the log.
+func TestStartLoggedWritesOnlyTheFile(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "agent.log")
+	p, err := lab.StartLogged(execSh("for i in 1 2 3 4 5; do echo line $i; done; echo ready; exec sleep 30"), logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), lab.ReadyTimeout)
+	defer cancel()
+	if _, err := p.WaitLine(ctx, "ready"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.LogTail(2), "--- agent.log\nline 5\nready"; got != want {
+		t.Errorf("LogTail(2) = %q, want %q", got, want)
+	}
+	if err := p.Stop(syscall.SIGTERM, lab.StopTimeout); err == nil {
+		t.Errorf("Stop of a sleeping shell: got a clean exit, want the signal's")
+	}
+}

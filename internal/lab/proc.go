@@ -37,17 +37,20 @@ var ErrExited = errors.New("process exited")
 // Proc is a running program whose output (stdout and stderr together) can be waited on.
 type Proc struct {
 	// Cmd is the started command; its Process may be signalled directly.
-	Cmd  *exec.Cmd
-	out  outBuffer
-	log  *os.File
-	done chan struct{}
-	err  error
+	Cmd     *exec.Cmd
+	out     outBuffer
+	log     *os.File
+	logPath string
+	// fileOnly: the output goes straight to logPath (StartLogged), none is kept in memory.
+	fileOnly bool
+	done     chan struct{}
+	err      error
 }
 
 // StartCmd starts cmd, keeping its output in memory and, when logPath is set, appending
 // it to that file as well. cmd's Stdout and Stderr must be unset.
 func StartCmd(cmd *exec.Cmd, logPath string) (*Proc, error) {
-	p := &Proc{Cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	var w io.Writer = &p.out
 	if logPath != "" {
 		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -58,16 +61,40 @@ func StartCmd(cmd *exec.Cmd, logPath string) (*Proc, error) {
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.WaitDelay = waitDelay
-	if err := cmd.Start(); err != nil {
-		p.closeLog()
-		return nil, fmt.Errorf("lab: start %s: %w", filepath.Base(cmd.Path), err)
+	if err := p.start(); err != nil {
+		return nil, err
 	}
+	return p, nil
+}
+
+// StartLogged starts cmd with its output (stdout and stderr) going straight to the file
+// logPath, created anew: the program writes to the file itself, so a long benchmark run
+// costs this process no copying. Output and the waits read the file.
+func StartLogged(cmd *exec.Cmd, logPath string) (*Proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("lab: log: %w", err)
+	}
+	p := &Proc{Cmd: cmd, log: f, logPath: logPath, fileOnly: true, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Proc) start() error {
+	if err := p.Cmd.Start(); err != nil {
+		p.closeLog()
+		return fmt.Errorf("lab: start %s: %w", filepath.Base(p.Cmd.Path), err)
+	}
+	cmd := p.Cmd
 	go func() {
 		p.err = cmd.Wait()
 		p.closeLog()
 		close(p.done)
 	}()
-	return p, nil
+	return nil
 }
 
 func (p *Proc) closeLog() {
@@ -93,8 +120,25 @@ func Start(t TB, bin string, args ...string) *Proc {
 	return p
 }
 
-// Output is everything the program printed so far.
-func (p *Proc) Output() string { return p.out.String() }
+// Output is everything the program printed so far (of a StartLogged program, what its
+// log file holds).
+func (p *Proc) Output() string {
+	if p.fileOnly {
+		data, _ := os.ReadFile(p.logPath)
+		return string(data)
+	}
+	return p.out.String()
+}
+
+// LogTail is the last n lines of the program's output under a line naming its log, for
+// an error message.
+func (p *Proc) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "--- " + filepath.Base(p.logPath) + "\n" + strings.Join(lines, "\n")
+}
 
 // Tail is the last n bytes of the program's output, for an error message.
 func (p *Proc) Tail(n int) string {
@@ -201,6 +245,24 @@ func (p *Proc) Stop(sig os.Signal, timeout time.Duration) error {
 	case <-time.After(timeout):
 		p.Kill()
 		return fmt.Errorf("lab: %s still running %v after %v: killed", filepath.Base(p.Cmd.Path), timeout, sig)
+	}
+}
+
+// StopCmd sends sig to a command started elsewhere (not through lab), waits up to
+// timeout for it to exit, then kills it. A command never started, or already waited
+// for, is left alone. Not for a Proc's Cmd: use its Stop.
+func StopCmd(cmd *exec.Cmd, sig os.Signal, timeout time.Duration) {
+	if cmd.Process == nil || cmd.ProcessState != nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
 	}
 }
 

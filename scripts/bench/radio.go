@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"golang.org/x/sys/unix"
@@ -469,7 +470,7 @@ func newRadioLab(ctx context.Context, c config) (*radioLab, error) {
 // this lab's own), the echo servers and the link, and removes the temp dir.
 func (l *radioLab) close() {
 	for i := len(l.procs) - 1; i >= 0; i-- {
-		stopWithin(l.procs[i], radioStopTimeout)
+		lab.StopCmd(l.procs[i], os.Interrupt, radioStopTimeout)
 	}
 	// sshd's per-connection children start sessions of their own and outlive it.
 	for _, side := range []linksim.Side{linksim.SideA, linksim.SideB} {
@@ -487,22 +488,6 @@ func (l *radioLab) close() {
 		log.Printf("radio: %v", err)
 	}
 	os.RemoveAll(l.dir)
-}
-
-// stopWithin interrupts cmd and kills it if it has not exited within d.
-func stopWithin(cmd *exec.Cmd, d time.Duration) {
-	if cmd.Process == nil || cmd.ProcessState != nil {
-		return // never started, or already stopped
-	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		cmd.Process.Kill()
-		<-done
-	}
 }
 
 // setConditions sets both directions of the link.
@@ -551,18 +536,7 @@ func (l *radioLab) run(side linksim.Side, bin string, args ...string) error {
 }
 
 // logs returns the processes' logs, for a failure's message.
-func (l *radioLab) logs() string {
-	var b strings.Builder
-	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		if len(data) > 4<<10 {
-			data = data[len(data)-4<<10:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(f), data)
-	}
-	return b.String()
-}
+func (l *radioLab) logs() string { return lab.Logs(filepath.Join(l.dir, "*.log"), 4<<10) }
 
 // startPaths starts the echo servers, umbra, sshd and ssh -L, and returns the paths
 // (umbra's first) once each has carried an echo, and the UDP flows (in the order of
@@ -628,7 +602,7 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		"--link-profile", "radio"); err != nil {
 		return none, err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return none, err
 	}
 	var state struct{ Router string }
@@ -720,7 +694,7 @@ func (l *radioLab) startRelay() (radioPath, error) {
 		"--link-to", l.router, "--link-profile", "radio"); err != nil {
 		return none, err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "relaya.log"), "router relaya listening", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "relaya.log"), "router relaya listening", 1); err != nil {
 		return none, err
 	}
 	if err := l.start(linksim.SideA, "oprelay", l.agent, "run", "--routers", listen, "--status-socket", filepath.Join(l.dir, "oprelay.sock"),
@@ -738,7 +712,7 @@ func (l *radioLab) startUDPOperators() (stop func(), err error) {
 	var cmds []*exec.Cmd
 	stop = func() {
 		for _, c := range cmds {
-			stopWithin(c, radioStopTimeout)
+			lab.StopCmd(c, os.Interrupt, radioStopTimeout)
 		}
 	}
 	for _, op := range []struct {
@@ -835,7 +809,7 @@ func (l *radioLab) startTLS(name, cc string) (radioPath, error) {
 	if cc != "" {
 		ln = congestionListener{Listener: ln, cc: cc}
 	}
-	l.stops = append(l.stops, serveRadioEcho(tls.NewListener(ln, server)))
+	l.stops = append(l.stops, lab.ServeEcho(tls.NewListener(ln, server)).Close)
 	return radioPath{name: name, dial: l.dialerCC(ln.Addr().String(), client, cc)}, nil
 }
 
@@ -1600,52 +1574,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-time.After(d):
 		return true
-	}
-}
-
-// serveRadioEcho echoes every connection ln accepts until the returned stop is called.
-func serveRadioEcho(ln net.Listener) (stop func()) {
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-		wg    sync.WaitGroup
-		done  bool
-	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if done {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Go(func() {
-				io.Copy(c, c)
-				c.Close()
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			})
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			ln.Close()
-			mu.Lock()
-			done = true
-			for c := range conns {
-				c.Close()
-			}
-			mu.Unlock()
-			wg.Wait()
-		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/umbranet/umbra/agent"
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/linksim"
 )
 
@@ -209,7 +210,7 @@ func (l *radioLab) startDefaultsUmbra(echo, udpEcho string) (string, error) {
 	if err := l.start(linksim.SideB, "quickstart", l.umbra, "quickstart", "--dir", qs, "--host", l.nl.Addr(linksim.SideB).String()); err != nil {
 		return "", err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return "", err
 	}
 	var state struct{ Router string }

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/linksim"
 )
 
@@ -288,7 +289,7 @@ func (l *videoLab) setup() error {
 		return err
 	}
 	l.qs = cmd
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready", 1); err != nil {
 		return err
 	}
 	var q struct{ Router, Admin, Metrics string }
@@ -416,7 +417,7 @@ func (l *videoLab) waitLossy() {
 // stopDrones stops the drone agents (the ground's stays).
 func (l *videoLab) stopDrones() {
 	for _, a := range l.agents[1:] {
-		stopWithin(a, videoStopTimeout)
+		lab.StopCmd(a, os.Interrupt, videoStopTimeout)
 	}
 	l.agents = l.agents[:1]
 }
@@ -465,7 +466,7 @@ func (l *videoLab) row(loss float64, delay time.Duration) (row videoRow, err err
 	}
 	defer func() {
 		for _, d := range decs {
-			stopWithin(d, videoStopTimeout)
+			lab.StopCmd(d, os.Interrupt, videoStopTimeout)
 		}
 	}()
 	time.Sleep(time.Second) // the decoders' sockets open (gst-launch prints nothing when they do)
@@ -477,7 +478,7 @@ func (l *videoLab) row(loss float64, delay time.Duration) (row videoRow, err err
 	}
 	time.Sleep(videoStraggle + 2*delay)
 	for w, d := range decs {
-		stopWithin(d, videoStopTimeout)
+		lab.StopCmd(d, os.Interrupt, videoStopTimeout)
 		row.ways[w].frames = outs[w].frames()
 	}
 	sent := src.take()
@@ -667,25 +668,14 @@ func (l *videoLab) run(bin string, args ...string) error {
 	return nil
 }
 
-func (l *videoLab) logs() string {
-	var b strings.Builder
-	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		if len(data) > 4<<10 {
-			data = data[len(data)-4<<10:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(f), data)
-	}
-	return b.String()
-}
+func (l *videoLab) logs() string { return lab.Logs(filepath.Join(l.dir, "*.log"), 4<<10) }
 
 func (l *videoLab) close() {
 	for i := len(l.agents) - 1; i >= 0; i-- {
-		stopWithin(l.agents[i], videoStopTimeout)
+		lab.StopCmd(l.agents[i], os.Interrupt, videoStopTimeout)
 	}
 	if l.qs != nil {
-		stopWithin(l.qs, videoStopTimeout)
+		lab.StopCmd(l.qs, os.Interrupt, videoStopTimeout)
 	}
 	if l.src != nil {
 		l.src.pc.Close()
