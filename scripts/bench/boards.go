@@ -297,15 +297,9 @@ func mb(kb int) string { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
 
 // quickstartRouter reads router1's address from DIR/quickstart.json.
 func quickstartRouter(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "quickstart.json"))
+	qs, err := lab.ReadQuickstart(dir)
 	if err != nil {
 		return "", fmt.Errorf("boards: %w", err)
-	}
-	var qs struct {
-		Router string `json:"router"`
-	}
-	if err := json.Unmarshal(data, &qs); err != nil || qs.Router == "" {
-		return "", fmt.Errorf("boards: quickstart.json names no router (%v)", err)
 	}
 	return qs.Router, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -605,13 +604,9 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return none, err
 	}
-	var state struct{ Router string }
-	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &state)
-	}
+	state, err := lab.ReadQuickstart(qs)
 	if err != nil {
-		return none, fmt.Errorf("quickstart.json: %w", err)
+		return none, err
 	}
 	l.env = append(l.env, "UMBRA_ADMIN="+filepath.Join(qs, "admin.json"))
 	// Admin commands and enrollment talk to the controller, which is on side B.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -213,13 +212,9 @@ func (l *radioLab) startDefaultsUmbra(echo, udpEcho string) (string, error) {
 	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return "", err
 	}
-	var state struct{ Router string }
-	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &state)
-	}
+	state, err := lab.ReadQuickstart(qs)
 	if err != nil {
-		return "", fmt.Errorf("quickstart.json: %w", err)
+		return "", err
 	}
 	l.env = append(l.env, "UMBRA_ADMIN="+filepath.Join(qs, "admin.json"))
 	steps := [][]string{

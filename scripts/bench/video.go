@@ -292,13 +292,9 @@ func (l *videoLab) setup() error {
 	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready", 1); err != nil {
 		return err
 	}
-	var q struct{ Router, Admin, Metrics string }
-	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &q)
-	}
+	q, err := lab.ReadQuickstart(qs)
 	if err != nil {
-		return fmt.Errorf("quickstart.json: %w", err)
+		return err
 	}
 	l.router, l.metrics = q.Router, q.Metrics
 	l.env = append(l.env, "UMBRA_ADMIN="+q.Admin)

@@ -28,10 +28,10 @@ func startMesh(t *testing.T) *mesh {
 	t.Helper()
 	dir := t.TempDir()
 	qsDir := filepath.Join(dir, "qs")
-	qs := start(t, bins.umbra, "quickstart", "--dir", qsDir)
-	qs.waitFor(t, "ready", readyTimeout)
-	q := readQuickstart(t, qsDir)
-	return &mesh{t: t, dir: dir, qs: qs, q: q, env: []string{"UMBRA_ADMIN=" + q.Admin}}
+	p, st := lab.StartQuickstart(t, bins.umbra, qsDir)
+	qs := &proc{Proc: p, cmd: p.Cmd, done: p.Done()}
+	q := quickstartJSON{Controller: st.Controller, Router: st.Router, Admin: st.Admin}
+	return &mesh{t: t, dir: dir, qs: qs, q: q, env: []string{lab.AdminEnv(q.Admin)}}
 }
 
 // edge runs `umbra edge ARGS...`, which must succeed.

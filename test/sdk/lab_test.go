@@ -6,7 +6,6 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,21 +78,8 @@ type lab struct {
 func startLab(t *testing.T) *lab {
 	t.Helper()
 	dir := t.TempDir()
-	qsDir := filepath.Join(dir, "qs")
-	qs := start(t, umbraBin, "quickstart", "--dir", qsDir)
-	qs.waitFor(t, "ready", readyTimeout)
-	var q struct {
-		Router string `json:"router"`
-		Admin  string `json:"admin"`
-	}
-	data, err := os.ReadFile(filepath.Join(qsDir, "quickstart.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &q); err != nil {
-		t.Fatalf("quickstart.json: %v", err)
-	}
-	return &lab{t: t, dir: dir, router: q.Router, env: []string{"UMBRA_ADMIN=" + q.Admin}}
+	_, q := umbralab.StartQuickstart(t, umbraBin, filepath.Join(dir, "qs"))
+	return &lab{t: t, dir: dir, router: q.Router, env: []string{umbralab.AdminEnv(q.Admin)}}
 }
 
 // edge runs `umbra edge ARGS...`, which must succeed.
