@@ -42,13 +42,7 @@ func startEchoFleet(t *testing.T) *echoFleet {
 	r := m.AddRouter("r1", lab.RouterConfig{})
 	m.Service("echo", "", "drone", "operator")
 	drone := m.Agent(m.Enroll("drone", "drone"), agent.Config{Routers: []string{r.Addr}, NoAutoServices: true})
-	ln, err := drone.Listen(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := lab.ServeEcho(ln)
-	t.Cleanup(s.Close)
-	lab.WaitHosting(t, drone, "echo", lab.ReadyTimeout)
+	m.HostEcho(drone, "echo")
 	return &echoFleet{m: m, r: r, drone: drone}
 }
 

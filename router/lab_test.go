@@ -36,13 +36,7 @@ func startFleet(t *testing.T, m *lab.Mesh, droneRouter, opRouter string) *fleet 
 		drone: m.Agent(m.Enroll("drone", "drone"), agent.Config{Routers: []string{droneRouter}, NoAutoServices: true}),
 		op:    m.Agent(m.Enroll("op", "operator"), agent.Config{Routers: []string{opRouter}, NoAutoServices: true}),
 	}
-	ln, err := f.drone.Listen(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := lab.ServeEcho(ln)
-	t.Cleanup(s.Close)
-	lab.WaitHosting(t, f.drone, "echo", lab.ReadyTimeout)
+	m.HostEcho(f.drone, "echo")
 	return f
 }
 

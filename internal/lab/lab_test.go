@@ -148,13 +148,7 @@ func TestMeshCarriesACircuit(t *testing.T) {
 	m.Service("echo", "", "drone", "operator")
 	drone := m.Agent(m.Enroll("drone", "drone"), agent.Config{Routers: []string{r.Addr}, NoAutoServices: true})
 	op := m.Agent(m.Enroll("op", "operator"), agent.Config{Routers: []string{r.Addr}, NoAutoServices: true})
-	ln, err := drone.Listen(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := lab.ServeEcho(ln)
-	t.Cleanup(s.Close)
-	lab.WaitHosting(t, drone, "echo", lab.ReadyTimeout)
+	m.HostEcho(drone, "echo")
 
 	ctx, cancel := context.WithTimeout(context.Background(), lab.ReadyTimeout)
 	defer cancel()

@@ -275,6 +275,19 @@ func (m *Mesh) Radio(target string, link *linksim.Link) *linksim.UDPProxy {
 	return p
 }
 
+// HostEcho has agent a serve service through Listen with an echo (ServeEcho) until the test
+// ends, and waits until a reports it bound at its router.
+func (m *Mesh) HostEcho(a *agent.Agent, service string) {
+	m.t.Helper()
+	ln, err := a.Listen(m.ctx, service)
+	if err != nil {
+		m.t.Fatalf("lab: listen %s: %v", service, err)
+	}
+	s := ServeEcho(ln)
+	m.t.Cleanup(s.Close)
+	WaitHosting(m.t, a, service, ReadyTimeout)
+}
+
 // WaitLink waits until a's link to one of its routers is up and returns that router.
 func WaitLink(t TB, a *agent.Agent, timeout time.Duration) string {
 	t.Helper()
