@@ -183,3 +183,24 @@ func TestStartLoggedWritesOnlyTheFile(t *testing.T) {
 		t.Errorf("Stop of a sleeping shell: got a clean exit, want the signal's")
 	}
 }
+
+// TestSocketsOfFindsAListener: a TCP listener of this process is among its sockets, in
+// LISTEN, at its address.
+func TestSocketsOfFindsAListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	socks, err := lab.SocketsOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tcp 0A " + ln.Addr().String() + " 0.0.0.0:0"
+	for _, s := range socks {
+		if s.String() == want {
+			return
+		}
+	}
+	t.Errorf("sockets %v: want one %q", socks, want)
+}

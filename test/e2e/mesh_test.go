@@ -211,41 +211,12 @@ func dialGreeting(addr string) (string, error) {
 // socketsOf lists the inet sockets a process holds: "proto state local remote".
 func socketsOf(t *testing.T, pid int) []string {
 	t.Helper()
-	inodes := map[string]bool{}
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
-	}
+	socks, _ := lab.SocketsOf(pid)
 	var out []string
-	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || !inodes[f[9]] {
-				continue
-			}
-			out = append(out, fmt.Sprintf("%s %s %s %s", proto, f[3], hexAddr(f[1]), hexAddr(f[2])))
-		}
+	for _, s := range socks {
+		out = append(out, s.String())
 	}
 	return out
-}
-
-// hexAddr decodes /proc/net's HEXIP:HEXPORT (IPv4 or IPv6, little-endian words).
-func hexAddr(s string) string {
-	ipHex, portHex, _ := strings.Cut(s, ":")
-	port, _ := strconv.ParseUint(portHex, 16, 16)
-	var ip net.IP
-	for i := 0; i+8 <= len(ipHex); i += 8 {
-		w, _ := strconv.ParseUint(ipHex[i:i+8], 16, 32)
-		ip = append(ip, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
-	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
 }
 
 // processMemoryContains reports whether needle appears in any readable writable mapping

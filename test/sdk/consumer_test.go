@@ -161,30 +161,13 @@ const tcpListen = "0A"
 // socketsOf lists the inet sockets among process pid's file descriptors.
 func socketsOf(t *testing.T, pid int) []socket {
 	t.Helper()
-	inodes := map[string]bool{}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	socks, err := umbralab.SocketsOf(pid)
 	if err != nil {
 		t.Fatalf("the server's file descriptors: %v", err)
 	}
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
-	}
 	var out []socket
-	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || !inodes[f[9]] {
-				continue
-			}
-			out = append(out, socket{proto: proto, state: f[3], local: f[1], remote: f[2]})
-		}
+	for _, s := range socks {
+		out = append(out, socket{proto: s.Proto, state: s.State, local: s.Local, remote: s.Remote})
 	}
 	return out
 }
