@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -709,13 +708,9 @@ func curlPeer(ctx context.Context, dir, curl string, timed func(...string) (time
 
 // sinkServer accepts TCP connections on loopback and counts every byte they bring.
 type sinkServer struct {
-	ln    net.Listener
-	n     atomic.Int64
-	last  atomic.Int64 // UnixNano of the latest arrival
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	srv  *lab.Server
+	n    atomic.Int64
+	last atomic.Int64 // UnixNano of the latest arrival
 }
 
 // startSink starts a sink on 127.0.0.1; it stops on stop or when ctx ends.
@@ -724,31 +719,14 @@ func startSink(ctx context.Context) (*sinkServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boards: sink: %w", err)
 	}
-	s := &sinkServer{ln: ln, conns: map[net.Conn]struct{}{}}
-	stopOnCancel := context.AfterFunc(ctx, s.stop)
-	s.wg.Go(func() {
-		defer stopOnCancel()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed by stop
-			}
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Go(func() { s.drain(c) })
-		}
-	})
+	s := &sinkServer{}
+	s.srv = lab.Serve(ln, s.drain)
+	context.AfterFunc(ctx, s.stop)
 	return s, nil
 }
 
+// drain counts what c brings until it ends (lab.Serve closes it).
 func (s *sinkServer) drain(c net.Conn) {
-	defer func() {
-		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	buf := make([]byte, boardsChunk)
 	for {
 		n, err := c.Read(buf)
@@ -762,22 +740,12 @@ func (s *sinkServer) drain(c net.Conn) {
 	}
 }
 
-func (s *sinkServer) addr() string           { return s.ln.Addr().String() }
+func (s *sinkServer) addr() string           { return s.srv.Addr() }
 func (s *sinkServer) received() int64        { return s.n.Load() }
 func (s *sinkServer) lastArrival() time.Time { return time.Unix(0, s.last.Load()) }
 
 // stop closes the listener and every connection and waits for the sink's goroutines.
-func (s *sinkServer) stop() {
-	s.once.Do(func() {
-		s.ln.Close()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-}
+func (s *sinkServer) stop() { s.srv.Close() }
 
 // startProc starts bin with its output in logPath; ctx's end kills it.
 func startProc(ctx context.Context, logPath, bin string, args ...string) (*lab.Proc, error) {
