@@ -74,11 +74,7 @@ func (l *relayLab) sh(args ...string) error {
 // router enrolls router name and runs it on a free port, linked to the routers named in
 // linkTo.
 func (l *relayLab) router(name string, linkTo ...string) error {
-	jwt := filepath.Join(l.dir, name+".jwt")
-	if err := l.sh(l.umbra, "edge", "create", "router", name, "--jwt-out", jwt); err != nil {
-		return err
-	}
-	if err := l.sh(l.umbra, "router", "enroll", "--jwt", jwt, "--data", filepath.Join(l.dir, name)); err != nil {
+	if _, err := l.cli().EnrollRouter(l.ctx, name); err != nil {
 		return err
 	}
 	return l.runRouter(name, freeUDPPort(), linkTo...)
@@ -146,12 +142,12 @@ func (l *relayLab) relayed(name string) int {
 
 // identity creates and enrolls an identity with attr and returns its ID.json.
 func (l *relayLab) identity(name, attr string) (string, error) {
-	jwt := filepath.Join(l.dir, name+".jwt")
-	out := filepath.Join(l.dir, name+".json")
-	if err := l.sh(l.umbra, "edge", "create", "identity", name, "--attr", attr, "--jwt-out", jwt); err != nil {
-		return "", err
-	}
-	return out, l.sh(l.agent, "enroll", "--jwt", jwt, "--out", out)
+	return l.cli().EnrollIdentity(l.ctx, name, attr)
+}
+
+// cli enrolls into the lab's directory as the lab's admin.
+func (l *relayLab) cli() lab.CLI {
+	return lab.CLI{Bins: lab.Bins{Umbra: l.umbra, Agent: l.agent}, Env: l.env, Dir: l.dir}
 }
 
 // run starts an agent for id pinned to router, its log in id's directory.

@@ -81,6 +81,28 @@ func must(t *testing.T, env []string, bin string, args ...string) string {
 	return lab.Must(t, env, bin, args...)
 }
 
+// enrollIdentity creates identity name with attrs and enrolls it into dir (the admin
+// named in env asking); it returns dir/NAME.json.
+func enrollIdentity(t *testing.T, env []string, dir, name string, attrs ...string) string {
+	t.Helper()
+	out, err := lab.CLI{Bins: lab.Bins{Umbra: bins.umbra, Agent: bins.agent}, Env: env, Dir: dir}.EnrollIdentity(context.Background(), name, attrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// enrollRouter creates router name and enrolls it into dir; it returns its data
+// directory, dir/NAME.
+func enrollRouter(t *testing.T, env []string, dir, name string) string {
+	t.Helper()
+	data, err := lab.CLI{Bins: lab.Bins{Umbra: bins.umbra, Agent: bins.agent}, Env: env, Dir: dir}.EnrollRouter(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // listJSON runs `umbra edge list KIND -o json` and decodes it.
 func listJSON(t *testing.T, env []string, kind string) []map[string]any {
 	t.Helper()

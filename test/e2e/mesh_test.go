@@ -43,15 +43,7 @@ func (m *mesh) edge(args ...string) string {
 // enroll creates an identity with attributes and enrolls it; it returns the ID.json path.
 func (m *mesh) enroll(name string, attrs ...string) string {
 	m.t.Helper()
-	jwt := filepath.Join(m.dir, name+".jwt")
-	args := []string{"create", "identity", name, "--jwt-out", jwt}
-	for _, a := range attrs {
-		args = append(args, "--attr", a)
-	}
-	m.edge(args...)
-	out := filepath.Join(m.dir, name+".json")
-	must(m.t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", out)
-	return out
+	return enrollIdentity(m.t, m.env, m.dir, name, attrs...)
 }
 
 // agentProc is a running umbra-agent.
