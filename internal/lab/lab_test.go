@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -203,4 +204,26 @@ func TestSocketsOfFindsAListener(t *testing.T) {
 		}
 	}
 	t.Errorf("sockets %v: want one %q", socks, want)
+}
+
+// TestRunnerLogsAndRuns: a started program's output lands in its log under Dir, a
+// command that fails quotes what it printed, and Prepare sees every command.
+func TestRunnerLogsAndRuns(t *testing.T) {
+	prepared := 0
+	r := lab.Runner{Ctx: context.Background(), Dir: t.TempDir(), Prepare: func(*exec.Cmd) { prepared++ }}
+	cmd, err := r.Start("hello", "/bin/sh", "-c", "echo hello from the log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if got := r.Logs(0); !strings.Contains(got, "--- hello.log\nhello from the log") {
+		t.Errorf("logs %q, want hello.log with its line", got)
+	}
+	err = r.Run("/bin/sh", "-c", "echo went wrong; exit 2")
+	if err == nil || !strings.Contains(err.Error(), "went wrong") {
+		t.Errorf("Run of a failing command: got %v, want an error quoting its output", err)
+	}
+	if prepared != 2 {
+		t.Errorf("Prepare saw %d commands, want 2", prepared)
+	}
 }

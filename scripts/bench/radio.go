@@ -505,18 +505,20 @@ func (l *radioLab) addr(side linksim.Side, port int) string {
 	return netip.AddrPortFrom(l.nl.Addr(side), uint16(port)).String()
 }
 
+// runner starts programs inside side's namespace and runs its setup commands within
+// radioSetupTimeout.
+func (l *radioLab) runner(side linksim.Side) lab.Runner {
+	return lab.Runner{Ctx: l.ctx, Dir: l.dir, Env: l.env, Timeout: radioSetupTimeout,
+		Command: func(ctx context.Context, bin string, args ...string) *exec.Cmd {
+			return l.nl.CommandContext(ctx, side, bin, args...)
+		}}
+}
+
 // start starts bin inside side's namespace, its output in name.log.
 func (l *radioLab) start(side linksim.Side, name, bin string, args ...string) error {
-	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
+	cmd, err := l.runner(side).Start(name, bin, args...)
 	if err != nil {
 		return fmt.Errorf("radio: %w", err)
-	}
-	defer logf.Close() // the child holds its own descriptor
-	cmd := l.nl.CommandContext(l.ctx, side, bin, args...)
-	cmd.Env = l.env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("radio: start %s: %w", name, err)
 	}
 	l.procs = append(l.procs, cmd)
 	return nil
@@ -524,14 +526,7 @@ func (l *radioLab) start(side linksim.Side, name, bin string, args ...string) er
 
 // run runs bin inside side's namespace to completion.
 func (l *radioLab) run(side linksim.Side, bin string, args ...string) error {
-	ctx, cancel := context.WithTimeout(l.ctx, radioSetupTimeout)
-	defer cancel()
-	cmd := l.nl.CommandContext(ctx, side, bin, args...)
-	cmd.Env = l.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-	}
-	return nil
+	return l.runner(side).Run(bin, args...)
 }
 
 // logs returns the processes' logs, for a failure's message.

@@ -637,34 +637,21 @@ func (l *videoLab) waitStatus(name string, ok func(videoStatus) bool) error {
 	return fmt.Errorf("%s: not ready within %v", name, videoSetup)
 }
 
+// runner starts the lab's programs, each killed if this process dies, and runs its
+// setup commands within videoSetup.
+func (l *videoLab) runner() lab.Runner {
+	return lab.Runner{Ctx: l.ctx, Dir: l.dir, Env: l.env, Timeout: videoSetup, Prepare: func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}}
+}
+
 func (l *videoLab) start(name, bin string, args ...string) (*exec.Cmd, error) {
-	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.CommandContext(l.ctx, bin, args...)
-	cmd.Env = l.env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return cmd, nil
+	return l.runner().Start(name, bin, args...)
 }
 
-func (l *videoLab) run(bin string, args ...string) error {
-	ctx, cancel := context.WithTimeout(l.ctx, videoSetup)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = l.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func (l *videoLab) run(bin string, args ...string) error { return l.runner().Run(bin, args...) }
 
-func (l *videoLab) logs() string { return lab.Logs(filepath.Join(l.dir, "*.log"), 4<<10) }
+func (l *videoLab) logs() string { return l.runner().Logs(4 << 10) }
 
 func (l *videoLab) close() {
 	for i := len(l.agents) - 1; i >= 0; i-- {
