@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -48,14 +47,7 @@ func startEchoFleet(t *testing.T) *echoFleet {
 
 func dialEcho(t *testing.T, op *agent.Agent) *agent.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), lab.ReadyTimeout)
-	defer cancel()
-	c, err := op.Dial(ctx, "echo")
-	if err != nil {
-		t.Fatalf("dial echo: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return lab.Dial(t, op, "echo")
 }
 
 // TestAgentReplacesAStalledLinkAndTheCircuitResumes: the operator's radio strands its

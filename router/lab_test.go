@@ -1,7 +1,6 @@
 package router_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -40,27 +39,10 @@ func startFleet(t *testing.T, m *lab.Mesh, droneRouter, opRouter string) *fleet 
 	return f
 }
 
-// dial opens a circuit from the operator to the drone's echo, trying again until
-// ReadyTimeout: right after a binding or a router link comes up the controller may not
-// have a path yet (the setup is not what these tests measure).
+// dial opens a circuit from the operator to the drone's echo.
 func (f *fleet) dial(t *testing.T) net.Conn {
 	t.Helper()
-	var c net.Conn
-	err := lab.Poll(context.Background(), lab.ReadyTimeout, "a circuit to echo", func() (bool, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), lab.ReadyTimeout)
-		defer cancel()
-		ac, err := f.op.Dial(ctx, "echo")
-		if err != nil {
-			return false, err
-		}
-		c = ac
-		return true, nil
-	})
-	if err != nil {
-		t.Fatalf("dial echo: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return lab.Dial(t, f.op, "echo")
 }
 
 // TestRouterCarriesABoundServiceByteExact: a service bound at a router by one agent and

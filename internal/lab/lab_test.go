@@ -151,13 +151,7 @@ func TestMeshCarriesACircuit(t *testing.T) {
 	op := m.Agent(m.Enroll("op", "operator"), agent.Config{Routers: []string{r.Addr}, NoAutoServices: true})
 	m.HostEcho(drone, "echo")
 
-	ctx, cancel := context.WithTimeout(context.Background(), lab.ReadyTimeout)
-	defer cancel()
-	c, err := op.Dial(ctx, "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := lab.Dial(t, op, "echo")
 	if err := lab.EchoExact(c, 1<<20, lab.ReadyTimeout); err != nil {
 		t.Error(err)
 	}

@@ -288,6 +288,29 @@ func (m *Mesh) HostEcho(a *agent.Agent, service string) {
 	WaitHosting(m.t, a, service, ReadyTimeout)
 }
 
+// Dial opens a circuit from a to service for the test t, closed when the test ends. It
+// tries again until ReadyTimeout: right after a binding or a router link comes up the
+// controller may not have a path yet.
+func Dial(t TB, a *agent.Agent, service string) *agent.Conn {
+	t.Helper()
+	var c *agent.Conn
+	err := Poll(context.Background(), ReadyTimeout, "a circuit to "+service, func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+		defer cancel()
+		ac, err := a.Dial(ctx, service)
+		if err != nil {
+			return false, err
+		}
+		c = ac
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("lab: dial %s: %v", service, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // WaitLink waits until a's link to one of its routers is up and returns that router.
 func WaitLink(t TB, a *agent.Agent, timeout time.Duration) string {
 	t.Helper()
