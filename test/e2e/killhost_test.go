@@ -48,10 +48,13 @@ func echoOnce(t *testing.T, c net.Conn) {
 // packet with ICMP port unreachable. Either way the operator's connection ends within
 // 5 s, rather than after the old connection's idle timeout and the 60 s resume window;
 // and so it does when the agent is stopped (SIGTERM), which closes its link as gone.
+// The restarted drone links through a radio (a UDP proxy) that, like a real one, carries
+// no ICMP, so only the new instance's Hello can tell the router (straight on loopback,
+// the killed process's ICMP raced the restart's Hello and sometimes came first).
 func TestKilledHostEndsDialersConnection(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		restart bool
+		restart bool   // restarted at once, through a radio that carries no ICMP
 		logged  string // what the router logs when it ends the dead agent's connection
 	}{
 		{"restarted-at-once", true, "agent restarted: closing its old instance's connection"},
@@ -60,7 +63,16 @@ func TestKilledHostEndsDialersConnection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMesh(t)
-			listen, drone, _ := m.echoFleet(t)
+			var listen string
+			var drone *agentProc
+			routers := m.q.Router
+			if tc.restart {
+				_, proxy := newRadio(t, m.q.Router)
+				routers = proxy.Addr().String()
+				listen, drone = radioEchoFleet(t, m, routers)
+			} else {
+				listen, drone, _ = m.echoFleet(t)
+			}
 			c := dialGreeted(t, listen, "drone1")
 			echoOnce(t, c)
 
@@ -72,7 +84,7 @@ func TestKilledHostEndsDialersConnection(t *testing.T) {
 				<-drone.done
 			}
 			if tc.restart {
-				m.agent("drone1", drone.cmd.Args[3]) // run --identity FILE: the same identity
+				m.agentVia("drone1", drone.cmd.Args[3], routers) // run --identity FILE: the same identity
 			}
 			ended := connEnds(c)
 			if ended.IsZero() {
@@ -96,6 +108,20 @@ func TestKilledHostEndsDialersConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// radioEchoFleet is echoFleet with the drone linked through routers (a radio's proxy).
+func radioEchoFleet(t *testing.T, m *mesh, routers string) (listen string, drone *agentProc) {
+	t.Helper()
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	listen = freeTCP(t)
+	drone = m.agentVia("drone1", m.enroll("drone1", "drone"), routers)
+	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
+	drone.waitHosting(t, "echo")
+	op.waitLinkUp(t)
+	return listen, drone
 }
 
 // Bounds of the host-blackout test.
