@@ -47,7 +47,10 @@ func (m *relayMesh) startRouterWith(runner []string, name, addr string, linkTo .
 	m.startRouterArgs(runner, nil, name, addr, linkTo...)
 }
 
-// startRouterArgs is startRouterWith with extra arguments to `umbra router run`.
+// startRouterArgs is startRouterWith with extra arguments to `umbra router run`. An
+// addr with port 0 lets the router pick a free port, which m.addrs[name] then holds: a
+// port chosen ahead with freePort can be taken by another program before the router
+// binds it.
 func (m *relayMesh) startRouterArgs(runner, extra []string, name, addr string, linkTo ...string) {
 	m.t.Helper()
 	jwt := filepath.Join(m.dir, name+".jwt")
@@ -60,7 +63,10 @@ func (m *relayMesh) startRouterArgs(runner, extra []string, name, addr string, l
 	}
 	args = append(args, m.routerArgs...)
 	p := start(m.t, runner[0], append(runner[1:], args...)...)
-	p.waitFor(m.t, "router "+name+" listening", readyTimeout)
+	line := p.waitFor(m.t, "router "+name+" listening", readyTimeout)
+	if strings.HasSuffix(addr, ":0") {
+		addr = line[strings.LastIndex(line, " ")+1:] // "router NAME listening on HOST:PORT"
+	}
 	m.routers[name] = p
 	m.addrs[name] = addr
 }
@@ -290,8 +296,8 @@ func TestRelayOverLossyRadio(t *testing.T) {
 	}
 	m := newRelayMesh(t)
 	m.routerArgs = []string{"--link-profile", "radio"}
-	a1, a2 := freePort(t), freePort(t)
-	m.startRouter("r2", a2)
+	m.startRouter("r2", "127.0.0.1:0") // the routers pick their ports (see startRouterArgs)
+	a2 := m.addrs["r2"]
 	radio := linksim.Impairment{Loss: 0.1, Delay: 100 * time.Millisecond, RateBitsPerSec: 10_000_000, QueuePackets: 200}
 	lk, err := linksim.NewLink(radio, radio)
 	if err != nil {
@@ -304,9 +310,9 @@ func TestRelayOverLossyRadio(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	m.startRouter("r1", a1, proxy.Addr().String())
+	m.startRouter("r1", "127.0.0.1:0", proxy.Addr().String())
 	m.waitLinks([2]string{"r1", "r2"})
-	m.startAgents(a1, a2)
+	m.startAgents(m.addrs["r1"], a2)
 
 	const n = 4 << 20
 	began := time.Now()
