@@ -53,6 +53,7 @@ func (r *Router) peerUnreachable(ap netip.AddrPort) {
 	}
 	r.mu.Unlock()
 	for _, s := range dead {
+		r.log.Info("agent's old address answered port unreachable; waiting for it to be heard or link again", "identity", s.peer.Name, "remote", s.conn.RemoteAddr().String())
 		go r.endUnreachable(s)
 	}
 }
