@@ -318,12 +318,17 @@ func TestRelayOverLossyRadio(t *testing.T) {
 	began := time.Now()
 	echoBytes(t, m.dialEcho(t), n, nil)
 	took := time.Since(began)
-	// 4 MB each way at 1 Mbit/s is 34 s: a bound that says which controller ran, not how
-	// fast this machine is (umbra's moved it in 8 to 16 s in five runs, 2.1 to 4.3 Mbit/s).
+	// 4 MB each way at 0.5 Mbit/s is 67 s: a bound that says which controller ran, not how
+	// fast this machine is. NewReno moves 0.2 to 0.3 Mbit/s here on an idle machine, and a
+	// busy one only slows it; umbra's moved 2.1 to 4.3 Mbit/s in five runs on an idle
+	// one, and 1.05 to 4.15 in 20 runs on two cores at a load average of 15 to 28 (the
+	// emulator runs in this race-instrumented process), where the old bound of 1 was
+	// within 5 % of failing.
+	const minRate = 0.5 // Mbit/s
 	rate := float64(n) * 8 / took.Seconds() / 1e6
 	t.Logf("echoed %d MB in %v: %.2f Mbit/s each way", n>>20, took.Round(time.Millisecond), rate)
-	if rate < 1 {
-		t.Errorf("echoed %d MB at %.2f Mbit/s over the radio router link, want >= 1 (NewReno: 0.2 to 0.3)", n>>20, rate)
+	if rate < minRate {
+		t.Errorf("echoed %d MB at %.2f Mbit/s over the radio router link, want >= %v (NewReno: 0.2 to 0.3)", n>>20, rate, minRate)
 	}
 	for _, name := range []string{"r1", "r2"} {
 		if out := m.routers[name].output(); strings.Contains(out, "router link down") {
