@@ -3,8 +3,10 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,6 +273,9 @@ func (n *Node) propose(ctx context.Context, e entry) error {
 			return ctx.Err()
 		}
 	}
+	var id [16]byte
+	rand.Read(id[:])
+	e.ID = hex.EncodeToString(id[:]) // the same in every retry below: see fsm.Apply
 	data, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
