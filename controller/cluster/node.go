@@ -475,6 +475,11 @@ func (n *Node) Status() Status {
 	return s
 }
 
+// StoreApplied is the index of the last log entry this member's store applied: unlike
+// Status's AppliedIndex (Raft's, which counts entries handed to the FSM), what it names
+// is in the store, so a read after seeing it change sees the entry's change.
+func (n *Node) StoreApplied() uint64 { return n.bolt.AppliedIndex() }
+
 // Member is one member as `edge list controllers` shows it.
 type Member struct {
 	Name    string `json:"name"`
