@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,13 +15,25 @@ import (
 // second of its control link coming up; generous here for a loaded machine).
 const onlineTimeout = 10 * time.Second
 
-// freePort returns a loopback port free for both TCP and UDP at the time of asking.
+// freePort returns a loopback port free for both TCP and UDP at the time of asking,
+// drawn below the kernel's ephemeral range (ip_local_port_range): a port from that range
+// can be handed to any other program's socket (an outgoing connection, a bind to port 0)
+// before the test's program binds it, and on a busy machine it was (a controller's join
+// address, a router's). Where the range cannot be read, the kernel picks as before.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := fixedPortRange()
+	for range 50 {
+		port := 0
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			t.Fatal(err)
+			if port == 0 {
+				t.Fatal(err)
+			}
+			continue // taken: draw again
 		}
 		addr := ln.Addr().String()
 		pc, err := net.ListenPacket("udp", addr)
@@ -30,6 +45,28 @@ func freePort(t *testing.T) string {
 	}
 	t.Fatal("no port free on both TCP and UDP")
 	return ""
+}
+
+// freePortFloor is the least port freePort draws: above the well-known and the commonly
+// configured ones.
+const freePortFloor = 10000
+
+// fixedPortRange is the range freePort draws from, [freePortFloor, the start of the
+// ephemeral range), or 0, 0 where that cannot be read.
+func fixedPortRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	start, err := strconv.Atoi(f[0])
+	if err != nil || start <= freePortFloor {
+		return 0, 0
+	}
+	return freePortFloor, start
 }
 
 // TestSeparateControllerAndRouter runs the ground station the long way: controller init
