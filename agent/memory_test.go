@@ -149,25 +149,34 @@ func TestTrimMemoryReturnsABurstToTheOS(t *testing.T) {
 // the agent has started and gone quiet, the pages of its binary that only starting up
 // needed no longer count in its resident memory, and the code it runs again still runs.
 func TestReleaseStartupCodeShrinksResidentMemory(t *testing.T) {
+	// releases is how many times the test releases and looks again: what runs between
+	// the release and the look maps its code back in (64 KB a fault), and on a busy
+	// machine that is more (the runtime preempts, steals, starts threads): one look in
+	// ten came out a few hundred KB above half while the agent's tests ran beside
+	// others' builds. Quiet for one look of a few is what the trimmer waits for too.
+	const releases = 5
 	before, err := exeResidentKB()
 	if err != nil {
 		t.Skipf("no resident memory to read here: %v", err)
 	}
-	advised, err := releaseStartupCode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	after, err := exeResidentKB()
-	if err != nil {
-		t.Fatal(err)
+	var advised int64
+	after, tries := 0, 0
+	for tries < releases && (tries == 0 || after > before/2) {
+		tries++
+		if advised, err = releaseStartupCode(); err != nil {
+			t.Fatal(err)
+		}
+		if after, err = exeResidentKB(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// This test binary has run its packages' init functions and the tests before this
 	// one: a few MB of its code and read-only data are mapped.
 	if advised < 1<<20 || before < 1024 || after > before/2 {
-		t.Fatalf("the binary's code and read-only data: %d KB resident before, %d KB after releasing %d KB of mappings, want it at least halved",
-			before, after, advised>>10)
+		t.Fatalf("the binary's code and read-only data: %d KB resident before, %d KB after releasing %d KB of mappings (%d times), want it at least halved",
+			before, after, advised>>10, tries)
 	}
-	t.Logf("the binary's code and read-only data: %d KB resident before, %d KB after", before, after)
+	t.Logf("the binary's code and read-only data: %d KB resident before, %d KB after (released %d times)", before, after, tries)
 	// What runs again maps back in: parse a statm line and check the result.
 	if r, sh, ok := parseStatm([]byte("100 40 10 1 0 20 0\n")); !ok || r != 40 || sh != 10 {
 		t.Fatalf("parseStatm after the release = %d, %d, %v", r, sh, ok)

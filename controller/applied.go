@@ -14,9 +14,12 @@ const appliedPoll = 500 * time.Millisecond
 // watchApplied runs enforceHeld whenever this member's store applied new entries from
 // the cluster's log, until ctx ends. Routers keep a lease on every member, so each
 // member ends what it holds itself; the revocation list and the notice that records
-// changed are pushed by the member that served the write, to every router.
+// changed are pushed by the member that served the write, to every router. It watches
+// the store's applied index, not Raft's: Raft's counts an entry once it is handed to the
+// FSM, and a look at the store in between missed the deletion for good (a circuit
+// outlived its deleted policy on a busy machine).
 func (c *Controller) watchApplied(ctx context.Context) {
-	last := c.node.Status().AppliedIndex
+	last := c.node.StoreApplied()
 	t := time.NewTicker(appliedPoll)
 	defer t.Stop()
 	for {
@@ -25,7 +28,7 @@ func (c *Controller) watchApplied(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if now := c.node.Status().AppliedIndex; now != last {
+		if now := c.node.StoreApplied(); now != last {
 			last = now
 			c.enforceHeld()
 		}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"time"
@@ -31,6 +32,11 @@ const (
 	reconnectGrace = 1500 * time.Millisecond
 	// gonePoll is how often the grace looks for the agent's new connection.
 	gonePoll = 50 * time.Millisecond
+	// helloWait is how much longer than reconnectGrace the router waits for the Hello of
+	// a connection the agent opened in the grace: its instance says whether the same
+	// process linked again (the circuits resume there) or a restarted one did (they end
+	// as gone). An agent says Hello as soon as its handshake ends.
+	helloWait = 2 * time.Second
 )
 
 // peerUnreachable ends the agent sessions whose address ap the host answered with port
@@ -47,13 +53,15 @@ func (r *Router) peerUnreachable(ap netip.AddrPort) {
 	}
 	r.mu.Unlock()
 	for _, s := range dead {
+		r.log.Info("agent's old address answered port unreachable; waiting for it to be heard or link again", "identity", s.peer.Name, "remote", s.conn.RemoteAddr().String())
 		go r.endUnreachable(s)
 	}
 }
 
 // endUnreachable closes s, whose agent's old address is unreachable: not at all when the
 // agent is heard again on s within reconnectGrace (it moved to a new address), as
-// replaced when it links again (its circuits resume), else as gone.
+// replaced when the same process links again (its circuits resume), else as gone; a
+// restarted process's Hello closes s as gone meanwhile (supersede).
 func (r *Router) endUnreachable(s *session) {
 	since := time.Now()
 	deadline := since.Add(reconnectGrace)
@@ -67,12 +75,13 @@ func (r *Router) endUnreachable(s *session) {
 			r.log.Debug("agent heard again after its old address was unreachable", "identity", s.peer.Name, "remote", s.conn.RemoteAddr().String())
 			return
 		}
-		if r.relinked(s) {
+		same, pending := r.relinked(s)
+		if same {
 			r.log.Info("agent's old connection unreachable; it linked again", "identity", s.peer.Name)
 			s.conn.CloseWithError(errCodeReplaced, "replaced by a fresh connection")
 			return
 		}
-		if time.Now().After(deadline) {
+		if now := time.Now(); now.After(deadline) && (!pending || now.After(deadline.Add(helloWait))) {
 			r.log.Info("agent's port unreachable: closing its connection", "identity", s.peer.Name, "remote", s.conn.RemoteAddr().String())
 			s.conn.CloseWithError(errCodeGone, "agent gone: port unreachable")
 			return
@@ -85,16 +94,28 @@ func (r *Router) endUnreachable(s *session) {
 	}
 }
 
-// relinked reports whether the agent process of s has another connection here.
-func (r *Router) relinked(s *session) bool {
+// relinked reports whether the agent process of s has another live connection here
+// whose Hello named the same instance (same), and whether one of the identity's live
+// connections has not said Hello yet (pending). A connection counts only once its Hello
+// has come: until then it may be a restarted process's, whose Hello ends s as gone
+// (supersede), not as replaced. Under load the ICMP of the killed process can reach
+// the router before the restarted one's Hello.
+func (r *Router) relinked(s *session) (same, pending bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, o := range r.sessions {
-		if o != s && o.peer.ID == s.peer.ID && !o.unreachable && o.conn.Context().Err() == nil {
-			return true // another instance's Hello has closed s already (supersede)
+		if o == s || o.peer.ID != s.peer.ID || o.unreachable || o.conn.Context().Err() != nil {
+			continue
+		}
+		if !o.helloed {
+			pending = true
+			continue
+		}
+		if bytes.Equal(o.instance, s.instance) {
+			return true, false
 		}
 	}
-	return false
+	return false, pending
 }
 
 // addrPortOf is a UDP address as a comparable value, IPv4-in-IPv6 unmapped.

@@ -40,6 +40,9 @@ type session struct {
 	// instance is the agent process's id from its Hello (wire.Hello.Instance), under
 	// the router's mu; nil until then.
 	instance []byte
+	// helloed: the agent's Hello came on this connection, so instance says which process
+	// it is (under the router's mu).
+	helloed bool
 	// unreachable: the agent's host answered port unreachable (under the router's mu).
 	unreachable bool
 
@@ -107,9 +110,7 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 			s.useLane()
 			s.laneStreams.Store(hello.LaneStreams)
 		}
-		if len(hello.Instance) > 0 {
-			s.r.supersede(s, hello.Instance)
-		}
+		s.r.supersede(s, hello.Instance)
 		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane, LaneStreams: hello.Lane && hello.LaneStreams})
 		st.Close()
 	case wire.TypeServicesRequest:
@@ -176,17 +177,17 @@ func (r *Router) takeOver(s *session) {
 	}
 }
 
-// supersede records s's agent instance and closes the connections of the same
-// identity's other instances: the agent restarted, so the process that held them is
+// supersede records s's agent instance from its Hello and closes the connections of the
+// same identity's other instances: the agent restarted, so the process that held them is
 // gone and will resume nothing. Their circuits end at once at the other agents
 // (StreamCircuitPeerGone) rather than after the old connections' idle timeout and the
-// dialers' resume window.
+// dialers' resume window. A Hello without an instance (an older agent) closes nothing.
 func (r *Router) supersede(s *session, instance []byte) {
 	r.mu.Lock()
-	s.instance = instance
+	s.instance, s.helloed = instance, true
 	var old []*session
 	for _, o := range r.sessions {
-		if o != s && o.peer.ID == s.peer.ID && len(o.instance) > 0 && !bytes.Equal(o.instance, instance) {
+		if len(instance) > 0 && o != s && o.peer.ID == s.peer.ID && len(o.instance) > 0 && !bytes.Equal(o.instance, instance) {
 			old = append(old, o)
 		}
 	}

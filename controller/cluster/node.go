@@ -3,8 +3,10 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,6 +273,9 @@ func (n *Node) propose(ctx context.Context, e entry) error {
 			return ctx.Err()
 		}
 	}
+	var id [16]byte
+	rand.Read(id[:])
+	e.ID = hex.EncodeToString(id[:]) // the same in every retry below: see fsm.Apply
 	data, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -469,6 +474,11 @@ func (n *Node) Status() Status {
 	}
 	return s
 }
+
+// StoreApplied is the index of the last log entry this member's store applied: unlike
+// Status's AppliedIndex (Raft's, which counts entries handed to the FSM), what it names
+// is in the store, so a read after seeing it change sees the entry's change.
+func (n *Node) StoreApplied() uint64 { return n.bolt.AppliedIndex() }
 
 // Member is one member as `edge list controllers` shows it.
 type Member struct {

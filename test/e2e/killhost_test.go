@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,19 +50,42 @@ func echoOnce(t *testing.T, c net.Conn) {
 // packet with ICMP port unreachable. Either way the operator's connection ends within
 // 5 s, rather than after the old connection's idle timeout and the 60 s resume window;
 // and so it does when the agent is stopped (SIGTERM), which closes its link as gone.
+// The drone restarted at once links through a radio (a UDP proxy) that, like a real one,
+// carries no ICMP, so only the new instance's Hello can tell the router; on loopback the
+// killed process's ICMP can come first, and the one restarted once the router has read
+// it is ended as gone all the same, never taken for the old process linking again.
 func TestKilledHostEndsDialersConnection(t *testing.T) {
+	// Router log lines.
+	const (
+		restarted   = "agent restarted: closing its old instance's connection"
+		gone        = "agent's port unreachable: closing its connection"
+		unreachable = "agent's old address answered port unreachable"
+		relinked    = "agent's old connection unreachable; it linked again"
+	)
 	for _, tc := range []struct {
-		name    string
-		restart bool
-		logged  string // what the router logs when it ends the dead agent's connection
+		name      string
+		restart   bool     // started again once killed
+		radio     bool     // linked through a radio that carries no ICMP
+		afterICMP bool     // restarted once the router has read the killed one's ICMP
+		logged    []string // what the router may log when it ends the dead agent's connection
 	}{
-		{"restarted-at-once", true, "agent restarted: closing its old instance's connection"},
-		{"not-restarted", false, "agent's port unreachable: closing its connection"},
-		{"stopped", false, ""}, // SIGTERM: the agent closes its link as gone itself
+		{"restarted-at-once", true, true, false, []string{restarted}},
+		{"restarted-after-its-icmp", true, false, true, []string{restarted, gone}},
+		{"not-restarted", false, false, false, []string{gone}},
+		{"stopped", false, false, false, nil}, // SIGTERM: the agent closes its link as gone itself
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMesh(t)
-			listen, drone, _ := m.echoFleet(t)
+			var listen string
+			var drone *agentProc
+			routers := m.q.Router
+			if tc.radio {
+				_, proxy := newRadio(t, m.q.Router)
+				routers = proxy.Addr().String()
+				listen, drone = radioEchoFleet(t, m, routers)
+			} else {
+				listen, drone, _ = m.echoFleet(t)
+			}
 			c := dialGreeted(t, listen, "drone1")
 			echoOnce(t, c)
 
@@ -71,8 +96,13 @@ func TestKilledHostEndsDialersConnection(t *testing.T) {
 				drone.cmd.Process.Kill()
 				<-drone.done
 			}
+			if tc.afterICMP {
+				waitUntil(t, commandTimeout, "the router reading the killed drone's port unreachable", func() bool {
+					return strings.Contains(m.qs.output(), unreachable)
+				})
+			}
 			if tc.restart {
-				m.agent("drone1", drone.cmd.Args[3]) // run --identity FILE: the same identity
+				m.agentVia("drone1", drone.cmd.Args[3], routers) // run --identity FILE: the same identity
 			}
 			ended := connEnds(c)
 			if ended.IsZero() {
@@ -83,10 +113,14 @@ func TestKilledHostEndsDialersConnection(t *testing.T) {
 			if after > killedHostWant {
 				t.Errorf("the operator's connection ended %v after its host was killed, want ≤ %v", after.Round(time.Millisecond), killedHostWant)
 			}
-			if tc.logged != "" {
-				waitUntil(t, commandTimeout, "the router's log line "+tc.logged, func() bool {
-					return strings.Contains(m.qs.output(), tc.logged)
+			if len(tc.logged) > 0 {
+				waitUntil(t, commandTimeout, fmt.Sprintf("one of the router's log lines %q", tc.logged), func() bool {
+					out := m.qs.output()
+					return slices.ContainsFunc(tc.logged, func(l string) bool { return strings.Contains(out, l) })
 				})
+			}
+			if out := m.qs.output(); strings.Contains(out, relinked) {
+				t.Errorf("the router took the killed drone for its old process linking again (%q), want it ended as gone", relinked)
 			}
 			if tc.restart {
 				waitUntil(t, readyTimeout, "a new circuit to the restarted host", func() bool {
@@ -96,6 +130,20 @@ func TestKilledHostEndsDialersConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// radioEchoFleet is echoFleet with the drone linked through routers (a radio's proxy).
+func radioEchoFleet(t *testing.T, m *mesh, routers string) (listen string, drone *agentProc) {
+	t.Helper()
+	m.edge("create", "service", "echo", "--host", "tcp:"+echoServer(t, "drone1"))
+	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@echo")
+	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@echo")
+	listen = freeTCP(t)
+	drone = m.agentVia("drone1", m.enroll("drone1", "drone"), routers)
+	op := m.agent("op", m.enroll("op", "operator"), "--dial", "echo=tcp:"+listen)
+	drone.waitHosting(t, "echo")
+	op.waitLinkUp(t)
+	return listen, drone
 }
 
 // Bounds of the host-blackout test.

@@ -47,7 +47,10 @@ func (m *relayMesh) startRouterWith(runner []string, name, addr string, linkTo .
 	m.startRouterArgs(runner, nil, name, addr, linkTo...)
 }
 
-// startRouterArgs is startRouterWith with extra arguments to `umbra router run`.
+// startRouterArgs is startRouterWith with extra arguments to `umbra router run`. An
+// addr with port 0 lets the router pick a free port, which m.addrs[name] then holds: a
+// port chosen ahead with freePort can be taken by another program before the router
+// binds it.
 func (m *relayMesh) startRouterArgs(runner, extra []string, name, addr string, linkTo ...string) {
 	m.t.Helper()
 	data := enrollRouter(m.t, m.env, m.dir, name)
@@ -57,7 +60,10 @@ func (m *relayMesh) startRouterArgs(runner, extra []string, name, addr string, l
 	}
 	args = append(args, m.routerArgs...)
 	p := start(m.t, runner[0], append(runner[1:], args...)...)
-	p.waitFor(m.t, "router "+name+" listening", readyTimeout)
+	line := p.waitFor(m.t, "router "+name+" listening", readyTimeout)
+	if strings.HasSuffix(addr, ":0") {
+		addr = line[strings.LastIndex(line, " ")+1:] // "router NAME listening on HOST:PORT"
+	}
 	m.routers[name] = p
 	m.addrs[name] = addr
 }
@@ -281,8 +287,8 @@ func TestRelayOverLossyRadio(t *testing.T) {
 	}
 	m := newRelayMesh(t)
 	m.routerArgs = []string{"--link-profile", "radio"}
-	a1, a2 := freePort(t), freePort(t)
-	m.startRouter("r2", a2)
+	m.startRouter("r2", "127.0.0.1:0") // the routers pick their ports (see startRouterArgs)
+	a2 := m.addrs["r2"]
 	radio := linksim.Impairment{Loss: 0.1, Delay: 100 * time.Millisecond, RateBitsPerSec: 10_000_000, QueuePackets: 200}
 	lk, err := linksim.NewLink(radio, radio)
 	if err != nil {
@@ -295,20 +301,25 @@ func TestRelayOverLossyRadio(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	m.startRouter("r1", a1, proxy.Addr().String())
+	m.startRouter("r1", "127.0.0.1:0", proxy.Addr().String())
 	m.waitLinks([2]string{"r1", "r2"})
-	m.startAgents(a1, a2)
+	m.startAgents(m.addrs["r1"], a2)
 
 	const n = 4 << 20
 	began := time.Now()
 	echoBytes(t, m.dialEcho(t), n, nil)
 	took := time.Since(began)
-	// 4 MB each way at 1 Mbit/s is 34 s: a bound that says which controller ran, not how
-	// fast this machine is (umbra's moved it in 8 to 16 s in five runs, 2.1 to 4.3 Mbit/s).
+	// 4 MB each way at 0.5 Mbit/s is 67 s: a bound that says which controller ran, not how
+	// fast this machine is. NewReno moves 0.2 to 0.3 Mbit/s here on an idle machine, and a
+	// busy one only slows it; umbra's moved 2.1 to 4.3 Mbit/s in five runs on an idle
+	// one, and 1.05 to 4.15 in 20 runs on two cores at a load average of 15 to 28 (the
+	// emulator runs in this race-instrumented process), where the old bound of 1 was
+	// within 5 % of failing.
+	const minRate = 0.5 // Mbit/s
 	rate := float64(n) * 8 / took.Seconds() / 1e6
 	t.Logf("echoed %d MB in %v: %.2f Mbit/s each way", n>>20, took.Round(time.Millisecond), rate)
-	if rate < 1 {
-		t.Errorf("echoed %d MB at %.2f Mbit/s over the radio router link, want >= 1 (NewReno: 0.2 to 0.3)", n>>20, rate)
+	if rate < minRate {
+		t.Errorf("echoed %d MB at %.2f Mbit/s over the radio router link, want >= %v (NewReno: 0.2 to 0.3)", n>>20, rate, minRate)
 	}
 	for _, name := range []string{"r1", "r2"} {
 		if out := m.routers[name].output(); strings.Contains(out, "router link down") {
