@@ -19,7 +19,8 @@
 //     idle link's model is neither cut by a queue signal nor taken as the path's rate:
 //     startup keeps searching until a bulk transfer fills the pipe, and a base round trip
 //     that rose while the connection only trickled (a longer route) is taken as the new
-//     base after queueRounds, not read as a queue.
+//     base after queueRounds, not read as a queue. A model a bulk transfer filled ends
+//     startup on its plateau even when something past the controller paced it.
 //   - A blackout is not congestion either. A silence (no acknowledgement for several
 //     base round trips) freezes the model; what was lost in it does not count, and the
 //     connection resumes at the rate it had.
@@ -75,9 +76,6 @@ const (
 	// than 25 % in three round trips in a row, the pipe is full.
 	plateauGrowth = 1.25
 	plateauRounds = 3
-	// plateauLoad is the share of the model a round the application limited must carry
-	// to count towards the plateau (loadedRound).
-	plateauLoad = 0.5
 	// probeFoundGrowth is what a probe up must find for the path to count as grown (and
 	// the next probe to follow at once): most of probeUpGain, more than the noise of
 	// delivery samples.
@@ -206,7 +204,8 @@ type Controller struct {
 	// Round trips: a round ends when a packet sent after the last round's end is acked.
 	round          int
 	nextRound      quic.ByteCount
-	roundAcked     quic.ByteCount
+	roundAcked     quic.ByteCount // acknowledged since the loss share was last judged
+	roundBytes     quic.ByteCount // acknowledged in this round
 	roundLost      quic.ByteCount
 	roundMinRTT    time.Duration
 	roundMaxSample float64 // largest uncorrected delivery rate in the round
@@ -425,6 +424,7 @@ func (c *Controller) OnPacketAcked(pn quic.PacketNumber, size quic.ByteCount, pr
 	c.delivered += size
 	c.deliveredTime = now
 	c.roundAcked += size
+	c.roundBytes += size
 	if !ok {
 		c.updateWindow()
 		return
@@ -483,8 +483,8 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	bw := c.BottleneckRate()
 
 	switch {
-	case c.queueInRound() && c.roundAppLimited:
-		// A round that sent little cannot have built the queue: the path's delay rose
+	case c.queueInRound() && c.trickleRound():
+		// A trickle cannot have built the queue: the path's delay rose
 		// (a new route, a longer radio hop). After queueRounds of it the base round
 		// trip is the new one, without cutting the rate or waiting out minRTTWindow.
 		c.queued = 0
@@ -534,7 +534,7 @@ func (c *Controller) endRound(now quic.MonoTime) {
 		c.enterDrain()
 	}
 
-	if c.state == Startup && (!c.roundAppLimited || c.loadedRound(bw)) {
+	if c.state == Startup && (!c.roundAppLimited || c.loadedModel()) {
 		if bw >= c.fullBw*plateauGrowth {
 			c.fullBw = bw
 			c.fullBwCount = 0
@@ -555,16 +555,23 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	}
 	c.roundMinRTT = math.MaxInt64
 	c.roundMaxSample = 0
+	c.roundBytes = 0
 }
 
-// loadedRound says whether a round the application limited still carried most of the
-// model (at least plateauLoad of it) and the model is more than the initial window a
-// round trip: a bulk transfer that something past the controller paces (a receive
-// window, an echo's round trip), whose plateau ends startup as a controller-limited
-// one's does. A trickle's round carries far less than a model above the initial window,
-// so it leaves startup searching for the bulk transfer to come.
-func (c *Controller) loadedRound(bw float64) bool {
-	return c.roundMaxSample >= plateauLoad*bw && c.bdp() > initialWindowPackets*c.mss
+// loadedModel says whether the model is more than the initial window a round trip, so
+// that a round the application limited counts towards startup's plateau: the model was
+// filled by a bulk transfer that something past the controller paces (a receive window,
+// an echo's round trip), and searching on would only burst it into the radio's queue at
+// startupGain. A model a trickle made is less than that, so startup keeps searching for
+// the bulk transfer to come.
+func (c *Controller) loadedModel() bool {
+	return c.bdp() > initialWindowPackets*c.mss
+}
+
+// trickleRound says whether the round the application limited carried fewer than
+// lossMinPackets: echoes and heartbeats, too few to build a queue of their own.
+func (c *Controller) trickleRound() bool {
+	return c.roundAppLimited && c.roundBytes < lossMinPackets*c.mss
 }
 
 // queueInRound says whether every round-trip sample of the round so far sat above the

@@ -185,6 +185,19 @@ func TestBulkAfterIdleFindsTheRate(t *testing.T) {
 	}
 }
 
+// TestStartupEndsUnderAnApplicationWindow checks that a bulk transfer the application
+// paces below the path's rate (an echo that keeps a fixed amount in flight) ends startup
+// on its plateau: staying in it would burst every window the application releases into
+// the radio's queue at startupGain.
+func TestStartupEndsUnderAnApplicationWindow(t *testing.T) {
+	p := path{rate: 10 * mbit, delay: 100 * time.Millisecond, loss: 0.05, queue: 200, appWindow: 150 << 10}
+	s := newSim(p, Config{LossTolerance: radioTolerance}, 6)
+	s.run(15 * time.Second)
+	if st := s.c.State(); st == Startup {
+		t.Errorf("state %v after 15 s under a 150 KiB application window, want past startup%s", st, s.trace())
+	}
+}
+
 // TestLossAboveToleranceShrinks checks the other side of the tolerance: a path that loses
 // more than it is congestion, and the rate falls.
 func TestLossAboveToleranceShrinks(t *testing.T) {

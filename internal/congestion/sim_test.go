@@ -30,6 +30,10 @@ type path struct {
 	// trickle are the windows in which the application sends only one packet every
 	// trickleEvery (an idle link's heartbeats and echoes), not endless data.
 	trickle []window
+	// appWindow, if not zero, is the most the application has unacknowledged: a bulk
+	// transfer that something past the controller paces (an echo's round trip, a
+	// receive window).
+	appWindow quic.ByteCount
 }
 
 // trickleEvery and trickleSize are the application's packets in a trickle window: the
@@ -185,6 +189,9 @@ func (s *sim) trickling(t time.Duration) bool {
 // appReady is when the application next has a packet to send: now, with endless data,
 // or trickleEvery after the last one in a trickle window.
 func (s *sim) appReady() quic.MonoTime {
+	if s.p.appWindow > 0 && s.inFlight+simMSS > s.p.appWindow {
+		return s.now.Add(time.Millisecond) // until an acknowledgement makes room
+	}
 	if !s.trickling(s.elapsed()) || s.appSent == 0 {
 		return s.now
 	}
