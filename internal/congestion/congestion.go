@@ -218,7 +218,7 @@ type Controller struct {
 	minRTT     time.Duration
 	minRTTTime quic.MonoTime
 	queued     int     // round trips in a row that showed a queue
-	risen      int     // application-limited round trips in a row above the base RTT
+	risen      int     // trickle round trips (trickleRound) in a row above the base RTT
 	lossShare  float64 // the loss share of the last judgements, averaged
 
 	state       State
