@@ -14,6 +14,13 @@
 //   - A rising queue is congestion. When the least round trip of three round trips in a
 //     row sits above the base by more than a quarter of it, the model falls to the rate
 //     the path now delivers.
+//   - A trickle is not the path's rate. A packet the controller did not hold back (neither
+//     window nor pacer refused since the last one) was limited by the application, so an
+//     idle link's model is neither cut by a queue signal nor taken as the path's rate:
+//     startup keeps searching until a bulk transfer fills the pipe, and a base round trip
+//     that rose while the connection only trickled (a longer route) is taken as the new
+//     base after queueRounds, not read as a queue. A model a bulk transfer filled ends
+//     startup on its plateau even when something past the controller paced it.
 //   - A blackout is not congestion either. A silence (no acknowledgement for several
 //     base round trips) freezes the model; what was lost in it does not count, and the
 //     connection resumes at the rate it had.
@@ -107,7 +114,11 @@ const (
 	// lossMinPackets is the least number of packets a loss share is taken over.
 	lossMinPackets = 20
 	// appLimitedShare: a packet sent with less than half the model's bandwidth-delay
-	// product in flight was held back by the application, not by the controller.
+	// product in flight (counted as at least minWindowPackets) was held back by the
+	// application, not by the controller. So was one the controller did not hold back
+	// (neither the window nor the pacer refused since the last packet): the model
+	// cannot tell a trickle from the path's rate by what is in flight alone once the
+	// model is the trickle's own rate.
 	appLimitedShare = 0.5
 	// minSampleInterval is the least interval a delivery-rate sample may span: shorter
 	// ones measure how acknowledgements bunched, not the path.
@@ -193,7 +204,8 @@ type Controller struct {
 	// Round trips: a round ends when a packet sent after the last round's end is acked.
 	round          int
 	nextRound      quic.ByteCount
-	roundAcked     quic.ByteCount
+	roundAcked     quic.ByteCount // acknowledged since the loss share was last judged
+	roundBytes     quic.ByteCount // acknowledged in this round
 	roundLost      quic.ByteCount
 	roundMinRTT    time.Duration
 	roundMaxSample float64 // largest uncorrected delivery rate in the round
@@ -206,6 +218,7 @@ type Controller struct {
 	minRTT     time.Duration
 	minRTTTime quic.MonoTime
 	queued     int     // round trips in a row that showed a queue
+	risen      int     // trickle round trips (trickleRound) in a row above the base RTT
 	lossShare  float64 // the loss share of the last judgements, averaged
 
 	state       State
@@ -227,6 +240,9 @@ type Controller struct {
 	// The pacer: a token bucket at pacingRate.
 	budget   quic.ByteCount
 	lastSent quic.MonoTime
+	// heldBack: the window or the pacer refused a packet since the last one was sent,
+	// so the application had more to send than the controller let go.
+	heldBack bool
 
 	cwnd quic.ByteCount
 }
@@ -334,7 +350,9 @@ func (c *Controller) TimeUntilSend(quic.ByteCount) quic.MonoTime {
 
 // HasPacingBudget says whether the pacer lets a full packet go at now.
 func (c *Controller) HasPacingBudget(now quic.MonoTime) bool {
-	return c.pacingBudget(now) >= c.mss
+	ok := c.pacingBudget(now) >= c.mss
+	c.heldBack = c.heldBack || !ok
+	return ok
 }
 
 func (c *Controller) pacingBudget(now quic.MonoTime) quic.ByteCount {
@@ -364,7 +382,8 @@ func (c *Controller) OnPacketSent(sent quic.MonoTime, inFlight quic.ByteCount, p
 	}
 	c.records[pn] = record{sent: sent, size: size, delivered: c.delivered, lost: c.lost,
 		deliveredTime: c.deliveredTime, firstSent: c.firstSent,
-		appLimited: c.BottleneckRate() > 0 && inFlight < quic.ByteCount(appLimitedShare*float64(c.bdp()))}
+		appLimited: !c.heldBack || inFlight < quic.ByteCount(appLimitedShare*float64(max(c.bdp(), minWindowPackets*c.mss)))}
+	c.heldBack = false
 	c.largest = max(c.largest, pn)
 	if len(c.records) > maxRecords {
 		for p := range c.records {
@@ -376,7 +395,11 @@ func (c *Controller) OnPacketSent(sent quic.MonoTime, inFlight quic.ByteCount, p
 }
 
 // CanSend says whether the window has room.
-func (c *Controller) CanSend(inFlight quic.ByteCount) bool { return inFlight < c.cwnd }
+func (c *Controller) CanSend(inFlight quic.ByteCount) bool {
+	ok := inFlight < c.cwnd
+	c.heldBack = c.heldBack || !ok
+	return ok
+}
 
 // MaybeExitSlowStart does nothing: startup ends on the model's plateau, not on a
 // round-trip increase.
@@ -401,6 +424,7 @@ func (c *Controller) OnPacketAcked(pn quic.PacketNumber, size quic.ByteCount, pr
 	c.delivered += size
 	c.deliveredTime = now
 	c.roundAcked += size
+	c.roundBytes += size
 	if !ok {
 		c.updateWindow()
 		return
@@ -458,10 +482,23 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	c.nextRound = c.delivered
 	bw := c.BottleneckRate()
 
-	if c.queueInRound() {
-		c.queued++
-	} else {
+	switch {
+	case c.queueInRound() && c.trickleRound():
+		// A trickle cannot have built the queue: the path's delay rose
+		// (a new route, a longer radio hop). After queueRounds of it the base round
+		// trip is the new one, without cutting the rate or waiting out minRTTWindow.
 		c.queued = 0
+		if c.risen++; c.risen >= queueRounds {
+			c.minRTT = c.roundMinRTT
+			c.minRTTTime = now
+			c.risen = 0
+		}
+	case c.queueInRound():
+		c.queued++
+		c.risen = 0
+	default:
+		c.queued = 0
+		c.risen = 0
 	}
 	// The loss share is judged over at least lossMinPackets: on a slow radio a round
 	// trip carries a packet or two, and one loss in two is not a share.
@@ -497,7 +534,7 @@ func (c *Controller) endRound(now quic.MonoTime) {
 		c.enterDrain()
 	}
 
-	if c.state == Startup && !c.roundAppLimited {
+	if c.state == Startup && (!c.roundAppLimited || c.loadedModel()) {
 		if bw >= c.fullBw*plateauGrowth {
 			c.fullBw = bw
 			c.fullBwCount = 0
@@ -518,6 +555,23 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	}
 	c.roundMinRTT = math.MaxInt64
 	c.roundMaxSample = 0
+	c.roundBytes = 0
+}
+
+// loadedModel says whether the model is more than the initial window a round trip, so
+// that a round the application limited counts towards startup's plateau: the model was
+// filled by a bulk transfer that something past the controller paces (a receive window,
+// an echo's round trip), and searching on would only burst it into the radio's queue at
+// startupGain. A model a trickle made is less than that, so startup keeps searching for
+// the bulk transfer to come.
+func (c *Controller) loadedModel() bool {
+	return c.bdp() > initialWindowPackets*c.mss
+}
+
+// trickleRound says whether the round the application limited carried fewer than
+// lossMinPackets: echoes and heartbeats, too few to build a queue of their own.
+func (c *Controller) trickleRound() bool {
+	return c.roundAppLimited && c.roundBytes < lossMinPackets*c.mss
 }
 
 // queueInRound says whether every round-trip sample of the round so far sat above the

@@ -141,6 +141,63 @@ func TestBlackoutResumesAtTheRate(t *testing.T) {
 	}
 }
 
+// TestBulkAfterIdleFindsTheRate checks that a long-lived connection (an agent's link to
+// its router) whose model was last fed by a trickle of echoes finds the path's rate within
+// a few round trips once a bulk transfer starts, instead of growing a quarter per probing
+// cycle from the trickle's rate.
+func TestBulkAfterIdleFindsTheRate(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		path     path
+		idleFrom time.Duration // bulk before it, if not zero
+		minShare float64       // goodput over what the path delivers, at least
+	}{
+		{"clean-10mbit-200ms-never-filled", path{rate: 10 * mbit, delay: 100 * time.Millisecond, queue: 200}, 0, 0.75},
+		{"random-loss-10pct-200ms-never-filled", path{rate: 10 * mbit, delay: 100 * time.Millisecond, loss: 0.10, queue: 200}, 0, 0.75},
+		{"random-loss-10pct-200ms-after-bulk", path{rate: 10 * mbit, delay: 100 * time.Millisecond, loss: 0.10, queue: 200}, 10 * time.Second, 0.75},
+		// Startup from the initial window takes six 800 ms round trips to reach
+		// 10 Mbit/s, half of them before the counted window opens: what is asserted is
+		// that startup runs, not that it is done.
+		{"random-loss-10pct-800ms-never-filled", path{rate: 10 * mbit, delay: 400 * time.Millisecond, loss: 0.10, queue: 200}, 0, 0.55},
+		// The link came up on a path of a tenth of a millisecond whose delay then rose
+		// to 100 ms each way while the connection only echoed (the bench's rows).
+		{"rtt-rose-while-idle", path{rate: 10 * mbit, delay: 50 * time.Microsecond, loss: 0.10, queue: 200,
+			delaySteps: []delayStep{{at: 19 * time.Second, delay: 100 * time.Millisecond}}}, 0, 0.75},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A trickle until 30 s (longer than the base RTT's 10 s window), after
+			// bulk or from the start, then bulk, measured as the bench's goodput matrix
+			// does: a warm-up of 1.5 s or three round trips, then 3 s or six round trips.
+			const bulkAgain = 30 * time.Second
+			p := tc.path
+			p.trickle = []window{{from: tc.idleFrom, to: bulkAgain}}
+			s := newSim(p, Config{LossTolerance: radioTolerance}, 5)
+			rtt := 2 * p.delayAt(bulkAgain)
+			from := bulkAgain + max(1500*time.Millisecond, 3*rtt)
+			to := from + max(3*time.Second, 6*rtt)
+			s.run(to)
+			want := tc.minShare * p.rate * (1 - p.loss)
+			if got := s.goodput(from, to); got < want {
+				t.Errorf("goodput %.2f Mbit/s from %v to %v after the idle spell, want >= %.2f (%.0f %% of what the path delivers)%s",
+					got/mbit, from, to, want/mbit, tc.minShare*100, s.trace())
+			}
+		})
+	}
+}
+
+// TestStartupEndsUnderAnApplicationWindow checks that a bulk transfer the application
+// paces below the path's rate (an echo that keeps a fixed amount in flight) ends startup
+// on its plateau: staying in it would burst every window the application releases into
+// the radio's queue at startupGain.
+func TestStartupEndsUnderAnApplicationWindow(t *testing.T) {
+	p := path{rate: 10 * mbit, delay: 100 * time.Millisecond, loss: 0.05, queue: 200, appWindow: 150 << 10}
+	s := newSim(p, Config{LossTolerance: radioTolerance}, 6)
+	s.run(15 * time.Second)
+	if st := s.c.State(); st == Startup {
+		t.Errorf("state %v after 15 s under a 150 KiB application window, want past startup%s", st, s.trace())
+	}
+}
+
 // TestLossAboveToleranceShrinks checks the other side of the tolerance: a path that loses
 // more than it is congestion, and the rate falls.
 func TestLossAboveToleranceShrinks(t *testing.T) {

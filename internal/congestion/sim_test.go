@@ -18,17 +18,51 @@ import (
 
 // path is the simulated path's description.
 type path struct {
-	rate     float64       // bits per second, before the first step
-	delay    time.Duration // one way, each direction
-	loss     float64       // share of packets the link loses after carrying them
-	queue    int           // packets the rate cap queues before tail drop
-	steps    []rateStep
-	blackout []window
+	rate  float64       // bits per second, before the first step
+	delay time.Duration // one way, each direction
+	loss  float64       // share of packets the link loses after carrying them
+	queue int           // packets the rate cap queues before tail drop
+	steps []rateStep
+	// delaySteps change the one-way delay from a time on (the radio's route changed),
+	// for packets sent from then.
+	delaySteps []delayStep
+	blackout   []window
+	// trickle are the windows in which the application sends only one packet every
+	// trickleEvery (an idle link's heartbeats and echoes), not endless data.
+	trickle []window
+	// appWindow, if not zero, is the most the application has unacknowledged: a bulk
+	// transfer that something past the controller paces (an echo's round trip, a
+	// receive window).
+	appWindow quic.ByteCount
 }
+
+// trickleEvery and trickleSize are the application's packets in a trickle window: the
+// bench's echo of 64 bytes every 50 ms, in a packet of about 150 bytes once TLS, the
+// resume framing and QUIC's headers are added.
+const (
+	trickleEvery = 50 * time.Millisecond
+	trickleSize  = 150
+)
 
 type rateStep struct {
 	at   time.Duration
 	rate float64
+}
+
+type delayStep struct {
+	at    time.Duration
+	delay time.Duration
+}
+
+// delayAt is the one-way delay at t.
+func (p path) delayAt(t time.Duration) time.Duration {
+	d := p.delay
+	for _, st := range p.delaySteps {
+		if t >= st.at {
+			d = st.delay
+		}
+	}
+	return d
 }
 
 type window struct{ from, to time.Duration }
@@ -93,6 +127,8 @@ type sim struct {
 	lastAckTime quic.MonoTime
 	ptoCount    int
 
+	appSent quic.MonoTime // when the application last gave a packet, in a trickle window
+
 	acked   []ackedAt // cumulative bytes acknowledged, for goodput windows
 	total   quic.ByteCount
 	samples []sample
@@ -141,18 +177,43 @@ func (s *sim) dark(t time.Duration) bool {
 	return false
 }
 
+func (s *sim) trickling(t time.Duration) bool {
+	for _, w := range s.p.trickle {
+		if t >= w.from && t < w.to {
+			return true
+		}
+	}
+	return false
+}
+
+// appReady is when the application next has a packet to send: now, with endless data,
+// or trickleEvery after the last one in a trickle window.
+func (s *sim) appReady() quic.MonoTime {
+	if s.p.appWindow > 0 && s.inFlight+simMSS > s.p.appWindow {
+		return s.now.Add(time.Millisecond) // until an acknowledgement makes room
+	}
+	if !s.trickling(s.elapsed()) || s.appSent == 0 {
+		return s.now
+	}
+	return max(s.now, s.appSent.Add(trickleEvery))
+}
+
 func (s *sim) push(at quic.MonoTime, kind int, pn quic.PacketNumber) {
 	s.seq++
 	heap.Push(&s.ev, event{at: at, kind: kind, pn: pn, seq: s.seq})
 }
 
-// send puts one packet on the link: into the rate cap's queue, or dropped.
-func (s *sim) send() {
+// send puts one full packet on the link.
+func (s *sim) send() { s.sendSized(simMSS) }
+
+// sendSized puts one packet of size bytes on the link: into the rate cap's queue, or
+// dropped.
+func (s *sim) sendSized(size quic.ByteCount) {
 	s.pn++
 	pn := s.pn
-	s.inFlight += simMSS
-	s.out[pn] = outstanding{sent: s.now, size: simMSS}
-	s.c.OnPacketSent(s.now, s.inFlight, pn, simMSS, true)
+	s.inFlight += size
+	s.out[pn] = outstanding{sent: s.now, size: size}
+	s.c.OnPacketSent(s.now, s.inFlight, pn, size, true)
 	// The queue holds the packets whose transmission has not finished.
 	for len(s.queued) > 0 && s.queued[0] <= s.now {
 		s.queued = s.queued[1:]
@@ -161,13 +222,13 @@ func (s *sim) send() {
 		return
 	}
 	start := max(s.now, s.linkFree)
-	tx := time.Duration(float64(simMSS*8) / s.rateAt(start.Sub(epoch)) * float64(time.Second))
+	tx := time.Duration(float64(size*8) / s.rateAt(start.Sub(epoch)) * float64(time.Second))
 	s.linkFree = start.Add(tx)
 	s.queued = append(s.queued, s.linkFree)
 	if s.rng.Float64() < s.p.loss {
 		return
 	}
-	s.push(s.linkFree.Add(s.p.delay), evArrive, pn)
+	s.push(s.linkFree.Add(s.p.delayAt(s.elapsed())), evArrive, pn)
 }
 
 // lose declares pn lost.
@@ -230,8 +291,13 @@ func (s *sim) run(d time.Duration) {
 				pacing: s.c.PacingRate() * 8, rtt: s.srtt, state: s.c.State(), cwnd: s.c.GetCongestionWindow()})
 			nextSample = s.now.Add(100 * time.Millisecond)
 		}
-		if s.c.CanSend(s.inFlight) && s.c.HasPacingBudget(s.now) {
-			s.send()
+		if s.c.CanSend(s.inFlight) && s.c.HasPacingBudget(s.now) && s.appReady() <= s.now {
+			if s.trickling(s.elapsed()) {
+				s.appSent = s.now
+				s.sendSized(trickleSize)
+			} else {
+				s.send()
+			}
 			continue
 		}
 		// The next thing to happen: an event, the pacer, a probe timeout, a sample.
@@ -239,7 +305,9 @@ func (s *sim) run(d time.Duration) {
 		if len(s.ev) > 0 {
 			next = min(next, s.ev[0].at)
 		}
-		if s.c.CanSend(s.inFlight) {
+		if ready := s.appReady(); ready > s.now {
+			next = min(next, ready)
+		} else if s.c.CanSend(s.inFlight) {
 			if t := s.c.TimeUntilSend(s.inFlight); t > s.now {
 				next = min(next, t)
 			} else {
@@ -268,7 +336,7 @@ func (s *sim) run(d time.Duration) {
 			e := heap.Pop(&s.ev).(event)
 			switch e.kind {
 			case evArrive:
-				s.push(s.now.Add(s.p.delay), evAck, e.pn)
+				s.push(s.now.Add(s.p.delayAt(s.elapsed())), evAck, e.pn)
 			case evAck:
 				s.ack(e.pn)
 			}

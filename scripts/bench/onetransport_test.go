@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,29 @@ func TestOneTransportTable(t *testing.T) {
 	for _, want := range []string{fmtRatio(900.0 / 420), fmtRatio(900.0 / 400), fmtRatio(810.0 / 900), "(ssh)"} {
 		if !strings.Contains(row, want) {
 			t.Errorf("row %q lacks %q", row, want)
+		}
+	}
+}
+
+func TestRadioPathsNarrowTheMatrix(t *testing.T) {
+	for _, tc := range []struct {
+		names   string
+		want    map[int]bool
+		wantErr bool
+	}{
+		{names: "", want: nil},
+		{names: "umbra-quic", want: map[int]bool{radioPathUmbraQUIC: true}},
+		{names: "lane, relay", want: map[int]bool{radioPathUmbra: true, radioPathRelay: true}},
+		{names: "umbra-quic,warp", wantErr: true},
+	} {
+		var p radioPlan
+		err := p.narrowPaths(tc.names)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("narrowPaths(%q) error %v, want error %v", tc.names, err, tc.wantErr)
+			continue
+		}
+		if !tc.wantErr && fmt.Sprint(p.onlyPaths) != fmt.Sprint(tc.want) {
+			t.Errorf("narrowPaths(%q) = %v, want %v", tc.names, p.onlyPaths, tc.want)
 		}
 	}
 }

@@ -193,6 +193,9 @@ type radioPlan struct {
 	udpCheckRTT  time.Duration
 	blackouts    []time.Duration
 	skipUDP      bool // radioSkipEnv named udp
+	// onlyPaths, when not nil, are the paths (by index) the goodput matrix measures;
+	// radioPathsEnv names them. The others' cells read "not measured".
+	onlyPaths map[int]bool
 }
 
 // defaultRadioPlan is the plan of issue #4: loss of 0–30 % × RTT of 50–800 ms, blackouts of
@@ -235,6 +238,37 @@ const radioMatrixEnv = "UMBRA_BENCH_RADIO_MATRIX"
 //
 //	UMBRA_BENCH_RADIO_SKIP=udp,blackouts go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioSkipEnv = "UMBRA_BENCH_RADIO_SKIP"
+
+// radioPathsEnv, when set, narrows the goodput matrix to the comma-separated paths it
+// names, of lane, ssh, tls, quic, cubic, umbra-quic and relay: one cell of one path in
+// under a minute, to check a change to umbra's controller:
+//
+//	UMBRA_BENCH_RADIO_MATRIX='0.1;200ms' UMBRA_BENCH_RADIO_SKIP=udp,blackouts,profiles \
+//	UMBRA_BENCH_RADIO_PATHS=umbra-quic go run ./scripts/bench -bin bin -only radio -out /tmp/cell.md
+const radioPathsEnv = "UMBRA_BENCH_RADIO_PATHS"
+
+// radioPathNames are radioPathsEnv's names of the paths.
+var radioPathNames = map[string]int{"lane": radioPathUmbra, "ssh": radioPathSSH, "tls": radioPathTLS, "quic": radioPathQUIC,
+	"cubic": radioPathTLSCubic, "umbra-quic": radioPathUmbraQUIC, "relay": radioPathRelay}
+
+// errNotMeasured is the error of a matrix cell whose path radioPathsEnv left out.
+var errNotMeasured = errors.New("not measured")
+
+// narrowPaths applies radioPathsEnv's paths to p.
+func (p *radioPlan) narrowPaths(names string) error {
+	if names == "" {
+		return nil
+	}
+	p.onlyPaths = map[int]bool{}
+	for _, n := range strings.Split(names, ",") {
+		i, ok := radioPathNames[strings.TrimSpace(n)]
+		if !ok {
+			return fmt.Errorf("radio: %s: %q: want lane, ssh, tls, quic, cubic, umbra-quic or relay", radioPathsEnv, n)
+		}
+		p.onlyPaths[i] = true
+	}
+	return nil
+}
 
 // narrow applies radioMatrixEnv's matrix and radioSkipEnv's skips to p.
 func (p *radioPlan) narrow(matrix, skip string) error {
@@ -346,6 +380,9 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 		res.plan = res.plan.quick()
 	}
 	if err := res.plan.narrow(os.Getenv(radioMatrixEnv), os.Getenv(radioSkipEnv)); err != nil {
+		return err
+	}
+	if err := res.plan.narrowPaths(os.Getenv(radioPathsEnv)); err != nil {
 		return err
 	}
 	onlyProfiles := os.Getenv(radioProfilesEnv)

@@ -84,6 +84,10 @@ func (l *radioLab) goodputMatrix(ctx context.Context, paths []radioPath, plan ra
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("radio: matrix: %w", ctx.Err())
 				}
+				if plan.onlyPaths != nil && !plan.onlyPaths[i] {
+					cell.errs[i] = errNotMeasured
+					continue
+				}
 				cell.rates[i], cell.errs[i] = l.goodput(ctx, p, base, matrixConditions(loss, rtt), rtt)
 				progress("matrix %s loss, %v RTT, %s: %s %v", fmtLoss(loss), rtt, p.name, fmtRate(cell.rates[i]), cell.errs[i])
 			}
