@@ -43,6 +43,11 @@ type Profile struct {
 	// they should cover the path's bandwidth × delay.
 	MaxStreamReceiveWindow     uint64
 	MaxConnectionReceiveWindow uint64
+	// InitialStreamReceiveWindow and InitialConnectionReceiveWindow are the windows a
+	// connection opens with; zero means quic-go's (512 KiB and 768 KiB), which it grows
+	// towards the maxima only when the reader keeps up within a few round trips.
+	InitialStreamReceiveWindow     uint64
+	InitialConnectionReceiveWindow uint64
 	// MaxIncomingStreams caps the streams a peer may have open at once; every circuit
 	// and every binding holds one.
 	MaxIncomingStreams int64
@@ -87,10 +92,23 @@ var Radio = Profile{
 	InitialPacketSize:          1200,
 	MaxStreamReceiveWindow:     4 << 20,
 	MaxConnectionReceiveWindow: 8 << 20,
-	MaxIncomingStreams:         1024,
-	LossTolerance:              RadioLossTolerance,
-	LinkDeadAfter:              RadioLinkDeadAfter,
+	// Open at the maxima: see the note above RadioLinkDeadAfter.
+	InitialStreamReceiveWindow:     4 << 20,
+	InitialConnectionReceiveWindow: 8 << 20,
+	MaxIncomingStreams:             1024,
+	LossTolerance:                  RadioLossTolerance,
+	LinkDeadAfter:                  RadioLinkDeadAfter,
 }
+
+// The Radio profile opens its receive windows at their maxima. quic-go starts a stream at
+// 512 KiB and doubles it only when the reader drains half of it within a few round trips;
+// on a lossy radio the reader waits for each hole's retransmission (a round trip or more
+// per attempt), so the window never grows, and 512 KiB across an 800 ms round trip caps a
+// stream near 5 Mbit/s before any loss, far less with it. In the bench's radio lab at
+// 30 % / 800 ms the circuits' senders reported STREAM_DATA_BLOCKED at 512 KiB to 1 MiB
+// with their congestion windows never full and no probe timeout in the counted window
+// (docs/BENCHMARKS.md, "Run C, follow-up"). A window is credit, not memory: quic-go
+// buffers only what arrives.
 
 // RadioLinkDeadAfter is the Radio profile's LinkDeadAfter. Router link heartbeats ride a
 // stream behind the link's circuits: at 10 % loss and 200 ms a ping waits out a full
@@ -108,15 +126,17 @@ const RadioLossTolerance = 0.5
 // QUIC returns the quic-go configuration of the profile.
 func (p Profile) QUIC() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:       p.HandshakeIdleTimeout,
-		MaxIdleTimeout:             p.MaxIdleTimeout,
-		KeepAlivePeriod:            p.KeepAlivePeriod,
-		InitialPacketSize:          p.InitialPacketSize,
-		MaxStreamReceiveWindow:     p.MaxStreamReceiveWindow,
-		MaxConnectionReceiveWindow: p.MaxConnectionReceiveWindow,
-		MaxIncomingStreams:         p.MaxIncomingStreams,
-		EnableDatagrams:            true,
-		Congestion:                 p.congestion(),
+		HandshakeIdleTimeout:           p.HandshakeIdleTimeout,
+		MaxIdleTimeout:                 p.MaxIdleTimeout,
+		KeepAlivePeriod:                p.KeepAlivePeriod,
+		InitialPacketSize:              p.InitialPacketSize,
+		MaxStreamReceiveWindow:         p.MaxStreamReceiveWindow,
+		MaxConnectionReceiveWindow:     p.MaxConnectionReceiveWindow,
+		InitialStreamReceiveWindow:     p.InitialStreamReceiveWindow,
+		InitialConnectionReceiveWindow: p.InitialConnectionReceiveWindow,
+		MaxIncomingStreams:             p.MaxIncomingStreams,
+		EnableDatagrams:                true,
+		Congestion:                     p.congestion(),
 	}
 }
 
