@@ -113,10 +113,10 @@ func offer(in chan packet, b []byte, from *Addr, stats *udpCounters) {
 	}
 }
 
-// push queues p to be sent on e's circuit without blocking, counting it and the oldest
-// datagram it pushes out of a full queue; false means the circuit has ended.
-func (a *Agent) push(e *udpEnd, p []byte) bool {
-	queued, evicted := e.queue.PushEvicting(p)
+// push queues p on a UDP circuit's send queue q without blocking, counting it and the
+// oldest datagram it pushes out of a full queue; false means the circuit has ended.
+func (a *Agent) push(q *datagram.Queue, p []byte) bool {
+	queued, evicted := q.PushEvicting(p)
 	if !queued {
 		return false
 	}
@@ -124,7 +124,6 @@ func (a *Agent) push(e *udpEnd, p []byte) bool {
 	if evicted {
 		a.udp.drop(udpDropQueueFull, 1)
 	}
-	e.touch()
 	return true
 }
 
@@ -224,9 +223,10 @@ func (c *PacketConn) Write(p []byte) (int, error) {
 	if len(p) > maxUDPPayload {
 		return 0, errTooLarge
 	}
-	if !c.a.push(c.e, p) {
+	if !c.a.push(c.e.queue, p) {
 		return 0, net.ErrClosed
 	}
+	c.e.touch()
 	return len(p), nil
 }
 
@@ -367,9 +367,10 @@ func (pl *PacketListener) WriteTo(p []byte, addr net.Addr) (int, error) {
 	pl.mu.Lock()
 	he, ok := pl.ends[circuitKey{to.Identity, to.Circuit}]
 	pl.mu.Unlock()
-	if !ok || !pl.l.a.push(he.e, p) {
+	if !ok || !pl.l.a.push(he.e.queue, p) {
 		return 0, fmt.Errorf("agent: write to %s: %w", to, errCircuitEnded)
 	}
+	he.e.touch()
 	return len(p), nil
 }
 

@@ -585,14 +585,11 @@ func (a *Agent) serveUDPDial(pc net.PacketConn, st *dialState) {
 			a.udp.drop(udpDropNoCircuit, 1)
 			continue
 		}
+		// The flow's queue is its circuit's send queue: what comes while the circuit is
+		// set up waits there and goes first.
+		a.push(f.queue, buf[:n])
 		if c := f.conn.Load(); c != nil {
-			c.Write(buf[:n])
-			continue
-		}
-		// Queued until the circuit is up, and sent first on it.
-		a.udp.sent.Add(1)
-		if _, evicted := f.queue.PushEvicting(buf[:n]); evicted {
-			a.udp.drop(udpDropQueueFull, 1)
+			c.e.touch()
 		}
 	}
 }
