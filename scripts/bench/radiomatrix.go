@@ -25,11 +25,13 @@ const (
 	// counts the bytes echoed in a fixed window. Both grow with the round-trip time (in
 	// round trips) beyond their minimum, so that slow start has comparable room at every
 	// RTT; at 800 ms the run is still shorter than the few tens of round trips a window
-	// of 1 MB takes to open, and every path pays that alike.
+	// of 1 MB takes to open, and every path pays that alike. Ten counted round trips, not
+	// six: at 30 % loss and 800 ms one hole whose retransmission is lost again holds the
+	// echo for seconds, and over six round trips one such draw decided the cell.
 	matrixMinWarmup  = 1500 * time.Millisecond
 	matrixWarmupRTTs = 3
 	matrixMinCount   = 3 * time.Second
-	matrixCountRTTs  = 6
+	matrixCountRTTs  = 10
 	// matrixFlightSlack is what a run keeps in flight beyond one round trip at the link's
 	// rate: room for the queue, no more, so that what is still in a tunnel's buffers when
 	// the run ends drains in a second once the loss is off.
