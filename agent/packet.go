@@ -134,8 +134,7 @@ func (a *Agent) dialPacket(ctx context.Context, spec DialSpec) (*PacketConn, err
 	conn := tc.NetConn().(streamConn).conn
 	pc := &PacketConn{in: make(chan packet, packetInbox), done: make(chan struct{}),
 		local: Addr{Service: spec.Service, Identity: a.id.Name}, remote: Addr{Service: spec.Service, Identity: peerName(tc)}}
-	out, budget := a.datagramSender(conn)
-	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, true, newUDPQueue(), func(msg []byte) { offer(pc.in, msg, &pc.remote) }, a.udpFEC, a.autoFEC())
+	e, err := newUDPEnd(conn, &a.udp, cid, tc, true, newUDPQueue(), func(msg []byte) { offer(pc.in, msg, &pc.remote) }, a.udpFEC, a.autoFEC())
 	if err != nil {
 		tc.Close()
 		return nil, fmt.Errorf("agent: %w", err)
@@ -264,8 +263,7 @@ func (a *Agent) ListenPacket(ctx context.Context, service string) (*PacketListen
 func (a *Agent) hostPacket(ctx context.Context, conn *quic.Conn, cid uint64, tc *tls.Conn, l *serviceListener) error {
 	pl := l.packets
 	from := &Addr{Service: l.service, Identity: peerName(tc), Circuit: cid}
-	out, budget := a.datagramSender(conn)
-	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { offer(pl.in, msg, from) }, a.udpFEC, a.autoFEC())
+	e, err := newUDPEnd(conn, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { offer(pl.in, msg, from) }, a.udpFEC, a.autoFEC())
 	if err != nil {
 		return err
 	}
