@@ -211,7 +211,7 @@ func defaultRadioPlan() radioPlan {
 const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 
 // radioQuickEnv, when set, runs a short form of the section (quick): a run of ten
-// minutes or so to check a change to the lane against the peers, not a full report:
+// minutes or so to check a change to the transport against the peers, not a full report:
 //
 //	UMBRA_BENCH_RADIO_QUICK=1 go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
