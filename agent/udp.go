@@ -54,8 +54,9 @@ const (
 	// but the hops past the router may not: what one of them cannot carry, its router
 	// drops (oversize). Datagrams are sized for min(this, what quic-go allows on the
 	// agent's own connection now: datagramRoom). With the end-to-end seal, the coding
-	// byte, FEC's header and the reserved circuit id, a UDP payload of up to 1,120 bytes
-	// (1,115 with FEC) travels in one packet: RTP packetized for an MTU of 1,100 does.
+	// byte, the fragment header and the reserved circuit id, a UDP payload of up to
+	// 1,126 bytes (1,119 where FEC may be added, as by default) travels in one packet:
+	// RTP packetized for an MTU of 1,100 does.
 	datagramPathRoom = 1200 - 37
 	// udpBurst is how many datagrams may wait in a flow's queue and still leave back to
 	// back: a keyframe's burst passes as it came. A longer backlog (what queued while the
