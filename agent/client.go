@@ -81,7 +81,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 		}
 		return c, nil
 	case "udp", "udp4", "udp6":
-		c, err := d.Agent.dialPacket(ctx, DialSpec{Service: service, Host: d.Host, Proto: ProtoUDP})
+		c, err := d.Agent.dialPacket(ctx, DialSpec{Service: service, Host: d.Host, Proto: ProtoUDP}, nil)
 		if err != nil {
 			return nil, err
 		}

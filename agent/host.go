@@ -238,10 +238,6 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 	a.mu.Lock()
 	h := a.hosting[g.ServiceName]
 	l := a.listeners[g.ServiceName]
-	var addr string
-	if l != nil {
-		addr = l.addr
-	}
 	a.mu.Unlock()
 	if g.Host != a.id.ID || h == nil || l == nil || l.proto != g.Proto {
 		return refuse(wire.CodeNotAuthorized, "this agent does not host "+g.ServiceName)
@@ -266,12 +262,7 @@ func (a *Agent) hostCircuit(ctx context.Context, conn *quic.Conn, s *quic.Stream
 		defer tc.Close()
 		a.hostResult(h, 1)
 		defer a.hostResult(h, -1)
-		if l.program() {
-			return a.hostPacket(ctx, conn, c.Circuit, tc, l)
-		}
-		// Bypasses the listener: a UDP service is delivered to its host address over a
-		// connected socket per circuit, as before the SDK.
-		return a.hostUDP(ctx, conn, c.Circuit, tc, g.ServiceName, addr)
+		return a.hostPacket(ctx, conn, c.Circuit, tc, l)
 	}
 	tc.Close()
 	return fmt.Errorf("unknown protocol %q", g.Proto)

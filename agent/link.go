@@ -641,12 +641,18 @@ func (a *Agent) hostListener(s wire.ServiceInfo) *serviceListener {
 	}
 	old := l
 	l = newServiceListener(a, s.Name, proto, addr)
+	var udp *udpDelivery
+	if proto == ProtoUDP {
+		udp = newUDPDelivery(a, l)
+	}
 	a.listeners[s.Name] = l
 	a.mu.Unlock()
 	if old != nil {
 		old.close() // the protocol changed: circuits of the old one are refused now
 	}
-	if proto == ProtoTCP {
+	if udp != nil {
+		a.run.Go(udp.serve)
+	} else {
 		a.run.Go(func() { a.serveHostAddress(l) })
 	}
 	return l

@@ -157,7 +157,7 @@ func (a *Agent) listenProgram(ctx context.Context, service, proto string) (*serv
 	}
 	l := newServiceListener(a, service, proto, "")
 	if proto == ProtoUDP {
-		l.packets = newPacketListener(l)
+		l.packets = newPacketListener(l, nil)
 	}
 	a.listeners[service] = l
 	a.mu.Unlock()
@@ -265,5 +265,115 @@ func (a *Agent) serveHostAddress(l *serviceListener) {
 				a.log.Warn("circuit", "service", l.service, "err", err)
 			}
 		})
+	}
+}
+
+// udpDelivery is the agent's delivery of a UDP service's circuits to its host address,
+// through the service's PacketListener as a program would serve it: each circuit gets a
+// connected socket of its own, so the service tells circuits apart by their source port
+// and its answers go back on the circuit they belong to.
+type udpDelivery struct {
+	a *Agent
+	l *serviceListener
+
+	mu    sync.Mutex
+	socks map[circuitKey]net.Conn
+	wg    sync.WaitGroup
+}
+
+// newUDPDelivery gives l, a UDP service's listener for its host address, its
+// PacketListener; serve then delivers its circuits.
+func newUDPDelivery(a *Agent, l *serviceListener) *udpDelivery {
+	d := &udpDelivery{a: a, l: l, socks: map[circuitKey]net.Conn{}}
+	l.packets = newPacketListener(l, d.ended)
+	return d
+}
+
+// serve passes each circuit's datagrams to its socket until the listener closes, and
+// then ends the circuits it delivered.
+func (d *udpDelivery) serve() {
+	pl := d.l.packets
+	defer d.wg.Wait()
+	defer pl.closeAll()
+	defer d.closeAll()
+	buf := make([]byte, maxUDPPayload)
+	for {
+		n, from, err := pl.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		s := d.socket(from.(*Addr))
+		if s == nil {
+			continue
+		}
+		// An error is the service not listening yet (ICMP port unreachable), or the
+		// circuit ending: the datagram is lost either way, as on a plain UDP path.
+		s.Write(buf[:n])
+	}
+}
+
+// socket returns the socket of the circuit at from, connecting one for its first
+// datagram; nil when the circuit has ended or the address does not resolve.
+func (d *udpDelivery) socket(from *Addr) net.Conn {
+	key := circuitKey{from.Identity, from.Circuit}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.socks[key]; s != nil {
+		return s
+	}
+	// Checked under d.mu: a circuit that ends from here on finds its socket in ended.
+	if !d.l.packets.live(from) {
+		return nil
+	}
+	d.a.mu.Lock()
+	addr := d.l.addr // new circuits go where the service is now
+	d.a.mu.Unlock()
+	s, err := net.Dial("udp", addr)
+	if err != nil {
+		d.a.udp.drop(udpDropSendError, 1)
+		d.a.log.Warn("circuit", "service", d.l.service, "err", fmt.Errorf("deliver to %s: %w", addr, err))
+		return nil
+	}
+	d.socks[key] = s
+	d.wg.Go(func() { d.answer(s, from) })
+	return s
+}
+
+// answer sends what the service writes on s back on the circuit at to, until the
+// circuit ends.
+func (d *udpDelivery) answer(s net.Conn, to *Addr) {
+	buf := make([]byte, maxUDPPayload)
+	for {
+		n, err := s.Read(buf)
+		if err != nil {
+			if isRefused(err) {
+				continue // nothing listens yet at the service's address
+			}
+			return
+		}
+		if _, err := d.l.packets.WriteTo(buf[:n], to); err != nil {
+			return
+		}
+	}
+}
+
+// ended closes the socket of a circuit that has ended.
+func (d *udpDelivery) ended(from *Addr) {
+	key := circuitKey{from.Identity, from.Circuit}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.socks[key]; s != nil {
+		s.Close()
+		delete(d.socks, key)
+	}
+}
+
+// closeAll closes every circuit's socket.
+func (d *udpDelivery) closeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for key, s := range d.socks {
+		s.Close()
+		delete(d.socks, key)
 	}
 }

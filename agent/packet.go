@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/umbranet/umbra/third_party/quic-go"
+
+	"github.com/umbranet/umbra/internal/datagram"
 )
 
 // UDP circuits in process: DialPacket and ListenPacket carry a program's datagrams over
@@ -57,8 +59,9 @@ func (d *readDeadline) get() (time.Time, <-chan struct{}) {
 	return d.t, d.changed
 }
 
-// receive waits for the next datagram of in until done closes or the deadline passes.
-func receive(in <-chan packet, done <-chan struct{}, rd *readDeadline) (packet, error) {
+// receive waits for the next datagram of in until done or stopped closes or the deadline
+// passes.
+func receive(in <-chan packet, done, stopped <-chan struct{}, rd *readDeadline) (packet, error) {
 	for {
 		select { // what arrived before the end is still read
 		case p := <-in:
@@ -80,12 +83,9 @@ func receive(in <-chan packet, done <-chan struct{}, rd *readDeadline) (packet, 
 		case p := <-in:
 			return p, nil
 		case <-done:
-			select {
-			case p := <-in:
-				return p, nil
-			default:
-			}
-			return packet{}, net.ErrClosed
+			return drain(in)
+		case <-stopped:
+			return drain(in)
 		case <-changed:
 		case <-timeout:
 			return packet{}, os.ErrDeadlineExceeded
@@ -93,12 +93,39 @@ func receive(in <-chan packet, done <-chan struct{}, rd *readDeadline) (packet, 
 	}
 }
 
-// offer queues a copy of b for a reader, dropping it when the reader is too far behind.
-func offer(in chan packet, b []byte, from *Addr) {
+// drain returns what in still holds, or net.ErrClosed.
+func drain(in <-chan packet) (packet, error) {
+	select {
+	case p := <-in:
+		return p, nil
+	default:
+	}
+	return packet{}, net.ErrClosed
+}
+
+// offer queues a copy of b for a reader, dropping it (counted in stats) when the
+// reader is too far behind.
+func offer(in chan packet, b []byte, from *Addr, stats *udpCounters) {
 	select {
 	case in <- packet{b: append([]byte(nil), b...), from: from}:
 	default:
+		stats.drop(udpDropReaderBehind, 1)
 	}
+}
+
+// push queues p to be sent on e's circuit without blocking, counting it and the oldest
+// datagram it pushes out of a full queue; false means the circuit has ended.
+func (a *Agent) push(e *udpEnd, p []byte) bool {
+	queued, evicted := e.queue.PushEvicting(p)
+	if !queued {
+		return false
+	}
+	a.udp.sent.Add(1)
+	if evicted {
+		a.udp.drop(udpDropQueueFull, 1)
+	}
+	e.touch()
+	return true
 }
 
 // PacketConn is one UDP circuit a program dialed (DialPacket): a net.Conn and a
@@ -106,6 +133,7 @@ func offer(in chan packet, b []byte, from *Addr) {
 // returns one; nothing is retransmitted, and datagrams may be lost. The circuit ends
 // after two minutes without a datagram either way, or with Close.
 type PacketConn struct {
+	a             *Agent
 	e             *udpEnd
 	in            chan packet
 	done          chan struct{} // closed once the circuit has ended
@@ -117,27 +145,39 @@ type PacketConn struct {
 // DialPacket opens a UDP circuit to service, on whichever identity the controller picks
 // among those hosting it (see Dial for waiting and errors).
 func (a *Agent) DialPacket(ctx context.Context, service string) (*PacketConn, error) {
-	return a.dialPacket(ctx, DialSpec{Service: service, Proto: ProtoUDP})
+	return a.dialPacket(ctx, DialSpec{Service: service, Proto: ProtoUDP}, nil)
 }
 
 // DialPacketHost is DialPacket to the service as hosted by the identity named host.
 func (a *Agent) DialPacketHost(ctx context.Context, service, host string) (*PacketConn, error) {
-	return a.dialPacket(ctx, DialSpec{Service: service, Host: host, Proto: ProtoUDP})
+	return a.dialPacket(ctx, DialSpec{Service: service, Host: host, Proto: ProtoUDP}, nil)
 }
 
-// dialPacket opens the UDP circuit of spec and runs it until it ends.
-func (a *Agent) dialPacket(ctx context.Context, spec DialSpec) (*PacketConn, error) {
-	tc, cid, err := a.setUpDial(ctx, spec)
-	if err != nil {
+// dialPacket opens the UDP circuit of spec and runs it until it ends. Datagrams already
+// in queue, when not nil, are the first sent (a dial listener's flow queues what its
+// peer sends while the circuit is set up); nil starts an empty one.
+func (a *Agent) dialPacket(ctx context.Context, spec DialSpec, queue *datagram.Queue) (*PacketConn, error) {
+	own := queue == nil
+	if own {
+		queue = newUDPQueue()
+	}
+	fail := func(err error) (*PacketConn, error) {
+		if own {
+			queue.Close()
+		}
 		return nil, err
 	}
+	tc, cid, err := a.setUpDial(ctx, spec)
+	if err != nil {
+		return fail(err)
+	}
 	conn := tc.NetConn().(streamConn).conn
-	pc := &PacketConn{in: make(chan packet, packetInbox), done: make(chan struct{}),
+	pc := &PacketConn{a: a, in: make(chan packet, packetInbox), done: make(chan struct{}),
 		local: Addr{Service: spec.Service, Identity: a.id.Name}, remote: Addr{Service: spec.Service, Identity: peerName(tc)}}
-	e, err := newUDPEnd(conn, &a.udp, cid, tc, true, newUDPQueue(), func(msg []byte) { offer(pc.in, msg, &pc.remote) }, a.udpFEC, a.autoFEC())
+	e, err := newUDPEnd(conn, &a.udp, cid, tc, true, queue, func(msg []byte) { offer(pc.in, msg, &pc.remote, &a.udp) }, a.udpFEC, a.autoFEC())
 	if err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("agent: %w", err)
+		return fail(fmt.Errorf("agent: %w", err))
 	}
 	pc.e = e
 	cctx, stop := context.WithCancel(a.runCtx)
@@ -148,7 +188,7 @@ func (a *Agent) dialPacket(ctx context.Context, spec DialSpec) (*PacketConn, err
 	}) {
 		stop()
 		tc.Close()
-		return nil, errAgentClosed
+		return fail(errAgentClosed)
 	}
 	return pc, nil
 }
@@ -161,7 +201,7 @@ func (c *PacketConn) Service() string { return c.remote.Service }
 
 // Read reads one datagram into p; a datagram longer than p is cut short.
 func (c *PacketConn) Read(p []byte) (int, error) {
-	pkt, err := receive(c.in, c.done, &c.rd)
+	pkt, err := receive(c.in, c.done, nil, &c.rd)
 	if err != nil {
 		return 0, err
 	}
@@ -183,10 +223,9 @@ func (c *PacketConn) Write(p []byte) (int, error) {
 	if len(p) > maxUDPPayload {
 		return 0, errTooLarge
 	}
-	if !c.e.queue.Push(p) {
+	if !c.a.push(c.e, p) {
 		return 0, net.ErrClosed
 	}
-	c.e.touch()
 	return len(p), nil
 }
 
@@ -231,6 +270,9 @@ type PacketListener struct {
 
 	mu   sync.Mutex
 	ends map[circuitKey]hostedPacketEnd
+	// ended, when set, is told of each circuit once it has ended (the agent's own
+	// delivery to a host address closes the circuit's socket).
+	ended func(*Addr)
 }
 
 // circuitKey names one hosted UDP circuit.
@@ -245,8 +287,16 @@ type hostedPacketEnd struct {
 	stop context.CancelFunc
 }
 
-func newPacketListener(l *serviceListener) *PacketListener {
-	return &PacketListener{l: l, in: make(chan packet, packetInbox), addr: Addr{Service: l.service, Identity: l.a.id.Name}, ends: map[circuitKey]hostedPacketEnd{}}
+func newPacketListener(l *serviceListener, ended func(*Addr)) *PacketListener {
+	return &PacketListener{l: l, in: make(chan packet, packetInbox), addr: Addr{Service: l.service, Identity: l.a.id.Name}, ends: map[circuitKey]hostedPacketEnd{}, ended: ended}
+}
+
+// live reports whether the circuit at addr still runs.
+func (pl *PacketListener) live(addr *Addr) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	_, ok := pl.ends[circuitKey{addr.Identity, addr.Circuit}]
+	return ok
 }
 
 // ListenPacket hosts the UDP service in this program, as Listen does a TCP one: it
@@ -259,11 +309,12 @@ func (a *Agent) ListenPacket(ctx context.Context, service string) (*PacketListen
 	return l.packets, nil
 }
 
-// hostPacket carries one UDP circuit of a program's PacketListener until it ends.
+// hostPacket carries one UDP circuit of a PacketListener until it ends: a program's, or
+// the agent's own for a service it delivers to its host address (serveHostPackets).
 func (a *Agent) hostPacket(ctx context.Context, conn *quic.Conn, cid uint64, tc *tls.Conn, l *serviceListener) error {
 	pl := l.packets
 	from := &Addr{Service: l.service, Identity: peerName(tc), Circuit: cid}
-	e, err := newUDPEnd(conn, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { offer(pl.in, msg, from) }, a.udpFEC, a.autoFEC())
+	e, err := newUDPEnd(conn, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { offer(pl.in, msg, from, &a.udp) }, a.udpFEC, a.autoFEC())
 	if err != nil {
 		return err
 	}
@@ -283,6 +334,9 @@ func (a *Agent) hostPacket(ctx context.Context, conn *quic.Conn, cid uint64, tc 
 		pl.mu.Lock()
 		delete(pl.ends, key)
 		pl.mu.Unlock()
+		if pl.ended != nil {
+			pl.ended(from)
+		}
 	}()
 	a.runUDPEnd(ctx, e, tc)
 	return nil
@@ -291,7 +345,7 @@ func (a *Agent) hostPacket(ctx context.Context, conn *quic.Conn, cid uint64, tc 
 // ReadFrom reads one datagram into p (cut short when longer) and returns the circuit it
 // came on, an *Addr.
 func (pl *PacketListener) ReadFrom(p []byte) (int, net.Addr, error) {
-	pkt, err := receive(pl.in, pl.l.done, &pl.rd)
+	pkt, err := receive(pl.in, pl.l.done, pl.l.a.runCtx.Done(), &pl.rd)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -311,10 +365,9 @@ func (pl *PacketListener) WriteTo(p []byte, addr net.Addr) (int, error) {
 	pl.mu.Lock()
 	he, ok := pl.ends[circuitKey{to.Identity, to.Circuit}]
 	pl.mu.Unlock()
-	if !ok || !he.e.queue.Push(p) {
+	if !ok || !pl.l.a.push(he.e, p) {
 		return 0, fmt.Errorf("agent: write to %s: %w", to, errCircuitEnded)
 	}
-	he.e.touch()
 	return len(p), nil
 }
 

@@ -509,7 +509,7 @@ func (a *Agent) dispatchDatagram(conn *quic.Conn, pkt, buf []byte) {
 type udpFlow struct {
 	peer    net.Addr
 	queue   *datagram.Queue // datagrams from the peer, until and while the circuit runs
-	end     atomic.Pointer[udpEnd]
+	conn    atomic.Pointer[PacketConn]
 	failed  atomic.Bool // the circuit could not be set up: drop until the flow is retried
 	started time.Time
 }
@@ -553,25 +553,28 @@ func (a *Agent) serveUDPDial(pc net.PacketConn, st *dialState) {
 			})
 		}
 		mu.Unlock()
-		a.udp.sent.Add(1)
 		if f.failed.Load() {
+			a.udp.sent.Add(1)
 			a.udp.drop(udpDropNoCircuit, 1)
 			continue
 		}
+		if c := f.conn.Load(); c != nil {
+			c.Write(buf[:n])
+			continue
+		}
+		// Queued until the circuit is up, and sent first on it.
+		a.udp.sent.Add(1)
 		if _, evicted := f.queue.PushEvicting(buf[:n]); evicted {
 			a.udp.drop(udpDropQueueFull, 1)
-		}
-		if e := f.end.Load(); e != nil {
-			e.touch()
 		}
 	}
 }
 
-// runUDPFlow opens the flow's circuit and runs it until it ends or idles out.
+// runUDPFlow opens the flow's circuit, as any program would (DialPacket), and passes
+// what comes back to the flow's peer until the circuit ends or idles out.
 func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
-	ctx := a.runCtx
-	sctx, cancel := context.WithTimeout(ctx, dialSetupTimeout)
-	tc, cid, err := a.openCircuit(sctx, st.spec)
+	sctx, cancel := context.WithTimeout(a.runCtx, dialSetupTimeout)
+	c, err := a.dialPacket(sctx, st.spec, f.queue)
 	cancel()
 	if err != nil {
 		a.dialResult(st, err, 0)
@@ -581,18 +584,18 @@ func (a *Agent) runUDPFlow(pc net.PacketConn, st *dialState, f *udpFlow) {
 		a.log.Warn("dial", "service", st.spec.Service, "peer", f.peer.String(), "err", err)
 		return
 	}
-	defer tc.Close()
-	conn := tc.NetConn().(streamConn).conn
-	// What the peer sent while the circuit was set up goes first.
-	e, err := newUDPEnd(conn, &a.udp, cid, tc, true, f.queue, func(msg []byte) { pc.WriteTo(msg, f.peer) }, a.udpFEC, a.autoFEC())
-	if err != nil {
-		a.dialResult(st, err, 0)
-		return
-	}
-	f.end.Store(e)
+	defer c.Close()
+	f.conn.Store(c)
 	a.dialResult(st, nil, 1)
 	defer a.dialResult(st, nil, -1)
-	a.runUDPEnd(ctx, e, tc)
+	buf := make([]byte, maxUDPPayload)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(buf[:n], f.peer)
+	}
 }
 
 // runUDPEnd carries e until its circuit stream ends, its context ends, or it idles out.
@@ -625,44 +628,6 @@ func (a *Agent) runUDPEnd(ctx context.Context, e *udpEnd, tc *tls.Conn) {
 			}
 		}
 	}
-}
-
-// hostUDP delivers a UDP circuit to the local service over a connected UDP socket.
-func (a *Agent) hostUDP(ctx context.Context, conn *quic.Conn, cid uint64, tc *tls.Conn, service, addr string) error {
-	local, err := net.Dial("udp", addr)
-	if err != nil {
-		return fmt.Errorf("deliver %s to %s: %w", service, addr, err)
-	}
-	defer local.Close()
-	e, err := newUDPEnd(conn, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { local.Write(msg) }, a.udpFEC, a.autoFEC())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		<-ctx.Done()
-		local.Close()
-	}()
-	go func() {
-		buf := make([]byte, maxUDPPayload)
-		for {
-			n, err := local.Read(buf)
-			if err != nil {
-				if ctx.Err() != nil || !isRefused(err) {
-					return
-				}
-				continue // nothing listens yet at the service's address
-			}
-			a.udp.sent.Add(1)
-			if _, evicted := e.queue.PushEvicting(buf[:n]); evicted {
-				a.udp.drop(udpDropQueueFull, 1)
-			}
-			e.touch()
-		}
-	}()
-	a.runUDPEnd(ctx, e, tc)
-	return nil
 }
 
 // isRefused reports an ICMP port-unreachable bounced back on a connected UDP socket.

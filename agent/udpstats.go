@@ -47,17 +47,22 @@ const (
 	// udpDropUnknownCircuit: it arrived for a circuit this agent has no end of (not
 	// yet, or no longer).
 	udpDropUnknownCircuit = "unknown_circuit"
+	// udpDropReaderBehind: it arrived whole, but its reader (a program's PacketConn or
+	// PacketListener, or the agent's delivery to a local socket) had packetInbox
+	// datagrams waiting unread.
+	udpDropReaderBehind = "reader_behind"
 )
 
 // udpDropReasons lists the reasons in the order status and metrics show them.
 var udpDropReasons = []string{udpDropQueueFull, udpDropStale, udpDropOversize, udpDropSendError, udpDropReceiveFull,
-	udpDropNoCircuit, udpDropAuth, udpDropMalformed, udpDropFECUnrecovered, udpDropIncomplete, udpDropUnknownCircuit}
+	udpDropNoCircuit, udpDropAuth, udpDropMalformed, udpDropFECUnrecovered, udpDropIncomplete, udpDropUnknownCircuit,
+	udpDropReaderBehind}
 
 // udpCounters count what the agent's UDP circuits carried and dropped, all circuits
 // together: the datagram path adds to atomics, status reads them.
 type udpCounters struct {
 	sent, delivered, recovered, late, held atomic.Uint64
-	dropped                                [11]atomic.Uint64 // by udpDropReasons' index
+	dropped                                [12]atomic.Uint64 // by udpDropReasons' index
 }
 
 // drop counts n datagrams dropped for reason.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,10 +17,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/pki"
 	"github.com/umbranet/umbra/scripts/bench/peers"
 )
@@ -59,6 +58,8 @@ const (
 	boardsFloorSettle = 500 * time.Millisecond
 	// boardsStopTimeout is how long a started process has to exit on SIGINT before SIGKILL.
 	boardsStopTimeout = 10 * time.Second
+	// boardsLogTail is how many lines of a process's log an error message quotes.
+	boardsLogTail = 40
 	// boardsEnrollRuns is how many enrollments per key store the median is taken of.
 	boardsEnrollRuns = 7
 	// boardsEnrollTimeout bounds one enrollment command (or its curl peer).
@@ -181,7 +182,7 @@ func benchBoards(ctx context.Context, c config, r *report) error {
 	if err != nil {
 		return err
 	}
-	defer op.stop()
+	defer stopProc(op)
 
 	mems := make([]agentMemory, len(drones))
 	for i, d := range drones {
@@ -295,15 +296,9 @@ func mb(kb int) string { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
 
 // quickstartRouter reads router1's address from DIR/quickstart.json.
 func quickstartRouter(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "quickstart.json"))
+	qs, err := lab.ReadQuickstart(dir)
 	if err != nil {
 		return "", fmt.Errorf("boards: %w", err)
-	}
-	var qs struct {
-		Router string `json:"router"`
-	}
-	if err := json.Unmarshal(data, &qs); err != nil || qs.Router == "" {
-		return "", fmt.Errorf("boards: quickstart.json names no router (%v)", err)
 	}
 	return qs.Router, nil
 }
@@ -318,20 +313,20 @@ func measureHosting(ctx context.Context, s *sinkServer, base, listen, bin string
 	if err != nil {
 		return m, err
 	}
-	defer p.stop()
+	defer stopProc(p)
 	if err := waitBound(ctx, p, base+".sock"); err != nil {
-		return m, fmt.Errorf("%w\n%s", err, p.logTail())
+		return m, fmt.Errorf("%w\n%s", err, p.LogTail(boardsLogTail))
 	}
 	time.Sleep(idleSettle) // idle, not readiness: the agent is bound already
-	m.idleKB = rssKB(p.pid())
+	m.idleKB = rssKB(p.Pid())
 	if err := probe(ctx, s, listen); err != nil {
-		return m, fmt.Errorf("%w\n%s", err, p.logTail())
+		return m, fmt.Errorf("%w\n%s", err, p.LogTail(boardsLogTail))
 	}
-	stopSampling := sampleMax(func() int { return rssKB(p.pid()) })
+	stopSampling := sampleMax(func() int { return rssKB(p.Pid()) })
 	m.stream, err = pacedStream(ctx, s, listen)
 	m.busyKB = stopSampling()
 	if err != nil {
-		return m, fmt.Errorf("%w\n%s", err, p.logTail())
+		return m, fmt.Errorf("%w\n%s", err, p.LogTail(boardsLogTail))
 	}
 	return m, nil
 }
@@ -366,11 +361,11 @@ func measureSSH(ctx context.Context, s *sinkServer, tun *peers.Tunnel) (server, 
 }
 
 // waitBound polls an agent's status socket until it shows a link up and the sink bound.
-func waitBound(ctx context.Context, p *proc, sock string) error {
+func waitBound(ctx context.Context, p *lab.Proc, sock string) error {
 	deadline := time.Now().Add(boardsReady)
 	last := "no answer on the status socket"
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if p.exited() {
+		if p.Exited() {
 			return fmt.Errorf("agent exited before binding %s", boardsService)
 		}
 		st, err := readAgentStatus(sock)
@@ -566,7 +561,7 @@ func processFloor(ctx context.Context, dir string, argv []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer p.stop()
+	defer stopProc(p)
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		if c, err := ln.Accept(); err == nil {
@@ -576,15 +571,15 @@ func processFloor(ctx context.Context, dir string, argv []string) (int, error) {
 	select {
 	case c := <-accepted:
 		defer c.Close()
-	case <-p.done:
-		return 0, fmt.Errorf("floor: `status` exited before connecting\n%s", p.logTail())
+	case <-p.Done():
+		return 0, fmt.Errorf("floor: `status` exited before connecting\n%s", p.LogTail(boardsLogTail))
 	case <-time.After(boardsReady):
 		return 0, fmt.Errorf("floor: `status` did not connect within %v", boardsReady)
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 	time.Sleep(boardsFloorSettle) // blocked in its read, which outlasts this by seconds
-	return rssKB(p.pid()), nil
+	return rssKB(p.Pid()), nil
 }
 
 // enrollFigures are the medians of the enrollment runs; a zero figure was not measured.
@@ -713,13 +708,9 @@ func curlPeer(ctx context.Context, dir, curl string, timed func(...string) (time
 
 // sinkServer accepts TCP connections on loopback and counts every byte they bring.
 type sinkServer struct {
-	ln    net.Listener
-	n     atomic.Int64
-	last  atomic.Int64 // UnixNano of the latest arrival
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	srv  *lab.Server
+	n    atomic.Int64
+	last atomic.Int64 // UnixNano of the latest arrival
 }
 
 // startSink starts a sink on 127.0.0.1; it stops on stop or when ctx ends.
@@ -728,31 +719,14 @@ func startSink(ctx context.Context) (*sinkServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boards: sink: %w", err)
 	}
-	s := &sinkServer{ln: ln, conns: map[net.Conn]struct{}{}}
-	stopOnCancel := context.AfterFunc(ctx, s.stop)
-	s.wg.Go(func() {
-		defer stopOnCancel()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed by stop
-			}
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Go(func() { s.drain(c) })
-		}
-	})
+	s := &sinkServer{}
+	s.srv = lab.Serve(ln, s.drain)
+	context.AfterFunc(ctx, s.stop)
 	return s, nil
 }
 
+// drain counts what c brings until it ends (lab.Serve closes it).
 func (s *sinkServer) drain(c net.Conn) {
-	defer func() {
-		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	buf := make([]byte, boardsChunk)
 	for {
 		n, err := c.Read(buf)
@@ -766,90 +740,17 @@ func (s *sinkServer) drain(c net.Conn) {
 	}
 }
 
-func (s *sinkServer) addr() string           { return s.ln.Addr().String() }
+func (s *sinkServer) addr() string           { return s.srv.Addr() }
 func (s *sinkServer) received() int64        { return s.n.Load() }
 func (s *sinkServer) lastArrival() time.Time { return time.Unix(0, s.last.Load()) }
 
 // stop closes the listener and every connection and waits for the sink's goroutines.
-func (s *sinkServer) stop() {
-	s.once.Do(func() {
-		s.ln.Close()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-}
-
-// proc is a started process logging to a file, with its exit watched.
-type proc struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed once the process has exited
-}
+func (s *sinkServer) stop() { s.srv.Close() }
 
 // startProc starts bin with its output in logPath; ctx's end kills it.
-func startProc(ctx context.Context, logPath, bin string, args ...string) (*proc, error) {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("boards: %w", err)
-	}
-	p := &proc{cmd: exec.CommandContext(ctx, bin, args...), log: logPath, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("boards: start %s: %w", filepath.Base(bin), err)
-	}
-	go func() {
-		p.cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
+func startProc(ctx context.Context, logPath, bin string, args ...string) (*lab.Proc, error) {
+	return lab.StartLogged(exec.CommandContext(ctx, bin, args...), logPath)
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGINT, then SIGKILL after boardsStopTimeout, and waits for the exit. It
-// may be called more than once.
-func (p *proc) stop() {
-	if p.exited() {
-		return
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(boardsStopTimeout):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// logTail returns the last lines of the process's log, for an error message.
-func (p *proc) logTail() string {
-	f, err := os.Open(p.log)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 40 {
-			lines = lines[1:]
-		}
-	}
-	return "--- " + filepath.Base(p.log) + "\n" + strings.Join(lines, "\n")
-}
+// stopProc interrupts p, then kills it after boardsStopTimeout, and waits for the exit.
+func stopProc(p *lab.Proc) { p.Stop(os.Interrupt, boardsStopTimeout) }

@@ -20,11 +20,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
-// sectionBudget bounds each section that does not name a budget of its own.
-const sectionBudget = 30 * time.Minute
+// sectionBudget bounds each section that does not name a budget of its own; stopTimeout,
+// how long an interrupted program may take to exit before it is killed.
+const (
+	sectionBudget = 30 * time.Minute
+	stopTimeout   = 10 * time.Second
+)
 
 // Sizes of the runs, as flags so a quick run can shrink them.
 type config struct {
@@ -198,14 +203,5 @@ func startUntil(ctx context.Context, prefix, bin string, args ...string) (*exec.
 	return nil, 0, fmt.Errorf("%s exited before printing %q", filepath.Base(bin), prefix)
 }
 
-func stop(cmd *exec.Cmd) {
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
+// stop interrupts cmd and kills it if it has not exited within stopTimeout.
+func stop(cmd *exec.Cmd) { lab.StopCmd(cmd, os.Interrupt, stopTimeout) }

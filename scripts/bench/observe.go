@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/umbranet/umbra/internal/api"
 	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // Sizes of the observe section (issue 15).
@@ -85,15 +85,8 @@ func newQuickstartLab(ctx context.Context, c config) (*relayLab, string, error) 
 	l := &relayLab{ctx: ctx, umbra: filepath.Join(c.bin, "umbra"), agent: filepath.Join(c.bin, "umbra-agent"), dir: dir,
 		env: append(os.Environ(), "UMBRA_ADMIN="+filepath.Join(qsDir, "admin.json")), procs: []*exec.Cmd{qs}, ctrl: qs, ctrlData: qsDir,
 		routers: map[string]*exec.Cmd{quickstartRouterName: qs}, routerAddr: map[string]string{}}
-	var state struct {
-		Router  string `json:"router"`
-		Metrics string `json:"metrics"`
-	}
-	raw, err := os.ReadFile(filepath.Join(qsDir, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(raw, &state)
-	}
-	if err != nil || state.Router == "" || state.Metrics == "" {
+	state, err := lab.ReadQuickstart(qsDir)
+	if err != nil || state.Metrics == "" {
 		l.close()
 		return nil, "", fmt.Errorf("quickstart.json names no router or metrics URL (%v)", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // Sizes and bounds of the operate section (issues 14 and 21).
@@ -245,11 +247,11 @@ func (l *operateLab) restartController(sig syscall.Signal) (time.Time, error) {
 }
 
 // controlLinksUp counts the times r1 has logged its control link up.
-func (l *operateLab) controlLinksUp() int { return logCount(l.routerLog(), controlLinkUp) }
+func (l *operateLab) controlLinksUp() int { return lab.CountInFile(l.routerLog(), controlLinkUp) }
 
 // waitControlLinks waits until r1 has logged its control link up n times.
 func (l *operateLab) waitControlLinks(n int) error {
-	if err := waitFile(l.ctx, l.routerLog(), controlLinkUp, n); err != nil {
+	if err := lab.WaitFile(l.ctx, l.routerLog(), controlLinkUp, n); err != nil {
 		return fmt.Errorf("control link after the controller restart: %w", err)
 	}
 	return nil
@@ -434,25 +436,9 @@ func serveGreetingEcho(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("greeting echo %s: %w", name, err)
 	}
-	context.AfterFunc(ctx, func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				stop := context.AfterFunc(ctx, func() { c.Close() })
-				defer stop()
-				if _, err := io.WriteString(c, name+"\n"); err != nil {
-					return
-				}
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String(), nil
+	s := lab.Serve(ln, func(c net.Conn) { lab.Echo(c, name) })
+	context.AfterFunc(ctx, s.Close)
+	return s.Addr(), nil
 }
 
 // busyCircuit is a circuit through the dial listener that a writer keeps filling; ended

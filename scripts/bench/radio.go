@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"golang.org/x/sys/unix"
@@ -459,7 +459,7 @@ func newRadioLab(ctx context.Context, c config) (*radioLab, error) {
 // this lab's own), the echo servers and the link, and removes the temp dir.
 func (l *radioLab) close() {
 	for i := len(l.procs) - 1; i >= 0; i-- {
-		stopWithin(l.procs[i], radioStopTimeout)
+		lab.StopCmd(l.procs[i], os.Interrupt, radioStopTimeout)
 	}
 	// sshd's per-connection children start sessions of their own and outlive it.
 	for _, side := range []linksim.Side{linksim.SideA, linksim.SideB} {
@@ -479,22 +479,6 @@ func (l *radioLab) close() {
 	os.RemoveAll(l.dir)
 }
 
-// stopWithin interrupts cmd and kills it if it has not exited within d.
-func stopWithin(cmd *exec.Cmd, d time.Duration) {
-	if cmd.Process == nil || cmd.ProcessState != nil {
-		return // never started, or already stopped
-	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		cmd.Process.Kill()
-		<-done
-	}
-}
-
 // setConditions sets both directions of the link.
 func (l *radioLab) setConditions(up, down linksim.Impairment) error {
 	if err := l.link.SetUp(up); err != nil {
@@ -511,18 +495,20 @@ func (l *radioLab) addr(side linksim.Side, port int) string {
 	return netip.AddrPortFrom(l.nl.Addr(side), uint16(port)).String()
 }
 
+// runner starts programs inside side's namespace and runs its setup commands within
+// radioSetupTimeout.
+func (l *radioLab) runner(side linksim.Side) lab.Runner {
+	return lab.Runner{Ctx: l.ctx, Dir: l.dir, Env: l.env, Timeout: radioSetupTimeout,
+		Command: func(ctx context.Context, bin string, args ...string) *exec.Cmd {
+			return l.nl.CommandContext(ctx, side, bin, args...)
+		}}
+}
+
 // start starts bin inside side's namespace, its output in name.log.
 func (l *radioLab) start(side linksim.Side, name, bin string, args ...string) error {
-	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
+	cmd, err := l.runner(side).Start(name, bin, args...)
 	if err != nil {
 		return fmt.Errorf("radio: %w", err)
-	}
-	defer logf.Close() // the child holds its own descriptor
-	cmd := l.nl.CommandContext(l.ctx, side, bin, args...)
-	cmd.Env = l.env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("radio: start %s: %w", name, err)
 	}
 	l.procs = append(l.procs, cmd)
 	return nil
@@ -530,29 +516,11 @@ func (l *radioLab) start(side linksim.Side, name, bin string, args ...string) er
 
 // run runs bin inside side's namespace to completion.
 func (l *radioLab) run(side linksim.Side, bin string, args ...string) error {
-	ctx, cancel := context.WithTimeout(l.ctx, radioSetupTimeout)
-	defer cancel()
-	cmd := l.nl.CommandContext(ctx, side, bin, args...)
-	cmd.Env = l.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-	}
-	return nil
+	return l.runner(side).Run(bin, args...)
 }
 
 // logs returns the processes' logs, for a failure's message.
-func (l *radioLab) logs() string {
-	var b strings.Builder
-	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		if len(data) > 4<<10 {
-			data = data[len(data)-4<<10:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(f), data)
-	}
-	return b.String()
-}
+func (l *radioLab) logs() string { return lab.Logs(filepath.Join(l.dir, "*.log"), 4<<10) }
 
 // startPaths starts the echo servers, umbra, sshd and ssh -L, and returns the paths
 // (umbra's first) once each has carried an echo, and the UDP flows (in the order of
@@ -613,16 +581,12 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		"--link-profile", "radio"); err != nil {
 		return none, err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return none, err
 	}
-	var state struct{ Router string }
-	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &state)
-	}
+	state, err := lab.ReadQuickstart(qs)
 	if err != nil {
-		return none, fmt.Errorf("quickstart.json: %w", err)
+		return none, err
 	}
 	l.env = append(l.env, "UMBRA_ADMIN="+filepath.Join(qs, "admin.json"))
 	// Admin commands and enrollment talk to the controller, which is on side B.
@@ -695,7 +659,7 @@ func (l *radioLab) startRelay() (radioPath, error) {
 		"--link-to", l.router, "--link-profile", "radio"); err != nil {
 		return none, err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "relaya.log"), "router relaya listening", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "relaya.log"), "router relaya listening", 1); err != nil {
 		return none, err
 	}
 	if err := l.start(linksim.SideA, "oprelay", l.agent, "run", "--routers", listen, "--status-socket", filepath.Join(l.dir, "oprelay.sock"),
@@ -713,7 +677,7 @@ func (l *radioLab) startUDPOperators() (stop func(), err error) {
 	var cmds []*exec.Cmd
 	stop = func() {
 		for _, c := range cmds {
-			stopWithin(c, radioStopTimeout)
+			lab.StopCmd(c, os.Interrupt, radioStopTimeout)
 		}
 	}
 	for _, op := range []struct {
@@ -810,7 +774,7 @@ func (l *radioLab) startTLS(name, cc string) (radioPath, error) {
 	if cc != "" {
 		ln = congestionListener{Listener: ln, cc: cc}
 	}
-	l.stops = append(l.stops, serveRadioEcho(tls.NewListener(ln, server)))
+	l.stops = append(l.stops, lab.ServeEcho(tls.NewListener(ln, server)).Close)
 	return radioPath{name: name, dial: l.dialerCC(ln.Addr().String(), client, cc)}, nil
 }
 
@@ -1575,52 +1539,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-time.After(d):
 		return true
-	}
-}
-
-// serveRadioEcho echoes every connection ln accepts until the returned stop is called.
-func serveRadioEcho(ln net.Listener) (stop func()) {
-	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
-		wg    sync.WaitGroup
-		done  bool
-	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if done {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Go(func() {
-				io.Copy(c, c)
-				c.Close()
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			})
-		}
-	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			ln.Close()
-			mu.Lock()
-			done = true
-			for c := range conns {
-				c.Close()
-			}
-			mu.Unlock()
-			wg.Wait()
-		})
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/linksim"
 )
 
@@ -186,16 +186,12 @@ func (l *radioLab) startDefaultsUmbra(echo, udpEcho string) (string, error) {
 	if err := l.start(linksim.SideB, "quickstart", l.umbra, "quickstart", "--dir", qs, "--host", l.nl.Addr(linksim.SideB).String()); err != nil {
 		return "", err
 	}
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready controller=", 1); err != nil {
 		return "", err
 	}
-	var state struct{ Router string }
-	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &state)
-	}
+	state, err := lab.ReadQuickstart(qs)
 	if err != nil {
-		return "", fmt.Errorf("quickstart.json: %w", err)
+		return "", err
 	}
 	l.env = append(l.env, "UMBRA_ADMIN="+filepath.Join(qs, "admin.json"))
 	steps := [][]string{

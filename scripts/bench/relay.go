@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/scripts/bench/peers"
 )
 
@@ -72,11 +74,7 @@ func (l *relayLab) sh(args ...string) error {
 // router enrolls router name and runs it on a free port, linked to the routers named in
 // linkTo.
 func (l *relayLab) router(name string, linkTo ...string) error {
-	jwt := filepath.Join(l.dir, name+".jwt")
-	if err := l.sh(l.umbra, "edge", "create", "router", name, "--jwt-out", jwt); err != nil {
-		return err
-	}
-	if err := l.sh(l.umbra, "router", "enroll", "--jwt", jwt, "--data", filepath.Join(l.dir, name)); err != nil {
+	if _, err := l.cli().EnrollRouter(l.ctx, name); err != nil {
 		return err
 	}
 	return l.runRouter(name, freeUDPPort(), linkTo...)
@@ -95,7 +93,7 @@ func (l *relayLab) runRouter(name, addr string, linkTo ...string) error {
 	}
 	logPath := filepath.Join(l.dir, name+".router.log")
 	ready := "router " + name + " listening"
-	before := logCount(logPath, ready)
+	before := lab.CountInFile(logPath, ready)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -108,7 +106,7 @@ func (l *relayLab) runRouter(name, addr string, linkTo ...string) error {
 	l.procs = append(l.procs, cmd)
 	l.routers[name] = cmd
 	l.routerAddr[name] = addr
-	return waitFile(l.ctx, logPath, ready, before+1)
+	return lab.WaitFile(l.ctx, logPath, ready, before+1)
 }
 
 // echoService creates service echo hosted at addr, which drones bind and operators dial.
@@ -137,37 +135,19 @@ func (l *relayLab) waitLinksUp(n int) error {
 	return nil
 }
 
-// waitFile polls path until it holds text n times.
-func waitFile(ctx context.Context, path, text string, n int) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if logCount(path, text) >= n {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
-	return fmt.Errorf("%s: no %q within 30s", filepath.Base(path), text)
-}
-
-// logCount counts how often text stands in the file at path.
-func logCount(path, text string) int {
-	data, _ := os.ReadFile(path)
-	return strings.Count(string(data), text)
-}
-
 // relayed counts the circuits router name has logged relaying.
 func (l *relayLab) relayed(name string) int {
-	return logCount(filepath.Join(l.dir, name+".router.log"), "circuit relayed")
+	return lab.CountInFile(filepath.Join(l.dir, name+".router.log"), "circuit relayed")
 }
 
 // identity creates and enrolls an identity with attr and returns its ID.json.
 func (l *relayLab) identity(name, attr string) (string, error) {
-	jwt := filepath.Join(l.dir, name+".jwt")
-	out := filepath.Join(l.dir, name+".json")
-	if err := l.sh(l.umbra, "edge", "create", "identity", name, "--attr", attr, "--jwt-out", jwt); err != nil {
-		return "", err
-	}
-	return out, l.sh(l.agent, "enroll", "--jwt", jwt, "--out", out)
+	return l.cli().EnrollIdentity(l.ctx, name, attr)
+}
+
+// cli enrolls into the lab's directory as the lab's admin.
+func (l *relayLab) cli() lab.CLI {
+	return lab.CLI{Bins: lab.Bins{Umbra: l.umbra, Agent: l.agent}, Env: l.env, Dir: l.dir}
 }
 
 // run starts an agent for id pinned to router, its log in id's directory.
@@ -188,37 +168,20 @@ func (l *relayLab) run(id, router string, args ...string) (*exec.Cmd, error) {
 }
 
 // logs returns the agents' logs, for a failure's message.
-func (l *relayLab) logs() string {
-	var b strings.Builder
-	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(f), data)
-	}
-	return b.String()
-}
+func (l *relayLab) logs() string { return lab.Logs(filepath.Join(l.dir, "*.log"), 0) }
 
 // freeUDPPort returns a loopback address free for UDP and TCP at the time of asking.
-func freeUDPPort() string {
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			continue
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr
-		}
-	}
-}
+func freeUDPPort() string { return mustAddr(lab.FreePort()) }
 
-func freeTCPPort() string {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	return ln.Addr().String()
+func freeTCPPort() string { return mustAddr(lab.FreeTCP()) }
+
+// mustAddr is a free address, or the end of the run: with no free loopback port
+// nothing can be measured.
+func mustAddr(addr string, err error) string {
+	if err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+	return addr
 }
 
 // benchRelay measures circuits across router links: throughput over 0 to 3 relay hops in

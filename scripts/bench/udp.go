@@ -8,6 +8,8 @@ import (
 	"net"
 	"sort"
 	"time"
+
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // Sizes of the UDP runs.
@@ -21,24 +23,11 @@ const (
 
 // udpEchoServer echoes datagrams on loopback until ctx ends.
 func udpEchoServer(ctx context.Context) (string, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := lab.UDPEcho()
 	if err != nil {
 		return "", err
 	}
-	go func() {
-		<-ctx.Done()
-		pc.Close()
-	}()
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
+	context.AfterFunc(ctx, func() { pc.Close() })
 	return pc.LocalAddr().String(), nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/linksim"
 )
 
@@ -286,16 +287,12 @@ func (l *videoLab) setup() error {
 		return err
 	}
 	l.qs = cmd
-	if err := waitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready", 1); err != nil {
+	if err := lab.WaitFile(l.ctx, filepath.Join(l.dir, "quickstart.log"), "ready", 1); err != nil {
 		return err
 	}
-	var q struct{ Router, Admin, Metrics string }
-	data, err := os.ReadFile(filepath.Join(qs, "quickstart.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &q)
-	}
+	q, err := lab.ReadQuickstart(qs)
 	if err != nil {
-		return fmt.Errorf("quickstart.json: %w", err)
+		return err
 	}
 	l.router, l.metrics = q.Router, q.Metrics
 	l.env = append(l.env, "UMBRA_ADMIN="+q.Admin)
@@ -414,7 +411,7 @@ func (l *videoLab) waitLossy() {
 // stopDrones stops the drone agents (the ground's stays).
 func (l *videoLab) stopDrones() {
 	for _, a := range l.agents[1:] {
-		stopWithin(a, videoStopTimeout)
+		lab.StopCmd(a, os.Interrupt, videoStopTimeout)
 	}
 	l.agents = l.agents[:1]
 }
@@ -463,7 +460,7 @@ func (l *videoLab) row(loss float64, delay time.Duration) (row videoRow, err err
 	}
 	defer func() {
 		for _, d := range decs {
-			stopWithin(d, videoStopTimeout)
+			lab.StopCmd(d, os.Interrupt, videoStopTimeout)
 		}
 	}()
 	time.Sleep(time.Second) // the decoders' sockets open (gst-launch prints nothing when they do)
@@ -475,7 +472,7 @@ func (l *videoLab) row(loss float64, delay time.Duration) (row videoRow, err err
 	}
 	time.Sleep(videoStraggle + 2*delay)
 	for w, d := range decs {
-		stopWithin(d, videoStopTimeout)
+		lab.StopCmd(d, os.Interrupt, videoStopTimeout)
 		row.ways[w].frames = outs[w].frames()
 	}
 	sent := src.take()
@@ -638,52 +635,28 @@ func (l *videoLab) waitStatus(name string, ok func(videoStatus) bool) error {
 	return fmt.Errorf("%s: not ready within %v", name, videoSetup)
 }
 
+// runner starts the lab's programs, each killed if this process dies, and runs its
+// setup commands within videoSetup.
+func (l *videoLab) runner() lab.Runner {
+	return lab.Runner{Ctx: l.ctx, Dir: l.dir, Env: l.env, Timeout: videoSetup, Prepare: func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}}
+}
+
 func (l *videoLab) start(name, bin string, args ...string) (*exec.Cmd, error) {
-	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.CommandContext(l.ctx, bin, args...)
-	cmd.Env = l.env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return cmd, nil
+	return l.runner().Start(name, bin, args...)
 }
 
-func (l *videoLab) run(bin string, args ...string) error {
-	ctx, cancel := context.WithTimeout(l.ctx, videoSetup)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = l.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func (l *videoLab) run(bin string, args ...string) error { return l.runner().Run(bin, args...) }
 
-func (l *videoLab) logs() string {
-	var b strings.Builder
-	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		if len(data) > 4<<10 {
-			data = data[len(data)-4<<10:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(f), data)
-	}
-	return b.String()
-}
+func (l *videoLab) logs() string { return l.runner().Logs(4 << 10) }
 
 func (l *videoLab) close() {
 	for i := len(l.agents) - 1; i >= 0; i-- {
-		stopWithin(l.agents[i], videoStopTimeout)
+		lab.StopCmd(l.agents[i], os.Interrupt, videoStopTimeout)
 	}
 	if l.qs != nil {
-		stopWithin(l.qs, videoStopTimeout)
+		lab.StopCmd(l.qs, os.Interrupt, videoStopTimeout)
 	}
 	if l.src != nil {
 		l.src.pc.Close()

@@ -19,10 +19,7 @@ const dialAtOnce = 10 * time.Second
 // whose other members were out of reach), with links to linkTo.
 func (c *ctrlCluster) startRouterAt(first *ctrlMember, name, addr string, linkTo ...string) *proc {
 	c.t.Helper()
-	jwt := filepath.Join(c.dir, name+".jwt")
-	must(c.t, c.env, bins.umbra, "edge", "create", "router", name, "--jwt-out", jwt)
-	data := filepath.Join(c.dir, name)
-	must(c.t, nil, bins.umbra, "router", "enroll", "--jwt", jwt, "--data", data)
+	data := enrollRouter(c.t, c.env, c.dir, name)
 	list, _ := json.Marshal([]string{"https://" + first.addr})
 	if err := os.WriteFile(filepath.Join(data, "controllers.json"), list, 0o600); err != nil {
 		c.t.Fatal(err)

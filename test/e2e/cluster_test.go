@@ -193,10 +193,7 @@ func (c *ctrlCluster) mesh() *mesh {
 	c.t.Helper()
 	t := c.t
 	must(t, c.env, bins.umbra, "edge", "create", "edge-router-policy", "all", "--identities", "#all", "--routers", "#all")
-	jwt := filepath.Join(c.dir, "router1.jwt")
-	must(t, c.env, bins.umbra, "edge", "create", "router", "router1", "--jwt-out", jwt)
-	data := filepath.Join(c.dir, "router1")
-	must(t, nil, bins.umbra, "router", "enroll", "--jwt", jwt, "--data", data)
+	data := enrollRouter(t, c.env, c.dir, "router1")
 	addr := freePort(t)
 	r := start(t, bins.umbra, "router", "run", "--data", data, "--listen", addr)
 	r.waitFor(t, "router router1 listening", readyTimeout)

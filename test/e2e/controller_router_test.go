@@ -1,11 +1,12 @@
 package e2e
 
 import (
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // onlineTimeout is how soon a started router must be listed online (CONTRACT: within a
@@ -15,21 +16,7 @@ const onlineTimeout = 10 * time.Second
 // freePort returns a loopback port free for both TCP and UDP at the time of asking.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr
-		}
-	}
-	t.Fatal("no port free on both TCP and UDP")
-	return ""
+	return lab.MustFree(t, lab.FreePort)
 }
 
 // TestSeparateControllerAndRouter runs the ground station the long way: controller init

@@ -4,15 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // mesh is a running quickstart with helpers to add identities, services and agents.
@@ -28,10 +28,10 @@ func startMesh(t *testing.T) *mesh {
 	t.Helper()
 	dir := t.TempDir()
 	qsDir := filepath.Join(dir, "qs")
-	qs := start(t, bins.umbra, "quickstart", "--dir", qsDir)
-	qs.waitFor(t, "ready", readyTimeout)
-	q := readQuickstart(t, qsDir)
-	return &mesh{t: t, dir: dir, qs: qs, q: q, env: []string{"UMBRA_ADMIN=" + q.Admin}}
+	p, st := lab.StartQuickstart(t, bins.umbra, qsDir)
+	qs := &proc{Proc: p, cmd: p.Cmd, done: p.Done()}
+	q := quickstartJSON{Controller: st.Controller, Router: st.Router, Admin: st.Admin}
+	return &mesh{t: t, dir: dir, qs: qs, q: q, env: []string{lab.AdminEnv(q.Admin)}}
 }
 
 // edge runs `umbra edge ARGS...`, which must succeed.
@@ -43,15 +43,7 @@ func (m *mesh) edge(args ...string) string {
 // enroll creates an identity with attributes and enrolls it; it returns the ID.json path.
 func (m *mesh) enroll(name string, attrs ...string) string {
 	m.t.Helper()
-	jwt := filepath.Join(m.dir, name+".jwt")
-	args := []string{"create", "identity", name, "--jwt-out", jwt}
-	for _, a := range attrs {
-		args = append(args, "--attr", a)
-	}
-	m.edge(args...)
-	out := filepath.Join(m.dir, name+".json")
-	must(m.t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", out)
-	return out
+	return enrollIdentity(m.t, m.env, m.dir, name, attrs...)
 }
 
 // agentProc is a running umbra-agent.
@@ -122,13 +114,7 @@ func (a *agentProc) status(t *testing.T) (agentStatus, error) {
 // waitUntil polls cond until it holds or timeout passes.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	lab.WaitUntil(t, timeout, what, cond)
 }
 
 // waitHosting waits until the agent reports service bound at its router.
@@ -182,52 +168,20 @@ func (a *agentProc) lastError(t *testing.T, listen string) string {
 // freeTCP returns a free loopback TCP address.
 func freeTCP(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return lab.MustFree(t, lab.FreeTCP)
 }
 
 // serveTCP listens on loopback and runs handle on each connection, closing it after;
 // the listener closes, and its handlers are waited for, with the test.
 func serveTCP(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				handle(c)
-			})
-		}
-	})
-	return ln.Addr().String()
+	return lab.ServeTCP(t, handle)
 }
 
 // echoServer echoes every TCP connection, after writing greeting if set.
 func echoServer(t *testing.T, greeting string) string {
 	t.Helper()
-	return serveTCP(t, func(c net.Conn) {
-		if greeting != "" {
-			fmt.Fprintln(c, greeting)
-		}
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-	})
+	return lab.EchoServer(t, greeting)
 }
 
 // dialGreeting connects to addr and reads the first line.
@@ -245,41 +199,12 @@ func dialGreeting(addr string) (string, error) {
 // socketsOf lists the inet sockets a process holds: "proto state local remote".
 func socketsOf(t *testing.T, pid int) []string {
 	t.Helper()
-	inodes := map[string]bool{}
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
-	}
+	socks, _ := lab.SocketsOf(pid)
 	var out []string
-	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || !inodes[f[9]] {
-				continue
-			}
-			out = append(out, fmt.Sprintf("%s %s %s %s", proto, f[3], hexAddr(f[1]), hexAddr(f[2])))
-		}
+	for _, s := range socks {
+		out = append(out, s.String())
 	}
 	return out
-}
-
-// hexAddr decodes /proc/net's HEXIP:HEXPORT (IPv4 or IPv6, little-endian words).
-func hexAddr(s string) string {
-	ipHex, portHex, _ := strings.Cut(s, ":")
-	port, _ := strconv.ParseUint(portHex, 16, 16)
-	var ip net.IP
-	for i := 0; i+8 <= len(ipHex); i += 8 {
-		w, _ := strconv.ParseUint(ipHex[i:i+8], 16, 32)
-		ip = append(ip, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
-	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
 }
 
 // processMemoryContains reports whether needle appears in any readable writable mapping

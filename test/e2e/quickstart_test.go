@@ -14,6 +14,7 @@ import (
 
 	"github.com/umbranet/umbra/controller/ca"
 	"github.com/umbranet/umbra/internal/identity"
+	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/pki"
 	"github.com/umbranet/umbra/internal/transport"
 	"github.com/umbranet/umbra/internal/wire"
@@ -27,15 +28,11 @@ type quickstartJSON struct {
 
 func readQuickstart(t *testing.T, dir string) quickstartJSON {
 	t.Helper()
-	var q quickstartJSON
-	data, err := os.ReadFile(filepath.Join(dir, "quickstart.json"))
+	s, err := lab.ReadQuickstart(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &q); err != nil {
-		t.Fatalf("quickstart.json: %v", err)
-	}
-	return q
+	return quickstartJSON{Controller: s.Controller, Router: s.Router, Admin: s.Admin}
 }
 
 // dialRouter opens an edge QUIC connection to the quickstart's router with cert and

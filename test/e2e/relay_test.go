@@ -50,10 +50,7 @@ func (m *relayMesh) startRouterWith(runner []string, name, addr string, linkTo .
 // startRouterArgs is startRouterWith with extra arguments to `umbra router run`.
 func (m *relayMesh) startRouterArgs(runner, extra []string, name, addr string, linkTo ...string) {
 	m.t.Helper()
-	jwt := filepath.Join(m.dir, name+".jwt")
-	must(m.t, m.env, bins.umbra, "edge", "create", "router", name, "--jwt-out", jwt)
-	data := filepath.Join(m.dir, name)
-	must(m.t, nil, bins.umbra, "router", "enroll", "--jwt", jwt, "--data", data)
+	data := enrollRouter(m.t, m.env, m.dir, name)
 	args := append([]string{"router", "run", "--data", data, "--listen", addr}, extra...)
 	if len(linkTo) > 0 {
 		args = append(args, "--link-to", strings.Join(linkTo, ","))
@@ -106,13 +103,7 @@ func (m *relayMesh) edge(args ...string) {
 // on opRouter, and waits until both are ready.
 func (m *relayMesh) startAgents(opRouter, droneRouter string, opArgs ...string) {
 	t := m.t
-	enroll := func(name, attr string) string {
-		jwt := filepath.Join(m.dir, name+".jwt")
-		m.edge("create", "identity", name, "--attr", attr, "--jwt-out", jwt)
-		out := filepath.Join(m.dir, name+".json")
-		must(t, nil, bins.agent, "enroll", "--jwt", jwt, "--out", out)
-		return out
-	}
+	enroll := func(name, attr string) string { return enrollIdentity(t, m.env, m.dir, name, attr) }
 	agent := func(name, id, router string, args ...string) *agentProc {
 		sock := filepath.Join(m.dir, name+".sock")
 		all := append([]string{"run", "--identity", id, "--routers", router, "--status-socket", sock}, args...)

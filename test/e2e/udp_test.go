@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // Bounds of the UDP tests.
@@ -59,12 +61,7 @@ func waitFirstUDPEcho(t *testing.T, c net.Conn) {
 
 func freeUDP(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	return lab.MustFree(t, lab.FreeUDP)
 }
 
 // udpEchoFleet creates service mavlink (a UDP echo), policies letting "#drone" host it

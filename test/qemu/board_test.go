@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/umbranet/umbra/firmware/initramfs/bootcfg"
+	"github.com/umbranet/umbra/internal/lab"
 )
 
 // The emulated board: QEMU's virt machine with two Cortex-A53 cores under TCG, as lean
@@ -199,10 +200,5 @@ func echo(addr string, data []byte, timeout time.Duration) ([]byte, error) {
 // freeTCP returns a free loopback TCP address.
 func freeTCP(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return lab.MustFree(t, lab.FreeTCP)
 }

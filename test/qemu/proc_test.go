@@ -2,8 +2,6 @@ package qemu
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -13,10 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// commandTimeout bounds one CLI command.
-const commandTimeout = 30 * time.Second
+	"github.com/umbranet/umbra/internal/lab"
+)
 
 // pollInterval is how often the test looks again for what it waits for.
 const pollInterval = 50 * time.Millisecond
@@ -146,26 +143,11 @@ func (p *proc) keep(dir, file string) {
 // the command succeeds.
 func must(t *testing.T, env []string, bin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s%s", filepath.Base(bin), strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
+	return lab.Must(t, env, bin, args...)
 }
 
 // waitUntil polls cond until it holds, failing the test after timeout.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(pollInterval)
-	}
+	lab.WaitUntil(t, timeout, what, cond)
 }

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	umbralab "github.com/umbranet/umbra/internal/lab"
 )
 
 // pageBytes is the size of the page the consumer's client fetches.
@@ -106,7 +109,7 @@ func TestConsumerModuleServesAndFetchesHTTP(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(l.dir, "web1.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("the server's identity file: %v, mode %v; want it written with mode 0600", err, fi.Mode().Perm())
 	}
-	socks := socketsOf(t, server.cmd.Process.Pid)
+	socks := socketsOf(t, server.Pid())
 	if len(socks) == 0 {
 		t.Fatalf("the server holds no inet socket at all, want its router link")
 	}
@@ -158,30 +161,13 @@ const tcpListen = "0A"
 // socketsOf lists the inet sockets among process pid's file descriptors.
 func socketsOf(t *testing.T, pid int) []socket {
 	t.Helper()
-	inodes := map[string]bool{}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	socks, err := umbralab.SocketsOf(pid)
 	if err != nil {
 		t.Fatalf("the server's file descriptors: %v", err)
 	}
-	for _, fd := range fds {
-		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
-	}
 	var out []socket
-	for _, proto := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || !inodes[f[9]] {
-				continue
-			}
-			out = append(out, socket{proto: proto, state: f[3], local: f[1], remote: f[2]})
-		}
+	for _, s := range socks {
+		out = append(out, socket{proto: s.Proto, state: s.State, local: s.Local, remote: s.Remote})
 	}
 	return out
 }
@@ -252,47 +238,21 @@ func TestConsumerMAVLinkRelay(t *testing.T) {
 // waitOutput polls p's output until it contains s.
 func waitOutput(t *testing.T, p *proc, s string) {
 	t.Helper()
-	deadline := time.Now().Add(readyTimeout)
-	for !strings.Contains(p.output(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the output within %v:\n%s", s, readyTimeout, p.output())
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("process exited (%v) before printing %q:\n%s", p.err, s, p.output())
-		case <-time.After(20 * time.Millisecond):
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := p.WaitContains(ctx, s); err != nil {
+		t.Fatalf("%v:\n%s", err, p.output())
 	}
 }
 
 // udpEcho answers every datagram on a loopback port with itself until the test ends.
 func udpEcho(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	return pc.LocalAddr().String()
+	return umbralab.UDPEchoServer(t)
 }
 
 // freeUDP returns a loopback UDP address the OS just had free.
 func freeUDP(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	return umbralab.MustFree(t, umbralab.FreeUDP)
 }

@@ -215,11 +215,13 @@ func TestDialPacketAndListenPacket(t *testing.T) {
 	}
 	defer pl.Close()
 	from := make(chan string, 1)
+	readerDone := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 2048)
 		for {
 			n, addr, err := pl.ReadFrom(buf)
 			if err != nil {
+				readerDone <- err
 				return
 			}
 			select {
@@ -280,6 +282,26 @@ collect:
 	}
 	if _, err := pl.WriteTo([]byte("x"), &net.UDPAddr{}); err == nil {
 		t.Errorf("WriteTo a UDP address succeeded, want an error")
+	}
+	// Closing the agent ends a ReadFrom that is waiting, as closing a socket would, and
+	// Close itself returns.
+	closed := make(chan struct{})
+	go func() {
+		gcs.Close()
+		close(closed)
+	}()
+	select {
+	case err := <-readerDone:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("ReadFrom after the agent closed: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(readyTimeout):
+		t.Fatalf("ReadFrom still waiting %v after the agent's Close", readyTimeout)
+	}
+	select {
+	case <-closed:
+	case <-time.After(readyTimeout):
+		t.Fatalf("the agent's Close did not return within %v", readyTimeout)
 	}
 }
 

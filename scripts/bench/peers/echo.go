@@ -5,18 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
-)
 
-// echoServer echoes every connection a listener accepts until stopped.
-type echoServer struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	conn map[net.Conn]struct{} // open connections, closed by stop
-	done bool
-	once sync.Once
-}
+	"github.com/umbranet/umbra/internal/lab"
+)
 
 // StartTCPEcho starts a TCP echo server on 127.0.0.1 and returns its address. stop closes
 // the listener and every open connection and waits for the server's goroutines to end;
@@ -27,62 +18,14 @@ func StartTCPEcho(ctx context.Context) (addr string, stop func(), err error) {
 		return "", nil, fmt.Errorf("peers: echo listen: %w", err)
 	}
 	s := serveEcho(ctx, ln)
-	return ln.Addr().String(), s.stop, nil
+	return ln.Addr().String(), s.Close, nil
 }
 
-// serveEcho echoes on ln until stop is called or ctx ends.
-func serveEcho(ctx context.Context, ln net.Listener) *echoServer {
-	s := &echoServer{ln: ln, conn: make(map[net.Conn]struct{})}
-	stopOnCancel := context.AfterFunc(ctx, s.stop)
-	s.wg.Go(func() {
-		defer stopOnCancel()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // listener closed by stop
-			}
-			if !s.track(c) {
-				c.Close()
-				return
-			}
-			s.wg.Go(func() {
-				defer s.untrack(c)
-				echoCopy(c, c)
-			})
-		}
-	})
+// serveEcho echoes on ln (echoCopy) until the server is closed or ctx ends.
+func serveEcho(ctx context.Context, ln net.Listener) *lab.Server {
+	s := lab.Serve(ln, func(c net.Conn) { echoCopy(c, c) })
+	context.AfterFunc(ctx, s.Close)
 	return s
-}
-
-// track records an open connection; it reports false once the server is stopping.
-func (s *echoServer) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done {
-		return false
-	}
-	s.conn[c] = struct{}{}
-	return true
-}
-
-func (s *echoServer) untrack(c net.Conn) {
-	c.Close()
-	s.mu.Lock()
-	delete(s.conn, c)
-	s.mu.Unlock()
-}
-
-func (s *echoServer) stop() {
-	s.once.Do(func() {
-		s.ln.Close()
-		s.mu.Lock()
-		s.done = true
-		for c := range s.conn {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
 }
 
 // echoCopy writes back everything it reads, chunkSize at a time, until src fails or ends.

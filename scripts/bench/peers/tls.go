@@ -94,7 +94,7 @@ func tlsThroughput(ctx context.Context, bytes int64) (Result, uint16, error) {
 		return Result{}, 0, fmt.Errorf("peers: tls listen: %w", err)
 	}
 	srv := serveEcho(ctx, ln)
-	defer srv.stop()
+	defer srv.Close()
 
 	d := tls.Dialer{Config: clientConf}
 	nc, err := d.DialContext(ctx, "tcp", ln.Addr().String())
