@@ -42,9 +42,10 @@ func TestRadioPathsNarrowTheMatrix(t *testing.T) {
 		wantErr bool
 	}{
 		{names: "", want: nil},
-		{names: "umbra-quic", want: map[int]bool{radioPathUmbraQUIC: true}},
-		{names: "lane, relay", want: map[int]bool{radioPathUmbra: true, radioPathRelay: true}},
-		{names: "umbra-quic,warp", wantErr: true},
+		{names: "umbra", want: map[int]bool{radioPathUmbra: true}},
+		{names: "umbra, relay", want: map[int]bool{radioPathUmbra: true, radioPathRelay: true}},
+		{names: "umbra,warp", wantErr: true},
+		{names: "lane", wantErr: true},
 	} {
 		var p radioPlan
 		err := p.narrowPaths(tc.names)

@@ -230,16 +230,16 @@ const radioMatrixEnv = "UMBRA_BENCH_RADIO_MATRIX"
 const radioSkipEnv = "UMBRA_BENCH_RADIO_SKIP"
 
 // radioPathsEnv, when set, narrows the goodput matrix to the comma-separated paths it
-// names, of lane, ssh, tls, quic, cubic, umbra-quic and relay: one cell of one path in
+// names, of umbra, ssh, tls, quic, cubic and relay: one cell of one path in
 // under a minute, to check a change to umbra's controller:
 //
 //	UMBRA_BENCH_RADIO_MATRIX='0.1;200ms' UMBRA_BENCH_RADIO_SKIP=udp,blackouts,profiles \
-//	UMBRA_BENCH_RADIO_PATHS=umbra-quic go run ./scripts/bench -bin bin -only radio -out /tmp/cell.md
+//	UMBRA_BENCH_RADIO_PATHS=umbra go run ./scripts/bench -bin bin -only radio -out /tmp/cell.md
 const radioPathsEnv = "UMBRA_BENCH_RADIO_PATHS"
 
 // radioPathNames are radioPathsEnv's names of the paths.
-var radioPathNames = map[string]int{"lane": radioPathUmbra, "ssh": radioPathSSH, "tls": radioPathTLS, "quic": radioPathQUIC,
-	"cubic": radioPathTLSCubic, "umbra-quic": radioPathUmbraQUIC, "relay": radioPathRelay}
+var radioPathNames = map[string]int{"umbra": radioPathUmbra, "ssh": radioPathSSH, "tls": radioPathTLS, "quic": radioPathQUIC,
+	"cubic": radioPathTLSCubic, "relay": radioPathRelay}
 
 // errNotMeasured is the error of a matrix cell whose path radioPathsEnv left out.
 var errNotMeasured = errors.New("not measured")
@@ -253,7 +253,7 @@ func (p *radioPlan) narrowPaths(names string) error {
 	for _, n := range strings.Split(names, ",") {
 		i, ok := radioPathNames[strings.TrimSpace(n)]
 		if !ok {
-			return fmt.Errorf("radio: %s: %q: want lane, ssh, tls, quic, cubic, umbra-quic or relay", radioPathsEnv, n)
+			return fmt.Errorf("radio: %s: %q: want umbra, ssh, tls, quic, cubic or relay", radioPathsEnv, n)
 		}
 		p.onlyPaths[i] = true
 	}
