@@ -77,7 +77,7 @@ func TestRadioProbesThroughABlackout(t *testing.T) {
 	began := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- echo() }() // its packets are lost: only probes can bring it through
-	time.Sleep(blackout - window) // the blackout's length is the test's subject
+	time.Sleep(blackout - window)  // the blackout's length is the test's subject
 	before := proxy.Stats().Up.PacketsIn
 	time.Sleep(time.Until(began.Add(blackout)))
 	probes := proxy.Stats().Up.PacketsIn - before
