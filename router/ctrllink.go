@@ -84,8 +84,8 @@ func (r *Router) runControlLink(ctx context.Context, target string) {
 		if ctx.Err() != nil {
 			return
 		}
-		if up {
-			b.Reset()
+		if up || transport.HeardNothing(err) {
+			b.Reset() // a dial that timed out was paced by its own retransmissions
 		}
 		wait := b.NextBackOff()
 		r.log.Warn("control link down", "controller", target, "err", err, "retry_in", wait)
@@ -120,7 +120,12 @@ func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, 
 	if err != nil {
 		return false, fmt.Errorf("control link: %w", err)
 	}
-	conn, err := r.transport.Dial(dctx, addr, tlsConf, transport.LAN.QUIC())
+	// The control link may cross the router's radio too (a relay drone's): its dials probe
+	// as the router's links do, so one in flight at a blackout's end completes within
+	// about the profile's MaxProbeTimeout, not after the backoff of its Initials.
+	conf := transport.LAN.QUIC()
+	conf.MaxProbeTimeout = r.cfg.Profile.MaxProbeTimeout
+	conn, err := r.transport.Dial(dctx, addr, tlsConf, conf)
 	if err != nil {
 		return false, fmt.Errorf("control link: dial %s: %w", u.Host, err)
 	}
@@ -151,6 +156,9 @@ func (r *Router) controlLinkOnce(ctx context.Context, controller string) (bool, 
 	go sendHeartbeats(hctx, conn, hb)
 	r.setControl(controller, conn)
 	defer r.setControl(controller, nil)
+	// The controller forgot this router's links when its control link dropped, and
+	// routes only over links both ends report: report them now, not at the next tick.
+	r.linksChanged()
 	r.log.Info("control link up", "controller", u.Host)
 	go r.acceptControlPushes(conn)
 	watchHeartbeats(ctx, conn, hb, true)

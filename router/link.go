@@ -18,9 +18,13 @@ import (
 	"github.com/umbranet/umbra/internal/wire"
 )
 
-// Link health. A link is declared dead once no heartbeat has been heard for
-// heartbeat.DeadAfter (or four round trips, if longer): about a second on a LAN, so
-// circuits through a relay that died move to another path promptly.
+// Link health. A link is declared dead once no heartbeat has been heard for the profile's
+// LinkDeadAfter (or four round trips, if longer): about a second on a LAN, so circuits
+// through a relay that died move to another path promptly. A radio's link
+// (Profile.HoldStalledLinks) is only stalled then: reported down to the controller at
+// once, so no new path uses it, but held with its circuits until the peer is heard again
+// (its blackout ended: the link probes the radio every second, Profile.MaxProbeTimeout)
+// or QUIC's idle timeout or a restarted peer's stateless reset closes it.
 const (
 	linkDialTimeout = 10 * time.Second
 	// linkReportEvery is how often a router tells the controller its links' health even
@@ -50,20 +54,28 @@ type link struct {
 	loss     float64 // share of packets lost since the previous sample
 }
 
-// linkTo returns the live link to the router with id, or nil.
+// linkTo returns the live link to the router with id, or nil; a stalled one is not live.
 func (r *Router) linkTo(id string) *link {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for l := range r.links {
-		if l.peer.ID == id && l.conn.Context().Err() == nil {
+		if l.peer.ID == id && l.conn.Context().Err() == nil && !l.stalled() {
 			return l
 		}
 	}
 	return nil
 }
 
-// state is the link as this router reports it to the controller.
+// stalled reports whether the peer has been silent past the dead interval: a held link
+// that waits for it (or one about to close).
+func (l *link) stalled() bool {
+	_, dead := l.hb.Dead()
+	return dead
+}
+
+// state is the link as this router reports it to the controller: a stalled link is down.
 func (l *link) state() wire.LinkState {
+	stalled := l.stalled()
 	rtt := l.hb.RTT()
 	l.hmu.Lock()
 	defer l.hmu.Unlock()
@@ -71,7 +83,7 @@ func (l *link) state() wire.LinkState {
 		rtt = l.conn.ConnectionStats().SmoothedRTT
 	}
 	return wire.LinkState{
-		Peer: l.peer.ID, Up: l.conn.Context().Err() == nil, RTTMicros: uint64(rtt.Microseconds()),
+		Peer: l.peer.ID, Up: l.conn.Context().Err() == nil && !stalled, RTTMicros: uint64(rtt.Microseconds()),
 		LossPermille: uint16(min(1000, l.loss*1000)), Dialed: l.dialed,
 	}
 }
@@ -105,6 +117,9 @@ func (r *Router) runLinkTo(ctx context.Context, addr string) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if transport.HeardNothing(err) {
+			b.Reset() // the dial's own retransmissions paced it: a radio may be back by now
 		}
 		wait := b.NextBackOff()
 		r.log.Warn("router link down", "to", addr, "err", err, "retry_in", wait)
@@ -155,6 +170,18 @@ func (r *Router) serveLink(ctx context.Context, conn *quic.Conn, peer pki.Subjec
 	}
 	l := &link{endpoint: newEndpoint(conn, first, 2, &r.metrics.drops), r: r, peer: peer, dialed: dialed, hb: heartbeat.NewDeadAfter(r.cfg.Profile.LinkDeadAfter)}
 	l.hb.OnMissed(r.metrics.linkMissed.WithLabelValues(peer.Name).Inc)
+	if r.cfg.Profile.HoldStalledLinks {
+		l.hb.OnStall(func(stalled bool) {
+			if stalled {
+				silent, _ := l.hb.Dead()
+				r.log.Warn("router link stalled: reported down, held with its circuits until the peer is heard again",
+					"peer", peer.Name, "silent", silent.Round(time.Millisecond))
+			} else {
+				r.log.Info("router link recovered", "peer", peer.Name)
+			}
+			r.linksChanged()
+		})
+	}
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		l.serial = pki.SerialString(certs[0])
 	}

@@ -2,7 +2,9 @@
 // programs: the side that dialed pings on one stream of the connection, the other side
 // echoes every ping, and a side declares the connection dead once it has heard nothing
 // for the dead interval: about a second, where QUIC's idle timeout waits 30. Router links
-// and routers' control links to the controller use it.
+// and routers' control links to the controller use it. A connection its owner holds
+// through a silence (a router link across a radio's blackout: OnStall) is stalled
+// instead, until the peer is heard again.
 //
 // It owns the ping stream's protocol (wire.LinkPing, echoed as wire.LinkPong) and the
 // round trip it measures; it must not open, accept or close connections: its callers do.
@@ -44,6 +46,7 @@ type Monitor struct {
 	rtt       time.Duration // smoothed; zero until the first echo
 	spoke     bool          // the peer sent a ping or echoed one at least once
 	onMissed  func()        // called for each heartbeat missed; nil: not counted
+	onStall   func(bool)    // called as the peer stalls and is heard again; nil: dead ends Watch
 	deadAfter time.Duration // the shortest silence that declares it dead; zero means DeadAfter
 }
 
@@ -52,6 +55,17 @@ type Monitor struct {
 func (m *Monitor) OnMissed(f func()) {
 	m.mu.Lock()
 	m.onMissed = f
+	m.mu.Unlock()
+}
+
+// OnStall has Watch, instead of returning ErrDead, call f(true) once the peer has been
+// silent past the dead interval and f(false) once it is heard again, and watch on: for a
+// connection its owner holds through a silence (a router link across a radio's
+// blackout), which QUIC's idle timeout ends if the peer never returns. Set it before
+// Watch.
+func (m *Monitor) OnStall(f func(stalled bool)) {
+	m.mu.Lock()
+	m.onStall = f
 	m.mu.Unlock()
 }
 
@@ -117,12 +131,14 @@ func (m *Monitor) echoed(sent int64) {
 }
 
 // Watch checks the peer every Interval until ctx ends (it returns nil) or the peer has
-// been silent past the dead interval (an error wrapping ErrDead that says how long).
-// With untilSpoke, a peer that never took part in the heartbeats is not held to them:
-// it predates them, and its connection relies on QUIC's idle timeout.
+// been silent past the dead interval (an error wrapping ErrDead that says how long; with
+// OnStall, the peer is stalled instead and Watch goes on). With untilSpoke, a peer that
+// never took part in the heartbeats is not held to them: it predates them, and its
+// connection relies on QUIC's idle timeout.
 func (m *Monitor) Watch(ctx context.Context, untilSpoke bool) error {
 	tick := time.NewTicker(Interval)
 	defer tick.Stop()
+	stalled := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,16 +149,21 @@ func (m *Monitor) Watch(ctx context.Context, untilSpoke bool) error {
 			continue
 		}
 		silent, dead := m.Dead()
-		if silent > missedAfter {
-			m.mu.Lock()
-			missed := m.onMissed
-			m.mu.Unlock()
-			if missed != nil {
-				missed()
-			}
+		m.mu.Lock()
+		missed, stall := m.onMissed, m.onStall
+		m.mu.Unlock()
+		if silent > missedAfter && missed != nil {
+			missed()
 		}
-		if dead {
+		switch {
+		case dead && stall == nil:
 			return fmt.Errorf("%w for %s", ErrDead, silent.Round(time.Millisecond))
+		case dead && !stalled:
+			stalled = true
+			stall(true)
+		case !dead && stalled:
+			stalled = false
+			stall(false)
 		}
 	}
 }

@@ -136,3 +136,40 @@ func TestDeadAfterOfItsOwn(t *testing.T) {
 		t.Errorf("default monitor silent for %v: alive, want dead", silent)
 	}
 }
+
+// TestStalledPeerIsHeldNotDead: with OnStall, a peer silent past the dead interval is
+// stalled, Watch goes on instead of declaring it dead, and the peer heard again is no
+// longer stalled.
+func TestStalledPeerIsHeldNotDead(t *testing.T) {
+	const deadAfter = 300 * time.Millisecond
+	m := NewDeadAfter(deadAfter)
+	changes := make(chan bool, 4)
+	m.OnStall(func(stalled bool) { changes <- stalled })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watched := make(chan error, 1)
+	go func() { watched <- m.Watch(ctx, false) }()
+	want := func(stalled bool) {
+		t.Helper()
+		select {
+		case got := <-changes:
+			if got != stalled {
+				t.Fatalf("stalled = %v, want %v", got, stalled)
+			}
+		case err := <-watched:
+			t.Fatalf("Watch returned %v, want it to go on watching a stalled peer", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no change to stalled = %v within 10 s", stalled)
+		}
+	}
+	want(true)
+	if _, dead := m.Dead(); !dead {
+		t.Error("Dead() = false for a stalled peer, want true (its link is reported down)")
+	}
+	m.Heard()
+	want(false)
+	cancel()
+	if err := <-watched; err != nil {
+		t.Errorf("Watch = %v after ctx ended, want nil", err)
+	}
+}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 
@@ -47,4 +48,14 @@ func (c connectedUDP) WriteTo(b []byte, _ net.Addr) (int, error) { return c.UDPC
 
 func (c connectedUDP) WriteMsgUDP(b, oob []byte, _ *net.UDPAddr) (int, int, error) {
 	return c.UDPConn.WriteMsgUDP(b, oob, nil)
+}
+
+// HeardNothing reports whether err is a dial, or a connection, that heard nothing back in
+// time (a handshake or idle timeout, or the dial's deadline): the peer is out of reach,
+// not refusing. A dial that timed out was paced by its own retransmissions, so the next
+// needs no backoff.
+func HeardNothing(err error) bool {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	return errors.As(err, &idle) || errors.As(err, &hs) || errors.Is(err, context.DeadlineExceeded)
 }

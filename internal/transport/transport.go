@@ -61,6 +61,19 @@ type Profile struct {
 	// LinkDeadAfter is the silence of a router link's heartbeats that declares the link
 	// dead (internal/heartbeat); zero means heartbeat.DeadAfter, about a second.
 	LinkDeadAfter time.Duration
+	// MaxProbeTimeout truncates QUIC's probe timeout backoff (third_party/quic-go's
+	// Config.MaxProbeTimeout): a connection whose packets go unanswered probes the path at
+	// least this often, so after a blackout of any length it hears the path's return
+	// within about this long. Zero keeps quic-go's doubling, which after a 30 s blackout
+	// can leave the next probe 30 s away (and a handshake's next Initial seconds away).
+	MaxProbeTimeout time.Duration
+	// HoldStalledLinks keeps a router link whose heartbeats stopped for LinkDeadAfter
+	// open instead of closing it: it is reported down to the controller and takes no new
+	// circuits, but the circuits on it stay, and carry on once the peer is heard again (a
+	// radio's blackout ended). QUIC's idle timeout (MaxIdleTimeout), or the stateless
+	// reset of a peer that restarted, closes it. False closes it at once, so that the
+	// agents move its circuits to another path (a LAN's dead router).
+	HoldStalledLinks bool
 	// LossTolerance is umbra's controller's share of packets (0 to 1) a round trip may
 	// lose and still be read as random loss, which does not slow the connection; zero
 	// means congestion.DefaultLossTolerance.
@@ -105,6 +118,8 @@ var Radio = Profile{
 	MaxIncomingStreams:             1024,
 	LossTolerance:                  RadioLossTolerance,
 	LinkDeadAfter:                  RadioLinkDeadAfter,
+	MaxProbeTimeout:                RadioMaxProbeTimeout,
+	HoldStalledLinks:               true,
 }
 
 // The Radio profile opens its receive windows at their maxima. quic-go starts a stream at
@@ -123,6 +138,14 @@ var Radio = Profile{
 // (the bench's relay chain lost its link every few seconds there, and each redial reset
 // every circuit across it).
 const RadioLinkDeadAfter = 10 * time.Second
+
+// RadioMaxProbeTimeout is the Radio profile's MaxProbeTimeout: a silent radio is probed
+// every second (two small packets each way), as an agent races a fresh connection every
+// second against a stalled link, so a connection, a router link's above all, carries
+// traffic again within about a second of a blackout's end however long it lasted. With
+// quic-go's doubling a relay's router link took 2.5 s after a 10 s blackout (the bench's
+// relay path; the next probe after a 30 s one can be 30 s away).
+const RadioMaxProbeTimeout = time.Second
 
 // RadioLossTolerance is the LossTolerance of both profiles: a radio that loses up to half
 // its packets is bad, not congested, and a queue says when it is congested. At 0.35 the
@@ -144,6 +167,7 @@ func (p Profile) QUIC() *quic.Config {
 		MaxIncomingStreams:             p.MaxIncomingStreams,
 		EnableDatagrams:                true,
 		Congestion:                     p.congestion(),
+		MaxProbeTimeout:                p.MaxProbeTimeout,
 	}
 }
 

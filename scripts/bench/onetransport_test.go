@@ -58,3 +58,28 @@ func TestRadioPathsNarrowTheMatrix(t *testing.T) {
 		}
 	}
 }
+
+func TestRadioSkipNarrowsThePlan(t *testing.T) {
+	for _, tc := range []struct {
+		name, matrix, skip string
+		cells, blackouts   int
+	}{
+		{name: "default-plan", cells: 6 * 3, blackouts: 4},
+		{name: "skip-matrix-runs-no-cell", skip: "matrix,udp,profiles", cells: 0, blackouts: 4},
+		{name: "an-empty-matrix-runs-no-cell", matrix: ";", cells: 0, blackouts: 4},
+		{name: "one-cell", matrix: "0.1;200ms", skip: "blackouts", cells: 1, blackouts: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := defaultRadioPlan()
+			if err := p.narrow(tc.matrix, tc.skip); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(p.losses) * len(p.rtts); got != tc.cells {
+				t.Errorf("cells = %d, want %d", got, tc.cells)
+			}
+			if len(p.blackouts) != tc.blackouts {
+				t.Errorf("blackouts = %d, want %d", len(p.blackouts), tc.blackouts)
+			}
+		})
+	}
+}

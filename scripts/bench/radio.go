@@ -183,9 +183,12 @@ type radioPlan struct {
 	udpCheckRTT  time.Duration
 	blackouts    []time.Duration
 	skipUDP      bool // radioSkipEnv named udp
-	// onlyPaths, when not nil, are the paths (by index) the goodput matrix measures;
-	// radioPathsEnv names them. The others' cells read "not measured".
+	// onlyPaths, when not nil, are the paths (by index) the goodput matrix and the
+	// blackouts measure; radioPathsEnv names them. The others' cells read "not measured"
+	// and their blackout rows are left out.
 	onlyPaths map[int]bool
+	// onlyProfiles: radioProfilesEnv ran the profiles alone.
+	onlyProfiles bool
 }
 
 // defaultRadioPlan is the plan of issue #4: loss of 0–30 % × RTT of 50–800 ms, blackouts of
@@ -220,21 +223,27 @@ const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
 
 // radioMatrixEnv, when set, replaces the goodput matrix's loss rates and round-trip
-// times: "LOSSES;RTTS", each comma-separated, for example `0,0.1;50ms,200ms,800ms`.
+// times: "LOSSES;RTTS", each comma-separated, for example `0,0.1;50ms,200ms,800ms`; ";"
+// is no cell at all (as UMBRA_BENCH_RADIO_SKIP=matrix).
 const radioMatrixEnv = "UMBRA_BENCH_RADIO_MATRIX"
 
 // radioSkipEnv, when set, skips the comma-separated parts of the section it names, of
-// profiles, udp and blackouts: a run of the goodput matrix alone is
+// profiles, matrix, udp and blackouts: a run of the goodput matrix alone is
 //
 //	UMBRA_BENCH_RADIO_SKIP=udp,blackouts go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioSkipEnv = "UMBRA_BENCH_RADIO_SKIP"
 
-// radioPathsEnv, when set, narrows the goodput matrix to the comma-separated paths it
-// names, of umbra, ssh, tls, quic, cubic and relay: one cell of one path in
-// under a minute, to check a change to umbra's controller:
+// radioPathsEnv, when set, narrows the goodput matrix and the blackouts to the
+// comma-separated paths it names, of umbra, ssh, tls, quic, cubic and relay: one cell of
+// one path in under a minute, to check a change to umbra's controller,
 //
 //	UMBRA_BENCH_RADIO_MATRIX='0.1;200ms' UMBRA_BENCH_RADIO_SKIP=udp,blackouts,profiles \
 //	UMBRA_BENCH_RADIO_PATHS=umbra go run ./scripts/bench -bin bin -only radio -out /tmp/cell.md
+//
+// or the blackout rows of the relay and the agent's hop alone (about 8 minutes):
+//
+//	UMBRA_BENCH_RADIO_SKIP=profiles,matrix,udp UMBRA_BENCH_RADIO_PATHS=relay,umbra \
+//	go run ./scripts/bench -bin bin -only radio -out /tmp/blackouts.md
 const radioPathsEnv = "UMBRA_BENCH_RADIO_PATHS"
 
 // radioPathNames are radioPathsEnv's names of the paths.
@@ -262,7 +271,9 @@ func (p *radioPlan) narrowPaths(names string) error {
 
 // narrow applies radioMatrixEnv's matrix and radioSkipEnv's skips to p.
 func (p *radioPlan) narrow(matrix, skip string) error {
-	if matrix != "" {
+	if strings.TrimSpace(matrix) == ";" {
+		p.losses, p.rtts = nil, nil // no cell
+	} else if matrix != "" {
 		ls, rs, ok := strings.Cut(matrix, ";")
 		if !ok {
 			return fmt.Errorf("radio: %s=%q: want LOSSES;RTTS", radioMatrixEnv, matrix)
@@ -288,12 +299,14 @@ func (p *radioPlan) narrow(matrix, skip string) error {
 		case "":
 		case "profiles":
 			p.profiles = nil
+		case "matrix":
+			p.losses, p.rtts = nil, nil
 		case "udp":
 			p.skipUDP = true
 		case "blackouts":
 			p.blackouts = nil
 		default:
-			return fmt.Errorf("radio: %s: %q: want profiles, udp or blackouts", radioSkipEnv, part)
+			return fmt.Errorf("radio: %s: %q: want profiles, matrix, udp or blackouts", radioSkipEnv, part)
 		}
 	}
 	return nil
@@ -328,7 +341,7 @@ func (p radioPlan) profilesOnly(names string) (radioPlan, error) {
 		}
 		keep = append(keep, radioProfile{n, bulk})
 	}
-	return radioPlan{profiles: keep}, nil
+	return radioPlan{profiles: keep, onlyProfiles: true}, nil
 }
 
 // radioResults is everything the section measured, for the report.
@@ -448,7 +461,7 @@ func benchRadio(ctx context.Context, c config, r *report) error {
 			return err
 		}
 		progress("blackout of %v", d)
-		rec, err := lab.blackoutRound(ctx, paths, d)
+		rec, err := lab.blackoutRound(ctx, paths, res.plan.onlyPaths, d)
 		if err != nil {
 			return err
 		}
@@ -1374,13 +1387,17 @@ func keepEcho(c net.Conn, stop <-chan struct{}, until time.Time, e *echoLog) {
 	}
 }
 
-// blackoutRound opens a connection through each path, keeps an echo going on each,
-// blacks the link out for d, and measures from the link's return how long each open
-// connection and each new one take to carry an echo again.
-func (l *radioLab) blackoutRound(ctx context.Context, paths []radioPath, d time.Duration) ([]radioRecovery, error) {
+// blackoutRound opens a connection through each path (of only, when not nil), keeps an
+// echo going on each, blacks the link out for d, and measures from the link's return how
+// long each open connection and each new one take to carry an echo again.
+func (l *radioLab) blackoutRound(ctx context.Context, paths []radioPath, only map[int]bool, d time.Duration) ([]radioRecovery, error) {
 	rec := make([]radioRecovery, len(paths))
 	conns := make([]net.Conn, len(paths))
 	for i, p := range paths {
+		if only != nil && !only[i] {
+			rec[i].sameErr, rec[i].freshErr = errNotMeasured, errNotMeasured
+			continue
+		}
 		if err := l.waitPath(p); err != nil {
 			rec[i].sameErr, rec[i].freshErr = err, err
 			continue
@@ -1652,12 +1669,14 @@ func writeRadio(r *report, res radioResults) {
 		r.printf("- `%s`: %s.\n", pr.name, prof.Models)
 	}
 	r.printf("\n")
-	if len(res.plan.rtts) == 0 {
+	if res.plan.onlyProfiles {
 		return // only the profiles were run (radioProfilesEnv)
 	}
 
-	writeMatrix(r, paths, res.plan, res.matrix, res.tcpCC)
-	writeOneTransport(r, res)
+	if len(res.plan.rtts) > 0 && len(res.plan.losses) > 0 {
+		writeMatrix(r, paths, res.plan, res.matrix, res.tcpCC)
+		writeOneTransport(r, res)
+	}
 	if !res.plan.skipUDP {
 		writeUDP(r, res.flows, res.plan, res.udp)
 	}
@@ -1675,6 +1694,9 @@ func writeRadio(r *report, res radioResults) {
 		um := rs[0]
 		for i, p := range paths {
 			x := rs[i]
+			if errors.Is(x.sameErr, errNotMeasured) {
+				continue // radioPathsEnv left it out
+			}
 			label := p.name
 			if i == 0 {
 				label = "**" + p.name + "**"

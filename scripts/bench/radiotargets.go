@@ -64,7 +64,7 @@ func writeTargets(r *report, res radioResults) {
 		targetGoodputRatio, fmtLoss(targetGoodputLoss), targetGoodputRTT, goodput, met)
 
 	recovery, met := "not measured", "—"
-	if len(res.plan.blackouts) > 0 {
+	if len(res.plan.blackouts) > 0 && (res.plan.onlyPaths == nil || res.plan.onlyPaths[radioPathUmbra]) {
 		var same, fresh time.Duration
 		var errs []string
 		for _, d := range res.plan.blackouts {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/umbranet/umbra/internal/linksim"
+	"github.com/umbranet/umbra/internal/transport"
 )
 
 // relayMesh is a controller with routers linked as the issue draws them:
@@ -326,6 +327,91 @@ func TestRelayOverLossyRadio(t *testing.T) {
 			t.Errorf("router %s logged its radio link down during the transfer, want it up throughout", name)
 		}
 	}
+}
+
+// TestRelayRadioBlackout blacks out a radio router link (both routers on `--link-profile
+// radio`, as a relay drone's) for longer than its dead interval, as a relay flying behind
+// a hill does. The link is listed down within that interval, so no new path uses it, but
+// it is held, not closed: once the radio returns, the circuit that was open across it
+// echoes again and a new circuit works within a few seconds (about one: the link probes
+// the radio every second), and the open one never broke, so neither agent had to resume
+// it. Before, the link was closed at the dead interval, its circuits reset, and they
+// resumed only once the redialed link came up, seconds after the return (2.5 to 4 s in the
+// bench, whose open circuit failed outright after 120 s).
+func TestRelayRadioBlackout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test: a 14 s blackout of a router link; skipped with -short")
+	}
+	const (
+		blackout = transport.RadioLinkDeadAfter + 4*time.Second
+		// maxRecovery is generous: the link probes the radio every second.
+		maxRecovery = 5 * time.Second
+	)
+	m := newRelayMesh(t)
+	m.routerArgs = []string{"--link-profile", "radio"}
+	m.startRouter("r2", "127.0.0.1:0") // the routers pick their ports (see startRouterArgs)
+	radio, proxy := newRadio(t, m.addrs["r2"])
+	m.startRouter("r1", "127.0.0.1:0", proxy.Addr().String())
+	m.waitLinks([2]string{"r1", "r2"})
+	m.startAgents(m.addrs["r1"], m.addrs["r2"])
+	held := m.dialEcho(t)
+	echoOne := func(c net.Conn) error {
+		c.SetDeadline(time.Now().Add(readyTimeout))
+		b := []byte{'x'}
+		if _, err := c.Write(b); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, b)
+		return err
+	}
+	if err := echoOne(held); err != nil {
+		t.Fatalf("echo before the blackout: %v", err)
+	}
+
+	radio.SetBlackout(true)
+	began := time.Now()
+	waitUntil(t, blackout, "r1->r2 listed down during the blackout", func() bool {
+		l := find(listJSON(t, m.env, "links"), "r1->r2")
+		return l == nil || l["state"] != "up"
+	})
+	t.Logf("r1->r2 listed down %v into the blackout", time.Since(began).Round(time.Millisecond))
+	time.Sleep(time.Until(began.Add(blackout))) // the blackout's length is the test's subject
+	radio.SetBlackout(false)
+	back := time.Now()
+	heldBack := make(chan error, 1)
+	var heldTook time.Duration
+	go func() {
+		err := echoOne(held)
+		heldTook = time.Since(back)
+		heldBack <- err
+	}()
+	waitUntil(t, readyTimeout, "a new circuit across r1->r2 after the radio returned", func() bool {
+		g, err := dialGreetingWithin(m.listen, 2*time.Second)
+		return err == nil && g == "drone"
+	})
+	fresh := time.Since(back)
+	if err := <-heldBack; err != nil {
+		t.Fatalf("the circuit open across the blackout: %v", err)
+	}
+	t.Logf("after a %v blackout of the router link: the open circuit echoed %v and a new circuit worked %v after the radio returned",
+		blackout, heldTook.Round(time.Millisecond), fresh.Round(time.Millisecond))
+	if heldTook > maxRecovery {
+		t.Errorf("the open circuit echoed %v after the radio returned, want within %v", heldTook.Round(time.Millisecond), maxRecovery)
+	}
+	if fresh > maxRecovery {
+		t.Errorf("a new circuit took %v after the radio returned, want within %v", fresh.Round(time.Millisecond), maxRecovery)
+	}
+	for _, name := range []string{"r1", "r2"} {
+		if out := m.routers[name].output(); strings.Contains(out, "router link down") {
+			t.Errorf("router %s closed its radio link in the blackout (logged \"router link down\"), want it held", name)
+		}
+	}
+	for _, a := range []*agentProc{m.op, m.drone} {
+		if strings.Contains(a.output(), "circuit path broken") {
+			t.Errorf("%s: the open circuit broke and had to resume on a new path, want it carried on on the held link", a.socket)
+		}
+	}
+	m.waitLinks([2]string{"r1", "r2"})
 }
 
 // TestDeadEdgeRouter kills (-9) the router the operator's agent is linked to during a

@@ -330,6 +330,7 @@ var newConnection = func(
 		s.qlogger,
 		s.logger,
 		s.config.Congestion,
+		s.config.MaxProbeTimeout,
 	)
 	s.maxPayloadSizeEstimate.Store(uint32(estimateMaxPayloadSize(s.config.initialPacketSize())))
 	statelessResetToken := statelessResetter.GetStatelessResetToken(srcConnID)
@@ -469,6 +470,7 @@ var newClientConnection = func(
 		s.qlogger,
 		s.logger,
 		s.config.Congestion,
+		s.config.MaxProbeTimeout,
 	)
 	s.maxPayloadSizeEstimate.Store(uint32(estimateMaxPayloadSize(s.config.initialPacketSize())))
 	oneRTTStream := newCryptoStream()

@@ -201,6 +201,13 @@ type Config struct {
 	// path, with the connection's round-trip statistics. The controller paces the
 	// connection too (TimeUntilSend, HasPacingBudget). Nil means quic-go's NewReno.
 	Congestion func(*RTTStats) CongestionControl
+
+	// MaxProbeTimeout, if positive, truncates the probe timeout's exponential backoff
+	// (umbra's patch): a connection whose packets go unanswered probes the path at least
+	// this often (or once per unscaled probe timeout, if that is longer) instead of backing
+	// off towards 60 s, so it hears within about this long that a path which went silent
+	// has returned. Zero keeps quic-go's backoff.
+	MaxProbeTimeout time.Duration
 }
 
 // ClientInfo contains information about an incoming connection attempt.

@@ -119,6 +119,9 @@ type sentPacketHandler struct {
 	rttStats      *utils.RTTStats
 	connStats     *utils.ConnectionStats
 
+	// maxPTO, if positive, truncates the PTO's backoff (umbra: Config.MaxProbeTimeout).
+	maxPTO time.Duration
+
 	// The number of times a PTO has been sent without receiving an ack.
 	ptoCount uint32
 	// probeLost holds the send times of packets declared lost by a PTO probe, so that
@@ -158,6 +161,7 @@ func NewSentPacketHandler(
 	qlogger qlogwriter.Recorder,
 	logger utils.Logger,
 	newCongestion func(*utils.RTTStats) congestion.SendAlgorithmWithDebugInfos,
+	maxPTO time.Duration,
 ) SentPacketHandler {
 	var congestion congestion.SendAlgorithmWithDebugInfos
 	if newCongestion != nil {
@@ -186,6 +190,7 @@ func NewSentPacketHandler(
 		connStats:          connStats,
 		congestion:         congestion,
 		newCongestion:      newCongestion,
+		maxPTO:             maxPTO,
 		ignorePacketsBelow: ignorePacketsBelow,
 		perspective:        pers,
 		qlogger:            qlogger,
@@ -736,9 +741,15 @@ func (h *sentPacketHandler) getLossTimeAndSpace() (monotime.Time, protocol.Encry
 }
 
 func (h *sentPacketHandler) getScaledPTO(includeMaxAckDelay bool) time.Duration {
-	pto := h.rttStats.PTO(includeMaxAckDelay) << h.ptoCount
-	if pto > maxPTODuration || pto <= 0 {
-		return maxPTODuration
+	base := h.rttStats.PTO(includeMaxAckDelay)
+	limit := maxPTODuration
+	if h.maxPTO > 0 {
+		// umbra: the backoff stops at maxPTO, never below one unscaled PTO.
+		limit = min(maxPTODuration, max(h.maxPTO, base))
+	}
+	pto := base << h.ptoCount
+	if pto > limit || pto <= 0 {
+		return limit
 	}
 	return pto
 }
