@@ -437,18 +437,11 @@ func (a *Agent) race(ctx context.Context, routers []string, old *quic.Conn) (*qu
 				inFlight++
 				continue
 			}
-			if old == nil && inFlight == 0 && (!isTimeout(r.err) || time.Now().After(giveUp)) {
+			if old == nil && inFlight == 0 && (!transport.HeardNothing(r.err) || time.Now().After(giveUp)) {
 				return nil, "", r.err // refused, not lost: backing off is the caller's
 			}
 		}
 	}
-}
-
-// isTimeout reports whether err is a handshake that heard nothing back in time.
-func isTimeout(err error) bool {
-	var idle *quic.IdleTimeoutError
-	var hs *quic.HandshakeTimeoutError
-	return errors.As(err, &idle) || errors.As(err, &hs) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // connect dials router over QUIC with the identity's certificate and says Hello.

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/umbranet/umbra/third_party/quic-go"
-
 	"github.com/umbranet/umbra/internal/linksim"
 )
 
@@ -35,26 +33,8 @@ func TestRadioProbesThroughABlackout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	serverTLS, clientTLS := testTLS(t)
-	ln, err := quic.ListenAddr("127.0.0.1:0", serverTLS, Radio.QUIC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go echoStreams(ctx, ln)
-	link, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", ln.Addr().String(), link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	conn, err := quic.DialAddr(ctx, proxy.Addr().String(), clientTLS, Radio.QUIC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	ln := listenRadio(t, ctx, serverTLS, echoStreams)
+	link, proxy, conn := dialOverLink(t, ctx, ln, clientTLS, linksim.Impairment{}, linksim.Impairment{})
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		t.Fatal(err)

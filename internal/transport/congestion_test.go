@@ -105,27 +105,9 @@ func TestRadioKeepsItsRateUnderRandomLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	serverTLS, clientTLS := testTLS(t)
-	ln, err := quic.ListenAddr("127.0.0.1:0", serverTLS, Radio.QUIC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go sinkStreams(ctx, ln)
+	ln := listenRadio(t, ctx, serverTLS, sinkStreams)
 	radio := linksim.Impairment{Loss: 0.10, Delay: 50 * time.Millisecond, RateBitsPerSec: 10_000_000, QueuePackets: 200}
-	link, err := linksim.NewLink(radio, radio)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", ln.Addr().String(), link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	conn, err := quic.DialAddr(ctx, proxy.Addr().String(), clientTLS, Radio.QUIC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	_, _, conn := dialOverLink(t, ctx, ln, clientTLS, radio, radio)
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -31,29 +31,11 @@ func TestRadioRidesOutARoundTripJump(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	serverTLS, clientTLS := testTLS(t)
-	ln, err := quic.ListenAddr("127.0.0.1:0", serverTLS, Radio.QUIC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go echoStreams(ctx, ln)
+	ln := listenRadio(t, ctx, serverTLS, echoStreams)
 	// Without the fix a jump set off the storm two times in three: two connections make a
 	// miss unlikely.
 	for round := range 2 {
-		link, err := linksim.NewLink(linksim.Impairment{}, linksim.Impairment{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", ln.Addr().String(), link)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer proxy.Close()
-		conn, err := quic.DialAddr(ctx, proxy.Addr().String(), clientTLS, Radio.QUIC())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.CloseWithError(0, "")
+		link, proxy, conn := dialOverLink(t, ctx, ln, clientTLS, linksim.Impairment{}, linksim.Impairment{})
 		// Settle on the clean link: the round-trip estimate learns about a millisecond.
 		for range 20 {
 			echoOnce(t, ctx, conn, 40)

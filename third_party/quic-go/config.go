@@ -131,5 +131,6 @@ func populateConfig(config *Config) *Config {
 		Tracer:                           config.Tracer,
 		Congestion:                       config.Congestion,
 		MaxProbeTimeout:                  config.MaxProbeTimeout,
+		RetransmitCopies:                 config.RetransmitCopies,
 	}
 }

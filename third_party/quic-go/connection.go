@@ -150,6 +150,8 @@ type Conn struct {
 
 	conn      sendConn
 	sendQueue sender
+	// copies are the copies of repairs waiting for room in sendQueue (umbra's patch).
+	copies []queueEntry
 
 	// lazily initialzed: most connections never migrate
 	pathManager         *pathManager
@@ -2642,6 +2644,7 @@ func (c *Conn) sendPackets(now monotime.Time) error {
 		return nil
 	}
 
+	c.sendCopies()
 	if c.conn.capabilities().GSO {
 		return c.sendPacketsWithGSO(now)
 	}
@@ -2661,6 +2664,7 @@ func (c *Conn) sendPacketsWithoutGSO(now monotime.Time) error {
 		}
 
 		c.sendQueue.Send(buf, 0, ecn)
+		c.sendCopies()
 
 		if c.sendQueue.WouldBlock() {
 			return nil
@@ -2723,6 +2727,7 @@ func (c *Conn) sendPacketsWithGSO(now monotime.Time) error {
 		}
 
 		c.sendQueue.Send(buf, uint16(maxSize), ecn)
+		c.sendCopies()
 
 		if dontSendMore {
 			return nil
@@ -2827,6 +2832,14 @@ func (c *Conn) appendOneShortHeaderPacket(buf *packetBuffer, maxSize protocol.By
 	size := buf.Len() - startLen
 	c.logShortHeaderPacket(p, ecn, size)
 	c.registerPackedShortHeaderPacket(p, ecn, now)
+	// umbra's patch: a repair of lost stream data goes out RetransmitCopies more times.
+	if c.config.RetransmitCopies > 0 && carriesRetransmission(p) {
+		for i := 0; i < c.config.RetransmitCopies && len(c.copies) < maxQueuedCopies; i++ {
+			dup := getPacketBuffer()
+			dup.Data = append(dup.Data[:0], buf.Data[startLen:]...)
+			c.copies = append(c.copies, queueEntry{buf: dup, ecn: ecn})
+		}
+	}
 	return size, nil
 }
 
@@ -3266,4 +3279,33 @@ func (c *Conn) NextConnection(ctx context.Context) (*Conn, error) {
 // connection ID length), and the size of the encryption tag.
 func estimateMaxPayloadSize(mtu protocol.ByteCount) protocol.ByteCount {
 	return mtu - 1 /* type byte */ - 20 /* maximum connection ID length */ - 16 /* tag size */
+}
+
+// maxQueuedCopies bounds the copies of repairs waiting for room in the send queue
+// (umbra's patch); beyond it a repair goes out once.
+const maxQueuedCopies = 64
+
+// sendCopies moves the copies of repairs into the send queue while it has room for them
+// and for one more packet (umbra's patch).
+func (c *Conn) sendCopies() {
+	for len(c.copies) > 0 && c.sendQueue.Free() > 1 {
+		e := c.copies[0]
+		c.copies[0] = queueEntry{}
+		c.copies = c.copies[1:]
+		c.sendQueue.Send(e.buf, 0, e.ecn)
+	}
+	if len(c.copies) == 0 {
+		c.copies = nil
+	}
+}
+
+// carriesRetransmission reports whether p carries stream data sent before in a packet
+// declared lost (umbra's patch).
+func carriesRetransmission(p shortHeaderPacket) bool {
+	for _, f := range p.StreamFrames {
+		if f.Retransmission {
+			return true
+		}
+	}
+	return false
 }

@@ -208,6 +208,14 @@ type Config struct {
 	// off towards 60 s, so it hears within about this long that a path which went silent
 	// has returned. Zero keeps quic-go's backoff.
 	MaxProbeTimeout time.Duration
+
+	// RetransmitCopies is how many extra copies of each packet that carries stream data
+	// declared lost a connection sends (umbra's patch): on a link that loses packets at
+	// random, one copy makes the repair of a hole in a stream itself lost only with the
+	// square of the loss rate, instead of holding the stream for another round trip. The
+	// copies are the same datagram (the peer drops all but the first) and are not
+	// counted by the congestion controller. Zero sends each repair once.
+	RetransmitCopies int
 }
 
 // ClientInfo contains information about an incoming connection attempt.

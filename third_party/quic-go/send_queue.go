@@ -11,6 +11,7 @@ type sender interface {
 	SendProbe(*packetBuffer, net.Addr, packetInfo)
 	Run() error
 	WouldBlock() bool
+	Free() int
 	Available() <-chan struct{}
 	Close()
 }
@@ -65,6 +66,9 @@ func (h *sendQueue) Send(p *packetBuffer, gsoSize uint16, ecn protocol.ECN) {
 func (h *sendQueue) SendProbe(p *packetBuffer, addr net.Addr, info packetInfo) {
 	h.conn.WriteTo(p.Data, addr, info)
 }
+
+// Free is how many packets the queue can take without blocking (umbra's patch).
+func (h *sendQueue) Free() int { return sendQueueCapacity - len(h.queue) }
 
 func (h *sendQueue) WouldBlock() bool {
 	return len(h.queue) == sendQueueCapacity

@@ -18,4 +18,7 @@ type Frame struct {
 type StreamFrame struct {
 	Frame   *wire.StreamFrame
 	Handler FrameHandler
+	// Retransmission says the frame carries data sent before in a packet declared lost
+	// (umbra's patch).
+	Retransmission bool
 }
