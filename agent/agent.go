@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,7 +83,6 @@ type Agent struct {
 	udpMu   sync.Mutex
 	udpEnds map[*quic.Conn]map[uint64]*udpEnd // by link and datagram circuit id
 	pongs   map[*quic.Conn]chan time.Time     // heartbeat echoes, by link
-	lanes   map[*quic.Conn]*linkLane          // datagram lanes, by link, where the router agreed to one
 	udp     udpCounters                       // what UDP circuits carried and dropped
 	early   earlyDatagrams                    // datagrams that came before their circuit's end
 
@@ -94,10 +92,8 @@ type Agent struct {
 	// requests).
 	signatures atomic.Uint64
 
-	// loss judges the router link by its heartbeats; retuneMu orders the Hellos that
-	// tell the router what carries new TCP circuits.
-	loss     lossWatch
-	retuneMu sync.Mutex
+	// loss judges the router link by its heartbeats.
+	loss lossWatch
 }
 
 // New checks cfg, opens the identity's key and starts the agent: it opens the status
@@ -123,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		hosting: map[string]*hostState{}, dialing: map[string]*dialState{}, resumable: map[string]*hostedCircuit{},
 		listeners: map[string]*serviceListener{}, events: map[chan Event]struct{}{},
 		udpEnds: map[*quic.Conn]map[uint64]*udpEnd{}, pongs: map[*quic.Conn]chan time.Time{},
-		lanes: map[*quic.Conn]*linkLane{}, changed: make(chan struct{}, 1),
+		changed:  make(chan struct{}, 1),
 		instance: newInstance(),
 	}
 	a.cert = cred.Cert
@@ -167,21 +163,6 @@ type countingSigner struct {
 func (s countingSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.n.Add(1)
 	return s.Signer.Sign(rand, digest, opts)
-}
-
-// checkCarriers refuses a TCPCarrier the agent does not know, and lane streams without
-// a lane.
-func checkCarriers(cfg Config) error {
-	switch cfg.TCPCarrier {
-	case CarrierAuto, CarrierQUIC:
-	case CarrierLane:
-		if cfg.UDPOverQUIC {
-			return errors.New("agent: TCP circuits on the lane need the lane: not with UDPOverQUIC")
-		}
-	default:
-		return fmt.Errorf("agent: TCP carrier %q: want %q (auto), %q or %q", cfg.TCPCarrier, CarrierAuto, CarrierLane, CarrierQUIC)
-	}
-	return nil
 }
 
 // spawn runs f as one of the agent's goroutines, unless the agent is closed (false): a
@@ -321,30 +302,12 @@ type LinkStatus struct {
 	BytesSent     uint64  `json:"bytes_sent"`
 	BytesReceived uint64  `json:"bytes_received"`
 	Error         string  `json:"error,omitempty"`
-	// Lane is the datagram lane of an up link, when the router agreed to one.
-	Lane *LaneStatus `json:"lane,omitempty"`
-	// TCPCarrier is what carries the up link's new TCP circuits: "lane" or "quic".
-	TCPCarrier string `json:"tcp_carrier,omitempty"`
 	// HeartbeatLossPct is the share of the agent's newest heartbeats (ten seconds' worth)
 	// that did not come back: the link's round-trip loss.
 	HeartbeatLossPct float64 `json:"heartbeat_loss_pct"`
-}
-
-// LaneStatus is what the datagram lane of a link has carried and measured.
-type LaneStatus struct {
-	RTTms    float64 `json:"rtt_ms"`
-	Sent     uint64  `json:"sent"`
-	Received uint64  `json:"received"`
-	// Throttled counts datagrams the lane's congestion breaker dropped; Rejected,
-	// packets that did not authenticate or were replayed.
-	Throttled uint64 `json:"throttled"`
-	Rejected  uint64 `json:"rejected"`
-	// LimitBytesPerSec is the breaker's rate limit, 0 while it has none.
-	LimitBytesPerSec float64 `json:"limit_bytes_per_sec"`
-	// Streams counts the TCP circuits whose bytes ride the lane; Window is the packets
-	// they may have in flight together.
-	Streams int `json:"streams"`
-	Window  int `json:"window"`
+	// Lossy is the heartbeats' verdict on the link (loss.go): while it holds, UDP
+	// circuits add forward error correction unless Config.UDPFEC fixes it.
+	Lossy bool `json:"lossy"`
 }
 
 // inProcess is the address status shows for a service the program serves itself.
@@ -405,13 +368,8 @@ func (a *Agent) Status() Status {
 	for _, l := range a.links {
 		ls := l.status()
 		if l.conn != nil && l.state == stateUp {
-			ls.Lane = a.laneStatus(l.conn)
-			ls.TCPCarrier = string(CarrierQUIC)
-			if a.wantsLaneStream(l.conn) {
-				ls.TCPCarrier = string(CarrierLane)
-			}
-			_, share := a.loss.state()
-			ls.HeartbeatLossPct = 100 * share
+			lossy, share := a.loss.state()
+			ls.HeartbeatLossPct, ls.Lossy = 100*share, lossy
 		}
 		st.Links = append(st.Links, ls)
 	}

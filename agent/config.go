@@ -46,37 +46,20 @@ type Config struct {
 	// none (`umbra-agent metrics` reads them over the status socket all the same).
 	Metrics string
 	// LinkProfile is the QUIC profile of the router links: ProfileLAN (also ""), or
-	// ProfileRadio for a slow lossy radio, which also puts TCP circuits on the lane from
-	// the start when TCPCarrier is CarrierAuto.
+	// ProfileRadio for a slow lossy radio. Both carry TCP circuits on QUIC streams and
+	// UDP circuits in QUIC DATAGRAM frames under umbra's congestion controller, which
+	// random loss does not slow down: a lossy link needs no profile to work.
 	LinkProfile LinkProfile
 	// UDPFEC, when its K is set, adds forward error correction to the datagrams this
 	// agent sends on UDP circuits: M parity packets per K. The far end decodes whatever
 	// arrives, with or without it. Zero K, the default: forward error correction while
-	// the router link's heartbeats show loss (16:4 in blocks of up to 30 ms, the same
-	// verdict as TCPCarrier's auto, lossy.go), none while the link is clean, so a flow
-	// over a lossy radio arrives better than over the bare radio, and a clean link pays
-	// nothing. VideoFEC is a preset for video.
+	// the router link's heartbeats show loss (16:4 in blocks of up to 30 ms, loss.go),
+	// none while the link is clean, so a flow over a lossy radio arrives better than
+	// over the bare radio, and a clean link pays nothing. VideoFEC is a preset for video.
 	UDPFEC FEC
 	// UDPFECOff sends UDP circuits' datagrams without forward error correction whatever
 	// the link's loss (`--udp-fec off`).
 	UDPFECOff bool
-	// UDPOverQUIC carries UDP circuits' datagrams in QUIC DATAGRAM frames, under QUIC's
-	// congestion control, and opens no datagram lane. False, the default: they ride the
-	// link's lane beside QUIC (internal/lane), which random loss does not throttle, on
-	// every link, clean or not. At 15 % loss each way QUIC's congestion control let some
-	// 7 % of a 200 datagram/s echo through where the link delivers 72 %; on loopback the
-	// lane echoes a 64-byte datagram sooner (p50 about 0.3 ms against 0.4–0.7) at half
-	// the peak rate (7–8 thousand a second against 14–17, far above a telemetry flow).
-	// For comparison and for routers without lanes.
-	UDPOverQUIC bool
-	// TCPCarrier picks what carries the bytes of TCP circuits on the agent's hop to its
-	// router. CarrierAuto, the zero value: QUIC streams while the link's heartbeats come
-	// back, and the lane's streams for new circuits once they show loss (lossy.go), since
-	// random loss throttles QUIC's NewReno to a fraction of the link while on loopback
-	// the lane's streams move a seventh of what QUIC's do; with ProfileRadio, the lane
-	// from the start. CarrierLane and CarrierQUIC fix the choice. The lane needs
-	// UDPOverQUIC off: with it on, auto means QUIC and CarrierLane is refused.
-	TCPCarrier Carrier
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -162,11 +145,6 @@ func (cfg *Config) resolve() (settings, error) {
 		cfg.LinkProfile, st.profile = ProfileLAN, transport.LAN
 	case ProfileRadio:
 		st.profile = transport.Radio
-		// A radio is lossy by nature: TCP circuits start on the lane rather than wait
-		// for the heartbeats to show the loss.
-		if cfg.TCPCarrier == CarrierAuto && !cfg.UDPOverQUIC {
-			cfg.TCPCarrier = CarrierLane
-		}
 	default:
 		return st, fmt.Errorf("agent: link profile %q: want %q or %q", cfg.LinkProfile, ProfileLAN, ProfileRadio)
 	}
@@ -175,9 +153,6 @@ func (cfg *Config) resolve() (settings, error) {
 			return st, fmt.Errorf("agent: udp fec %d:%d: %w", cfg.UDPFEC.K, cfg.UDPFEC.M, err)
 		}
 		st.fec = cfg.UDPFEC.config()
-	}
-	if err := checkCarriers(*cfg); err != nil {
-		return st, err
 	}
 	for _, d := range cfg.Dials {
 		if d.Proto != ProtoTCP && d.Proto != ProtoUDP {
@@ -189,19 +164,6 @@ func (cfg *Config) resolve() (settings, error) {
 	}
 	return st, nil
 }
-
-// Carrier is what carries a kind of circuit on the agent's hop to its router.
-type Carrier string
-
-// Carriers of Config.TCPCarrier.
-const (
-	// CarrierAuto lets the agent choose by the link's loss.
-	CarrierAuto Carrier = ""
-	// CarrierLane is the link's datagram lane (internal/lane).
-	CarrierLane Carrier = "lane"
-	// CarrierQUIC is the link's QUIC connection.
-	CarrierQUIC Carrier = "quic"
-)
 
 // Protocols a service speaks.
 const (

@@ -9,26 +9,22 @@ import (
 )
 
 // TestConfigDefaults: the zero Config means what `umbra-agent run` does without flags,
-// and the radio profile puts TCP circuits on the lane unless told otherwise.
+// and the radio profile changes only the QUIC profile.
 func TestConfigDefaults(t *testing.T) {
 	id := &Identity{file: &identity.File{Name: "drone1"}}
 	tests := []struct {
 		name        string
 		cfg         Config
 		wantProfile transport.Profile
-		wantTCP     Carrier
 		wantFlush   time.Duration
 		wantErr     bool
 	}{
-		{name: "zero is the lan profile and the carrier left to the link", cfg: Config{}, wantProfile: transport.LAN, wantTCP: CarrierAuto},
-		{name: "radio puts tcp on the lane", cfg: Config{LinkProfile: ProfileRadio}, wantProfile: transport.Radio, wantTCP: CarrierLane},
-		{name: "radio with udp over quic leaves tcp on quic", cfg: Config{LinkProfile: ProfileRadio, UDPOverQUIC: true}, wantProfile: transport.Radio, wantTCP: CarrierAuto},
-		{name: "radio keeps a fixed carrier", cfg: Config{LinkProfile: ProfileRadio, TCPCarrier: CarrierQUIC}, wantProfile: transport.Radio, wantTCP: CarrierQUIC},
+		{name: "zero is the lan profile", cfg: Config{}, wantProfile: transport.LAN},
+		{name: "radio is the radio profile", cfg: Config{LinkProfile: ProfileRadio}, wantProfile: transport.Radio},
 		{name: "fec without a flush delay gets the agent's", cfg: Config{UDPFEC: FEC{K: 32, M: 8}}, wantProfile: transport.LAN, wantFlush: DefaultFECFlush},
 		{name: "fec keeps its flush delay", cfg: Config{UDPFEC: FEC{K: 16, M: 4, Flush: 80 * time.Millisecond}}, wantProfile: transport.LAN, wantFlush: 80 * time.Millisecond},
 		{name: "fec too large is refused", cfg: Config{UDPFEC: FEC{K: 60, M: 10}}, wantErr: true},
 		{name: "an unknown profile is refused", cfg: Config{LinkProfile: "satellite"}, wantErr: true},
-		{name: "lane streams without a lane are refused", cfg: Config{TCPCarrier: CarrierLane, UDPOverQUIC: true}, wantErr: true},
 		{name: "a dial listener off loopback is refused", cfg: Config{Dials: []DialSpec{{Service: "echo", Proto: ProtoTCP, Listen: "0.0.0.0:7000"}}}, wantErr: true},
 	}
 	for _, tt := range tests {
@@ -44,9 +40,6 @@ func TestConfigDefaults(t *testing.T) {
 			}
 			if st.profile != tt.wantProfile {
 				t.Errorf("got profile %+v, want %+v", st.profile, tt.wantProfile)
-			}
-			if cfg.TCPCarrier != tt.wantTCP {
-				t.Errorf("got TCP carrier %q, want %q", cfg.TCPCarrier, tt.wantTCP)
 			}
 			if st.fec.FlushDelay != tt.wantFlush {
 				t.Errorf("got FEC flush %v, want %v", st.fec.FlushDelay, tt.wantFlush)

@@ -196,7 +196,7 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)
-	dial := wire.Dial{Service: spec.Service, Host: spec.Host, Proto: spec.Proto, Resume: token, LaneStream: token != nil && a.wantsLaneStream(conn)}
+	dial := wire.Dial{Service: spec.Service, Host: spec.Host, Proto: spec.Proto, Resume: token}
 	if err := wire.Write(s, wire.TypeDial, dial); err != nil {
 		return fail(err)
 	}
@@ -220,12 +220,8 @@ func (a *Agent) openCircuit(ctx context.Context, spec DialSpec) (*tls.Conn, uint
 		return tc, ack.Circuit, nil
 	}
 	s.SetDeadline(time.Time{})
-	hop, err := a.carrierFor(conn, s, ack.Circuit, ack.LaneStream)
-	if err != nil {
-		return fail(err)
-	}
 	rc := newResumable(conn)
-	go a.keepDialed(rc, hop, spec, g, token)
+	go a.keepDialed(rc, s, spec, g, token)
 	tc := tls.Client(rc, a.dialerTLS(g.Host))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		rc.Abort(err)

@@ -17,7 +17,8 @@
 //	resp, err := c.Get("http://web/") // the URL's host is the service's name
 //
 // The zero Config means what `umbra-agent run` does with no flags: the LAN link
-// profile, UDP datagrams on the link's lane, the TCP carrier chosen by the link's loss,
+// profile, TCP circuits on QUIC streams and UDP circuits in QUIC DATAGRAM frames of the
+// router link, forward error correction on UDP while the link's heartbeats show loss,
 // and hosting of every service this identity may bind that names a host address. The
 // umbra-agent command is a thin layer over this package: it fills a Config from flags
 // and adds what belongs to a device rather than a program (GOMAXPROCS, the status LED,

@@ -297,42 +297,34 @@ func (a *Agent) hostResumable(conn *quic.Conn, s *quic.Stream, c wire.Circuit, g
 		if hc == nil || hc.dialer != g.Dialer || hc.service != g.ServiceName {
 			return refuse(wire.CodeUnknownCircuit, errUnknownCircuit)
 		}
-		hop, err := a.carrierFor(conn, s, c.Circuit, c.LaneStream)
-		if err != nil {
-			return refuse(wire.CodeUnavailable, err.Error())
-		}
 		if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
-			hop.cancel()
+			cancelHop(s)
 			return err
 		}
 		s.SetDeadline(time.Time{})
-		hc.attach(hop)
+		hc.attach(s)
 		return nil
 	}
 	if hc != nil || len(c.Resume) != tokenSize || g.Proto != ProtoTCP {
 		return refuse(wire.CodeUnknownCircuit, errUnknownCircuit)
 	}
-	hop, err := a.carrierFor(conn, s, c.Circuit, c.LaneStream)
-	if err != nil {
-		return refuse(wire.CodeUnavailable, err.Error())
-	}
-	hc = &hostedCircuit{dialer: g.Dialer, service: g.ServiceName, rc: newResumable(conn), next: make(chan carrier, 1)}
+	hc = &hostedCircuit{dialer: g.Dialer, service: g.ServiceName, rc: newResumable(conn), next: make(chan *quic.Stream, 1)}
 	a.mu.Lock()
 	if a.resumable[key] != nil { // the same token twice at once: refuse the second
 		a.mu.Unlock()
-		hop.cancel()
+		cancelHop(s)
 		return refuse(wire.CodeUnknownCircuit, errUnknownCircuit)
 	}
 	a.resumable[key] = hc
 	a.mu.Unlock()
 	if err := wire.Write(s, wire.TypeCircuitAck, wire.CircuitAck{}); err != nil {
-		hop.cancel()
+		cancelHop(s)
 		hc.rc.Abort(err)
 		a.forgetResumable(key, hc)
 		return err
 	}
 	s.SetDeadline(time.Time{})
-	a.run.Go(func() { a.keepHosted(key, hc, hop) })
+	a.run.Go(func() { a.keepHosted(key, hc, s) })
 	a.run.Go(func() {
 		ctx := a.runCtx
 		tc := tls.Server(hc.rc, a.hostTLS(g.Dialer))

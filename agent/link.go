@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"github.com/umbranet/umbra/internal/api"
-	"github.com/umbranet/umbra/internal/lane"
 	"github.com/umbranet/umbra/internal/pki"
 	"github.com/umbranet/umbra/internal/transport"
 	"github.com/umbranet/umbra/internal/wire"
@@ -106,22 +104,6 @@ func (l *linkState) status() LinkStatus {
 		}
 	}
 	return ls
-}
-
-// laneStatus is the figures of conn's datagram lane, nil without one.
-func (a *Agent) laneStatus(conn *quic.Conn) *LaneStatus {
-	a.udpMu.Lock()
-	ll := a.lanes[conn]
-	a.udpMu.Unlock()
-	if ll == nil {
-		return nil
-	}
-	s := ll.lane.Stats()
-	return &LaneStatus{
-		RTTms: float64(s.RTT.Microseconds()) / 1000, Sent: s.Sent, Received: s.Received,
-		Throttled: s.Throttled, Rejected: s.Rejected, LimitBytesPerSec: s.Limit,
-		Streams: s.Streams, Window: s.Window,
-	}
 }
 
 // runLinks keeps a link to one of routers up until ctx ends. Each time it races them
@@ -349,7 +331,7 @@ func (a *Agent) watch(ctx context.Context, router string, conn *quic.Conn) (*qui
 		silent, limit, wait := time.Since(lastHeard), max(stallAfter, 4*rtt), lossWait(rtt)
 		mu.Unlock()
 		if racing == nil {
-			a.noteHeartbeats(conn, ledger.settle(time.Now(), wait))
+			a.noteHeartbeats(ledger.settle(time.Now(), wait))
 		}
 		switch {
 		case silent > limit && racing == nil:
@@ -472,57 +454,19 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	})
 	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
-	conn, tr, err := transport.DialConnected(dctx, router, tlsConf, a.profile.QUIC())
+	conn, err := transport.DialConnected(dctx, router, tlsConf, a.profile.QUIC())
 	if err != nil {
 		return nil, err
 	}
 	// The router checks our certificate once our side of the handshake is done, so only
 	// its answer to Hello proves the link is accepted.
 	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: !a.cfg.UDPOverQUIC, LaneStreams: a.tcpOnLane(), Instance: a.instance}
+	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Instance: a.instance}
 	if err := a.request(dctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
-	if ack.Lane {
-		if err := a.openLane(conn, tr, ack.LaneStreams); err != nil {
-			conn.CloseWithError(0, "")
-			return nil, err
-		}
-	}
 	return conn, nil
-}
-
-// linkLane is a link's datagram lane, and whether its router carries TCP circuits on
-// the lane's streams (a Hello may change that while the link lives: retune).
-type linkLane struct {
-	lane    *lane.Lane
-	streams atomic.Bool
-}
-
-// openLane starts conn's datagram lane, which lives as long as conn: UDP circuits on
-// conn send on it, and what arrives on it goes where conn's QUIC datagrams would.
-func (a *Agent) openLane(conn *quic.Conn, tr *quic.Transport, streams bool) error {
-	ln, err := lane.New(conn.ConnectionState().TLS, true, tr.WriteTo, conn.RemoteAddr(), lane.Config{})
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	lane.Prime(tr.ReadNonQUICPacket)
-	a.udpMu.Lock()
-	ll := &linkLane{lane: ln}
-	ll.streams.Store(streams)
-	a.lanes[conn] = ll
-	a.udpMu.Unlock()
-	ctx := conn.Context()
-	go ln.Run(ctx)
-	go func() {
-		a.readLane(ctx, conn, tr, ln)
-		a.udpMu.Lock()
-		delete(a.lanes, conn)
-		a.udpMu.Unlock()
-		ln.Close()
-	}()
-	return nil
 }
 
 // takeOver tells the router on conn, a fresh connection that replaced a stalled one,

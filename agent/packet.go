@@ -173,8 +173,7 @@ func (a *Agent) dialPacket(ctx context.Context, spec DialSpec, queue *datagram.Q
 	conn := tc.NetConn().(streamConn).conn
 	pc := &PacketConn{a: a, in: make(chan packet, packetInbox), done: make(chan struct{}),
 		local: Addr{Service: spec.Service, Identity: a.id.Name}, remote: Addr{Service: spec.Service, Identity: peerName(tc)}}
-	out, budget := a.datagramSender(conn)
-	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, true, queue, func(msg []byte) { offer(pc.in, msg, &pc.remote, &a.udp) }, a.udpFEC, a.autoFEC())
+	e, err := newUDPEnd(conn, &a.udp, cid, tc, true, queue, func(msg []byte) { offer(pc.in, msg, &pc.remote, &a.udp) }, a.udpFEC, a.autoFEC())
 	if err != nil {
 		tc.Close()
 		return fail(fmt.Errorf("agent: %w", err))
@@ -315,8 +314,7 @@ func (a *Agent) ListenPacket(ctx context.Context, service string) (*PacketListen
 func (a *Agent) hostPacket(ctx context.Context, conn *quic.Conn, cid uint64, tc *tls.Conn, l *serviceListener) error {
 	pl := l.packets
 	from := &Addr{Service: l.service, Identity: peerName(tc), Circuit: cid}
-	out, budget := a.datagramSender(conn)
-	e, err := newUDPEnd(conn, out, budget, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { offer(pl.in, msg, from, &a.udp) }, a.udpFEC, a.autoFEC())
+	e, err := newUDPEnd(conn, &a.udp, cid, tc, false, newUDPQueue(), func(msg []byte) { offer(pl.in, msg, from, &a.udp) }, a.udpFEC, a.autoFEC())
 	if err != nil {
 		return err
 	}

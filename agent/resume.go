@@ -92,15 +92,15 @@ func newResumable(conn *quic.Conn) *resume.Conn {
 
 // keepDialed runs a dialed circuit's resumable stream over s and, each time its path
 // breaks, over a new path to the same host, until the circuit ends.
-func (a *Agent) keepDialed(rc *resume.Conn, s carrier, spec DialSpec, g grant.Grant, token []byte) {
+func (a *Agent) keepDialed(rc *resume.Conn, s *quic.Stream, spec DialSpec, g grant.Grant, token []byte) {
 	ctx := a.runCtx
 	for {
 		err := rc.Serve(ctx, s)
 		if err == nil {
-			s.finish() // Serve closed our side; the peer's side is done with too
+			cancelHop(s) // Serve closed our side; the peer's side is done with too
 			return
 		}
-		s.cancel()
+		cancelHop(s)
 		if ctx.Err() != nil {
 			rc.Abort(ctx.Err())
 			return
@@ -129,7 +129,7 @@ func (a *Agent) keepDialed(rc *resume.Conn, s carrier, spec DialSpec, g grant.Gr
 // redial asks for the circuit again on whatever link is up, with backoff, until it gets a
 // new path or resumeTimeout passes. A refusal of the dial itself (the policy no longer
 // allows it, or the host forgot the circuit) ends it at once.
-func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (carrier, error) {
+func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (*quic.Stream, error) {
 	ctx, stop := context.WithTimeout(ctx, resumeTimeout)
 	defer stop()
 	b := backoff.NewExponentialBackOff(
@@ -156,7 +156,7 @@ func (a *Agent) redial(ctx context.Context, spec DialSpec, g grant.Grant, token 
 // errPermanent marks a refusal that waiting will not change.
 var errPermanent = errors.New("refused")
 
-func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (carrier, error) {
+func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, token []byte) (*quic.Stream, error) {
 	ctx, stop := context.WithTimeout(ctx, redialTimeout)
 	defer stop()
 	conn, err := a.waitConn(ctx)
@@ -169,14 +169,13 @@ func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, to
 	}
 	deadline, _ := ctx.Deadline()
 	s.SetDeadline(deadline)
-	qs := quicCarrier{s}
-	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: g.Host, Proto: spec.Proto, Resume: token, Moving: true, LaneStream: a.wantsLaneStream(conn)}); err != nil {
-		qs.cancel()
+	if err := wire.Write(s, wire.TypeDial, wire.Dial{Service: spec.Service, Host: g.Host, Proto: spec.Proto, Resume: token, Moving: true}); err != nil {
+		cancelHop(s)
 		return nil, err
 	}
 	var ack wire.DialAck
 	if err := wire.Expect(s, wire.TypeDialAck, &ack); err != nil {
-		qs.cancel()
+		cancelHop(s)
 		if isPermanentRefusal(err) {
 			return nil, fmt.Errorf("%w: %v", errPermanent, err)
 		}
@@ -184,16 +183,18 @@ func (a *Agent) redialOnce(ctx context.Context, spec DialSpec, g grant.Grant, to
 	}
 	ng, err := grant.Verify(ack.Grant, a.signer, time.Now())
 	if err != nil || ng.Dialer != g.Dialer || ng.Host != g.Host || ng.Service != g.Service {
-		qs.cancel()
+		cancelHop(s)
 		return nil, fmt.Errorf("%w: the new grant is for another circuit", errPermanent)
 	}
 	s.SetDeadline(time.Time{})
-	c, err := a.carrierFor(conn, s, ack.Circuit, ack.LaneStream)
-	if err != nil {
-		qs.cancel()
-		return nil, err
-	}
-	return c, nil
+	return s, nil
+}
+
+// cancelHop drops a circuit's hop, both directions: its path broke, a new one replaced
+// it, or the circuit ended.
+func cancelHop(s *quic.Stream) {
+	s.CancelRead(0)
+	s.CancelWrite(0)
 }
 
 // isPermanentRefusal tells a refusal of the circuit itself (not authorized, the host
@@ -214,13 +215,13 @@ type hostedCircuit struct {
 	rc              *resume.Conn
 
 	mu   sync.Mutex
-	cur  carrier      // the hop the circuit runs on now
-	next chan carrier // a new path's hop, waiting to take over
+	cur  *quic.Stream      // the hop the circuit runs on now
+	next chan *quic.Stream // a new path's hop, waiting to take over
 }
 
 // attach moves the circuit to s: the stream in use, if any, is dropped (its path may be
 // silently dead), and the circuit's loop picks s up.
-func (h *hostedCircuit) attach(s carrier) {
+func (h *hostedCircuit) attach(s *quic.Stream) {
 	h.mu.Lock()
 	cur := h.cur
 	h.mu.Unlock()
@@ -228,14 +229,14 @@ func (h *hostedCircuit) attach(s carrier) {
 		select {
 		case h.next <- s:
 			if cur != nil {
-				cur.cancel()
+				cancelHop(cur)
 			}
 			return
 		default:
 		}
 		select { // replace a stream that was waiting and never used
 		case old := <-h.next:
-			old.cancel()
+			cancelHop(old)
 		default:
 		}
 	}
@@ -244,7 +245,7 @@ func (h *hostedCircuit) attach(s carrier) {
 // keepHosted runs a hosted circuit's resumable stream over s and over each new path the
 // dialer moves it to, until it ends or no new path comes within resumeTimeout; then it
 // forgets the circuit's token.
-func (a *Agent) keepHosted(key string, h *hostedCircuit, s carrier) {
+func (a *Agent) keepHosted(key string, h *hostedCircuit, s *quic.Stream) {
 	ctx := a.runCtx
 	defer a.forgetResumable(key, h)
 	for {
@@ -253,10 +254,10 @@ func (a *Agent) keepHosted(key string, h *hostedCircuit, s carrier) {
 		h.mu.Unlock()
 		err := h.rc.Serve(ctx, s)
 		if err == nil {
-			s.finish()
+			cancelHop(s)
 			return
 		}
-		s.cancel()
+		cancelHop(s)
 		if isRevoked(err) {
 			h.rc.Abort(errRevoked)
 			return

@@ -16,14 +16,13 @@ import (
 
 	"github.com/umbranet/umbra/internal/datagram"
 	"github.com/umbranet/umbra/internal/fec"
-	"github.com/umbranet/umbra/internal/lane"
 	"github.com/umbranet/umbra/internal/seal"
 )
 
 // UDP circuits: each local UDP peer of a dial listener is a flow with its own circuit;
 // its datagrams are sealed end to end, split and reassembled when larger than one
-// packet, and never retransmitted late. To the router they ride the link's datagram lane
-// beside QUIC (internal/lane), or QUIC DATAGRAM frames where there is no lane. The read
+// packet, and never retransmitted late. To the router they ride QUIC DATAGRAM frames
+// (RFC 9221) of the link's connection, paced by umbra's congestion controller. The read
 // loop of a UDP socket never blocks on the network: datagrams wait in a drop-oldest
 // queue, bounded in bytes and age so a video's bursts fit, for a sender goroutine, which
 // adds forward error correction while the link is lossy (autoFECCode) and spreads a backlog
@@ -48,20 +47,21 @@ const (
 	udpStale = 2 * time.Second
 	// maxUDPPayload is the largest UDP payload (65,535 − IP and UDP headers).
 	maxUDPPayload = 65507
-	// datagramBudget is the QUIC datagram size aimed for before quic-go says otherwise:
-	// it fits the 1,200-byte packets of the Radio profile.
-	datagramBudget = 1100
-	// laneBudget is the datagram size on a link's lane: with the lane's 34 bytes a lane
-	// packet of 1,452 bytes, the UDP payload of a 1,500-byte IPv6 packet. A datagram of
-	// up to 1,381 bytes (1,374 with FEC) travels in one packet: RTP video packetized for
-	// an MTU of 1,100 or 1,200 bytes did not, at datagramBudget, and took two packets
-	// each, either of which lost lost the video packet (at 15 % loss 72 % arrived where
-	// the radio delivers 85 %).
-	laneBudget = 1452 - lane.Overhead
+	// datagramPathRoom is the largest QUIC datagram every hop of a circuit carries:
+	// quic-go's room for a DATAGRAM frame in a packet of 1,200 bytes (RFC 9000's least
+	// packet size, which path MTU discovery never goes below, and the Radio profile's
+	// first packets), 1,200 − 37. A hop whose path MTU discovery has grown carries more,
+	// but the hops past the router may not: what one of them cannot carry, its router
+	// drops (oversize). Datagrams are sized for min(this, what quic-go allows on the
+	// agent's own connection now: datagramRoom). With the end-to-end seal, the coding
+	// byte, the fragment header and the reserved circuit id, a UDP payload of up to
+	// 1,126 bytes (1,119 where FEC may be added, as by default) travels in one packet:
+	// RTP packetized for an MTU of 1,100 does.
+	datagramPathRoom = 1200 - 37
 	// udpBurst is how many datagrams may wait in a flow's queue and still leave back to
 	// back: a keyframe's burst passes as it came. A longer backlog (what queued while the
 	// circuit was set up, or while the link stalled) is sent at twice the pace it came
-	// in (udpCatchUp), not at the lane's line rate: 1.5 s of a 1.5 Mbit/s video queued
+	// in (udpCatchUp), not at the link's line rate: 1.5 s of a 1.5 Mbit/s video queued
 	// over a 400 ms round trip left as 400 packets in 20 ms, which overran the
 	// receiving decoder's socket and lost its first keyframe where the straight path
 	// lost nothing.
@@ -105,8 +105,6 @@ func newUDPQueue() *datagram.Queue {
 // reassembles and delivers what arrives.
 type udpEnd struct {
 	conn   *quic.Conn
-	out    datagramSender
-	budget int // the largest datagram out takes, until it says otherwise
 	stats  *udpCounters
 	cid    uint64
 	seal   *seal.Sealer
@@ -132,7 +130,7 @@ type udpEnd struct {
 
 // newUDPEnd makes a circuit end that sends what is pushed onto queue, with forward error
 // correction when fc has a K.
-func newUDPEnd(conn *quic.Conn, out datagramSender, budget int, stats *udpCounters, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config, autoFEC func() bool) (*udpEnd, error) {
+func newUDPEnd(conn *quic.Conn, stats *udpCounters, cid uint64, tc *tls.Conn, dialer bool, queue *datagram.Queue, deliver func([]byte), fc fec.Config, autoFEC func() bool) (*udpEnd, error) {
 	send, recv, err := datagramKeys(tc.ConnectionState(), dialer)
 	if err != nil {
 		return nil, err
@@ -153,7 +151,7 @@ func newUDPEnd(conn *quic.Conn, out datagramSender, budget int, stats *udpCounte
 		overhead += fec.PacketOverhead
 	}
 	e := &udpEnd{
-		conn: conn, out: out, budget: budget, stats: stats, cid: cid, seal: seal.NewSealer(send), open: seal.NewOpener(recv),
+		conn: conn, stats: stats, cid: cid, seal: seal.NewSealer(send), open: seal.NewOpener(recv),
 		split:   datagram.NewSplitter(overhead),
 		fecOut:  coder,
 		autoFEC: autoFEC,
@@ -173,9 +171,9 @@ func (e *udpEnd) idle() time.Duration { return time.Since(time.Unix(0, e.active.
 // send carries the queued payloads until ctx ends. With FEC, parity follows each block
 // once it is full or its flush delay has passed.
 func (e *udpEnd) send(ctx context.Context) {
-	budget := e.budget
-	buf := make([]byte, 0, budget+seal.Overhead+1+fec.PacketOverhead+datagram.MaxCircuitIDLen)
-	inner := make([]byte, 0, budget+1+fec.PacketOverhead)
+	budget := datagramRoom(e.conn)
+	buf := make([]byte, 0, datagramPathRoom+datagram.MaxCircuitIDLen)
+	inner := make([]byte, 0, datagramPathRoom)
 	var stale uint64 // the queue's count of stale datagrams, as last counted
 	// sendOne seals and sends one inner datagram. It returns why the packet was
 	// dropped ("" if it left), and false once the link is gone.
@@ -183,15 +181,14 @@ func (e *udpEnd) send(ctx context.Context) {
 		inner = append(append(inner[:0], coding), body...)
 		pkt, _ := datagram.AppendCircuitID(buf[:0], e.cid)
 		pkt = e.seal.Seal(pkt, inner, nil)
-		err := e.out(pkt)
+		// quic-go queues 32 datagrams; when that queue is full (a keyframe's burst
+		// outruns the pacer), SendDatagram waits for room, dropping nothing, and the
+		// flow's own queue holds the rest, bounded in bytes and age.
+		err := e.conn.SendDatagram(pkt)
 		var tl *quic.DatagramTooLargeError
 		switch {
 		case err == nil:
 			return "", true
-		case errors.Is(err, errDatagramThrottled):
-			return udpDropThrottled, true
-		case errors.Is(err, errDatagramDropped):
-			return udpDropSendError, true
 		case errors.As(err, &tl):
 			if int(tl.MaxDatagramPayloadSize) < budget {
 				budget = int(tl.MaxDatagramPayloadSize) // the rest of this message is lost; later ones fit
@@ -257,6 +254,7 @@ func (e *udpEnd) send(ctx context.Context) {
 				}
 			}
 		}
+		budget = datagramRoom(e.conn) // quic-go's room changes with the path's MTU
 		frags, err := e.split.Split(payload, budget)
 		if err != nil {
 			e.stats.drop(udpDropOversize, 1)
@@ -448,11 +446,19 @@ func (a *Agent) unregisterUDP(e *udpEnd) {
 	}
 }
 
-// readDatagrams hands every QUIC datagram arriving on conn to its circuit's end.
+// readDatagrams hands every QUIC datagram arriving on conn to its circuit's end, and
+// counts what quic-go dropped on conn by itself: datagrams that arrived while its
+// receive queue was full, and queued ones that no longer fit a packet.
 func (a *Agent) readDatagrams(ctx context.Context, conn *quic.Conn) {
 	buf := make([]byte, 0, datagram.MaxMessageSize)
+	var counted quic.DatagramDrops
 	for {
 		pkt, err := conn.ReceiveDatagram(ctx)
+		if d := conn.DatagramsDropped(); d != counted {
+			a.udp.drop(udpDropReceiveFull, d.Receiving-counted.Receiving)
+			a.udp.drop(udpDropSendError, d.Sending-counted.Sending)
+			counted = d
+		}
 		if err != nil {
 			return
 		}
@@ -460,15 +466,19 @@ func (a *Agent) readDatagrams(ctx context.Context, conn *quic.Conn) {
 	}
 }
 
-// readLane hands every datagram arriving on conn's lane to its circuit's end.
-func (a *Agent) readLane(ctx context.Context, conn *quic.Conn, tr *quic.Transport, ln *lane.Lane) {
-	pkt := make([]byte, 0, lane.MaxPacket)
-	buf := make([]byte, 0, datagram.MaxMessageSize)
-	lane.Pump(ctx, tr.ReadNonQUICPacket, func(raw []byte, from net.Addr) {
-		if d, err := ln.Receive(pkt[:0], raw, from); err == nil && d != nil {
-			a.dispatchDatagram(conn, d, buf)
-		}
-	})
+// tooLarge is a payload larger than any QUIC datagram (RFC 9221 caps a DATAGRAM frame
+// at 16,383 bytes in quic-go), which datagramRoom offers quic-go to learn its room.
+var tooLarge = make([]byte, 1<<14+1)
+
+// datagramRoom is the largest circuit datagram to send on conn now: what quic-go allows
+// (its DatagramTooLargeError for a payload too large for any datagram, which queues
+// nothing), at most datagramPathRoom.
+func datagramRoom(conn *quic.Conn) int {
+	var tl *quic.DatagramTooLargeError
+	if err := conn.SendDatagram(tooLarge); errors.As(err, &tl) {
+		return min(int(tl.MaxDatagramPayloadSize), datagramPathRoom)
+	}
+	return datagramPathRoom
 }
 
 // dispatchDatagram hands one datagram of conn to its circuit's end, or a heartbeat echo
@@ -493,43 +503,6 @@ func (a *Agent) dispatchDatagram(conn *quic.Conn, pkt, buf []byte) {
 		return
 	}
 	e.receive(pkt[n:], buf)
-}
-
-// datagramSender sends one circuit datagram towards the router. It returns
-// errDatagramThrottled or errDatagramDropped for a datagram dropped on the way out (the
-// lane's breaker, a passing socket error) and any other error once the link is gone.
-type datagramSender func([]byte) error
-
-var (
-	// errDatagramDropped is a datagram dropped before it left; the link lives on.
-	errDatagramDropped = errors.New("datagram dropped")
-	// errDatagramThrottled is a datagram the lane's congestion breaker dropped.
-	errDatagramThrottled = fmt.Errorf("%w: throttled", errDatagramDropped)
-)
-
-// datagramSender returns how circuit datagrams leave on conn, and the largest datagram
-// to send that way: on its lane when the router agreed to one, else in QUIC DATAGRAM
-// frames.
-func (a *Agent) datagramSender(conn *quic.Conn) (datagramSender, int) {
-	a.udpMu.Lock()
-	ll := a.lanes[conn]
-	a.udpMu.Unlock()
-	if ll == nil {
-		return conn.SendDatagram, datagramBudget
-	}
-	ln := ll.lane
-	return func(b []byte) error {
-		err := ln.Send(b)
-		switch {
-		case err == nil:
-			return nil
-		case conn.Context().Err() != nil:
-			return err
-		case errors.Is(err, lane.ErrThrottled):
-			return errDatagramThrottled
-		}
-		return errDatagramDropped
-	}, laneBudget
 }
 
 // udpFlow is one local peer of a UDP dial listener.

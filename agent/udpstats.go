@@ -22,12 +22,14 @@ const (
 	// udpDropStale: the datagram waited longer than udpStale to be sent (a circuit being
 	// set up, a stalled link).
 	udpDropStale = "stale"
-	// udpDropThrottled: the link's lane refused it, its congestion breaker open.
-	udpDropThrottled = "throttled"
 	// udpDropOversize: larger than a datagram can carry.
 	udpDropOversize = "oversize"
-	// udpDropSendError: the socket refused it, or the link was going away.
+	// udpDropSendError: quic-go dropped it after it was queued: it no longer fit a
+	// packet once the path's packet size shrank (counted per link, by quic-go).
 	udpDropSendError = "send_error"
+	// udpDropReceiveFull: it arrived while quic-go's queue of received datagrams on the
+	// link was full (this agent's reader fell behind; counted per link, by quic-go).
+	udpDropReceiveFull = "receive_full"
 	// udpDropNoCircuit: the flow's circuit could not be set up; datagrams are dropped
 	// until it is dialed again (udpRetryAfter).
 	udpDropNoCircuit = "no_circuit"
@@ -52,7 +54,7 @@ const (
 )
 
 // udpDropReasons lists the reasons in the order status and metrics show them.
-var udpDropReasons = []string{udpDropQueueFull, udpDropStale, udpDropThrottled, udpDropOversize, udpDropSendError,
+var udpDropReasons = []string{udpDropQueueFull, udpDropStale, udpDropOversize, udpDropSendError, udpDropReceiveFull,
 	udpDropNoCircuit, udpDropAuth, udpDropMalformed, udpDropFECUnrecovered, udpDropIncomplete, udpDropUnknownCircuit,
 	udpDropReaderBehind}
 
@@ -92,8 +94,9 @@ type DatagramStatus struct {
 	Held uint64 `json:"held"`
 	Late uint64 `json:"late"`
 	// Dropped counts datagrams dropped in this agent, or known lost on the way, by
-	// reason: queue_full, stale, throttled, oversize, send_error, no_circuit (sending);
-	// auth, malformed, fec_unrecovered, incomplete (receiving). A datagram lost on the
+	// reason: queue_full, stale, oversize, send_error, no_circuit (sending);
+	// receive_full, auth, malformed, fec_unrecovered, incomplete, unknown_circuit
+	// (receiving). A datagram lost on the
 	// radio without FEC or fragments is not counted anywhere here: the link's own
 	// figures (loss_percent) show it.
 	Dropped map[string]uint64 `json:"dropped"`

@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"github.com/umbranet/umbra/internal/grant"
-	"github.com/umbranet/umbra/internal/lane"
 	"github.com/umbranet/umbra/internal/wire"
 )
 
@@ -48,7 +46,7 @@ var splicePool = sync.Pool{New: func() any { b := make([]byte, spliceBuffer); re
 // circuitEnd is one side of a circuit at this router: the stream that carries its bytes
 // and, for its datagrams, the connection and the circuit's id there.
 type circuitEnd struct {
-	stream circuitStream
+	stream *quic.Stream
 	ep     *endpoint
 	cid    uint64
 }
@@ -84,26 +82,10 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		refuse(st, err)
 		return
 	}
-	up := circuitEnd{stream: quicStream{st}, ep: &s.endpoint, cid: s.allocCID()}
-	var data *lane.Stream
-	if req.LaneStream && s.carrier.Load() != nil {
-		// The agent's side of the lane stream opens when it reads the answer: ours must be
-		// open by then.
-		if data, err = s.lane.OpenStream(uint32(up.cid)); err != nil {
-			refuse(st, fmt.Errorf("lane stream: %w", err))
-			down.stream.cancel(codeCircuitFailed)
-			return
-		}
-	}
-	if err := wire.Write(st, wire.TypeDialAck, wire.DialAck{Circuit: up.cid, Grant: dg.Grant, LaneStream: data != nil}); err != nil {
-		down.stream.cancel(codeCircuitFailed)
-		if data != nil {
-			data.Fail(err)
-		}
+	up := circuitEnd{stream: st, ep: &s.endpoint, cid: s.allocCID()}
+	if err := wire.Write(st, wire.TypeDialAck, wire.DialAck{Circuit: up.cid, Grant: dg.Grant}); err != nil {
+		cancelStream(down.stream, codeCircuitFailed)
 		return
-	}
-	if data != nil {
-		up.stream = laneStream{lane.NewCircuit(data, st)}
 	}
 	s.r.log.Debug("circuit up", "circuit", g.Circuit, "service", g.ServiceName, "dialer", s.peer.Name, "path", g.Routers)
 
@@ -119,8 +101,8 @@ func (s *session) dial(ctx context.Context, st *quic.Stream, req wire.Dial) {
 		return
 	}
 	s.r.log.Info("circuit revoked", "circuit", g.Circuit, "reason", rev.Reason)
-	up.stream.cancel(codeCircuitRevoked)
-	down.stream.cancel(codeCircuitRevoked)
+	cancelStream(up.stream, codeCircuitRevoked)
+	cancelStream(down.stream, codeCircuitRevoked)
 	<-done
 }
 
@@ -132,7 +114,6 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 	defer cancel()
 	var (
 		ep    *endpoint
-		data  *lane.Stream // the host's lane stream, when it takes circuits on its lane
 		typ   wire.Type
 		msg   any
 		want  wire.Type
@@ -147,13 +128,7 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 		}
 		ep = &host.endpoint
 		cid := ep.allocCID()
-		if host.laneStreams.Load() && g.Proto == "tcp" && len(resume) > 0 { // resumable circuits only: their agents replay what a dropped hop lost
-			var err error
-			if data, err = host.lane.OpenStream(uint32(cid)); err != nil {
-				return circuitEnd{}, fmt.Errorf("lane stream: %w", err)
-			}
-		}
-		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume, Moving: moving, LaneStream: data != nil}, wire.TypeCircuitAck, &wire.CircuitAck{}
+		typ, msg, want, reply = wire.TypeCircuit, wire.Circuit{Circuit: cid, Grant: raw, Resume: resume, Moving: moving}, wire.TypeCircuitAck, &wire.CircuitAck{}
 	} else {
 		l := r.linkTo(g.Routers[index+1])
 		if l == nil {
@@ -163,26 +138,18 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 		cid := ep.allocCID()
 		typ, msg, want, reply = wire.TypeHop, wire.Hop{Grant: raw, Index: uint(index + 1), Circuit: cid, Resume: resume, Moving: moving}, wire.TypeHopAck, &wire.HopAck{}
 	}
-	failData := func(err error) {
-		if data != nil {
-			data.Fail(err)
-		}
-	}
 	st, err := ep.conn.OpenStreamSync(ctx)
 	if err != nil {
-		failData(err)
 		return circuitEnd{}, errors.New("next hop unreachable")
 	}
 	deadline, _ := ctx.Deadline()
 	st.SetDeadline(deadline)
 	if err := wire.Write(st, typ, msg); err != nil {
-		quicStream{st}.cancel(codeCircuitFailed)
-		failData(err)
+		cancelStream(st, codeCircuitFailed)
 		return circuitEnd{}, errors.New("next hop unreachable")
 	}
 	if err := wire.Expect(st, want, reply); err != nil {
-		quicStream{st}.cancel(codeCircuitFailed)
-		failData(err)
+		cancelStream(st, codeCircuitFailed)
 		return circuitEnd{}, err
 	}
 	st.SetDeadline(time.Time{})
@@ -193,11 +160,7 @@ func (r *Router) extend(ctx context.Context, g grant.Grant, raw []byte, index in
 	case wire.Hop:
 		cid = m.Circuit
 	}
-	end := circuitEnd{stream: quicStream{st}, ep: ep, cid: cid}
-	if data != nil {
-		end.stream = laneStream{lane.NewCircuit(data, st)}
-	}
-	return end, nil
+	return circuitEnd{stream: st, ep: ep, cid: cid}, nil
 }
 
 // carry joins a circuit's two ends at this router, bytes and datagrams, until both
@@ -210,21 +173,14 @@ func (r *Router) carry(a, b circuitEnd, service string) {
 	r.metrics.circuits.WithLabelValues(service).Inc()
 	r.metrics.active.Inc()
 	defer r.metrics.active.Dec()
-	byCarrier := r.metrics.byCarrier.WithLabelValues(carrierOf(a.stream))
-	byCarrier.Inc()
-	defer byCarrier.Dec()
 	splice(countingStream{a.stream, r.metrics.bytes.WithLabelValues(service, towardHost)},
 		countingStream{b.stream, r.metrics.bytes.WithLabelValues(service, towardDialer)})
-	a.stream.finish()
-	b.stream.finish()
 }
 
-// carrierOf names what carries a circuit stream's bytes, as the metrics label it.
-func carrierOf(s circuitStream) string {
-	if _, ok := s.(laneStream); ok {
-		return carrierLane
-	}
-	return carrierQUIC
+// cancelStream resets both directions of a circuit's hop with code.
+func cancelStream(st *quic.Stream, code quic.StreamErrorCode) {
+	st.CancelRead(code)
+	st.CancelWrite(code)
 }
 
 // splice copies a to b and b to a until both directions end; an end of stream is passed
@@ -233,7 +189,7 @@ func carrierOf(s circuitStream) string {
 // revocation, or a hop closed for a revoked certificate, is passed on as a revocation,
 // and the end of an agent that is gone (restarted, or its process died) as that, so the
 // far agent does not wait to resume.
-func splice(a, b circuitStream) {
+func splice(a, b countingStream) {
 	var once sync.Once
 	fail := func(err error) {
 		once.Do(func() {
@@ -244,8 +200,8 @@ func splice(a, b circuitStream) {
 			case goneErr(err):
 				code = codeCircuitGone
 			}
-			a.cancel(code)
-			b.cancel(code)
+			cancelStream(a.Stream, code)
+			cancelStream(b.Stream, code)
 		})
 	}
 	var wg sync.WaitGroup
@@ -277,7 +233,7 @@ func goneErr(err error) bool {
 }
 
 // pipe copies src to dst and closes dst's sending side at the end; on an error it calls fail.
-func pipe(dst, src circuitStream, fail func(error)) {
+func pipe(dst, src countingStream, fail func(error)) {
 	bp := splicePool.Get().(*[]byte)
 	defer splicePool.Put(bp)
 	if _, err := io.CopyBuffer(dst, src, *bp); err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"github.com/umbranet/umbra/internal/datagram"
-	"github.com/umbranet/umbra/internal/lane"
 )
 
 // endpoint is one QUIC connection a router carries circuit datagrams on: an agent's
@@ -30,9 +29,9 @@ type endpoint struct {
 	echoHeartbeats bool
 	// heard is when the last heartbeat arrived, in Unix nanoseconds (agents').
 	heard atomic.Int64
-	// carrier, once set, carries the datagrams forwarded onto this connection instead
-	// of QUIC: an agent's datagram lane.
-	carrier atomic.Pointer[lane.Lane]
+	// receiveDropped is quic-go's count of datagrams it dropped on this connection
+	// because its receive queue was full, as last added to drops.
+	receiveDropped uint64
 }
 
 // heartbeatCID is the circuit id of an agent's heartbeat datagrams, which no circuit uses.
@@ -86,17 +85,25 @@ func (e *endpoint) forwardDatagrams(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		if n := e.conn.DatagramsDropped().Receiving; n != e.receiveDropped {
+			e.drops.receiveFull.Add(float64(n - e.receiveDropped))
+			e.receiveDropped = n
+		}
 		if cid, _, err := datagram.CircuitID(pkt); err == nil && cid == heartbeatCID && e.echoHeartbeats {
+			// An agent's heartbeat goes straight back, behind what is queued for the
+			// agent but never blocking this reader on quic-go's send queue.
 			e.heard.Store(time.Now().UnixNano())
-			e.conn.SendDatagram(pkt) // an agent's heartbeat: straight back
+			if _, evicted := e.out.PushEvicting(pkt); evicted {
+				e.drops.queueFull.Inc()
+			}
 			continue
 		}
 		e.route(pkt, buf)
 	}
 }
 
-// route forwards one datagram that arrived here, by QUIC or by lane, to the far side of
-// its circuit; buf is scratch space.
+// route forwards one datagram that arrived here to the far side of its circuit; buf is
+// scratch space.
 func (e *endpoint) route(pkt, buf []byte) {
 	cid, _, err := datagram.CircuitID(pkt)
 	if err != nil {
@@ -131,10 +138,8 @@ func (e *endpoint) sendDatagrams(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		if l := e.carrier.Load(); l != nil {
-			e.countSendDrop(l.Send(pkt)) // a throttled or lost datagram is dropped, as QUIC's are
-			continue
-		}
+		// quic-go's send queue is short (32): when it is full, SendDatagram waits for the
+		// connection's pacer to take one, and the backlog waits in e.out, bounded by age.
 		err = e.conn.SendDatagram(pkt)
 		if err != nil && e.conn.Context().Err() != nil {
 			return
@@ -149,10 +154,8 @@ func (e *endpoint) countSendDrop(err error) {
 	var tooLarge *quic.DatagramTooLargeError
 	switch {
 	case err == nil:
-	case errors.Is(err, lane.ErrTooLarge), errors.As(err, &tooLarge):
+	case errors.As(err, &tooLarge):
 		e.drops.oversize.Inc()
-	case errors.Is(err, lane.ErrThrottled):
-		e.drops.throttled.Inc()
 	}
 }
 

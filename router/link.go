@@ -231,7 +231,7 @@ func sendHeartbeats(ctx context.Context, conn *quic.Conn, hb *heartbeat.Monitor)
 	if err != nil {
 		return
 	}
-	defer quicStream{st}.cancel(0)
+	defer cancelStream(st, 0)
 	hb.Ping(ctx, st)
 }
 
@@ -250,14 +250,14 @@ func (l *link) serveStream(ctx context.Context, st *quic.Stream) {
 	st.SetReadDeadline(time.Now().Add(requestTimeout))
 	typ, body, err := wire.Read(st)
 	if err != nil {
-		quicStream{st}.cancel(0)
+		cancelStream(st, 0)
 		return
 	}
 	st.SetReadDeadline(time.Time{})
 	switch typ {
 	case wire.TypeLinkPing:
 		l.hb.Echo(st, body)
-		quicStream{st}.cancel(0)
+		cancelStream(st, 0)
 	case wire.TypeHop:
 		var h wire.Hop
 		if err := wire.Unmarshal(body, &h); err != nil {
@@ -285,11 +285,11 @@ func (l *link) relay(ctx context.Context, st *quic.Stream, h wire.Hop) {
 		return
 	}
 	if err := wire.Write(st, wire.TypeHopAck, wire.HopAck{}); err != nil {
-		down.stream.cancel(codeCircuitFailed)
+		cancelStream(down.stream, codeCircuitFailed)
 		return
 	}
 	r.log.Info("circuit relayed", "circuit", g.Circuit, "from", l.peer.Name)
-	r.carry(circuitEnd{stream: quicStream{st}, ep: &l.endpoint, cid: h.Circuit}, down, g.ServiceName)
+	r.carry(circuitEnd{stream: st, ep: &l.endpoint, cid: h.Circuit}, down, g.ServiceName)
 }
 
 // linksChanged asks the reporter to tell the controller about the links now.

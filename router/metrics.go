@@ -2,6 +2,7 @@ package router
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/umbranet/umbra/third_party/quic-go"
 )
 
 // routerMetrics is what the router counts as circuits run; the rest is read from its
@@ -14,22 +15,11 @@ type routerMetrics struct {
 	circuits  *prometheus.CounterVec
 	active    prometheus.Gauge
 	drops     dropCounters
-	// byCarrier counts running circuits by what carries their bytes toward the dialer.
-	byCarrier *prometheus.GaugeVec
 	// linkMissed and controlMissed count heartbeats missed on router links, by peer,
 	// and on the control link (internal/heartbeat's OnMissed).
 	linkMissed    *prometheus.CounterVec
 	controlMissed prometheus.Counter
 }
-
-// Carriers of a circuit's bytes on a hop, as umbra_router_circuits_by_carrier labels
-// them.
-const (
-	// carrierQUIC: a QUIC stream of the hop's connection.
-	carrierQUIC = "quic"
-	// carrierLane: a stream of an agent's datagram lane (internal/lane).
-	carrierLane = "lane"
-)
 
 // Reasons the router drops a circuit datagram, as umbra_router_datagrams_dropped_total
 // labels them: a fixed set, so the label stays bounded.
@@ -44,11 +34,10 @@ const (
 	dropQueueFull = "queue_full"
 	// dropOversize: larger than the far hop carries in one datagram.
 	dropOversize = "oversize"
-	// dropThrottled: an agent's lane refused it, its congestion breaker open.
-	dropThrottled = "throttled"
-	// dropLaneAuth: a packet on the router's port that names no lane here, or that does
-	// not open under its lane's key (forged, replayed, or its agent gone).
-	dropLaneAuth = "lane_auth"
+	// dropReceiveFull: quic-go's queue of datagrams received on a connection was full
+	// when one arrived (the router's reader fell behind); quic-go drops it and counts it
+	// (third_party/quic-go, umbra-datagram-drops.patch).
+	dropReceiveFull = "receive_full"
 	// dropStale: it waited in the far connection's queue longer than datagramStale.
 	dropStale = "stale"
 )
@@ -56,7 +45,7 @@ const (
 // dropCounters holds one counter per drop reason, resolved once, so counting a drop on
 // the datagram path is an atomic add with no label lookup.
 type dropCounters struct {
-	malformed, unknownCircuit, queueFull, oversize, throttled, laneAuth, stale prometheus.Counter
+	malformed, unknownCircuit, queueFull, oversize, receiveFull, stale prometheus.Counter
 }
 
 func newDropCounters(vec *prometheus.CounterVec) dropCounters {
@@ -65,8 +54,7 @@ func newDropCounters(vec *prometheus.CounterVec) dropCounters {
 		unknownCircuit: vec.WithLabelValues(dropUnknownCircuit),
 		queueFull:      vec.WithLabelValues(dropQueueFull),
 		oversize:       vec.WithLabelValues(dropOversize),
-		throttled:      vec.WithLabelValues(dropThrottled),
-		laneAuth:       vec.WithLabelValues(dropLaneAuth),
+		receiveFull:    vec.WithLabelValues(dropReceiveFull),
 		stale:          vec.WithLabelValues(dropStale),
 	}
 }
@@ -101,10 +89,6 @@ func newRouterMetrics(r *Router) *routerMetrics {
 			Name: "umbra_router_circuits_active",
 			Help: "Circuits running through this router now.",
 		}),
-		byCarrier: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "umbra_router_circuits_by_carrier",
-			Help: "Circuits running through this router now, by what carries their bytes on the hop toward the dialer: a QUIC stream (quic) or a stream of the agent's datagram lane (lane).",
-		}, []string{"carrier"}),
 		linkMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "umbra_router_link_heartbeats_missed_total",
 			Help: "Heartbeats missed on the router link to peer: each 200 ms the peer stayed silent past two heartbeat intervals.",
@@ -114,10 +98,7 @@ func newRouterMetrics(r *Router) *routerMetrics {
 			Help: "Heartbeats missed on the control link to the controller: each 200 ms it stayed silent past two heartbeat intervals.",
 		}),
 	}
-	for _, c := range []string{carrierQUIC, carrierLane} {
-		m.byCarrier.WithLabelValues(c) // both carriers from the first scrape
-	}
-	m.registry.MustRegister(m.bytes, m.datagrams, drops, m.circuits, m.active, m.byCarrier, m.linkMissed, m.controlMissed, stateCollector{r})
+	m.registry.MustRegister(m.bytes, m.datagrams, drops, m.circuits, m.active, m.linkMissed, m.controlMissed, stateCollector{r})
 	return m
 }
 
@@ -127,12 +108,12 @@ func (r *Router) Metrics() *prometheus.Registry { return r.metrics.registry }
 
 // countingStream adds what passes through a circuit stream to a counter.
 type countingStream struct {
-	circuitStream
+	*quic.Stream
 	read prometheus.Counter
 }
 
 func (c countingStream) Read(p []byte) (int, error) {
-	n, err := c.circuitStream.Read(p)
+	n, err := c.Stream.Read(p)
 	c.read.Add(float64(n))
 	return n, err
 }

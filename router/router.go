@@ -18,9 +18,7 @@ import (
 
 	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"github.com/umbranet/umbra/internal/datagram"
 	"github.com/umbranet/umbra/internal/identity"
-	"github.com/umbranet/umbra/internal/lane"
 	"github.com/umbranet/umbra/internal/pki"
 	"github.com/umbranet/umbra/internal/transport"
 	"github.com/umbranet/umbra/internal/wire"
@@ -80,7 +78,6 @@ type Router struct {
 	terminators    map[terminatorKey]*session
 	links          map[*link]struct{}
 	linkEvents     chan struct{} // a link came up or went down
-	lanes          map[lane.ID]*session
 }
 
 // terminatorKey names a binding: a service hosted by an identity.
@@ -116,7 +113,6 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		ctrls: map[string]*quic.Conn{}, ctrlUp: make(chan struct{}), membersChanged: make(chan struct{}, 1), changed: make(chan struct{}, 1), revoked: revoked, controllers: controllers,
 		sessions: map[*quic.Conn]*session{}, terminators: map[terminatorKey]*session{},
 		links: map[*link]struct{}{}, linkEvents: make(chan struct{}, 1),
-		lanes: map[lane.ID]*session{},
 	}
 	r.metrics = newRouterMetrics(r)
 	tlsConf := transport.ServerTLS(cred.Cert, cred.Roots, []string{transport.ALPNEdge, transport.ALPNLink}, r.checkPeer)
@@ -144,7 +140,6 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("router: listen %s: %w", cfg.Listen, err)
 	}
 	r.listener = ln
-	lane.Prime(r.transport.ReadNonQUICPacket)
 	if r.cfg.Advertise == "" {
 		r.cfg.Advertise = ln.Addr().String()
 	}
@@ -189,7 +184,6 @@ func (r *Router) Serve(ctx context.Context) error {
 	wg.Go(func() { r.runControlLinks(ctx) })
 	wg.Go(func() { r.coalesceChanged(ctx) })
 	wg.Go(func() { r.reportLinks(ctx) })
-	wg.Go(func() { r.readLanes(ctx) })
 	if r.icmp != nil {
 		wg.Go(func() { r.icmp.Unreachable(ctx, icmpPoll, r.peerUnreachable) })
 	}
@@ -222,23 +216,14 @@ func (r *Router) handle(ctx context.Context, conn *quic.Conn) {
 		r.serveLink(ctx, conn, subj, false)
 		return
 	}
-	sess, err := newSession(r, conn, subj, leaf)
-	if err != nil {
-		r.log.Warn("agent refused", "identity", subj.Name, "err", err)
-		conn.CloseWithError(errCodeRefused, "no datagram lane")
-		return
-	}
+	sess := newSession(r, conn, subj, leaf)
 	r.mu.Lock()
 	r.sessions[conn] = sess
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		delete(r.sessions, conn)
-		if r.lanes[sess.lane.ID()] == sess {
-			delete(r.lanes, sess.lane.ID())
-		}
 		r.mu.Unlock()
-		sess.lane.Close()
 	}()
 	r.log.Info("agent connected", "identity", subj.Name, "remote", conn.RemoteAddr().String())
 	sess.serve(ctx)
@@ -280,35 +265,4 @@ func (r *Router) revoke(serials []string) {
 		r.log.Info("closing revoked identity", "identity", sess.peer.Name)
 		sess.conn.CloseWithError(errCodeRevoked, "certificate revoked")
 	}
-}
-
-// readLanes hands every datagram-lane packet arriving on the router's socket to the
-// session whose lane it names, until ctx ends. Packets of no lane, forged or replayed
-// are dropped.
-func (r *Router) readLanes(ctx context.Context) {
-	out := make([]byte, 0, lane.MaxPacket)
-	fwd := make([]byte, 0, lane.MaxPacket+datagram.MaxCircuitIDLen)
-	lane.Pump(ctx, r.transport.ReadNonQUICPacket, func(pkt []byte, from net.Addr) {
-		id, ok := lane.ParseID(pkt)
-		if !ok {
-			r.metrics.drops.laneAuth.Inc()
-			return
-		}
-		r.mu.Lock()
-		sess := r.lanes[id]
-		r.mu.Unlock()
-		if sess == nil {
-			r.metrics.drops.laneAuth.Inc()
-			return
-		}
-		d, err := sess.lane.Receive(out[:0], pkt, from)
-		switch {
-		case errors.Is(err, lane.ErrTooLarge):
-			r.metrics.drops.oversize.Inc()
-		case err != nil:
-			r.metrics.drops.laneAuth.Inc()
-		case d != nil:
-			sess.route(d, fwd)
-		}
-	})
 }

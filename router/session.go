@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/umbranet/umbra/third_party/quic-go"
 
-	"github.com/umbranet/umbra/internal/lane"
 	"github.com/umbranet/umbra/internal/pki"
 	"github.com/umbranet/umbra/internal/wire"
 )
@@ -33,10 +31,6 @@ type session struct {
 	peer   pki.Subject
 	serial string
 	leaf   []byte // the agent's certificate, DER
-	// lane is the agent's datagram lane, used once the agent asks for it in its Hello.
-	lane *lane.Lane
-	// laneStreams: the agent takes the bytes of circuits it hosts on lane streams.
-	laneStreams atomic.Bool
 	// instance is the agent process's id from its Hello (wire.Hello.Instance), under
 	// the router's mu; nil until then.
 	instance []byte
@@ -65,14 +59,10 @@ func (s *session) linkState() wire.AgentLink {
 	return wire.AgentLink{Identity: s.peer.ID, RTTMicros: uint64(st.SmoothedRTT.Microseconds()), LossPermille: uint16(min(1000, s.loss*1000))}
 }
 
-func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) (*session, error) {
-	ln, err := lane.New(conn.ConnectionState().TLS, false, r.transport.WriteTo, conn.RemoteAddr(), lane.Config{})
-	if err != nil {
-		return nil, err
-	}
-	s := &session{endpoint: newEndpoint(conn, 1, 1, &r.metrics.drops), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw, lane: ln}
+func newSession(r *Router, conn *quic.Conn, peer pki.Subject, leaf *x509.Certificate) *session {
+	s := &session{endpoint: newEndpoint(conn, 1, 1, &r.metrics.drops), r: r, peer: peer, serial: pki.SerialString(leaf), leaf: leaf.Raw}
 	s.echoHeartbeats = true
-	return s, nil
+	return s
 }
 
 // serve answers the streams the agent opens until the connection ends.
@@ -106,12 +96,8 @@ func (s *session) serveStream(ctx context.Context, st *quic.Stream) {
 			refuse(st, wire.Refuse(wire.CodeMalformed, "malformed hello"))
 			return
 		}
-		if hello.Lane {
-			s.useLane()
-			s.laneStreams.Store(hello.LaneStreams)
-		}
 		s.r.supersede(s, hello.Instance)
-		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name, Lane: hello.Lane, LaneStreams: hello.Lane && hello.LaneStreams})
+		wire.Write(st, wire.TypeHelloAck, wire.HelloAck{Version: wire.Version, Name: s.r.cfg.Identity.Name})
 		st.Close()
 	case wire.TypeServicesRequest:
 		s.relayServices(ctx, st)
@@ -396,12 +382,3 @@ func watchRevoke(cs *quic.Stream) <-chan *wire.Revoke {
 }
 
 func isNoController(err error) bool { return errors.Is(err, errNoController) }
-
-// useLane files the session under its lane's id, so the lane's packets reach it, and
-// sends the circuit datagrams bound for the agent on the lane from now on.
-func (s *session) useLane() {
-	s.r.mu.Lock()
-	s.r.lanes[s.lane.ID()] = s
-	s.r.mu.Unlock()
-	s.carrier.Store(s.lane)
-}

@@ -16,7 +16,6 @@ module=$(go list -m)
 # fork DIR UPSTREAM_MODULE VERSION
 forks=(
 	"third_party/quic-go github.com/quic-go/quic-go v0.65.0"
-	"third_party/kcp-go github.com/xtaci/kcp-go/v5 v5.6.24"
 )
 
 # own lists the files of a fork that are umbra's, not upstream's.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,15 +37,14 @@ func setProcs(n int, getenv func(string) string) error {
 
 func newRunCmd() *cobra.Command {
 	var (
-		idPath, statusSocket, logLevel  string
-		metricsAddr                     string
-		routers, dials, hosts           []string
-		watchdogPath, ledSpec           string
-		linkProfile, udpFEC, udpCarrier string
-		tcpCarrier                      string
-		watchdogTimeout                 time.Duration
-		ledActiveLow                    bool
-		procs                           int
+		idPath, statusSocket, logLevel string
+		metricsAddr                    string
+		routers, dials, hosts          []string
+		watchdogPath, ledSpec          string
+		linkProfile, udpFEC            string
+		watchdogTimeout                time.Duration
+		ledActiveLow                   bool
+		procs                          int
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -63,9 +61,6 @@ func newRunCmd() *cobra.Command {
 			}
 			cfg := agent.Config{Identity: id, Routers: routers, StatusSocket: statusSocket, Metrics: metricsAddr, Logger: log}
 			if cfg.UDPFEC, cfg.UDPFECOff, err = parseFEC(udpFEC); err != nil {
-				return err
-			}
-			if cfg.UDPOverQUIC, cfg.TCPCarrier, err = parseCarriers(udpCarrier, tcpCarrier); err != nil {
 				return err
 			}
 			if cfg.LinkProfile, err = parseLinkProfile(linkProfile); err != nil {
@@ -123,9 +118,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&hosts, "host", nil, "SERVICE=PROTO:ADDR: deliver a hosted service here instead of at its host address (repeatable)")
 	cmd.Flags().StringVar(&statusSocket, "status-socket", agent.DefaultStatusSocket, "unix socket for `umbra-agent status` (empty: none)")
 	cmd.Flags().StringVar(&udpFEC, "udp-fec", "auto", "forward error correction on the UDP datagrams this agent sends: auto (16:4 in blocks of up to 30 ms, parity in proportion to a short block, while the router link's heartbeats show loss; none while it is clean), off, video (blocks of one frame, 16:8 with parity in proportion to a short block, parity 3 ms after the frame's last packet; ≥ 99 % of RTP packets at 10 % loss), K:M or K:M:FLUSH (M parity packets per K, sent when K datagrams have gone or FLUSH (default 250ms) after the first; 52:11:300ms, 21 % more packets and about 24 % more bytes, keeps ≥ 99 % at 10 % loss for a 200 datagram/s flow)")
-	cmd.Flags().StringVar(&udpCarrier, "udp-carrier", "auto", "how UDP circuits' datagrams reach the router: lane (beside QUIC, never throttled by random loss), quic (QUIC DATAGRAM frames, under umbra's congestion control, which tolerates the profile's share of random loss but not the lane's burst handling yet), or auto (the lane, on every link)")
-	cmd.Flags().StringVar(&tcpCarrier, "tcp-carrier", "auto", "how TCP circuits' bytes reach the router: lane (streams on the datagram lane, whose window random loss does not shrink), quic (QUIC streams under umbra's congestion control, fastest on a clean link), or auto (QUIC while the link's heartbeats come back, the lane for new circuits once they show loss; the lane from the start with --link-profile radio; QUIC with --udp-carrier quic)")
-	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long idle timeout, small packets, windows for a slow lossy link, and TCP circuits on the lane from the start); lossy links need no profile: the agent moves to the lane by itself")
+	cmd.Flags().StringVar(&linkProfile, "link-profile", "lan", "QUIC profile of the router links: lan, or radio (long handshake and idle timeouts that ride out blackouts, small first packets, windows for a slow link, more random loss taken as the radio's, not congestion); a lossy link needs no profile: on both, TCP circuits ride QUIC streams and UDP circuits QUIC datagrams under umbra's congestion control, which random loss does not slow down")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "loopback HOST:PORT to serve Prometheus metrics on at /metrics, for a local exporter (empty: none)")
 	cmd.Flags().IntVar(&procs, "procs", defaultProcs, "CPUs that run the agent's Go code at once (GOMAXPROCS, which wins when set); 0: every CPU. One keeps a circuit's hand-offs between goroutines on one thread: on a 2-core bench, 64-byte echoes came back about 150 µs sooner at the same throughput, and the idle agent is 1 MB smaller")
@@ -152,32 +145,6 @@ func parseLinkProfile(s string) (agent.LinkProfile, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("--link-profile %q: want %s or %s", s, agent.ProfileLAN, agent.ProfileRadio)
-}
-
-// parseCarriers reads --udp-carrier and --tcp-carrier (auto, lane or quic): auto leaves
-// the agent's own choice (agent.Config), which with the radio profile puts TCP circuits
-// on the lane from the start.
-func parseCarriers(udp, tcp string) (udpOverQUIC bool, tcpCarrier agent.Carrier, err error) {
-	switch udp {
-	case "auto", "lane":
-	case "quic":
-		udpOverQUIC = true
-	default:
-		return false, "", fmt.Errorf("--udp-carrier %q: want auto, lane or quic", udp)
-	}
-	switch tcp {
-	case "auto":
-	case "lane":
-		if udpOverQUIC {
-			return false, "", errors.New("--tcp-carrier lane needs the lane: not with --udp-carrier quic")
-		}
-		tcpCarrier = agent.CarrierLane
-	case "quic":
-		tcpCarrier = agent.CarrierQUIC
-	default:
-		return false, "", fmt.Errorf("--tcp-carrier %q: want auto, lane or quic", tcp)
-	}
-	return udpOverQUIC, tcpCarrier, nil
 }
 
 func newStatusCmd() *cobra.Command {

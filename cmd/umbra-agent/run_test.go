@@ -64,34 +64,3 @@ func TestSetProcs(t *testing.T) {
 		})
 	}
 }
-
-// TestParseCarriers: the carrier flags map onto agent.Config, auto leaving the agent's
-// own choice (TestConfigDefaults in the agent package says what that is).
-func TestParseCarriers(t *testing.T) {
-	tests := []struct {
-		name            string
-		udp, tcp        string
-		wantUDPOverQUIC bool
-		wantTCP         agent.Carrier
-		wantErr         bool
-	}{
-		{name: "defaults leave both to the agent", udp: "auto", tcp: "auto", wantTCP: agent.CarrierAuto},
-		{name: "udp over quic", udp: "quic", tcp: "auto", wantUDPOverQUIC: true, wantTCP: agent.CarrierAuto},
-		{name: "tcp quic is fixed", udp: "auto", tcp: "quic", wantTCP: agent.CarrierQUIC},
-		{name: "tcp lane is fixed", udp: "lane", tcp: "lane", wantTCP: agent.CarrierLane},
-		{name: "tcp lane without a lane is refused", udp: "quic", tcp: "lane", wantErr: true},
-		{name: "an unknown udp carrier is refused", udp: "kcp", tcp: "auto", wantErr: true},
-		{name: "an unknown tcp carrier is refused", udp: "auto", tcp: "kcp", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			overQUIC, tcp, err := parseCarriers(tt.udp, tt.tcp)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
-			}
-			if err == nil && (overQUIC != tt.wantUDPOverQUIC || tcp != tt.wantTCP) {
-				t.Errorf("got UDPOverQUIC %v, TCPCarrier %q; want %v, %q", overQUIC, tcp, tt.wantUDPOverQUIC, tt.wantTCP)
-			}
-		})
-	}
-}

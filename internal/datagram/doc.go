@@ -1,4 +1,4 @@
-// Package datagram frames umbra's datagram lane: UDP services (MAVLink telemetry, RTP
+// Package datagram frames umbra's UDP circuits: UDP services (MAVLink telemetry, RTP
 // video) carried in QUIC DATAGRAM frames (RFC 9221) between agents, through routers.
 //
 // Every QUIC datagram umbra sends has this layout (varints are RFC 9000 §16, always in

@@ -23,7 +23,7 @@ const (
 	// has seen fit one uint64 bitmask. 64 fragments carry MaxMessageSize whenever a
 	// fragment holds at least ⌈65,507/64⌉ = 1,024 bytes; see FragmentCapacity.
 	MaxFragments = 64
-	// MaxMessageSize is the largest message the lane carries: the largest UDP payload
+	// MaxMessageSize is the largest message a UDP circuit carries: the largest UDP payload
 	// over IPv4 (65,535 − 20 IP header − 8 UDP header).
 	MaxMessageSize = 65_507
 

@@ -62,7 +62,7 @@ func BenchmarkFEC(b *testing.B) {
 	}
 }
 
-// BenchmarkCopy is the peer: what the lane does with a message without FEC, copied
+// BenchmarkCopy is the peer: what a UDP circuit does with a message without FEC, copied
 // into a packet and out again.
 func BenchmarkCopy(b *testing.B) {
 	msgs := messages(14, benchMessages, benchMessage, benchMessage)

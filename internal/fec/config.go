@@ -18,7 +18,7 @@ const (
 	// its parity is sent, so sparse telemetry is protected within 20 ms.
 	DefaultFlushDelay = 20 * time.Millisecond
 	// DefaultExpiry is how long a decoder waits for a block's missing shards, counted
-	// from its first packet; the same bound as the datagram lane's reassembly deadline.
+	// from its first packet; the same bound as a UDP circuit's reassembly deadline.
 	DefaultExpiry = 500 * time.Millisecond
 	// DefaultBlocks is how many blocks a decoder tracks at once.
 	DefaultBlocks = 32

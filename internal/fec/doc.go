@@ -1,4 +1,4 @@
-// Package fec adds forward error correction to umbra's datagram lane, so the random
+// Package fec adds forward error correction to umbra's UDP circuits, so the random
 // losses of a drone radio (5–30 % of packets) cost fewer telemetry and video messages;
 // datagrams are never retransmitted. It is a block code: an Encoder groups K messages
 // into a block and sends M parity packets after them; a Decoder rebuilds the block's

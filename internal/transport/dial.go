@@ -13,31 +13,30 @@ import (
 // DialConnected opens a QUIC connection to addr from a UDP socket connected to that one
 // peer. A connected socket is not listening: the kernel takes datagrams only from the
 // router, and nothing on the network can reach the device through it. This is how an
-// agent stays dark while it dials out. The transport it returns owns the socket, whose
-// non-QUIC packets it also carries (the datagram lane); both close when the connection
-// ends.
-func DialConnected(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, *quic.Transport, error) {
+// agent stays dark while it dials out. The socket and its transport close when the
+// connection ends.
+func DialConnected(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("transport: %w", err)
+		return nil, fmt.Errorf("transport: %w", err)
 	}
 	uc, err := net.DialUDP("udp", nil, raddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("transport: %w", err)
+		return nil, fmt.Errorf("transport: %w", err)
 	}
 	tr := &quic.Transport{Conn: connectedUDP{uc}}
 	conn, err := tr.Dial(ctx, raddr, tlsConf, conf)
 	if err != nil {
 		tr.Close()
 		uc.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	go func() {
 		<-conn.Context().Done()
 		tr.Close()
 		uc.Close()
 	}()
-	return conn, tr, nil
+	return conn, nil
 }
 
 // connectedUDP lets quic-go use a connected UDP socket: writes drop the destination

@@ -106,13 +106,8 @@ type Hello struct {
 	Name    string `cbor:"2,keyasint,omitempty"`
 	// Advertise is where a router can be reached (router → controller only).
 	Advertise string `cbor:"3,keyasint,omitempty"`
-	// Lane asks the router to carry this agent's circuit datagrams on the datagram lane
-	// beside QUIC (internal/lane) rather than in QUIC DATAGRAM frames (agent → router).
-	Lane bool `cbor:"4,keyasint,omitempty"`
-	// LaneStreams asks the router to carry the bytes of the agent's TCP circuits on
-	// streams of the lane (agent → router). An agent sends its Hello again on a live link
-	// to change it for the circuits opened from then on, as the link's loss comes and goes.
-	LaneStreams bool `cbor:"5,keyasint,omitempty"`
+	// Keys 4 and 5 are retired: they asked for the datagram lane beside QUIC, which
+	// issue 17 removed. Never reuse them.
 	// Software is the sender's release (internal/version.Version), for operators' lists.
 	Software string `cbor:"6,keyasint,omitempty"`
 	// Instance names the agent process: random, drawn once when it starts (agent →
@@ -135,10 +130,7 @@ type HelloAck struct {
 	Name    string `cbor:"2,keyasint"`
 	// Revoked lists certificate serials the receiver must refuse (controller → router).
 	Revoked []string `cbor:"3,keyasint,omitempty"`
-	// Lane says the router will carry the agent's datagrams on the lane both ways.
-	Lane bool `cbor:"4,keyasint,omitempty"`
-	// LaneStreams says the router will carry TCP circuits' bytes on lane streams.
-	LaneStreams bool `cbor:"5,keyasint,omitempty"`
+	// Keys 4 and 5 are retired (the datagram lane's, issue 17). Never reuse them.
 	// Controllers lists the management URLs (https://HOST:PORT) of every member of the
 	// controller cluster (controller → router), for the router to fail over to.
 	Controllers []string `cbor:"6,keyasint,omitempty"`
@@ -185,9 +177,7 @@ type Dial struct {
 	Resume   []byte `cbor:"5,keyasint,omitempty"`
 	// Moving says the circuit named by Resume exists and moves to a new path.
 	Moving bool `cbor:"6,keyasint,omitempty"`
-	// LaneStream asks for the circuit's bytes on a stream of the dialer's datagram lane
-	// rather than on this QUIC stream (agent → router).
-	LaneStream bool `cbor:"7,keyasint,omitempty"`
+	// Key 7 is retired (the datagram lane's, issue 17). Never reuse it.
 }
 
 // DialGrant is the controller's answer to a relayed Dial.
@@ -200,9 +190,7 @@ type DialGrant struct {
 type DialAck struct {
 	Circuit uint64 `cbor:"1,keyasint"`
 	Grant   []byte `cbor:"2,keyasint"`
-	// LaneStream says the circuit's bytes ride the lane stream whose id is Circuit, and
-	// this QUIC stream stays open beside it only for resets.
-	LaneStream bool `cbor:"3,keyasint,omitempty"`
+	// Key 3 is retired (the datagram lane's, issue 17). Never reuse it.
 }
 
 // Circuit hands a hosting agent a new circuit; Circuit is the id its datagrams carry on
@@ -213,9 +201,7 @@ type Circuit struct {
 	Grant   []byte `cbor:"2,keyasint"`
 	Resume  []byte `cbor:"3,keyasint,omitempty"`
 	Moving  bool   `cbor:"4,keyasint,omitempty"`
-	// LaneStream says the circuit's bytes ride the host's lane stream whose id is
-	// Circuit, and this QUIC stream stays open beside it only for resets.
-	LaneStream bool `cbor:"5,keyasint,omitempty"`
+	// Key 5 is retired (the datagram lane's, issue 17). Never reuse it.
 }
 
 // CircuitAck accepts a Circuit.

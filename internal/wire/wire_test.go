@@ -107,7 +107,7 @@ func FuzzRead(f *testing.F) {
 		TypeCarry:         Carry{Grant: []byte{5, 6}},
 		TypeControllers:   Controllers{URLs: []string{"https://127.0.0.1:1280", "https://10.0.0.2:1280"}},
 		TypeHelloAck:      HelloAck{Version: 1, Name: "controller1", Controllers: []string{"https://127.0.0.1:1280"}},
-		TypeHello:         Hello{Version: 1, Name: "drone1", Lane: true, Instance: []byte{1, 2, 3, 4}},
+		TypeHello:         Hello{Version: 1, Name: "drone1", Instance: []byte{1, 2, 3, 4}},
 		TypeTakeOver:      TakeOver{},
 		TypeLinkReport:    LinkReport{Links: []LinkState{{Peer: "r2", Up: true, RTTMicros: 900, LossPermille: 100, Dialed: true}}, Agents: []AgentLink{{Identity: "d1", RTTMicros: 210000, LossPermille: 150}}},
 	} {

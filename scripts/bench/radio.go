@@ -97,9 +97,6 @@ const (
 // Fixed addresses inside the namespaces, which are fresh and hold nothing else.
 const (
 	radioUmbraListen = "127.0.0.1:7000" // side A: the operator agent's --dial listener
-	// side A: the listener of the operator agent whose TCP circuits ride QUIC streams
-	// (--tcp-carrier quic) under umbra's congestion controller
-	radioUmbraQUICListen = "127.0.0.1:7010"
 	// side A: the listener of the operator agent on the relay router, whose circuits
 	// cross the radio on a router link
 	radioRelayListen = "127.0.0.1:7020"
@@ -118,10 +115,6 @@ const (
 	radioPathTLS
 	radioPathQUIC
 	radioPathTLSCubic
-	// radioPathUmbraQUIC is umbra's circuit on QUIC streams with umbra's congestion
-	// controller (issue 17), beside radioPathUmbra on the lane. Last, so that every
-	// table written before it keeps its columns.
-	radioPathUmbraQUIC
 	// radioPathRelay is umbra's circuit from an operator agent on a relay router on side
 	// A (loopback hop) across a router link (`--link-profile radio`) on the radio to the
 	// quickstart's router: the radio on the router ↔ router hop instead of the agent's.
@@ -148,9 +141,6 @@ type radioLab struct {
 	stops []func()
 	// quiet is the most bytes a radioDrainStep of a drained link carries.
 	quiet uint64
-	// quicOperator is the command line of the operator agent with --udp-carrier quic,
-	// started like fecOperator.
-	quicOperator []string
 	// fecOperator is the command line of the operator agent with --udp-fec, started
 	// only for the UDP flows.
 	fecOperator []string
@@ -227,7 +217,7 @@ func defaultRadioPlan() radioPlan {
 const radioProfilesEnv = "UMBRA_BENCH_RADIO_PROFILES"
 
 // radioQuickEnv, when set, runs a short form of the section (quick): a run of ten
-// minutes or so to check a change to the lane against the peers, not a full report:
+// minutes or so to check a change to the transport against the peers, not a full report:
 //
 //	UMBRA_BENCH_RADIO_QUICK=1 go run ./scripts/bench -only radio -out /tmp/radio.md
 const radioQuickEnv = "UMBRA_BENCH_RADIO_QUICK"
@@ -244,21 +234,21 @@ const radioMatrixEnv = "UMBRA_BENCH_RADIO_MATRIX"
 const radioSkipEnv = "UMBRA_BENCH_RADIO_SKIP"
 
 // radioPathsEnv, when set, narrows the goodput matrix and the blackouts to the
-// comma-separated paths it names, of lane, ssh, tls, quic, cubic, umbra-quic and relay:
-// one cell of one path in under a minute, to check a change to umbra's controller,
+// comma-separated paths it names, of umbra, ssh, tls, quic, cubic and relay: one cell of
+// one path in under a minute, to check a change to umbra's controller,
 //
 //	UMBRA_BENCH_RADIO_MATRIX='0.1;200ms' UMBRA_BENCH_RADIO_SKIP=udp,blackouts,profiles \
-//	UMBRA_BENCH_RADIO_PATHS=umbra-quic go run ./scripts/bench -bin bin -only radio -out /tmp/cell.md
+//	UMBRA_BENCH_RADIO_PATHS=umbra go run ./scripts/bench -bin bin -only radio -out /tmp/cell.md
 //
-// or the blackout rows of the relay and the agent's hop on QUIC alone (about 8 minutes):
+// or the blackout rows of the relay and the agent's hop alone (about 8 minutes):
 //
-//	UMBRA_BENCH_RADIO_SKIP=profiles,matrix,udp UMBRA_BENCH_RADIO_PATHS=relay,umbra-quic \
+//	UMBRA_BENCH_RADIO_SKIP=profiles,matrix,udp UMBRA_BENCH_RADIO_PATHS=relay,umbra \
 //	go run ./scripts/bench -bin bin -only radio -out /tmp/blackouts.md
 const radioPathsEnv = "UMBRA_BENCH_RADIO_PATHS"
 
 // radioPathNames are radioPathsEnv's names of the paths.
-var radioPathNames = map[string]int{"lane": radioPathUmbra, "ssh": radioPathSSH, "tls": radioPathTLS, "quic": radioPathQUIC,
-	"cubic": radioPathTLSCubic, "umbra-quic": radioPathUmbraQUIC, "relay": radioPathRelay}
+var radioPathNames = map[string]int{"umbra": radioPathUmbra, "ssh": radioPathSSH, "tls": radioPathTLS, "quic": radioPathQUIC,
+	"cubic": radioPathTLSCubic, "relay": radioPathRelay}
 
 // errNotMeasured is the error of a matrix cell whose path radioPathsEnv left out.
 var errNotMeasured = errors.New("not measured")
@@ -272,7 +262,7 @@ func (p *radioPlan) narrowPaths(names string) error {
 	for _, n := range strings.Split(names, ",") {
 		i, ok := radioPathNames[strings.TrimSpace(n)]
 		if !ok {
-			return fmt.Errorf("radio: %s: %q: want lane, ssh, tls, quic, cubic, umbra-quic or relay", radioPathsEnv, n)
+			return fmt.Errorf("radio: %s: %q: want umbra, ssh, tls, quic, cubic or relay", radioPathsEnv, n)
 		}
 		p.onlyPaths[i] = true
 	}
@@ -584,8 +574,7 @@ func (l *radioLab) logs() string { return lab.Logs(filepath.Join(l.dir, "*.log")
 
 // startPaths starts the echo servers, umbra, sshd and ssh -L, and returns the paths
 // (umbra's first) once each has carried an echo, and the UDP flows (in the order of
-// udpFlowLink, udpFlowUmbra, udpFlowFEC, udpFlowQUIC; the last two need
-// startUDPOperators).
+// udpFlowLink, udpFlowUmbra, udpFlowFEC; the last needs startUDPOperators).
 func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	base := time.Now()
 	echo, sink, linkSink, err := l.startSinks(base)
@@ -612,8 +601,7 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc,
-		radioPathUmbraQUIC: {name: "umbra circuit on QUIC streams (`--tcp-carrier quic`, umbra's controller)", dial: l.dialer(radioUmbraQUICListen, nil)}}
+	paths := []radioPath{radioPathUmbra: um, radioPathSSH: ssh, radioPathTLS: tl, radioPathQUIC: rq, radioPathTLSCubic: tc}
 	relay, err := l.startRelay()
 	if err != nil {
 		return nil, nil, err
@@ -628,8 +616,6 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 		udpFlowLink:  {name: "UDP straight over the link (no umbra)", addr: linkSink.pc.LocalAddr().String(), sink: linkSink, straggle: udpPlainStraggle},
 		udpFlowUmbra: {name: "umbra UDP circuit", addr: radioUDPListen, sink: sink, straggle: udpUmbraStraggle},
 		udpFlowFEC:   {name: "umbra UDP circuit, FEC " + udpFEC, addr: radioUDPFECListen, sink: sink, straggle: udpUmbraStraggle},
-		udpFlowQUIC: {name: "umbra UDP circuit in QUIC DATAGRAM frames (`--udp-carrier quic`)", addr: radioUDPQUICListen,
-			sink: sink, straggle: udpUmbraStraggle, checkOnly: true},
 	}
 	return paths, flows, nil
 }
@@ -637,8 +623,7 @@ func (l *radioLab) startPaths() ([]radioPath, []udpFlow, error) {
 // startUmbra runs the quickstart and the drone agents on side B, hosting echo (TCP) and
 // uecho (UDP, delivered to udpEcho), and the operator's agent dialing them on side A:
 // drone and op without forward error correction, dronefec with --udp-fec; opfec, the
-// operator with --udp-fec, and opquic, the operator whose datagrams ride QUIC instead of
-// the lane, are left for startUDPOperators.
+// operator with --udp-fec, is left for startUDPOperators.
 func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	var none radioPath
 	qs := filepath.Join(l.dir, "qs")
@@ -662,8 +647,6 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	oJWT, oID := ids("op")
 	dfJWT, dfID := ids("dronefec")
 	ofJWT, ofID := ids("opfec")
-	oqJWT, oqID := ids("opquic")
-	otJWT, otID := ids("optcpquic")
 	for _, s := range [][]string{
 		{l.umbra, "edge", "create", "service", "echo", "--host", "tcp:" + echo},
 		{l.umbra, "edge", "create", "service", "uecho", "--host", "udp:" + udpEcho},
@@ -674,14 +657,10 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{l.umbra, "edge", "create", "identity", "op", "--attr", "operator", "--jwt-out", oJWT},
 		{l.umbra, "edge", "create", "identity", "dronefec", "--attr", "dronefec", "--jwt-out", dfJWT},
 		{l.umbra, "edge", "create", "identity", "opfec", "--attr", "operator", "--jwt-out", ofJWT},
-		{l.umbra, "edge", "create", "identity", "opquic", "--attr", "operator", "--jwt-out", oqJWT},
-		{l.umbra, "edge", "create", "identity", "optcpquic", "--attr", "operator", "--jwt-out", otJWT},
 		{l.agent, "enroll", "--jwt", dJWT, "--out", dID},
 		{l.agent, "enroll", "--jwt", oJWT, "--out", oID},
 		{l.agent, "enroll", "--jwt", dfJWT, "--out", dfID},
 		{l.agent, "enroll", "--jwt", ofJWT, "--out", ofID},
-		{l.agent, "enroll", "--jwt", oqJWT, "--out", oqID},
-		{l.agent, "enroll", "--jwt", otJWT, "--out", otID},
 	} {
 		if err := l.run(linksim.SideB, s[0], s[1:]...); err != nil {
 			return none, err
@@ -696,8 +675,6 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 		{linksim.SideB, "dronefec", []string{"--identity", dfID, "--udp-fec", udpFEC}},
 		{linksim.SideA, "op", []string{"--identity", oID, "--link-profile", "radio",
 			"--dial", "echo=tcp:" + radioUmbraListen, "--dial", "uecho@drone=udp:" + radioUDPListen}},
-		{linksim.SideA, "optcpquic", []string{"--identity", otID, "--link-profile", "radio", "--tcp-carrier", "quic",
-			"--dial", "echo=tcp:" + radioUmbraQUICListen}},
 	} {
 		args := append([]string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, a.name+".sock")}, a.args...)
 		if err := l.start(a.side, a.name, l.agent, args...); err != nil {
@@ -707,9 +684,7 @@ func (l *radioLab) startUmbra(echo, udpEcho string) (radioPath, error) {
 	l.router = state.Router
 	l.fecOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opfec.sock"),
 		"--identity", ofID, "--link-profile", "radio", "--udp-fec", udpFEC, "--dial", "uecho@dronefec=udp:" + radioUDPFECListen}
-	l.quicOperator = []string{"run", "--routers", state.Router, "--status-socket", filepath.Join(l.dir, "opquic.sock"),
-		"--identity", oqID, "--link-profile", "radio", "--udp-carrier", "quic", "--dial", "uecho@drone=udp:" + radioUDPQUICListen}
-	return radioPath{name: "umbra circuit", dial: l.dialer(radioUmbraListen, nil)}, nil
+	return radioPath{name: "umbra circuit (QUIC streams, umbra's controller)", dial: l.dialer(radioUmbraListen, nil)}, nil
 }
 
 // startRelay enrolls a router on side A, runs it with --link-to the quickstart's router
@@ -738,14 +713,14 @@ func (l *radioLab) startRelay() (radioPath, error) {
 		return none, err
 	}
 	if err := l.start(linksim.SideA, "oprelay", l.agent, "run", "--routers", listen, "--status-socket", filepath.Join(l.dir, "oprelay.sock"),
-		"--identity", oID, "--tcp-carrier", "quic", "--dial", "echo=tcp:"+radioRelayListen); err != nil {
+		"--identity", oID, "--dial", "echo=tcp:"+radioRelayListen); err != nil {
 		return none, err
 	}
 	return radioPath{name: "umbra circuit across a radio router link (relay on side A)", dial: l.dialer(radioRelayListen, nil)}, nil
 }
 
-// startUDPOperators starts the operator agents with --udp-fec and with --udp-carrier quic
-// on side A and returns the function that stops them. They run only while the UDP flows
+// startUDPOperators starts the operator agent with --udp-fec on side A and returns the
+// function that stops it. They run only while the UDP flows
 // are measured: their router links' heartbeats would otherwise take a share of the slower
 // profiles' links.
 func (l *radioLab) startUDPOperators() (stop func(), err error) {
@@ -758,7 +733,7 @@ func (l *radioLab) startUDPOperators() (stop func(), err error) {
 	for _, op := range []struct {
 		name string
 		args []string
-	}{{"opfec", l.fecOperator}, {"opquic", l.quicOperator}} {
+	}{{"opfec", l.fecOperator}} {
 		if err := l.start(linksim.SideA, op.name, l.agent, op.args...); err != nil {
 			stop()
 			return nil, err

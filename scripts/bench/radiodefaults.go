@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/umbranet/umbra/agent"
 	"github.com/umbranet/umbra/internal/lab"
 	"github.com/umbranet/umbra/internal/linksim"
 )
@@ -19,11 +18,10 @@ import (
 // radio, beside one run with --link-profile radio. Both are operator agents on side A of
 // the radio lab's link, the only hops that cross it; the router (a quickstart with
 // default flags) and a drone agent hosting a TCP and a UDP echo sit on side B. Per loss
-// rate, in this order, each TCP part starting once the default agent judges the link
-// clean: how soon after the loss begins the default agent moves new TCP circuits to the
-// lane, and the goodput of a circuit opened then; the goodput of one opened on the clean
-// link before the loss (a circuit keeps the carrier it was opened on); UDP delivery of
-// issue 20's telemetry flow (200 datagrams a second of 300 bytes).
+// rate, in this order: the goodput of a circuit opened once the loss is on; the goodput
+// of one opened on the clean link before the loss; UDP delivery of issue 20's telemetry
+// flow (200 datagrams a second of 300 bytes). Both agents carry TCP on QUIC streams and
+// UDP in QUIC datagrams; they differ in their QUIC profile.
 const (
 	// defaultsTimeout bounds the section: a run takes about ten minutes.
 	defaultsTimeout = 25 * time.Minute
@@ -32,15 +30,8 @@ const (
 	defaultsRTT    = 200 * time.Millisecond
 	defaultsJitter = 20 * time.Millisecond
 	// defaultsUDPSize is the bytes of each of the flow's datagrams: 60 KB/s at
-	// udpFlowRate, above the lane breaker's floor, as in the issue.
+	// udpFlowRate, as in the issue.
 	defaultsUDPSize = 300
-	// defaultsDetect bounds the wait for the default agent to judge the link: lossy
-	// (new TCP circuits on the lane) once the loss is on, clean again once it is off
-	// (120 heartbeats in a row, 30 s, and some slack).
-	defaultsDetect      = 30 * time.Second
-	defaultsClearDetect = 45 * time.Second
-	// defaultsPoll is how often the agent's status is read while waiting.
-	defaultsPoll = 250 * time.Millisecond
 	// Listeners of the operator agents, in side A.
 	defaultsTCPListen      = "127.0.0.1:7020"
 	defaultsUDPListen      = "127.0.0.1:7021"
@@ -68,13 +59,11 @@ type defaultsAgent struct {
 
 // defaultsRow is what one agent did at one loss rate.
 type defaultsRow struct {
-	udp         udpCell
-	fresh       float64 // TCP goodput of a circuit opened on the lossy link, bytes a second
-	freshErr    error
-	before      float64 // TCP goodput of a circuit opened before the loss
-	beforeErr   error
-	laneAfter   time.Duration // how soon new TCP circuits rode the lane once the loss was on
-	laneReached bool
+	udp       udpCell
+	fresh     float64 // TCP goodput of a circuit opened on the lossy link, bytes a second
+	freshErr  error
+	before    float64 // TCP goodput of a circuit opened before the loss
+	beforeErr error
 }
 
 // benchDefaults measures the default agent beside --link-profile radio over the radio
@@ -107,31 +96,19 @@ func benchDefaults(ctx context.Context, c config, r *report) error {
 	for _, loss := range defaultsLosses {
 		base, imp := defaultsConditions(0), defaultsConditions(loss)
 		out := make([]defaultsRow, len(agents))
-		// How soon the default agent judges the link lossy, from clean, and a circuit
-		// opened then.
-		if err := lab.setConditions(base, base); err != nil {
-			return err
-		}
-		lab.waitCarrier(ctx, agents[defaultsAgentDefault].socket, string(agent.CarrierQUIC), defaultsClearDetect)
+		// A circuit opened once the loss is on.
 		if err := lab.setConditions(imp, imp); err != nil {
 			return err
-		}
-		lossOn := time.Now()
-		if loss > 0 {
-			out[defaultsAgentDefault].laneReached = lab.waitCarrier(ctx, agents[defaultsAgentDefault].socket, string(agent.CarrierLane), defaultsDetect)
-			out[defaultsAgentDefault].laneAfter = time.Since(lossOn)
 		}
 		for i, a := range agents {
 			out[i].fresh, out[i].freshErr = lab.freshGoodput(ctx, a.tcp)
 			progress("%s loss, %s: TCP opened on the lossy link %s %v", fmtLoss(loss), a.flags, fmtRate(out[i].fresh), out[i].freshErr)
 		}
-		// A circuit opened on the clean link, once the default agent judges it clean
-		// again, before the loss.
+		// A circuit opened on the clean link, before the loss.
 		if err := lab.setConditions(base, base); err != nil {
 			return err
 		}
 		lab.drain(ctx)
-		lab.waitCarrier(ctx, agents[defaultsAgentDefault].socket, string(agent.CarrierQUIC), defaultsClearDetect)
 		for i, a := range agents {
 			out[i].before, out[i].beforeErr = lab.goodput(ctx, a.tcp, base, imp, defaultsRTT)
 			progress("%s loss, %s: TCP opened before the loss %s %v", fmtLoss(loss), a.flags, fmtRate(out[i].before), out[i].beforeErr)
@@ -265,29 +242,6 @@ func (l *radioLab) startDefaultsOperators(router string) error {
 	return nil
 }
 
-// waitCarrier waits, at most within, until the agent at socket reports want as its up
-// link's carrier of new TCP circuits, and reports whether it did.
-func (l *radioLab) waitCarrier(ctx context.Context, socket, want string, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	var last []agent.LinkStatus
-	for time.Now().Before(deadline) {
-		st, err := agent.ReadStatus(ctx, socket)
-		if err == nil {
-			last = st.Links
-			for _, ln := range st.Links {
-				if ln.State == "up" && ln.TCPCarrier == want {
-					return true
-				}
-			}
-		}
-		if !sleepCtx(ctx, defaultsPoll) {
-			return false
-		}
-	}
-	log.Printf("defaults: %s: no up link with TCP carrier %s within %v; last seen %+v", filepath.Base(socket), want, within, last)
-	return false
-}
-
 // freshGoodput opens a new circuit through p on the link as it is, echoes once and keeps
 // it full as the goodput matrix does, and drains the link after.
 func (l *radioLab) freshGoodput(ctx context.Context, p radioPath) (float64, error) {
@@ -320,15 +274,13 @@ func writeDefaults(r *report, agents []defaultsAgent, rows map[float64][]default
 	r.printf("bytes, opened without loss, then %v uncounted and %v counted under it, as in the UDP\n", udpFlowWarmup, udpFlowCount)
 	r.printf("table above; delivered ÷ link is over the same flow sent straight over the link. TCP: an\n")
 	r.printf("echo kept full (%v warm-up, %v counted, payload one way), on a circuit opened once\n", warmup, count)
-	r.printf("the loss is on (the default agent's new circuits ride the lane once its heartbeats\n")
-	r.printf("show loss; \"lane after\" is how long it took to judge, at most %v), and on one opened on\n", defaultsDetect)
-	r.printf("the clean link before the loss, which keeps the carrier it was opened on. One run each;\n")
+	r.printf("the loss is on and on one opened on the clean link before the loss. One run each;\n")
 	r.printf("this section took %.1f min.\n\n", took.Minutes())
-	r.printf("| loss | agent | UDP delivered one way | delivered ÷ link | UDP echoed | TCP, circuit opened under the loss | TCP, circuit opened before the loss | new TCP circuits on the lane after |\n")
-	r.printf("|---|---|---|---|---|---|---|---|\n")
+	r.printf("| loss | agent | UDP delivered one way | delivered ÷ link | UDP echoed | TCP, circuit opened under the loss | TCP, circuit opened before the loss |\n")
+	r.printf("|---|---|---|---|---|---|---|\n")
 	for k, loss := range defaultsLosses {
 		lc := link[k]
-		r.printf("| %s | UDP straight over the link (no umbra) | %.1f %% | — | %.1f %% | — | — | — |\n",
+		r.printf("| %s | UDP straight over the link (no umbra) | %.1f %% | — | %.1f %% | — | — |\n",
 			fmtLoss(loss), 100*lc.delivered(), 100*float64(len(lc.echoed))/float64(max(1, lc.sent)))
 		for i, a := range agents {
 			row := rows[loss][i]
@@ -340,8 +292,8 @@ func writeDefaults(r *report, agents []defaultsAgent, rows map[float64][]default
 			if row.udp.err != nil {
 				udp, echoed = failedCell(row.udp.err), "—"
 			}
-			r.printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", fmtLoss(loss), a.flags, udp, ratio, echoed,
-				rateCell(row.fresh, row.freshErr), rateCell(row.before, row.beforeErr), laneCell(i, loss, row))
+			r.printf("| %s | %s | %s | %s | %s | %s | %s |\n", fmtLoss(loss), a.flags, udp, ratio, echoed,
+				rateCell(row.fresh, row.freshErr), rateCell(row.before, row.beforeErr))
 		}
 	}
 	r.printf("\n")
@@ -353,17 +305,4 @@ func rateCell(rate float64, err error) string {
 		return failedCell(err)
 	}
 	return fmtRate(rate)
-}
-
-// laneCell formats how soon the default agent put new TCP circuits on the lane.
-func laneCell(agentIdx int, loss float64, row defaultsRow) string {
-	switch {
-	case agentIdx != defaultsAgentDefault:
-		return "from the start"
-	case loss == 0:
-		return "— (stays on QUIC)"
-	case !row.laneReached:
-		return fmt.Sprintf("not within %v", defaultsDetect)
-	}
-	return fmt.Sprintf("%.1f s", row.laneAfter.Seconds())
 }

@@ -58,11 +58,9 @@ const (
 	udpFlowLink  = 0 // straight over the link: the peer
 	udpFlowUmbra = 1 // umbra's UDP circuit
 	udpFlowFEC   = 2 // umbra's UDP circuit with --udp-fec udpFEC
-	udpFlowQUIC  = 3 // umbra's UDP circuit in QUIC DATAGRAM frames, at the full-rate check only
 	// Listeners of the operator agents' UDP dials, in side A.
-	radioUDPListen     = "127.0.0.1:7010"
-	radioUDPFECListen  = "127.0.0.1:7011"
-	radioUDPQUICListen = "127.0.0.1:7012"
+	radioUDPListen    = "127.0.0.1:7010"
+	radioUDPFECListen = "127.0.0.1:7011"
 )
 
 // probeHeader is the start of every datagram of a flow: run (4 bytes), sequence number
@@ -153,8 +151,6 @@ type udpFlow struct {
 	addr     string // where side A sends
 	sink     *udpSink
 	straggle time.Duration // waited for beyond one round trip after the last datagram
-	// checkOnly runs the flow only at the full-rate check, not at every loss rate.
-	checkOnly bool
 	// size is the bytes of each datagram; 0 is udpFlowSize.
 	size int
 }
@@ -196,11 +192,8 @@ func (l *radioLab) udpMatrix(ctx context.Context, flows []udpFlow, plan radioPla
 	points = append(points, point{plan.udpCheckLoss, plan.udpCheckRTT})
 	var cells []udpCell
 	run := uint32(0)
-	for k, pt := range points {
+	for _, pt := range points {
 		for i, f := range flows {
-			if f.checkOnly && k != len(points)-1 {
-				continue
-			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("radio: udp: %w", ctx.Err())
 			}
@@ -401,10 +394,7 @@ func writeUDP(r *report, flows []udpFlow, plan radioPlan, cells []udpCell) {
 
 	r.printf("At %s loss and %v RTT: is a %d KB/s flow delivered at its full rate, that is, are at\n",
 		fmtLoss(plan.udpCheckLoss), plan.udpCheckRTT, udpFlowRate*udpFlowSize/1000)
-	r.printf("least %.0f %% of sent × (1 − loss) datagrams a second delivered (the radio loses the rest)?\n", udpFullRate*100)
-	r.printf("Here the operator's flow also runs in QUIC DATAGRAM frames (`--udp-carrier quic`, an operator\n")
-	r.printf("agent of its own), the carrier the lane replaces on a radio: QUIC's congestion control reads\n")
-	r.printf("the random loss as congestion and holds the flow under its rate.\n\n")
+	r.printf("least %.0f %% of sent × (1 − loss) datagrams a second delivered (the radio loses the rest)?\n\n", udpFullRate*100)
 	check := udpCellsAt(cells, plan.udpCheckLoss, plan.udpCheckRTT)
 	r.printf("| flow | sent /s | sent × (1 − loss) /s | delivered /s | delivered ÷ (sent × (1 − loss)) | full rate | latency p50 | p99 |\n")
 	r.printf("|---|---|---|---|---|---|---|---|\n")

@@ -39,10 +39,8 @@ const (
 	videoFrames = 450
 	// videoStraggle is how long after the encoder's last packet the decoders run on.
 	videoStraggle = 3 * time.Second
-	// videoSettle is how long new drone agents run before the first row: longer than
-	// the lane breaker's five seconds of round trips. In the first seconds of a link at
-	// 200 ms each way the breaker once read a queue on a clean radio and dropped a
-	// quarter of the first row's video (a transient of the lane, left for issue 17).
+	// videoSettle is how long new drone agents run before the first row, so that their
+	// links' congestion controllers have measured the radio.
 	videoSettle = 10 * time.Second
 	// videoLossyWait bounds the wait, at a row with loss, for the drones' agents to judge
 	// their link lossy: at 5 % each way a tenth of heartbeats is lost, and three of the
@@ -226,7 +224,7 @@ func benchVideo(ctx context.Context, c config, r *report) error {
 	var rows []videoRow
 	for _, delay := range delays {
 		// The drones' agents start with the radio already at the delay: a delay that
-		// jumps under a running flow reads as a queue to the lane's breaker.
+		// jumps under a running flow reads as a queue to a congestion controller.
 		for w := range videoWays {
 			if err := l.radios[w].SetBoth(linksim.Impairment{Delay: delay}); err != nil {
 				return err
@@ -395,14 +393,14 @@ func (l *videoLab) startDrones() error {
 }
 
 // waitLossy waits, up to videoLossyWait, until both drones' agents judge their link
-// lossy (their new TCP circuits ride the lane; their UDP circuits add AutoFEC): a
-// drone's radio is bad for minutes, not for the first seconds of a row.
+// lossy (their UDP circuits add AutoFEC): a drone's radio is bad for minutes, not for
+// the first seconds of a row.
 func (l *videoLab) waitLossy() {
 	deadline := time.Now().Add(videoLossyWait)
 	for _, name := range []string{"drone", "dronefec"} {
 		for time.Now().Before(deadline) {
 			st := l.status(name)
-			if len(st.Links) > 0 && st.Links[0].TCPCarrier == "lane" {
+			if len(st.Links) > 0 && st.Links[0].Lossy {
 				break
 			}
 			time.Sleep(250 * time.Millisecond) // poll
@@ -538,8 +536,8 @@ type videoStatus struct {
 	LinksUp uint64 `json:"links_up"`
 	Stalls  uint64 `json:"stalls"`
 	Links   []struct {
-		State      string `json:"state"`
-		TCPCarrier string `json:"tcp_carrier"`
+		State string `json:"state"`
+		Lossy bool   `json:"lossy"`
 	} `json:"links"`
 	Datagrams struct {
 		Sent         uint64            `json:"sent"`

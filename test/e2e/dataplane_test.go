@@ -56,25 +56,26 @@ func TestTCPCircuits(t *testing.T) {
 	tcpCircuits(t, startTCPMesh(t), bulkBytes)
 }
 
-// TestTCPCircuitsOnLane runs the same checks with every agent carrying its TCP circuits
-// on lane streams, as on a radio: the router opens the lane's seal, so what it sees must
-// still be end-to-end ciphertext, and revocation must still reach the circuit in time.
-func TestTCPCircuitsOnLane(t *testing.T) {
-	m := startTCPMesh(t, "--tcp-carrier", "lane")
-	tcpCircuits(t, m, laneBulkBytes)
-	// The echo's bytes rode the operator's lane, not a QUIC stream beside it.
+// TestTCPCircuitsRadioProfile runs the same checks with every agent on the radio
+// profile, whose circuits ride the same QUIC streams with the profile's windows and loss
+// tolerance: what the router sees must still be end-to-end ciphertext, and revocation
+// must still reach the circuit in time.
+func TestTCPCircuitsRadioProfile(t *testing.T) {
+	m := startTCPMesh(t, "--link-profile", "radio")
+	tcpCircuits(t, m, radioBulkBytes)
+	// The echo's bytes rode the operator's QUIC connection.
 	st, err := m.op.status(t)
-	if err != nil || len(st.Links) == 0 || st.Links[0].Lane == nil {
-		t.Fatalf("operator's status shows no lane: %+v, %v", st, err)
+	if err != nil || len(st.Links) == 0 {
+		t.Fatalf("operator's status shows no link: %+v, %v", st, err)
 	}
-	if sent := st.Links[0].Lane.Sent; sent < laneBulkBytes/1200 {
-		t.Fatalf("the operator's lane sent %d packets; the %d MB echo did not ride it", sent, laneBulkBytes>>20)
+	if sent := st.Links[0].BytesSent; sent < radioBulkBytes {
+		t.Fatalf("the operator's link sent %d bytes; the %d MB echo did not ride it", sent, radioBulkBytes>>20)
 	}
 }
 
-// laneBulkBytes is the echo of TestTCPCircuitsOnLane: lane streams are paced for radios,
-// not for loopback.
-const laneBulkBytes = 16 << 20
+// radioBulkBytes is the echo of TestTCPCircuitsRadioProfile: the radio profile's windows
+// are sized for radios, not for loopback.
+const radioBulkBytes = 16 << 20
 
 func tcpCircuits(t *testing.T, m *tcpMesh, bulk int64) {
 	t.Run(fmt.Sprintf("echo-of-%dMB-is-byte-exact", bulk>>20), func(t *testing.T) {

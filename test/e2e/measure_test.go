@@ -14,13 +14,14 @@ import (
 
 // TestMeasureCircuitGoodput prints the one-way goodput of one TCP circuit through the
 // real binaries, the operator's agent behind the linksim UDP proxy with --link-profile
-// radio (its TCP circuits on lane streams), on the links internal/lane's
-// TestMeasureStreamGoodput measures a bare lane stream on: what the circuit's layers
-// above the lane cost. The rows run one after another on one agent, as the bench's
-// matrix does, so a row also shows how the window takes a link's new round trip. It runs
-// only with UMBRA_MEASURE=1; UMBRA_MEASURE_ONLY picks the rows whose name contains it,
-// UMBRA_MEASURE_ARGS adds flags to the operator's agent, and UMBRA_MEASURE_STATUS=1
-// logs the operator's status (its lane's window and round trip) after each row.
+// radio (its TCP circuits on QUIC streams under umbra's controller), on the links
+// internal/transport's TestRadioKeepsItsRateUnderRandomLoss measures a bare QUIC stream
+// on: what the circuit's layers above QUIC cost. The rows run one after another on one
+// agent, as the bench's matrix does, so a row also shows how the controller takes a
+// link's new round trip. It runs only with UMBRA_MEASURE=1; UMBRA_MEASURE_ONLY picks the
+// rows whose name contains it, UMBRA_MEASURE_ARGS adds flags to the operator's agent,
+// and UMBRA_MEASURE_STATUS=1 logs the operator's status (its link's round trip and loss)
+// after each row.
 func TestMeasureCircuitGoodput(t *testing.T) {
 	if os.Getenv("UMBRA_MEASURE") != "1" {
 		t.Skip("set UMBRA_MEASURE=1 to measure")

@@ -75,16 +75,12 @@ type agentStatus struct {
 	Version       string `json:"version"`
 	CertExpires   string `json:"cert_expires"`
 	Links         []struct {
-		Router    string  `json:"router"`
-		State     string  `json:"state"`
-		RTTms     float64 `json:"rtt_ms"`
-		BytesSent uint64  `json:"bytes_sent"`
-		Lane      *struct {
-			Sent    uint64 `json:"sent"`
-			Streams int    `json:"streams"`
-		} `json:"lane"`
-		TCPCarrier       string  `json:"tcp_carrier"`
+		Router           string  `json:"router"`
+		State            string  `json:"state"`
+		RTTms            float64 `json:"rtt_ms"`
+		BytesSent        uint64  `json:"bytes_sent"`
 		HeartbeatLossPct float64 `json:"heartbeat_loss_pct"`
+		Lossy            bool    `json:"lossy"`
 	} `json:"links"`
 	Hosting []struct {
 		Service  string `json:"service"`

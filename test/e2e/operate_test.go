@@ -615,7 +615,7 @@ func TestQuickstartMetricsCountDatagrams(t *testing.T) {
 			t.Errorf("umbra_router_circuit_datagrams_total{service=mavlink,direction=%s} = %v, want at least the %d echoed", dir, got, echoed)
 		}
 	}
-	for _, reason := range []string{"malformed", "unknown_circuit", "queue_full", "oversize", "throttled", "lane_auth"} {
+	for _, reason := range []string{"malformed", "unknown_circuit", "queue_full", "oversize", "receive_full", "stale"} {
 		if got := metricValue(fams, "umbra_router_datagrams_dropped_total", map[string]string{"reason": reason}); got < 0 {
 			t.Errorf("umbra_router_datagrams_dropped_total{reason=%s} missing, want it exported from the start", reason)
 		}

@@ -142,13 +142,7 @@ func TestRadioBlackout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test: two 8 s blackouts, 18 s in all; skipped with -short")
 	}
-	for _, carrier := range []string{"quic", "lane"} {
-		t.Run(carrier, func(t *testing.T) { radioBlackout(t, carrier) })
-	}
-}
-
-func radioBlackout(t *testing.T, carrier string) {
-	rm := startRadioMesh(t, "--tcp-carrier", carrier)
+	rm := startRadioMesh(t)
 	if g, err := dialGreeting(rm.listen); err != nil || g != "drone" {
 		t.Fatalf("before the blackout: greeting %q, %v", g, err)
 	}
@@ -195,8 +189,8 @@ func radioBlackout(t *testing.T, carrier string) {
 	})
 	recovery := time.Since(back)
 	heldRecovery := <-heldBack
-	t.Logf("%s: a new circuit worked %v and the held one echoed %v after the radio returned from a %v blackout",
-		carrier, recovery.Round(time.Millisecond), heldRecovery.Round(time.Millisecond), blackout)
+	t.Logf("a new circuit worked %v and the held one echoed %v after the radio returned from a %v blackout",
+		recovery.Round(time.Millisecond), heldRecovery.Round(time.Millisecond), blackout)
 	if recovery > 5*time.Second {
 		t.Errorf("recovery took %v; want about a second", recovery)
 	}
@@ -209,8 +203,8 @@ func radioBlackout(t *testing.T, carrier string) {
 }
 
 // TestLossyRadio carries 1 MB byte-exact over a radio losing 20 % of packets each way
-// with 400 ms of round trip. With the radio profile the circuit's bytes ride a stream of
-// the link's datagram lane, which the loss does not slow down as it does QUIC.
+// with 400 ms of round trip, on a QUIC stream of the agent's link under umbra's
+// congestion controller, which the loss does not slow down as it does NewReno.
 func TestLossyRadio(t *testing.T) {
 	t.Parallel()
 	rm := startRadioMesh(t, "--link-profile", "radio")
@@ -224,11 +218,11 @@ func TestLossyRadio(t *testing.T) {
 	t.Logf("1 MB delivered in %v at 20 %% loss, 400 ms RTT (emulator dropped %d up, %d down)",
 		time.Since(began).Round(time.Millisecond), st.Up.Dropped.Loss, st.Down.Dropped.Loss)
 	op, err := rm.op.status(t)
-	if err != nil || len(op.Links) == 0 || op.Links[0].Lane == nil {
-		t.Fatalf("operator's status shows no lane: %+v, %v", op, err)
+	if err != nil || len(op.Links) == 0 {
+		t.Fatalf("operator's status shows no link: %+v, %v", op, err)
 	}
-	if sent := op.Links[0].Lane.Sent; sent < (1<<20)/1200 {
-		t.Fatalf("the lane sent %d packets: the megabyte did not ride it", sent)
+	if sent := op.Links[0].BytesSent; sent < 1<<20 {
+		t.Fatalf("the link's QUIC connection sent %d bytes: the megabyte did not ride it", sent)
 	}
 }
 
@@ -275,16 +269,9 @@ func TestBlackoutMidTransfer(t *testing.T) {
 }
 
 // TestAddressChange gives the operator's agent a new source address mid-transfer (the
-// emulator rebinds, as when a drone moves from LTE to Wi-Fi): its circuit carries on,
-// whether its bytes ride a QUIC stream or a lane stream.
+// emulator rebinds, as when a drone moves from LTE to Wi-Fi): its circuit carries on.
 func TestAddressChange(t *testing.T) {
-	for _, carrier := range []string{"quic", "lane"} {
-		t.Run(carrier, func(t *testing.T) { addressChange(t, carrier) })
-	}
-}
-
-func addressChange(t *testing.T, carrier string) {
-	rm := startRadioMesh(t, "--tcp-carrier", carrier)
+	rm := startRadioMesh(t)
 	c := rm.dialDrone(t)
 	rebound := false
 	echoBytes(t, c, 16<<20, func(sent int64) {
@@ -299,10 +286,12 @@ func addressChange(t *testing.T, carrier string) {
 
 // telemetryRun is one telemetry flow over a bad radio: n datagrams of size bytes, one
 // every every, from the operator behind radio to an echoing drone, both agents run with
-// --udp-fec fec and --udp-carrier carrier.
+// --udp-fec fec and otherwise default flags. The radio is at start from the beginning
+// (a drone's radio is slow before its agent starts) and at radio once the flow's circuit
+// has carried a first echo.
 type telemetryRun struct {
-	fec, carrier string
-	radio        linksim.Impairment
+	fec          string
+	start, radio linksim.Impairment
 	n, size      int
 	every        time.Duration
 }
@@ -310,17 +299,20 @@ type telemetryRun struct {
 // udpOverLossyRadio runs r and returns the share delivered to the drone and the share
 // that came back.
 func udpOverLossyRadio(t *testing.T, r telemetryRun) (up, down float64) {
-	fecFlag, carrier, n := r.fec, r.carrier, r.n
+	fecFlag, n := r.fec, r.n
 	m := startMesh(t)
 	echo, seen := udpEcho(t)
 	m.edge("create", "service", "mavlink", "--host", "udp:"+echo)
 	m.edge("create", "service-policy", "b", "--type", "bind", "--identities", "#drone", "--services", "@mavlink")
 	m.edge("create", "service-policy", "d", "--type", "dial", "--identities", "#operator", "--services", "@mavlink")
 	radio, proxy := newRadio(t, m.q.Router)
-	drone := m.agent("drone", m.enroll("drone", "drone"), "--udp-fec", fecFlag, "--udp-carrier", carrier)
+	if err := radio.SetBoth(r.start); err != nil {
+		t.Fatal(err)
+	}
+	drone := m.agent("drone", m.enroll("drone", "drone"), "--udp-fec", fecFlag)
 	listen := freeUDP(t)
 	op := m.agentVia("op", m.enroll("op", "operator"), proxy.Addr().String(),
-		"--dial", "mavlink=udp:"+listen, "--udp-fec", fecFlag, "--udp-carrier", carrier)
+		"--dial", "mavlink=udp:"+listen, "--udp-fec", fecFlag)
 	drone.waitHosting(t, "mavlink")
 	op.waitLinkUp(t)
 	c, err := net.Dial("udp", listen)
@@ -358,6 +350,17 @@ func udpOverLossyRadio(t *testing.T, r telemetryRun) (up, down float64) {
 	}
 	tick.Stop()
 	<-done
+	// What the agents dropped themselves (the radio's own losses are not here), for a
+	// failure's reading.
+	for _, a := range []struct {
+		name string
+		p    *agentProc
+	}{{"op", op}, {"drone", drone}} {
+		if st, err := a.p.status(t); err == nil {
+			t.Logf("%s agent: datagrams sent %d, delivered %d, rebuilt by FEC %d, dropped %v", a.name,
+				st.Datagrams.Sent, st.Datagrams.Delivered, st.Datagrams.RecoveredFEC, st.Datagrams.Dropped)
+		}
+	}
 	return float64(seen.Load()-before) / float64(n), float64(len(got)) / float64(n)
 }
 
@@ -367,7 +370,7 @@ func udpOverLossyRadio(t *testing.T, r telemetryRun) (up, down float64) {
 // datagrams is some 94 blocks, of which one or two may fail, so the test asks 98.5 %;
 // the bench measures the figure.
 func TestUDPWithFECOnLossyRadio(t *testing.T) {
-	run := telemetryRun{carrier: "lane", radio: linksim.Impairment{Loss: 0.1}, n: 3000, size: 64, every: time.Millisecond}
+	run := telemetryRun{radio: linksim.Impairment{Loss: 0.1}, n: 3000, size: 64, every: time.Millisecond}
 	run.fec = "off"
 	plainUp, plainDown := udpOverLossyRadio(t, run)
 	run.fec = "32:8"
@@ -384,21 +387,22 @@ func TestUDPWithFECOnLossyRadio(t *testing.T) {
 
 // TestTelemetryOnTerribleRadio sends a 20 KB/s telemetry flow (200 datagrams of 100
 // bytes a second) through a radio losing 30 % of packets each way with an 800 ms round
-// trip. On the datagram lane it goes out at its full rate and what the radio lets
-// through arrives: about 70 % (67–71 % in runs; 63 % is some six spreads of 2,000
-// datagrams' random loss under that). In QUIC DATAGRAM frames QUIC's congestion control
-// reads the loss as congestion and throttles the flow: 43–67 % arrived in runs with
-// --udp-carrier quic (the top of that when the agent's stall detector replaced the
-// connection and a fresh congestion window let a burst through), so that comparison is
-// the bench's (BENCHMARKS.md, the UDP full-rate check), not this test's.
+// trip, agents with default flags. In QUIC DATAGRAM frames under umbra's congestion
+// controller it goes out at its full rate and what the radio lets through arrives: about
+// 70 % (63 % is some six spreads of 2,000 datagrams' random loss under that). The radio
+// is slow from the start, as a drone's is: a round trip that jumps from loopback's to
+// 800 ms under the running flow holds umbra's controller to a window sized for the old
+// base round trip until it probes the base again (10 s), and about half the flow goes
+// stale in the agent's queue meanwhile (docs/STATUS.md).
 func TestTelemetryOnTerribleRadio(t *testing.T) {
 	t.Parallel()
-	run := telemetryRun{fec: "off", carrier: "lane", radio: linksim.Impairment{Loss: 0.3, Delay: 400 * time.Millisecond},
+	slow := linksim.Impairment{Delay: 400 * time.Millisecond}
+	run := telemetryRun{fec: "off", start: slow, radio: linksim.Impairment{Loss: 0.3, Delay: slow.Delay},
 		n: 2000, size: 100, every: 5 * time.Millisecond}
 	up, _ := udpOverLossyRadio(t, run)
-	t.Logf("20 KB/s at 30 %% loss, 800 ms round trip: %.1f%% reached the drone on the lane", 100*up)
+	t.Logf("20 KB/s at 30 %% loss, 800 ms round trip: %.1f%% reached the drone", 100*up)
 	if up < 0.63 {
-		t.Errorf("on the lane %.1f%% reached the drone through a radio losing 30 %%; want about 70 %% (the flow at its full rate)", 100*up)
+		t.Errorf("%.1f%% reached the drone through a radio losing 30 %%; want about 70 %% (the flow at its full rate)", 100*up)
 	}
 }
 

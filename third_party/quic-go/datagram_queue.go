@@ -3,6 +3,7 @@ package quic
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/umbranet/umbra/third_party/quic-go/internal/utils"
 	"github.com/umbranet/umbra/third_party/quic-go/internal/utils/ringbuffer"
@@ -27,6 +28,10 @@ type datagramQueue struct {
 
 	closeErr error
 	closed   chan struct{}
+
+	// umbra: the frames dropped here, counted (DatagramsDropped).
+	droppedReceiving atomic.Uint64 // received while rcvQueue was full
+	droppedSending   atomic.Uint64 // queued, then too large for any packet
 
 	hasData func()
 
@@ -119,6 +124,7 @@ func (h *datagramQueue) HandleDatagramFrame(f *wire.DatagramFrame) {
 	h.rcvMx.Unlock()
 
 	if !queued {
+		h.droppedReceiving.Add(1)
 		if h.logger.Debug() {
 			h.logger.Debugf("Discarding received DATAGRAM frame (%d bytes payload)", len(f.Data))
 		}

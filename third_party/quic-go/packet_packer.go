@@ -720,15 +720,17 @@ func (p *packetPacker) composeNextPacket(
 				pl.numDatagramFrames++
 				pl.length += size
 				lastDatagram = f
-				if !f.DataLenPresent {
-					// This DATAGRAM frame only fit without the length field, so it has to be the last frame in the packet.
-					break
-				}
+				// umbra: one DATAGRAM frame per packet, so that a lost packet loses one
+				// datagram. Forward error correction across a flow's datagrams rebuilds
+				// independent losses; several datagrams of a block in one lost packet
+				// defeat it (umbra-datagrams.patch).
+				break
 			} else if pl.ack == nil && len(pl.frames) == 0 {
 				// The DATAGRAM frame doesn't fit, and the packet doesn't contain an ACK or any other frames.
 				// Discard this frame. There's no point in retrying this in the next packet,
 				// as it's unlikely that the available packet size will increase.
 				p.datagramQueue.Pop()
+				p.datagramQueue.droppedSending.Add(1)
 				if p.qlogger != nil {
 					p.qlogger.RecordEvent(qlog.DatagramDropped{
 						Direction: qlog.DirectionSending,

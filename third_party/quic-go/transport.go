@@ -715,11 +715,7 @@ func (t *Transport) handleNonQUICPacket(p receivedPacket) {
 	}
 }
 
-// maxQueuedNonQUICPackets bounds the non-QUIC packets waiting for ReadNonQUICPacket.
-// umbra: 256, not 32: umbra's datagram lane reads its packets here, and a video
-// keyframe arrives as a burst of 60 packets or more, which a reader descheduled for a
-// millisecond or two on a busy device lost the tail of (issue 22).
-const maxQueuedNonQUICPackets = 256
+const maxQueuedNonQUICPackets = 32
 
 // ReadNonQUICPacket reads non-QUIC packets received on the underlying connection.
 // The detection logic is very simple: Any packet that has the first and second bit of the packet set to 0.

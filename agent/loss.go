@@ -1,34 +1,27 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/umbranet/umbra/third_party/quic-go"
-
-	"github.com/umbranet/umbra/internal/wire"
 )
 
-// Loss on the router link decides what carries new TCP circuits when Config.TCPCarrier
-// is CarrierAuto: QUIC streams while the link is clean (on loopback they move some
-// 30–40 MB/s a circuit where lane streams move 5), the lane's streams once the link
-// loses packets (QUIC's NewReno halves its window on every loss: at 1 % loss each way
-// it already moves under half of what the lane does, at 10 % a twentieth;
-// docs/BENCHMARKS.md, goodput under loss). The probe is the heartbeats the link
-// manager sends anyway, one every heartbeatEvery, which the router echoes: a fixed-rate
-// sample of the hop's round trip, both directions, whatever the circuits carry.
+// Loss on the router link decides whether UDP circuits add forward error correction
+// when Config.UDPFEC leaves it to the agent (autoFEC, udp.go): a clean link pays nothing
+// for it, a lossy one gets it within seconds. The probe is the link's heartbeats, one
+// every heartbeatEvery, which the router echoes: a fixed-rate sample of the hop's round
+// trip, both directions, whatever the circuits carry. They are the hop's one liveness
+// mechanism too (link.go, docs/LIVENESS.md).
 const (
 	// lossWindow is how many of the newest heartbeats the loss test reads: ten seconds.
 	lossWindow = 40
-	// lossEnter lost heartbeats among the newest lossWindow move new TCP circuits to the
-	// lane: 7.5 % of round trips, some 4 % loss each way. A link at 1 % each way (2 % a
+	// lossEnter lost heartbeats among the newest lossWindow make the link lossy: 7.5 %
+	// of round trips, some 4 % loss each way. A link at 1 % each way (2 % a
 	// round trip) reaches it in about one window in twenty; one at 5 % each way within
 	// seconds, and at 15 % within about three.
 	lossEnter = 3
-	// lossClearWindow heartbeats in a row that came back move new TCP circuits back to
-	// QUIC: thirty seconds, three windows, so a link near the threshold does not flap.
+	// lossClearWindow heartbeats in a row that came back make the link clean again:
+	// thirty seconds, three windows, so a link near the threshold does not flap.
 	lossClearWindow = 120
 	// lossAnswerWithin is the least time a heartbeat's echo is waited for before it
 	// counts as lost (four round trips when that is longer): no radio's round trip is
@@ -37,8 +30,6 @@ const (
 	// lossMaxPending bounds the heartbeats waiting for their echo; older ones are
 	// forgotten uncounted (a link that long silent is stalled, not lossy).
 	lossMaxPending = 64
-	// retuneTimeout bounds the Hello that tells the router to change carriers.
-	retuneTimeout = 10 * time.Second
 )
 
 // lossWatch keeps the fate of the newest heartbeats of the agent's router link and
@@ -161,9 +152,9 @@ func (h *heartbeatLedger) forget() {
 // lossWait is how long a heartbeat's echo is waited for on a link with round trip rtt.
 func lossWait(rtt time.Duration) time.Duration { return max(lossAnswerWithin, 4*rtt) }
 
-// noteHeartbeats records the fates of conn's settled heartbeats and, when the link's
-// verdict changes, tells the router what carries its new TCP circuits from now on.
-func (a *Agent) noteHeartbeats(conn *quic.Conn, fates []bool) {
+// noteHeartbeats records the fates of conn's settled heartbeats and logs a change of
+// the link's verdict, which UDP circuits read for their FEC (autoFEC).
+func (a *Agent) noteHeartbeats(fates []bool) {
 	changed := false
 	for _, lost := range fates {
 		if a.loss.record(lost) {
@@ -174,48 +165,5 @@ func (a *Agent) noteHeartbeats(conn *quic.Conn, fates []bool) {
 		return
 	}
 	lossy, share := a.loss.state()
-	a.log.Info("router link loss", "lossy", lossy, "heartbeats_lost", fmt.Sprintf("%.0f%%", 100*share), "tcp_on_lane", a.tcpOnLane())
-	go func() {
-		if err := a.retune(conn); err != nil {
-			a.log.Warn("router link: change TCP carrier", "err", err)
-		}
-	}()
-}
-
-// tcpOnLane reports whether new TCP circuits should ride the lane's streams.
-func (a *Agent) tcpOnLane() bool {
-	if a.cfg.UDPOverQUIC {
-		return false // no lane
-	}
-	switch a.cfg.TCPCarrier {
-	case CarrierLane:
-		return true
-	case CarrierQUIC:
-		return false
-	}
-	lossy, _ := a.loss.state()
-	return lossy
-}
-
-// retune tells the router, with a fresh Hello on conn, whether it carries the bytes of
-// the TCP circuits it opens to this agent on the lane's streams, and makes the circuits
-// this agent dials ask the same. Circuits already open keep their carrier.
-func (a *Agent) retune(conn *quic.Conn) error {
-	a.retuneMu.Lock()
-	defer a.retuneMu.Unlock()
-	a.udpMu.Lock()
-	ll := a.lanes[conn]
-	a.udpMu.Unlock()
-	if ll == nil {
-		return nil // no lane: nothing to choose
-	}
-	ctx, cancel := context.WithTimeout(conn.Context(), retuneTimeout)
-	defer cancel()
-	var ack wire.HelloAck
-	hello := wire.Hello{Version: wire.Version, Name: a.id.Name, Lane: true, LaneStreams: a.tcpOnLane(), Instance: a.instance}
-	if err := a.request(ctx, conn, wire.TypeHello, hello, wire.TypeHelloAck, &ack); err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	ll.streams.Store(ack.LaneStreams)
-	return nil
+	a.log.Info("router link loss", "lossy", lossy, "heartbeats_lost", fmt.Sprintf("%.0f%%", 100*share), "udp_fec", a.autoFEC() != nil && lossy)
 }
