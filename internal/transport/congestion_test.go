@@ -141,6 +141,12 @@ func TestRadioKeepsItsRateUnderRandomLoss(t *testing.T) {
 
 // sinkStreams reads and drops every stream of every connection.
 func sinkStreams(ctx context.Context, ln *quic.Listener) {
+	serveStreams(ctx, ln, func(s *quic.Stream) { io.Copy(io.Discard, s) })
+}
+
+// serveStreams hands every stream of every connection ln accepts to handle, each in its
+// own goroutine, until ctx ends.
+func serveStreams(ctx context.Context, ln *quic.Listener, handle func(*quic.Stream)) {
 	for {
 		c, err := ln.Accept(ctx)
 		if err != nil {
@@ -152,7 +158,7 @@ func sinkStreams(ctx context.Context, ln *quic.Listener) {
 				if err != nil {
 					return
 				}
-				go io.Copy(io.Discard, s)
+				go handle(s)
 			}
 		}()
 	}

@@ -163,8 +163,8 @@ const RadioLossTolerance = 0.5
 // oldest hole; each repair costs a round trip and a half, and a lost repair another,
 // which among the tens of holes of every round trip is near certain to happen. Sent
 // twice, a repair is lost 1 time in 100 instead of 1 in 10, for 10 % more packets. In
-// the bench's echo at 10 % / 200 ms with a round trip and 250 ms in flight, a circuit
-// moved 5.8–6.4 Mbit/s with the copy and 4.0–4.3 without it (docs/BENCHMARKS.md).
+// the bench's radio matrix at 10 % / 200 ms a circuit moved 4.98 Mbit/s with the copy
+// and 3.36 without it (medians of four runs; docs/BENCHMARKS.md, runs D and E).
 const RadioRetransmitCopies = 1
 
 // QUIC returns the quic-go configuration of the profile.
