@@ -65,11 +65,13 @@ func TestRadioSendsEveryRepairTwice(t *testing.T) {
 			switch {
 			case dropped < 50:
 				t.Fatalf("the relay dropped only %d datagrams", dropped)
-			case tc.copies > 0 && twice < dropped/3:
+			case tc.copies > 0 && twice < dropped/5:
 				// Not every drop leaves a pair to count: a dropped acknowledgement needs no
-				// repair, and when a copy or the repair it copies is dropped one crosses.
-				// About two thirds of the drops leave a pair here.
-				t.Errorf("%d datagrams crossed twice after %d drops, want at least a third as many", twice, dropped)
+				// repair, when a copy or the repair it copies is dropped one crosses, and
+				// a burst of repairs can outrun the 64 copies that may wait. Two thirds
+				// of the drops left a pair on a quiet machine, two fifths with both cores
+				// busy; without copies none does.
+				t.Errorf("%d datagrams crossed twice after %d drops, want at least a fifth as many", twice, dropped)
 			case tc.copies == 0 && twice != 0:
 				t.Errorf("%d datagrams crossed twice without copies", twice)
 			}
