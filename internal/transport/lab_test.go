@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"testing"
 
 	"github.com/umbranet/umbra/third_party/quic-go"
@@ -28,19 +29,27 @@ func listenRadio(t *testing.T, ctx context.Context, serverTLS *tls.Config, serve
 // closed with the test.
 func dialOverLink(t *testing.T, ctx context.Context, ln *quic.Listener, clientTLS *tls.Config, up, down linksim.Impairment) (*linksim.Link, *linksim.UDPProxy, *quic.Conn) {
 	t.Helper()
-	link, err := linksim.NewLink(up, down)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", ln.Addr().String(), link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	link, proxy := linkTo(t, ctx, ln.Addr(), up, down)
 	conn, err := quic.DialAddr(ctx, proxy.Addr().String(), clientTLS, Radio.QUIC())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.CloseWithError(0, "") })
 	return link, proxy, conn
+}
+
+// linkTo starts a UDP proxy to target through an emulated link that starts with the
+// impairments up and down; the proxy closes with the test.
+func linkTo(t *testing.T, ctx context.Context, target net.Addr, up, down linksim.Impairment) (*linksim.Link, *linksim.UDPProxy) {
+	t.Helper()
+	link, err := linksim.NewLink(up, down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", target.String(), link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	return link, proxy
 }

@@ -30,15 +30,7 @@ func TestRadioSendsEveryRepairTwice(t *testing.T) {
 			ln := listenRadio(t, ctx, serverTLS, countStreams)
 			// Behind the relay a 20 Mbit/s link paces the connection as a radio would, so
 			// that its repairs do not come in loopback-sized bursts.
-			link, err := linksim.NewLink(paced, paced)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxy, err := linksim.NewUDPProxy(ctx, "127.0.0.1:0", ln.Addr().String(), link)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer proxy.Close()
+			_, proxy := linkTo(t, ctx, ln.Addr(), paced, paced)
 			relay := newDropRelay(t, proxy.Addr(), 10)
 			p := Radio
 			p.RetransmitCopies = tc.copies
