@@ -212,3 +212,46 @@ func (e *Encoder) close() {
 	e.n, e.longest = 0, 0
 	e.set ^= 1
 }
+
+// Reshape changes the code of the blocks to come to k messages and m parity packets
+// (as Config.K and Config.M), so a sender can follow a loss rate that changes. It
+// closes the open block first and returns its parity packets, as Flush does; block IDs
+// run on, so the peer's Decoder, which reads each block's shape from its packets,
+// needs no word of it. A shape Config would refuse is refused with ErrConfig and
+// changes nothing.
+func (e *Encoder) Reshape(k, m int) ([][]byte, error) {
+	cfg := e.cfg
+	cfg.K, cfg.M = k, m
+	if _, err := cfg.normalize(); err != nil || k == 0 || m == 0 {
+		return nil, fmt.Errorf("%w: K %d, M %d", ErrConfig, k, m)
+	}
+	out := e.Flush()
+	if k == e.cfg.K && m == e.cfg.M {
+		return out, nil
+	}
+	codec, err := newCodec(k, m)
+	if err != nil {
+		return nil, err
+	}
+	stride := e.cfg.MaxMessage + 1
+	for len(e.data) < k {
+		e.data = append(e.data, make([]byte, HeaderLen+stride))
+	}
+	for s := range e.parity {
+		for len(e.parity[s]) < m {
+			e.parity[s] = append(e.parity[s], make([]byte, parityHeaderLen+stride))
+		}
+	}
+	if len(e.lens) < k {
+		e.lens = make([]int, k)
+	}
+	if len(e.shards) < k+m {
+		e.shards = make([][]byte, k+m)
+	}
+	e.shards = e.shards[:k+m]
+	e.cfg.K, e.cfg.M, e.codec = k, m, codec
+	return out, nil
+}
+
+// Pending returns how many messages the open block holds: 0 right after a block closed.
+func (e *Encoder) Pending() int { return e.n }
