@@ -454,7 +454,7 @@ func (a *Agent) connect(ctx context.Context, router string) (*quic.Conn, error) 
 	})
 	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
-	conn, err := transport.DialConnected(dctx, router, tlsConf, a.profile.QUIC())
+	conn, err := transport.DialConnected(dctx, router, tlsConf, a.profile)
 	if err != nil {
 		return nil, err
 	}

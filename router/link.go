@@ -153,7 +153,7 @@ func (r *Router) dialLink(ctx context.Context, addr string) (*quic.Conn, pki.Sub
 	}
 	dctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
-	conn, err := r.transport.Dial(dctx, udp, tlsConf, r.cfg.Profile.QUIC())
+	conn, err := r.transport.Dial(dctx, udp, tlsConf, r.quicConfig())
 	if err != nil {
 		return nil, peer, fmt.Errorf("router link: dial %s: %w", addr, err)
 	}

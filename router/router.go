@@ -61,9 +61,12 @@ type Router struct {
 	roots     *x509.CertPool
 	signer    *ecdsa.PublicKey
 	transport *quic.Transport
-	listener  *quic.Listener
-	closeKey  func() error
-	icmp      *transport.UnreachableConn // the listener's socket, nil where ICMP errors are not read
+	// quicConf is the profile's QUIC configuration for connections on transport's
+	// socket (transport.Profile.Socket); quic hands out copies.
+	quicConf *quic.Config
+	listener *quic.Listener
+	closeKey func() error
+	icmp     *transport.UnreachableConn // the listener's socket, nil where ICMP errors are not read
 
 	saveMu sync.Mutex // serializes writes of the revocation list
 
@@ -132,8 +135,10 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 			r.icmp, conn = ic, ic
 		}
 	}
-	r.transport = &quic.Transport{Conn: conn, IgnoreICMPErrors: r.icmp != nil}
-	ln, err := r.transport.Listen(tlsConf, cfg.Profile.QUIC())
+	sock, conf := cfg.Profile.Socket(conn)
+	r.quicConf = conf
+	r.transport = &quic.Transport{Conn: sock, IgnoreICMPErrors: r.icmp != nil}
+	ln, err := r.transport.Listen(tlsConf, r.quicConfig())
 	if err != nil {
 		pc.Close()
 		key.Close()
@@ -144,6 +149,12 @@ func Listen(ctx context.Context, cfg Config) (*Router, error) {
 		r.cfg.Advertise = ln.Addr().String()
 	}
 	return r, nil
+}
+
+// quicConfig returns a copy of the QUIC configuration of the router's listener and links.
+func (r *Router) quicConfig() *quic.Config {
+	c := *r.quicConf
+	return &c
 }
 
 // Addr is the bound UDP address.

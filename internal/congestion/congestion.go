@@ -137,6 +137,13 @@ type Config struct {
 	// read as random loss, which neither shrinks the rate nor stalls it. A round trip that
 	// loses more cuts the rate by lossBackoff. Zero means DefaultLossTolerance.
 	LossTolerance float64
+	// Overhead, when set, says how many bytes go on the wire beside each byte the
+	// connection sends, now (0.25: a quarter more): the prefixes, headers and parity
+	// internal/fecconn adds under QUIC. The model keeps the path's rate in bytes on
+	// the wire, each delivery sample scaled by the overhead as its packet left, and
+	// paces the connection at that rate over 1 + the overhead now: more parity slows
+	// the connection at once, not after the rate filter forgets its larger samples.
+	Overhead func() float64
 }
 
 func (c Config) lossTolerance() float64 {
@@ -181,6 +188,9 @@ type record struct {
 	deliveredTime quic.MonoTime  // when delivered last grew, as of its send
 	firstSent     quic.MonoTime  // send time of the packet that began its sample
 	appLimited    bool           // sent with less than half the model's pipe in flight
+	wireFactor    float64        // bytes on the wire per byte sent, as of its send
+	deliveredWire float64        // deliveredWire when it was sent
+	lostWire      float64        // lostWire when it was sent
 }
 
 // Controller is one connection's congestion controller and pacer. quic-go calls it from
@@ -194,9 +204,12 @@ type Controller struct {
 	// lostSizes are the sizes of packets counted lost, for OnSpuriousLoss.
 	lostSizes map[quic.PacketNumber]quic.ByteCount
 
-	// The delivery-rate estimator's running state.
+	// The delivery-rate estimator's running state; the wire's counts are in bytes on
+	// the wire (Config.Overhead).
 	delivered     quic.ByteCount
 	lost          quic.ByteCount
+	deliveredWire float64
+	lostWire      float64
 	deliveredTime quic.MonoTime
 	firstSent     quic.MonoTime
 	inFlight      quic.ByteCount
@@ -245,6 +258,8 @@ type Controller struct {
 	heldBack bool
 
 	cwnd quic.ByteCount
+
+	overhead func() float64 // Config.Overhead, or nil
 }
 
 var _ quic.CongestionControl = (*Controller)(nil)
@@ -253,6 +268,7 @@ var _ quic.CongestionControl = (*Controller)(nil)
 func New(cfg Config) *Controller {
 	c := &Controller{
 		tolerance:   cfg.lossTolerance(),
+		overhead:    cfg.Overhead,
 		mss:         1200,
 		records:     make(map[quic.PacketNumber]record),
 		lostSizes:   make(map[quic.PacketNumber]quic.ByteCount),
@@ -263,14 +279,26 @@ func New(cfg Config) *Controller {
 	return c
 }
 
-// BottleneckRate is the model's bottleneck rate in bytes per second (zero before the
-// first sample).
-func (c *Controller) BottleneckRate() float64 {
+// BottleneckRate is the model's bottleneck rate in bytes per second of the connection's
+// own packets (zero before the first sample): the path's rate on the wire, less what
+// Config.Overhead takes of it.
+func (c *Controller) BottleneckRate() float64 { return c.wireRate() / c.wireFactor() }
+
+// wireRate is the model's bottleneck rate in bytes per second on the wire.
+func (c *Controller) wireRate() float64 {
 	var m float64
 	for _, b := range c.bw {
 		m = max(m, b)
 	}
 	return m
+}
+
+// wireFactor is the bytes on the wire per byte the connection sends, now.
+func (c *Controller) wireFactor() float64 {
+	if c.overhead == nil {
+		return 1
+	}
+	return 1 + max(0, c.overhead())
 }
 
 // BaseRTT is the model's base round trip (zero before the first sample).
@@ -381,7 +409,8 @@ func (c *Controller) OnPacketSent(sent quic.MonoTime, inFlight quic.ByteCount, p
 		c.deliveredTime = sent
 	}
 	c.records[pn] = record{sent: sent, size: size, delivered: c.delivered, lost: c.lost,
-		deliveredTime: c.deliveredTime, firstSent: c.firstSent,
+		deliveredWire: c.deliveredWire, lostWire: c.lostWire,
+		deliveredTime: c.deliveredTime, firstSent: c.firstSent, wireFactor: c.wireFactor(),
 		appLimited: !c.heldBack || inFlight < quic.ByteCount(appLimitedShare*float64(max(c.bdp(), minWindowPackets*c.mss)))}
 	c.heldBack = false
 	c.largest = max(c.largest, pn)
@@ -422,6 +451,11 @@ func (c *Controller) OnPacketAcked(pn quic.PacketNumber, size quic.ByteCount, pr
 	c.lastAck = now
 	c.inFlight = max(priorInFlight-size, 0)
 	c.delivered += size
+	if ok {
+		c.deliveredWire += float64(size) * rec.wireFactor
+	} else {
+		c.deliveredWire += float64(size) * c.wireFactor()
+	}
 	c.deliveredTime = now
 	c.roundAcked += size
 	c.roundBytes += size
@@ -438,8 +472,10 @@ func (c *Controller) OnPacketAcked(pn quic.PacketNumber, size quic.ByteCount, pr
 	c.firstSent = rec.sent
 	interval := max(rec.sent.Sub(rec.firstSent), now.Sub(rec.deliveredTime))
 	if interval >= max(minSampleInterval, c.minRTT) && rec.sent > c.resumed {
-		dDelivered := float64(c.delivered - rec.delivered)
-		dLost := float64(c.lost - rec.lost)
+		// In bytes on the wire: the parity beside the connection's packets crossed too,
+		// each packet's as much as the overhead when it left.
+		dDelivered := c.deliveredWire - rec.deliveredWire
+		dLost := c.lostWire - rec.lostWire
 		rate := dDelivered / interval.Seconds()
 		c.roundMaxSample = max(c.roundMaxSample, rate)
 		// Random loss: the link carried the lost bytes too. Credit them while the share
@@ -480,7 +516,7 @@ func (c *Controller) sampleRTT(rtt time.Duration, now quic.MonoTime) {
 func (c *Controller) endRound(now quic.MonoTime) {
 	c.round++
 	c.nextRound = c.delivered
-	bw := c.BottleneckRate()
+	bw := c.wireRate()
 
 	switch {
 	case c.queueInRound() && c.trickleRound():
@@ -607,11 +643,11 @@ func (c *Controller) advance(now quic.MonoTime) {
 			// The probe's acknowledgements come back a round trip after it, while the
 			// cycle drains. If it found the path faster by most of what it asked, the
 			// path grew: probe again at once instead of cruising six round trips.
-			if c.phase == probeCruiseIndex && c.probeFrom > 0 && c.BottleneckRate() >= c.probeFrom*probeFoundGrowth {
+			if c.phase == probeCruiseIndex && c.probeFrom > 0 && c.wireRate() >= c.probeFrom*probeFoundGrowth {
 				c.phase = 0
 			}
 			if c.phase == 0 {
-				c.probeFrom = c.BottleneckRate()
+				c.probeFrom = c.wireRate()
 			}
 		}
 	case ProbeRTT:
@@ -680,6 +716,7 @@ func (c *Controller) OnCongestionEvent(pn quic.PacketNumber, size quic.ByteCount
 		return // in a silence: a blackout, not congestion
 	}
 	c.lost += size
+	c.lostWire += float64(size) * rec.wireFactor
 	c.roundLost += size
 	if len(c.lostSizes) >= maxRecords {
 		clear(c.lostSizes)
@@ -697,6 +734,7 @@ func (c *Controller) OnSpuriousLoss(pn quic.PacketNumber) {
 	}
 	delete(c.lostSizes, pn)
 	c.lost = max(c.lost-size, 0)
+	c.lostWire = max(c.lostWire-float64(size)*c.wireFactor(), 0)
 	c.roundLost = max(c.roundLost-size, 0)
 }
 

@@ -109,6 +109,37 @@ func TestQueueStaysShort(t *testing.T) {
 	}
 }
 
+// TestParityLeavesTheLinkItsShare runs the controller over a 10 Mbit/s path on which,
+// from 10 s on, every packet brings 30 % more beside it, sent outside the controller:
+// fecconn's parity once the radio starts losing 10 %. Told the overhead, the controller
+// slows at once and keeps its queue short; not told, it keeps the rate its filter
+// remembers for ten round trips and fills the queue.
+func TestParityLeavesTheLinkItsShare(t *testing.T) {
+	p := path{rate: 10 * mbit, delay: 100 * time.Millisecond, queue: 200, overhead: 0.3, overheadFrom: 10 * time.Second}
+	var told *sim
+	told = newSim(p, Config{LossTolerance: radioTolerance, Overhead: func() float64 { return p.overheadAt(told.elapsed()) }}, 3)
+	told.run(30 * time.Second)
+	blind := newSim(p, Config{LossTolerance: radioTolerance}, 3)
+	blind.run(30 * time.Second)
+	worstRTT := func(s *sim) time.Duration {
+		var worst time.Duration
+		for _, x := range s.samples {
+			if x.at >= 10*time.Second && x.at < 15*time.Second {
+				worst = max(worst, x.rtt)
+			}
+		}
+		return worst
+	}
+	t.Logf("smoothed RTT after the parity began: up to %v told, %v not told", worstRTT(told), worstRTT(blind))
+	if worst, limit := worstRTT(told), 200*time.Millisecond+75*time.Millisecond; worst > limit {
+		t.Errorf("told of the parity: smoothed RTT up to %v on a 200 ms path, want <= %v%s", worst, limit, told.trace())
+	}
+	fit := 10 * mbit / 1.3
+	if got := told.goodput(15*time.Second, 30*time.Second); got < 0.8*fit || got > 1.05*fit {
+		t.Errorf("goodput %.2f Mbit/s told of 30 %% parity, want within 0.8–1.05 of %.2f%s", got/mbit, fit/mbit, told.trace())
+	}
+}
+
 // TestBlackoutResumesAtTheRate checks that a connection coming back from a blackout
 // sends at the rate it had, not from a slow start.
 func TestBlackoutResumesAtTheRate(t *testing.T) {

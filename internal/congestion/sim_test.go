@@ -34,6 +34,19 @@ type path struct {
 	// transfer that something past the controller paces (an echo's round trip, a
 	// receive window).
 	appWindow quic.ByteCount
+	// overhead is the share of its own size each packet takes of the link beside it:
+	// the parity internal/fecconn sends under QUIC, which the controller never sees.
+	overhead float64
+	// overheadFrom is when the overhead starts (the radio started losing).
+	overheadFrom time.Duration
+}
+
+// overheadAt is the path's overhead at t.
+func (p path) overheadAt(t time.Duration) float64 {
+	if t < p.overheadFrom {
+		return 0
+	}
+	return p.overhead
 }
 
 // trickleEvery and trickleSize are the application's packets in a trickle window: the
@@ -222,7 +235,7 @@ func (s *sim) sendSized(size quic.ByteCount) {
 		return
 	}
 	start := max(s.now, s.linkFree)
-	tx := time.Duration(float64(size*8) / s.rateAt(start.Sub(epoch)) * float64(time.Second))
+	tx := time.Duration(float64(size*8) * (1 + s.p.overheadAt(s.elapsed())) / s.rateAt(start.Sub(epoch)) * float64(time.Second))
 	s.linkFree = start.Add(tx)
 	s.queued = append(s.queued, s.linkFree)
 	if s.rng.Float64() < s.p.loss {

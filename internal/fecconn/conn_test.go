@@ -116,7 +116,7 @@ func TestRebuildsLostPackets(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	a, b := p.a.Stats(), p.b.Stats()
-	t.Logf("got %d of %d; a %+v b %+v %v", p.bGot.Load(), n, a, b, p.a.Losses())
+	t.Logf("got %d of %d; a %+v b %+v", p.bGot.Load(), n, a, b)
 	// Packets sent before a heard b's prefix went plain and are lost at 10 %; the rest
 	// went in blocks, and a block that loses more than its parity can rebuild is rare.
 	if a.Protected < n*9/10 {
@@ -127,5 +127,106 @@ func TestRebuildsLostPackets(t *testing.T) {
 	}
 	if b.Unrecovered > a.Protected/50 {
 		t.Errorf("b lost %d of %d protected packets for good, want under 2 %% (a block lost to a burst of the race detector's pauses costs a few)", b.Unrecovered, a.Protected)
+	}
+}
+
+// TestPeerWithoutItGetsPlainQUIC sends from a Conn to a bare UDP socket, as to a peer
+// whose QUIC stack has no fecconn under it: every packet arrives as it was written,
+// beside a hello now and then, which a QUIC stack drops for its cleared fixed bit.
+func TestPeerWithoutItGetsPlainQUIC(t *testing.T) {
+	bare, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	apc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(apc, Config{HelloEvery: time.Nanosecond})
+	defer a.Close()
+	const n = 50
+	for i := range n {
+		if _, err := a.WriteTo([]byte{0x41, byte(i), 1, 2, 3}, bare.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bare.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2048)
+	var plain, hellos int
+	for plain < n {
+		m, _, err := bare.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("after %d plain packets and %d hellos: %v", plain, hellos, err)
+		}
+		switch {
+		case m == prefixLen && buf[0] == kindHello:
+			hellos++
+		case m == 5 && buf[0] == 0x41 && buf[1] == byte(plain):
+			plain++
+		default:
+			t.Fatalf("packet % x: want a plain packet or a hello", buf[:m])
+		}
+	}
+	if hellos == 0 {
+		t.Error("no hello: the peer could never learn this end speaks the prefix")
+	}
+	if st := a.Stats(); st.Protected != 0 || st.Plain != n {
+		t.Errorf("stats %+v: want %d plain, none protected", st, n)
+	}
+}
+
+// TestCodes checks the code chosen for each reported loss: one parity packet in 64 on a
+// clean link, more as the loss grows, and 15 at 10 %.
+func TestCodes(t *testing.T) {
+	c := New(nil, Config{})
+	if got := c.codes[0]; got != (code{63, 1}) {
+		t.Errorf("clean link: code %+v, want {63 1}", got)
+	}
+	if got := c.codes[lossByte(0.10)]; got.m != 15 || got.k+got.m != 64 {
+		t.Errorf("10 %% loss: code %+v, want 15 parity in 64", got)
+	}
+	for v := 1; v < len(c.codes); v++ {
+		if c.codes[v].m < c.codes[v-1].m {
+			t.Fatalf("loss %d/256: %d parity, fewer than the %d at %d/256", v, c.codes[v].m, c.codes[v-1].m, v-1)
+		}
+	}
+}
+
+// TestLossCountSkipsAFullQueue feeds the loss counter 10 % random loss at no queueing
+// delay, then a queue's overflow: every other packet dropped while the delay is 200 ms
+// over the base. It reports the first and not the second.
+func TestLossCountSkipsAFullQueue(t *testing.T) {
+	var s seqCounter
+	now := time.Now()
+	var seq uint16
+	var samples []float64
+	for i := range 5000 {
+		now = now.Add(time.Millisecond)
+		seq++
+		if i%10 == 3 { // one in ten lost, alone
+			continue
+		}
+		if v, ok := s.add(seq, 50, now); ok {
+			samples = append(samples, v)
+		}
+	}
+	got := samples[len(samples)-1]
+	if got < 0.08 || got > 0.12 {
+		t.Fatalf("random loss of 10 %% counted as %.3f", got)
+	}
+	queued := 0
+	for i := range 5000 {
+		now = now.Add(time.Millisecond)
+		seq++
+		if i%2 == 0 {
+			continue // the queue overflows
+		}
+		if _, ok := s.add(seq, 250, now); ok {
+			queued++
+		}
+	}
+	if queued > 0 {
+		t.Errorf("%d loss samples taken while the queue overflowed, want none", queued)
 	}
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"io"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,9 +50,9 @@ func TestProfilesUseUmbrasController(t *testing.T) {
 				if inner == nil {
 					t.Fatal("profile's QUIC configuration has no congestion controller")
 				}
-				c.Congestion = func(r *quic.RTTStats) quic.CongestionControl {
+				c.Congestion = func(r *quic.RTTStats, peer net.Addr) quic.CongestionControl {
 					made.Add(1)
-					cc := inner(r)
+					cc := inner(r, peer)
 					if _, ok := cc.(*congestion.Controller); !ok {
 						t.Errorf("controller is %T, want *congestion.Controller", cc)
 					}

@@ -14,8 +14,8 @@ import (
 // peer. A connected socket is not listening: the kernel takes datagrams only from the
 // router, and nothing on the network can reach the device through it. This is how an
 // agent stays dark while it dials out. The socket and its transport close when the
-// connection ends.
-func DialConnected(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
+// connection ends. The profile sets the connection and, with FEC, the socket's wrapper.
+func DialConnected(ctx context.Context, addr string, tlsConf *tls.Config, p Profile) (*quic.Conn, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
@@ -24,7 +24,8 @@ func DialConnected(ctx context.Context, addr string, tlsConf *tls.Config, conf *
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
-	tr := &quic.Transport{Conn: connectedUDP{uc}}
+	sock, conf := p.Socket(connectedUDP{uc})
+	tr := &quic.Transport{Conn: sock}
 	conn, err := tr.Dial(ctx, raddr, tlsConf, conf)
 	if err != nil {
 		tr.Close()

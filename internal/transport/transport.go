@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/umbranet/umbra/third_party/quic-go"
 
 	"github.com/umbranet/umbra/internal/congestion"
+	"github.com/umbranet/umbra/internal/fecconn"
 	"github.com/umbranet/umbra/internal/pki"
 )
 
@@ -82,6 +84,10 @@ type Profile struct {
 	// connection sends (third_party/quic-go's Config.RetransmitCopies); zero sends each
 	// repair once.
 	RetransmitCopies int
+	// FEC puts internal/fecconn under the profile's QUIC connections: packets to a peer
+	// that speaks it travel in Reed–Solomon blocks whose parity follows the loss the peer
+	// reports, so a lost packet is rebuilt before QUIC waits a round trip for its repair.
+	FEC bool
 }
 
 // Congestion controllers a Profile may name.
@@ -125,6 +131,7 @@ var Radio = Profile{
 	MaxProbeTimeout:                RadioMaxProbeTimeout,
 	HoldStalledLinks:               true,
 	RetransmitCopies:               RadioRetransmitCopies,
+	FEC:                            true,
 }
 
 // The Radio profile opens its receive windows at their maxima. quic-go starts a stream at
@@ -186,14 +193,40 @@ func (p Profile) QUIC() *quic.Config {
 	}
 }
 
+// Socket returns pc as the profile's connections use it, under internal/fecconn when the
+// profile has FEC, and the QUIC configuration of connections on it, whose controllers
+// count the parity the socket adds for their peer (congestion.Config.Overhead).
+func (p Profile) Socket(pc net.PacketConn) (net.PacketConn, *quic.Config) {
+	conf := p.QUIC()
+	if !p.FEC {
+		return pc, conf
+	}
+	fc := fecconn.New(pc, fecconn.Config{})
+	if conf.Congestion != nil {
+		conf.Congestion = p.congestionWith(fc.Overhead)
+	}
+	return fc, conf
+}
+
 // congestion returns the quic-go hook that gives each connection the profile's
 // controller, or nil for quic-go's own.
-func (p Profile) congestion() func(*quic.RTTStats) quic.CongestionControl {
+func (p Profile) congestion() func(*quic.RTTStats, net.Addr) quic.CongestionControl {
 	if p.Congestion == CongestionReno {
 		return nil
 	}
-	cfg := congestion.Config{LossTolerance: p.LossTolerance}
-	return func(*quic.RTTStats) quic.CongestionControl { return congestion.New(cfg) }
+	return p.congestionWith(nil)
+}
+
+// congestionWith is the hook for umbra's controller; overhead, when set, gives each
+// connection its peer's Config.Overhead.
+func (p Profile) congestionWith(overhead func(net.Addr) func() float64) func(*quic.RTTStats, net.Addr) quic.CongestionControl {
+	return func(_ *quic.RTTStats, peer net.Addr) quic.CongestionControl {
+		cfg := congestion.Config{LossTolerance: p.LossTolerance}
+		if overhead != nil {
+			cfg.Overhead = overhead(peer)
+		}
+		return congestion.New(cfg)
+	}
 }
 
 // PeerCheck decides whether a verified peer may use a connection with a given ALPN.

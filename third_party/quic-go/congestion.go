@@ -1,6 +1,8 @@
 package quic
 
 import (
+	"net"
+
 	"github.com/umbranet/umbra/third_party/quic-go/internal/congestion"
 	"github.com/umbranet/umbra/third_party/quic-go/internal/monotime"
 	"github.com/umbranet/umbra/third_party/quic-go/internal/protocol"
@@ -27,3 +29,12 @@ type PacketNumber = protocol.PacketNumber
 // MonoTime is an instant in monotonic time (nanoseconds from an arbitrary origin), as
 // CongestionControl sees it.
 type MonoTime = monotime.Time
+
+// congestionFor binds a connection's peer address to Config.Congestion (umbra's patch),
+// for the loss recovery that makes the controller; nil stays nil.
+func congestionFor(f func(*RTTStats, net.Addr) CongestionControl, peer net.Addr) func(*RTTStats) CongestionControl {
+	if f == nil {
+		return nil
+	}
+	return func(r *RTTStats) CongestionControl { return f(r, peer) }
+}

@@ -331,7 +331,7 @@ var newConnection = func(
 		s.perspective,
 		s.qlogger,
 		s.logger,
-		s.config.Congestion,
+		congestionFor(s.config.Congestion, s.conn.RemoteAddr()),
 		s.config.MaxProbeTimeout,
 	)
 	s.maxPayloadSizeEstimate.Store(uint32(estimateMaxPayloadSize(s.config.initialPacketSize())))
@@ -471,7 +471,7 @@ var newClientConnection = func(
 		s.perspective,
 		s.qlogger,
 		s.logger,
-		s.config.Congestion,
+		congestionFor(s.config.Congestion, s.conn.RemoteAddr()),
 		s.config.MaxProbeTimeout,
 	)
 	s.maxPayloadSizeEstimate.Store(uint32(estimateMaxPayloadSize(s.config.initialPacketSize())))

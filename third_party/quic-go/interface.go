@@ -198,9 +198,10 @@ type Config struct {
 
 	// Congestion, if set, makes each connection's congestion controller (umbra's patch):
 	// it is called once per connection, and again when the connection migrates to a new
-	// path, with the connection's round-trip statistics. The controller paces the
-	// connection too (TimeUntilSend, HasPacingBudget). Nil means quic-go's NewReno.
-	Congestion func(*RTTStats) CongestionControl
+	// path, with the connection's round-trip statistics and the peer's address as the
+	// connection first knew it. The controller paces the connection too (TimeUntilSend,
+	// HasPacingBudget). Nil means quic-go's NewReno.
+	Congestion func(*RTTStats, net.Addr) CongestionControl
 
 	// MaxProbeTimeout, if positive, truncates the probe timeout's exponential backoff
 	// (umbra's patch): a connection whose packets go unanswered probes the path at least
