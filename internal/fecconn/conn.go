@@ -288,7 +288,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 		class := classOf(pkt[0])
 		dec := p.dec[class]
 		if dec == nil {
-			if dec, err = fec.NewDecoder(fec.Config{K: 48, M: 16, MaxMessage: maxMessage, Blocks: decoderBlocks, FlushDelay: c.cfg.FlushDelay}); err != nil {
+			if dec, err = fec.NewDecoder(fec.Config{K: 48, M: 16, MaxMessage: classMax[class], Blocks: decoderBlocks, FlushDelay: c.cfg.FlushDelay}); err != nil {
 				continue
 			}
 			p.dec[class] = dec
@@ -397,6 +397,10 @@ const (
 )
 
 var kinds = [classes]byte{kindBlock, kindSmall}
+
+// classMax is the longest packet of each class, which bounds its decoder's buffers: a
+// peer's decoders hold at most decoderBlocks×64 shards of each.
+var classMax = [classes]int{maxMessage, smallPacket}
 
 // classOf is the class of a block packet's kind.
 func classOf(kind byte) int {
