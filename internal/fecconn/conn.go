@@ -301,14 +301,20 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 		after := dec.Stats()
 		c.recovered.Add(after.Recovered - before.Recovered)
 		c.unrecovered.Add(after.Lost - before.Lost)
-		for _, msg := range msgs {
-			c.queue = append(c.queue, append([]byte(nil), msg...))
-			c.queueAddr = append(c.queueAddr, addr)
-		}
 		if now.Sub(c.lastSweep) > c.cfg.PeerIdle/4 {
 			c.lastSweep = now
 			c.sweep(now)
 		}
+		if len(msgs) == 0 {
+			continue
+		}
+		// Rebuilt packets after the first wait their turn; the first, usually the only
+		// one, goes straight to the reader without a copy of its own.
+		for _, msg := range msgs[1:] {
+			c.queue = append(c.queue, append([]byte(nil), msg...))
+			c.queueAddr = append(c.queueAddr, addr)
+		}
+		return copy(b, msgs[0]), addr, nil
 	}
 }
 
@@ -451,10 +457,6 @@ func (p *peer) account(now time.Time) {
 	p.overhead.Store(math.Float64bits(old + overheadGain*(sample-old)))
 	p.quicBytes, p.wireBytes, p.accountedAt = 0, 0, now
 }
-
-// overhead is the bytes a full block of the shape sends beside each byte of its
-// packets: m parity packets, each about as long as the longest, for k.
-func (c code) overhead() float64 { return float64(c.m) / float64(c.k) }
 
 // Overhead returns a function that says, whenever called, how many bytes the Conn
 // writes to addr beside each byte of QUIC packets: prefixes, headers and parity, as
