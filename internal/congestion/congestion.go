@@ -18,9 +18,13 @@
 //     window nor pacer refused since the last one) was limited by the application, so an
 //     idle link's model is neither cut by a queue signal nor taken as the path's rate:
 //     startup keeps searching until a bulk transfer fills the pipe, and a base round trip
-//     that rose while the connection only trickled (a longer route) is taken as the new
-//     base after queueRounds, not read as a queue. A model a bulk transfer filled ends
-//     startup on its plateau even when something past the controller paced it.
+//     that rose while the connection only trickled, or by more than its packets in
+//     flight could queue (a longer route), is taken as the new base after queueRounds,
+//     not read as a queue; a base several times the old one is
+//     a new path, whose rate startup searches afresh. Startup's window grows only by
+//     what it carried (half used or more), and it paces at most at startupGain times
+//     half that window a round trip, so a rate measured elsewhere (bursts on a
+//     shorter hop) never sends a bulk write into the radio's queue in one burst.
 //   - A blackout is not congestion either. A silence (no acknowledgement for several
 //     base round trips) freezes the model; what was lost in it does not count, and the
 //     connection resumes at the rate it had.
@@ -88,6 +92,14 @@ const (
 	// queueRounds is how many round trips in a row must show a queue before the model
 	// falls: a probe's own queue lasts one, and the next round trip drains it.
 	queueRounds = 3
+	// queueSlack is how much longer than its packets in flight take to drain a queue
+	// may delay a round trip and still be the connection's own (ownQueue): delivery
+	// samples bunch, and the model lags a rate that fell.
+	queueSlack = 2.0
+	// newPathRTTs is how many times the base a round trip must rise to, with no queue
+	// of the connection's own to explain it, for the path to count as a new one whose
+	// rate startup searches afresh (restart): a radio hop that moved from 1 to 800 ms.
+	newPathRTTs = 2
 	// lossBackoff is what a round trip that lost more than the tolerance leaves of the
 	// rate, unless the path delivered more than that in it (BBRv2's beta).
 	lossBackoff = 0.7
@@ -188,6 +200,7 @@ type record struct {
 	deliveredTime quic.MonoTime  // when delivered last grew, as of its send
 	firstSent     quic.MonoTime  // send time of the packet that began its sample
 	appLimited    bool           // sent with less than half the model's pipe in flight
+	windowUsed    bool           // sent with at least half the window in flight
 	wireFactor    float64        // bytes on the wire per byte sent, as of its send
 	deliveredWire float64        // deliveredWire when it was sent
 	lostWire      float64        // lostWire when it was sent
@@ -222,6 +235,8 @@ type Controller struct {
 	roundLost      quic.ByteCount
 	roundMinRTT    time.Duration
 	roundMaxSample float64 // largest uncorrected delivery rate in the round
+	// roundMaxInFlight is the most in flight when a packet of the round was sent.
+	roundMaxInFlight quic.ByteCount
 	// roundAppLimited: the round's last sample was sent with the pipe far from full,
 	// so the round says what the application wrote, not what the path carries.
 	roundAppLimited bool
@@ -236,6 +251,7 @@ type Controller struct {
 
 	state       State
 	filled      bool // startup found the pipe full once
+	bulkSeen    bool // loadedModel
 	fullBw      float64
 	fullBwCount int
 	phase       int
@@ -258,6 +274,11 @@ type Controller struct {
 	heldBack bool
 
 	cwnd quic.ByteCount
+	// startupWindow is the initial window plus every byte acknowledged of a packet
+	// sent with the window at least half used (as TCP's cwnd validation, RFC 7661):
+	// startup's window grows by what it carried, doubling a round trip, not by what
+	// the application trickled.
+	startupWindow quic.ByteCount
 
 	overhead func() float64 // Config.Overhead, or nil
 }
@@ -276,6 +297,7 @@ func New(cfg Config) *Controller {
 		probeMin:    math.MaxInt64,
 	}
 	c.cwnd = initialWindowPackets * c.mss
+	c.startupWindow = c.cwnd
 	return c
 }
 
@@ -311,6 +333,12 @@ func (c *Controller) State() State { return c.state }
 func (c *Controller) PacingRate() float64 {
 	floor := float64(minWindowPackets*c.mss) / c.rtt().Seconds()
 	bw := c.BottleneckRate()
+	if c.state == Startup {
+		// Startup's window doubles a round trip, so half of it is what the last
+		// round trip delivered: pacing above startupGain times that would send a
+		// window the model made elsewhere (bursts, a shorter path) as one burst.
+		bw = min(bw, float64(c.startupWindow)/2/c.rtt().Seconds())
+	}
 	if bw == 0 || c.state == Startup && !c.filled {
 		// Before the model has a sample, and in the first startup until the pipe is
 		// full, the rate never falls below the initial window's: a connection whose
@@ -357,7 +385,10 @@ func (c *Controller) updateWindow() {
 	var w quic.ByteCount
 	switch c.state {
 	case Startup:
-		w = max(initialWindowPackets*c.mss, quic.ByteCount(startupCwndGain*float64(bdp)))
+		// Grown by what the window itself let through (startupWindow), as BBR's: a
+		// model the connection did not fill (a few bursts on a shorter path) must not
+		// let the first bulk write dump a whole window into the radio's queue at once.
+		w = max(initialWindowPackets*c.mss, min(quic.ByteCount(startupCwndGain*float64(bdp)), c.startupWindow))
 	case ProbeRTT:
 		w = quic.ByteCount(probeRTTCwndGain * float64(bdp))
 	default:
@@ -403,6 +434,7 @@ func (c *Controller) OnPacketSent(sent quic.MonoTime, inFlight quic.ByteCount, p
 		return
 	}
 	c.inFlight = inFlight
+	c.roundMaxInFlight = max(c.roundMaxInFlight, inFlight)
 	if inFlight <= size {
 		// The pipe was empty: the sample this packet begins starts now.
 		c.firstSent = sent
@@ -411,7 +443,7 @@ func (c *Controller) OnPacketSent(sent quic.MonoTime, inFlight quic.ByteCount, p
 	c.records[pn] = record{sent: sent, size: size, delivered: c.delivered, lost: c.lost,
 		deliveredWire: c.deliveredWire, lostWire: c.lostWire,
 		deliveredTime: c.deliveredTime, firstSent: c.firstSent, wireFactor: c.wireFactor(),
-		appLimited: !c.heldBack || inFlight < quic.ByteCount(appLimitedShare*float64(max(c.bdp(), minWindowPackets*c.mss)))}
+		windowUsed: 2*inFlight >= c.cwnd, appLimited: !c.heldBack || inFlight < quic.ByteCount(appLimitedShare*float64(max(c.bdp(), minWindowPackets*c.mss)))}
 	c.heldBack = false
 	c.largest = max(c.largest, pn)
 	if len(c.records) > maxRecords {
@@ -462,6 +494,9 @@ func (c *Controller) OnPacketAcked(pn quic.PacketNumber, size quic.ByteCount, pr
 	if !ok {
 		c.updateWindow()
 		return
+	}
+	if rec.windowUsed {
+		c.startupWindow += size
 	}
 	rtt := now.Sub(rec.sent)
 	c.sampleRTT(rtt, now)
@@ -519,12 +554,17 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	bw := c.wireRate()
 
 	switch {
-	case c.queueInRound() && c.trickleRound():
-		// A trickle cannot have built the queue: the path's delay rose
-		// (a new route, a longer radio hop). After queueRounds of it the base round
-		// trip is the new one, without cutting the rate or waiting out minRTTWindow.
+	case c.queueInRound() && (c.trickleRound() || !c.ownQueue(bw)):
+		// A trickle cannot have built the queue, nor can a connection build one longer
+		// than its packets in flight take to cross at the path's rate: the path's delay
+		// rose (a new route, a longer radio hop). After queueRounds of it the base round
+		// trip is the new one, without cutting the rate or waiting out minRTTWindow;
+		// a base newPathRTTs times the old one is a new path, searched afresh.
 		c.queued = 0
 		if c.risen++; c.risen >= queueRounds {
+			if c.roundMinRTT >= newPathRTTs*c.minRTT {
+				c.restart()
+			}
 			c.minRTT = c.roundMinRTT
 			c.minRTTTime = now
 			c.risen = 0
@@ -570,9 +610,14 @@ func (c *Controller) endRound(now quic.MonoTime) {
 		c.enterDrain()
 	}
 
+	if !c.roundAppLimited && c.roundBytes >= 2*initialWindowPackets*c.mss {
+		c.bulkSeen = true
+	}
 	if c.state == Startup && (!c.roundAppLimited || c.loadedModel()) {
-		if bw >= c.fullBw*plateauGrowth {
-			c.fullBw = bw
+		// The round's own rate, not the model's: a model from before (another path,
+		// a few bursts) must not make the rounds that ramp up to it look like a plateau.
+		if got := c.roundMaxSample; got >= c.fullBw*plateauGrowth {
+			c.fullBw = got
 			c.fullBwCount = 0
 		} else if c.fullBwCount++; c.fullBwCount >= plateauRounds {
 			c.enterDrain()
@@ -592,16 +637,29 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	c.roundMinRTT = math.MaxInt64
 	c.roundMaxSample = 0
 	c.roundBytes = 0
+	c.roundMaxInFlight = 0
 }
 
-// loadedModel says whether the model is more than the initial window a round trip, so
-// that a round the application limited counts towards startup's plateau: the model was
-// filled by a bulk transfer that something past the controller paces (a receive window,
-// an echo's round trip), and searching on would only burst it into the radio's queue at
-// startupGain. A model a trickle made is less than that, so startup keeps searching for
-// the bulk transfer to come.
+// ownQueue says whether the round's queue could be the connection's own: a queue
+// delays a packet at most by what is in flight ahead of it, drained at the path's rate
+// (bw, on the wire). A round trip 800 ms above a base taken on a 1 ms hop, with a few
+// packets in flight, is a longer path, not a queue.
+func (c *Controller) ownQueue(bw float64) bool {
+	if bw <= 0 {
+		return true
+	}
+	excess := c.roundMinRTT - c.minRTT
+	drain := time.Duration(float64(c.roundMaxInFlight) * c.wireFactor() / bw * float64(time.Second))
+	return excess <= queueSlack*drain
+}
+
+// loadedModel says whether a bulk transfer filled the model (a round since startup began
+// carried twice the initial window without the application limiting it), so that a
+// round the application limited counts towards startup's plateau: something past the
+// controller paces the transfer (a receive window, an echo's round trip), and startup
+// would otherwise never end. A status sync of a few packets is not a bulk transfer.
 func (c *Controller) loadedModel() bool {
-	return c.bdp() > initialWindowPackets*c.mss
+	return c.bulkSeen && c.bdp() > initialWindowPackets*c.mss
 }
 
 // trickleRound says whether the round the application limited carried fewer than
@@ -615,6 +673,19 @@ func (c *Controller) trickleRound() bool {
 func (c *Controller) queueInRound() bool {
 	return c.roundMinRTT < math.MaxInt64 && c.minRTT > 0 &&
 		c.roundMinRTT > c.minRTT+max(queueMinDelay, time.Duration(queueFraction*float64(c.minRTT)))
+}
+
+// restart forgets the model for a new path, as a new connection starts: its rate was
+// measured on a path of a fraction of the round trip, by what crossed in bursts, and
+// startup paced at a multiple of it would dump the first bulk write into the new
+// path's queue.
+func (c *Controller) restart() {
+	c.resetBw(0)
+	c.state = Startup
+	c.filled = false
+	c.fullBw, c.fullBwCount = 0, 0
+	c.bulkSeen = false
+	c.startupWindow = initialWindowPackets * c.mss
 }
 
 // resetBw makes every round in the window hold rate.
@@ -633,7 +704,7 @@ func (c *Controller) enterDrain() {
 func (c *Controller) advance(now quic.MonoTime) {
 	switch c.state {
 	case Drain:
-		if c.inFlight <= c.bdp() {
+		if c.inFlight <= max(c.bdp(), minWindowPackets*c.mss) {
 			c.enterProbeBW(now)
 		}
 	case ProbeBW:

@@ -30,6 +30,9 @@ type path struct {
 	// trickle are the windows in which the application sends only one packet every
 	// trickleEvery (an idle link's heartbeats and echoes), not endless data.
 	trickle []window
+	// trickleBurst, if not zero, makes each of a trickle's messages this many full
+	// packets written at once (a status sync), not one small packet.
+	trickleBurst int
 	// appWindow, if not zero, is the most the application has unacknowledged: a bulk
 	// transfer that something past the controller paces (an echo's round trip, a
 	// receive window).
@@ -140,7 +143,8 @@ type sim struct {
 	lastAckTime quic.MonoTime
 	ptoCount    int
 
-	appSent quic.MonoTime // when the application last gave a packet, in a trickle window
+	appSent   quic.MonoTime // when the application last gave a packet, in a trickle window
+	burstLeft int           // full packets of the trickle's current burst still to send
 
 	acked   []ackedAt // cumulative bytes acknowledged, for goodput windows
 	total   quic.ByteCount
@@ -205,7 +209,7 @@ func (s *sim) appReady() quic.MonoTime {
 	if s.p.appWindow > 0 && s.inFlight+simMSS > s.p.appWindow {
 		return s.now.Add(time.Millisecond) // until an acknowledgement makes room
 	}
-	if !s.trickling(s.elapsed()) || s.appSent == 0 {
+	if !s.trickling(s.elapsed()) || s.appSent == 0 || s.burstLeft > 0 {
 		return s.now
 	}
 	return max(s.now, s.appSent.Add(trickleEvery))
@@ -304,11 +308,21 @@ func (s *sim) run(d time.Duration) {
 				pacing: s.c.PacingRate() * 8, rtt: s.srtt, state: s.c.State(), cwnd: s.c.GetCongestionWindow()})
 			nextSample = s.now.Add(100 * time.Millisecond)
 		}
-		if s.c.CanSend(s.inFlight) && s.c.HasPacingBudget(s.now) && s.appReady() <= s.now {
-			if s.trickling(s.elapsed()) {
+		// The application first: quic-go asks the controller only when it has a
+		// packet to send, so only then is a refusal the controller holding it back.
+		if s.appReady() <= s.now && s.c.CanSend(s.inFlight) && s.c.HasPacingBudget(s.now) {
+			switch {
+			case s.burstLeft > 0:
+				s.burstLeft--
+				s.send()
+			case s.trickling(s.elapsed()) && s.p.trickleBurst > 0:
+				s.appSent = s.now
+				s.burstLeft = s.p.trickleBurst - 1
+				s.send()
+			case s.trickling(s.elapsed()):
 				s.appSent = s.now
 				s.sendSized(trickleSize)
-			} else {
+			default:
 				s.send()
 			}
 			continue
