@@ -156,6 +156,9 @@ type Config struct {
 	// paces the connection at that rate over 1 + the overhead now: more parity slows
 	// the connection at once, not after the rate filter forgets its larger samples.
 	Overhead func() float64
+	// BaseRTT, when set, is told the model's base round trip at the end of each round
+	// trip in which it changed: internal/fecconn sizes its parity by it.
+	BaseRTT func(time.Duration)
 }
 
 func (c Config) lossTolerance() float64 {
@@ -281,6 +284,9 @@ type Controller struct {
 	startupWindow quic.ByteCount
 
 	overhead func() float64 // Config.Overhead, or nil
+	// baseRTT is Config.BaseRTT, or nil; toldRTT the base round trip it was last told.
+	baseRTT func(time.Duration)
+	toldRTT time.Duration
 }
 
 var _ quic.CongestionControl = (*Controller)(nil)
@@ -290,6 +296,7 @@ func New(cfg Config) *Controller {
 	c := &Controller{
 		tolerance:   cfg.lossTolerance(),
 		overhead:    cfg.Overhead,
+		baseRTT:     cfg.BaseRTT,
 		mss:         1200,
 		records:     make(map[quic.PacketNumber]record),
 		lostSizes:   make(map[quic.PacketNumber]quic.ByteCount),
@@ -549,6 +556,10 @@ func (c *Controller) sampleRTT(rtt time.Duration, now quic.MonoTime) {
 // endRound closes a round trip: the startup plateau, loss above tolerance, a rising
 // queue.
 func (c *Controller) endRound(now quic.MonoTime) {
+	if c.baseRTT != nil && c.minRTT != c.toldRTT {
+		c.toldRTT = c.minRTT
+		c.baseRTT(c.minRTT)
+	}
 	c.round++
 	c.nextRound = c.delivered
 	bw := c.wireRate()

@@ -289,3 +289,20 @@ func TestSpuriousLossIsTakenBack(t *testing.T) {
 		t.Errorf("after the loss proved spurious: round lost %d, lost %d, want 0 and 0", c.roundLost, c.lost)
 	}
 }
+
+// TestTellsTheBaseRTT checks Config.BaseRTT: the socket under the connection hears the
+// model's base round trip, and hears it again when the path's delay rises.
+func TestTellsTheBaseRTT(t *testing.T) {
+	var told []time.Duration
+	p := path{rate: 10 * mbit, delay: 25 * time.Millisecond, queue: 200, trickle: []window{{from: 5 * time.Second, to: 30 * time.Second}},
+		delaySteps: []delayStep{{at: 10 * time.Second, delay: 400 * time.Millisecond}}}
+	s := newSim(p, Config{BaseRTT: func(d time.Duration) { told = append(told, d) }}, 7)
+	s.run(10 * time.Second)
+	if len(told) == 0 || told[len(told)-1] != s.c.BaseRTT() || told[len(told)-1] > 60*time.Millisecond {
+		t.Fatalf("told %v by 10 s, want the base round trip %v of a 50 ms path last", told, s.c.BaseRTT())
+	}
+	s.run(30 * time.Second)
+	if last := told[len(told)-1]; last < 800*time.Millisecond || last != s.c.BaseRTT() {
+		t.Errorf("told %v by 30 s, want the new base of an 800 ms path (%v) last", told, s.c.BaseRTT())
+	}
+}

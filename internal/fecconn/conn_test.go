@@ -177,18 +177,42 @@ func TestPeerWithoutItGetsPlainQUIC(t *testing.T) {
 }
 
 // TestCodes checks the code chosen for each reported loss: one parity packet in 64 on a
-// clean link, more as the loss grows, and 15 at 10 %.
+// clean link, more as the loss grows, and 15 at 10 % on a path of 400 ms or more, or
+// unknown; a shorter path never takes more parity than a longer one: 13 at 200 ms, 9 at
+// 50 ms, whose holes QUIC repairs 75 ms later.
 func TestCodes(t *testing.T) {
 	c := New(nil, Config{})
-	if got := c.codes[0]; got != (code{63, 1}) {
+	if got := c.codes[0][0]; got != (code{63, 1}) {
 		t.Errorf("clean link: code %+v, want {63 1}", got)
 	}
-	if got := c.codes[lossByte(0.10)]; got.m != 15 || got.k+got.m != 64 {
+	if got := c.codes[0][lossByte(0.10)]; got.m != 15 || got.k+got.m != 64 {
 		t.Errorf("10 %% loss: code %+v, want 15 parity in 64", got)
 	}
-	for v := 1; v < len(c.codes); v++ {
-		if c.codes[v].m < c.codes[v-1].m {
-			t.Fatalf("loss %d/256: %d parity, fewer than the %d at %d/256", v, c.codes[v].m, c.codes[v-1].m, v-1)
+	for step := range c.codes {
+		for v := 1; v < len(c.codes[step]); v++ {
+			if c.codes[step][v].m < c.codes[step][v-1].m {
+				t.Fatalf("step %d, loss %d/256: %d parity, fewer than the %d at %d/256", step, v, c.codes[step][v].m, c.codes[step][v-1].m, v-1)
+			}
+			if step > 0 && c.codes[step][v].m > c.codes[step-1][v].m {
+				t.Fatalf("step %d, loss %d/256: %d parity, more than the longer path's %d", step, v, c.codes[step][v].m, c.codes[step-1][v].m)
+			}
+		}
+	}
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+	for _, tc := range []struct {
+		rtt  time.Duration
+		step int
+		m    int // parity in 64 at 10 % loss
+	}{{0, 0, 15}, {800 * time.Millisecond, 0, 15}, {400 * time.Millisecond, 0, 15}, {399 * time.Millisecond, 0, 15},
+		{200 * time.Millisecond, 1, 13}, {100 * time.Millisecond, 2, -1}, {50 * time.Millisecond, 3, 9}, {time.Millisecond, rttSteps - 1, 9}} {
+		c.BaseRTT(addr)(tc.rtt)
+		p := c.peerFor(addr, time.Now())
+		step := c.rttStep(p)
+		if step != tc.step {
+			t.Errorf("base RTT %v: step %d, want %d", tc.rtt, step, tc.step)
+		}
+		if got := c.codes[step][lossByte(0.10)]; tc.m >= 0 && got.m != tc.m {
+			t.Errorf("base RTT %v, 10 %% loss: code %+v, want %d parity in 64", tc.rtt, got, tc.m)
 		}
 	}
 }

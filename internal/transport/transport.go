@@ -203,7 +203,7 @@ func (p Profile) Socket(pc net.PacketConn) (net.PacketConn, *quic.Config) {
 	}
 	fc := fecconn.New(pc, fecconn.Config{})
 	if conf.Congestion != nil {
-		conf.Congestion = p.congestionWith(fc.Overhead)
+		conf.Congestion = p.congestionWith(fc)
 	}
 	return fc, conf
 }
@@ -217,13 +217,15 @@ func (p Profile) congestion() func(*quic.RTTStats, net.Addr) quic.CongestionCont
 	return p.congestionWith(nil)
 }
 
-// congestionWith is the hook for umbra's controller; overhead, when set, gives each
-// connection its peer's Config.Overhead.
-func (p Profile) congestionWith(overhead func(net.Addr) func() float64) func(*quic.RTTStats, net.Addr) quic.CongestionControl {
+// congestionWith is the hook for umbra's controller; fc, when set, is the socket under
+// the connections, whose parity each controller counts (Config.Overhead) and sizes by
+// its base round trip (Config.BaseRTT).
+func (p Profile) congestionWith(fc *fecconn.Conn) func(*quic.RTTStats, net.Addr) quic.CongestionControl {
 	return func(_ *quic.RTTStats, peer net.Addr) quic.CongestionControl {
 		cfg := congestion.Config{LossTolerance: p.LossTolerance}
-		if overhead != nil {
-			cfg.Overhead = overhead(peer)
+		if fc != nil {
+			cfg.Overhead = fc.Overhead(peer)
+			cfg.BaseRTT = fc.BaseRTT(peer)
 		}
 		return congestion.New(cfg)
 	}
