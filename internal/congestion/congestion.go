@@ -20,11 +20,11 @@
 //     startup keeps searching until a bulk transfer fills the pipe, and a base round trip
 //     that rose while the connection only trickled, or by more than its packets in
 //     flight could queue (a longer route), is taken as the new base after queueRounds,
-//     not read as a queue; a base several times the old one is
-//     a new path, whose rate startup searches afresh. Startup's window grows only by
-//     what it carried (half used or more), and it paces at most at startupGain times
-//     half that window a round trip, so a rate measured elsewhere (bursts on a
-//     shorter hop) never sends a bulk write into the radio's queue in one burst.
+//     not read as a queue; a base several times the old one is a new path, whose rate
+//     startup searches afresh. Startup's window grows only by what it carried (sent
+//     half used or more), and it paces at most at startupGain times half that window a
+//     round trip, so a rate measured elsewhere (bursts on a shorter hop) never sends a
+//     bulk write into the radio's queue in one burst.
 //   - A blackout is not congestion either. A silence (no acknowledgement for several
 //     base round trips) freezes the model; what was lost in it does not count, and the
 //     connection resumes at the rate it had.
@@ -254,7 +254,7 @@ type Controller struct {
 
 	state       State
 	filled      bool // startup found the pipe full once
-	bulkSeen    bool // loadedModel
+	bulkSeen    bool // a round carried twice the initial window unlimited (loadedModel)
 	fullBw      float64
 	fullBwCount int
 	phase       int
@@ -564,6 +564,9 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	c.nextRound = c.delivered
 	bw := c.wireRate()
 
+	if !c.roundAppLimited && c.roundBytes >= 2*initialWindowPackets*c.mss {
+		c.bulkSeen = true // unless the round turns out to be on a new path (restart)
+	}
 	switch {
 	case c.queueInRound() && (c.trickleRound() || !c.ownQueue(bw)):
 		// A trickle cannot have built the queue, nor can a connection build one longer
@@ -621,9 +624,6 @@ func (c *Controller) endRound(now quic.MonoTime) {
 		c.enterDrain()
 	}
 
-	if !c.roundAppLimited && c.roundBytes >= 2*initialWindowPackets*c.mss {
-		c.bulkSeen = true
-	}
 	if c.state == Startup && (!c.roundAppLimited || c.loadedModel()) {
 		// The round's own rate, not the model's: a model from before (another path,
 		// a few bursts) must not make the rounds that ramp up to it look like a plateau.
