@@ -306,3 +306,23 @@ func TestTellsTheBaseRTT(t *testing.T) {
 		t.Errorf("told %v by 30 s, want the new base of an 800 ms path (%v) last", told, s.c.BaseRTT())
 	}
 }
+
+// TestFlowKeepsItsRateWhenTheRoundTripJumps: a telemetry flow of two full packets every
+// 50 ms (48 KB/s, more than a trickle) on a link that came up at 1 ms, whose round trip
+// then jumps to 800 ms (the drone flew out of Wi-Fi onto its radio). The window the old
+// base sized (four packets a round trip, 6 KB/s) held the flow to 0.05 Mbit/s until the
+// 10 s base probe, and again after it; four packets in flight cannot queue 800 ms, so the
+// new base is taken within a few round trips and the flow gets through whole.
+func TestFlowKeepsItsRateWhenTheRoundTripJumps(t *testing.T) {
+	p := path{rate: 10 * mbit, delay: 500 * time.Microsecond, queue: 200, trickleBurst: 2,
+		trickle:    []window{{from: 0, to: 30 * time.Second}},
+		delaySteps: []delayStep{{at: 5 * time.Second, delay: 400 * time.Millisecond}}}
+	s := newSim(p, Config{LossTolerance: radioTolerance}, 8)
+	s.run(30 * time.Second)
+	// From 5 s after the jump (three round trips to see it, a few more to take it),
+	// the flow's 48 KB/s.
+	want := 0.9 * float64(2*simMSS*8) / trickleEvery.Seconds()
+	if got := s.goodput(10*time.Second, 20*time.Second); got < want {
+		t.Errorf("goodput %.3f Mbit/s from 10 to 20 s, want >= %.3f (the flow's rate)%s", got/mbit, want/mbit, s.trace())
+	}
+}
