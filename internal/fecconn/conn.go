@@ -65,14 +65,21 @@ const (
 	// minData is the fewest messages per block whatever the loss: past 75 % parity the
 	// link is lost anyway.
 	minData = 16
-	// lossWindow is how many sequence numbers make one loss sample. The reported loss
-	// follows a sample above it with weight lossGainUp, so a link that starts losing is
-	// protected within three samples (about a second at a radio's rate), and one below
-	// it with lossGainDown, so parity is shed over about eight: a lost block costs a
-	// round trip and more, a parity packet one packet.
+	// lossWindow is how many sequence numbers make one loss sample. The estimate
+	// keeps 1−lossGainUp of its weight per sample above it, so a link that starts
+	// losing is protected within three samples (about a second at a radio's rate), and
+	// 1−lossGainDown per sample below it, so parity is shed over about eight: a lost
+	// block costs a round trip and more, a parity packet one packet.
 	lossWindow   = 128
 	lossGainUp   = 0.5
 	lossGainDown = 0.25
+	// lossPeriod also closes a sample once it holds lossMinNumbers: a link that only
+	// trickles (an echo, a heartbeat: some 30 packets a second) would otherwise take
+	// four seconds a sample, and keep a lossy minute's parity for half a minute after
+	// the loss ended, into the next bulk transfer. Fewer numbers make a noisier sample;
+	// the estimate, quicker up than down, errs toward parity.
+	lossPeriod     = time.Second
+	lossMinNumbers = 32
 	// lossSamples is about how many packets the reported loss averages over; the code
 	// is chosen for the reported loss plus one standard error of such an average, so a
 	// sender that hears 10 % plans for 11.3 %.
@@ -86,6 +93,10 @@ const (
 	// measure, as the codes do (75 % parity at most, with headers).
 	overheadMinBytes = 16 << 10
 	maxOverhead      = 1.0
+	// overheadStale is how long a period may wait for overheadMinBytes before the
+	// code's overhead for packets of fullPacket bytes (quic-go's largest) stands in.
+	overheadStale = time.Second
+	fullPacket    = 1452
 	// maxResidual caps the residual loss a short path allows: past it QUIC, not the
 	// code, would be repairing a lossy radio.
 	maxResidual = 0.05
@@ -190,6 +201,7 @@ type peer struct {
 	used     atomic.Int64  // unix nanoseconds of the last packet either way
 	overhead atomic.Uint64 // math.Float64bits of the parity per packet sent now
 	baseRTT  atomic.Int64  // the path's base round trip in nanoseconds, 0 if not told
+	longer   atomic.Bool   // baseRTT rose by pathRise: rx rebases its delays
 	swept    atomic.Bool   // forgotten by sweep: Overhead looks the address up again
 
 	// Send side, under mu.
@@ -207,10 +219,10 @@ type peer struct {
 	accountedAt          time.Time
 
 	// Read side: the read loop only.
-	dec     [classes]*fec.Decoder
-	rx      seqCounter
-	loss    float64
-	samples int
+	dec [classes]*fec.Decoder
+	rx  seqCounter
+	// The loss estimate: numbers and gaps counted, older samples weighing less.
+	numbers, gaps float64
 }
 
 // lossByte is a loss share in 256ths, as a prefix carries it.
@@ -349,18 +361,12 @@ func (p *peer) heard(pkt []byte, now time.Time) {
 	p.reported.Store(uint32(pkt[1]))
 	p.used.Store(now.UnixNano())
 	owd := int16(uint16(now.UnixMilli()) - binary.BigEndian.Uint16(pkt[4:]))
+	if p.longer.Swap(false) {
+		p.rx.rebase(owd, now)
+	}
 	if sample, ok := p.rx.add(binary.BigEndian.Uint16(pkt[2:]), owd, now); ok {
-		if p.samples == 0 {
-			p.loss = sample
-		} else {
-			gain := lossGainDown
-			if sample > p.loss {
-				gain = lossGainUp
-			}
-			p.loss += gain * (sample - p.loss)
-		}
-		p.samples++
-		p.seen.Store(lossByte(p.loss))
+		p.numbers, p.gaps = sample.fold(p.numbers, p.gaps)
+		p.seen.Store(lossByte(lossOfGaps(p.gaps / p.numbers)))
 	}
 }
 
@@ -411,7 +417,7 @@ func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	c.protected.Add(1)
 	p.quicBytes += len(b)
-	p.account(now)
+	p.account(c, now)
 	p.arm(c, now)
 	if werr != nil {
 		return 0, werr
@@ -472,13 +478,26 @@ func (bs *blockStream) reshape(c *Conn, want code) error {
 // QUIC packets', over the QUIC packets', averaged over a few periods, so the controller
 // sees what the link carried, not the code of the moment (which follows a noisy loss
 // estimate). The caller holds p.mu.
-func (p *peer) account(now time.Time) {
-	if now.Sub(p.accountedAt) < overheadPeriod || p.quicBytes < overheadMinBytes {
+//
+// A period that has not carried overheadMinBytes by overheadStale is closed on the
+// code's own overhead for full packets instead: an idle link or a trickle measures
+// nothing, and the last transfer's figure (a 30 % loss's doubling, say) would meet the
+// next transfer's first round trips, whose delivery samples the controller scales by
+// it and whose pacing it divides by the measure that follows.
+func (p *peer) account(c *Conn, now time.Time) {
+	period := now.Sub(p.accountedAt)
+	switch {
+	case period >= overheadPeriod && p.quicBytes >= overheadMinBytes:
+		sample := min(maxOverhead, float64(p.wireBytes-p.quicBytes)/float64(p.quicBytes))
+		old := math.Float64frombits(p.overhead.Load())
+		p.overhead.Store(math.Float64bits(old + overheadGain*(sample-old)))
+	case period >= overheadStale:
+		code := c.codes[c.rttStep(p)][p.reported.Load()]
+		full := float64(fullPacket)
+		p.overhead.Store(math.Float64bits(float64(code.k+code.m)/float64(code.k)*(full+prefixLen+fec.PacketOverhead)/full - 1))
+	default:
 		return
 	}
-	sample := min(maxOverhead, float64(p.wireBytes-p.quicBytes)/float64(p.quicBytes))
-	old := math.Float64frombits(p.overhead.Load())
-	p.overhead.Store(math.Float64bits(old + overheadGain*(sample-old)))
 	p.quicBytes, p.wireBytes, p.accountedAt = 0, 0, now
 }
 
@@ -514,7 +533,9 @@ func (c *Conn) BaseRTT(addr net.Addr) func(time.Duration) {
 				return
 			}
 		}
-		p.baseRTT.Store(int64(rtt))
+		if old := time.Duration(p.baseRTT.Swap(int64(rtt))); old > 0 && rtt-old >= pathRise {
+			p.longer.Store(true)
+		}
 	}
 }
 
@@ -590,7 +611,7 @@ func (p *peer) flush(c *Conn) {
 			}
 		}
 	}
-	p.account(now)
+	p.account(c, now)
 	p.arm(c, now)
 }
 
@@ -668,6 +689,7 @@ type seqCounter struct {
 	highest uint16
 	// numbers and gaps counted in the current sample, among low-delay arrivals
 	numbers, gaps int
+	sampleFrom    time.Time
 	// Least one-way delay (the sender's clock against ours, so only differences
 	// count) and most queueing delay, in this and the previous delayWindow.
 	minDelay, prevMinDelay int16
@@ -682,17 +704,36 @@ const queueFloor = 20
 // delayWindow is how long a least delay and a most queue are remembered.
 const delayWindow = 10 * time.Second
 
+// pathRise is the rise of the base round trip that a Conn takes as a longer path, not
+// a queue: half of it each way is more queueing delay than queueFloor, so without a
+// rebase every packet would look queued and none counted until delayWindow had passed
+// twice (up to 20 s of a lossy link's parity kept on a clean one, or none on a lossy
+// one).
+const pathRise = 2 * queueFloor * time.Millisecond
+
+// rebase takes owd as the path's one-way delay from now on and forgets the queues seen:
+// the controller found the path longer.
+func (s *seqCounter) rebase(owd int16, now time.Time) {
+	if !s.started {
+		return
+	}
+	s.minDelay, s.prevMinDelay = owd, owd
+	s.maxQueue, s.prevMaxQueue = 0, 0
+	s.delayFrom = now
+}
+
 // add takes one sequence number and the packet's one-way delay in milliseconds (up to
-// a clock offset), and returns a loss sample when lossWindow numbers have been counted.
-func (s *seqCounter) add(seq uint16, owd int16, now time.Time) (float64, bool) {
+// a clock offset), and returns a loss sample when lossWindow numbers have been counted,
+// or lossMinNumbers over lossPeriod.
+func (s *seqCounter) add(seq uint16, owd int16, now time.Time) (lossSample, bool) {
 	const restart = 4096 // a jump this far is a restarted peer, not loss
 	d := int16(seq - s.highest)
 	if !s.started || d > restart || d < -restart {
-		*s = seqCounter{started: true, highest: seq, minDelay: owd, prevMinDelay: owd, delayFrom: now}
-		return 0, false
+		*s = seqCounter{started: true, highest: seq, minDelay: owd, prevMinDelay: owd, delayFrom: now, sampleFrom: now}
+		return lossSample{}, false
 	}
 	if d <= 0 {
-		return 0, false // late or duplicate: its number was counted as a gap
+		return lossSample{}, false // late or duplicate: its number was counted as a gap
 	}
 	s.highest = seq
 	if now.Sub(s.delayFrom) > delayWindow {
@@ -704,17 +745,48 @@ func (s *seqCounter) add(seq uint16, owd int16, now time.Time) (float64, bool) {
 	queue := int(owd) - int(min(s.minDelay, s.prevMinDelay))
 	s.maxQueue = max(s.maxQueue, queue)
 	if queue > max(queueFloor, max(s.maxQueue, s.prevMaxQueue)/2) {
-		return 0, false
+		return lossSample{}, false
 	}
 	s.numbers += int(d)
 	if d > 1 {
 		s.gaps++
 	}
-	if s.numbers < lossWindow {
-		return 0, false
+	span := now.Sub(s.sampleFrom)
+	if s.numbers < lossWindow && (s.numbers < lossMinNumbers || span < lossPeriod) {
+		return lossSample{}, false
 	}
-	// Gaps per number estimate p(1−p); solve for p (the root below one half).
-	g := min(0.25, float64(s.gaps)/float64(s.numbers))
-	s.numbers, s.gaps = 0, 0
-	return (1 - math.Sqrt(1-4*g)) / 2, true
+	sample := lossSample{numbers: s.numbers, gaps: s.gaps, span: span}
+	s.numbers, s.gaps, s.sampleFrom = 0, 0, now
+	return sample, true
+}
+
+// lossSample is the numbers and gaps a seqCounter counted over span.
+type lossSample struct {
+	numbers, gaps int
+	span          time.Duration
+}
+
+// fold adds the sample to an estimate's numbers and gaps, whose weight falls by
+// lossGainDown for each lossWindow numbers or lossPeriod the sample holds, whichever
+// is more (lossGainUp when the sample's rate is higher). It sums numbers and gaps, not
+// per-sample rates, so that the short samples of a trickle average out before the
+// nonlinear lossOfGaps, which would otherwise turn their noise into a higher loss.
+func (ls lossSample) fold(numbers, gaps float64) (float64, float64) {
+	n, g := float64(ls.numbers), float64(ls.gaps)
+	if numbers == 0 {
+		return n, g
+	}
+	gain := lossGainDown
+	if g/n > gaps/numbers {
+		gain = lossGainUp
+	}
+	keep := math.Pow(1-gain, max(n/lossWindow, ls.span.Seconds()/lossPeriod.Seconds()))
+	return numbers*keep + n, gaps*keep + g
+}
+
+// lossOfGaps is the random loss that leaves gaps at the given rate per number: gaps
+// per number estimate p(1−p); it solves for p (the root below one half).
+func lossOfGaps(rate float64) float64 {
+	g := min(0.25, rate)
+	return (1 - math.Sqrt(1-4*g)) / 2
 }

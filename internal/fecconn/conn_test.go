@@ -3,6 +3,8 @@ package fecconn
 import (
 	"context"
 	"encoding/binary"
+	"math"
+	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -224,7 +226,7 @@ func TestLossCountSkipsAFullQueue(t *testing.T) {
 	var s seqCounter
 	now := time.Now()
 	var seq uint16
-	var samples []float64
+	var samples []lossSample
 	for i := range 5000 {
 		now = now.Add(time.Millisecond)
 		seq++
@@ -235,7 +237,8 @@ func TestLossCountSkipsAFullQueue(t *testing.T) {
 			samples = append(samples, v)
 		}
 	}
-	got := samples[len(samples)-1]
+	last := samples[len(samples)-1]
+	got := lossOfGaps(float64(last.gaps) / float64(last.numbers))
 	if got < 0.08 || got > 0.12 {
 		t.Fatalf("random loss of 10 %% counted as %.3f", got)
 	}
@@ -252,5 +255,123 @@ func TestLossCountSkipsAFullQueue(t *testing.T) {
 	}
 	if queued > 0 {
 		t.Errorf("%d loss samples taken while the queue overflowed, want none", queued)
+	}
+}
+
+// TestLossCountFollowsALongerPath sends a peer's packets at 30 % loss over a 50 ms path,
+// then clean over a 200 ms one, as a radio that moved: once the controller tells the
+// Conn the longer base round trip, the loss it reports falls to a clean link's within
+// 1,200 packets. Without that, the longer one-way delay looks like a queue, no packet
+// is counted, and the 30 % stays for up to 20 s.
+func TestLossCountFollowsALongerPath(t *testing.T) {
+	c := New(nil, Config{})
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+	p := c.peerFor(addr, time.Now())
+	tell := c.BaseRTT(addr)
+	now := time.Now()
+	var seq uint16
+	pkt := make([]byte, prefixLen)
+	hear := func(owd time.Duration) {
+		now = now.Add(5 * time.Millisecond)
+		pkt[0] = kindSmall
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		binary.BigEndian.PutUint16(pkt[4:], uint16(now.Add(-owd).UnixMilli()))
+		p.heard(pkt, now)
+	}
+	tell(50 * time.Millisecond)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		seq++
+		if rng.Float64() < 0.3 {
+			continue
+		}
+		hear(25 * time.Millisecond)
+	}
+	if got := p.seen.Load(); got < lossByte(0.2) {
+		t.Fatalf("30 %% loss seen as %d/256", got)
+	}
+	tell(200 * time.Millisecond)
+	for range 1200 { // 6 s of packets, inside delayWindow
+		seq++
+		hear(100 * time.Millisecond)
+	}
+	if got := p.seen.Load(); got > lossByte(0.03) {
+		t.Errorf("a clean longer path still seen losing %d/256 after 1,200 packets", got)
+	}
+}
+
+// TestLossCountFollowsATrickle sends a peer's packets at 30 packets a second, an echo's
+// and a heartbeat's, at 30 % loss for a minute and then clean: 11 s later (the bench's
+// row settle) the loss it reports is a clean link's. Counted in samples of lossWindow
+// packets alone, two would have closed, and the next transfer would start with a
+// lossy link's parity.
+func TestLossCountFollowsATrickle(t *testing.T) {
+	c := New(nil, Config{})
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+	p := c.peerFor(addr, time.Now())
+	now := time.Now()
+	var seq uint16
+	pkt := make([]byte, prefixLen)
+	rng := rand.New(rand.NewPCG(3, 4))
+	send := func(d time.Duration, loss float64) {
+		for end := now.Add(d); now.Before(end); {
+			now = now.Add(time.Second / 30)
+			seq++
+			if rng.Float64() < loss {
+				continue
+			}
+			pkt[0] = kindSmall
+			binary.BigEndian.PutUint16(pkt[2:], seq)
+			binary.BigEndian.PutUint16(pkt[4:], uint16(now.Add(-25*time.Millisecond).UnixMilli()))
+			p.heard(pkt, now)
+		}
+	}
+	send(time.Minute, 0.3)
+	if got := p.seen.Load(); got < lossByte(0.2) {
+		t.Fatalf("30 %% loss seen as %d/256", got)
+	}
+	send(11*time.Second, 0)
+	if got := p.seen.Load(); got > lossByte(0.03) {
+		t.Errorf("a clean link still seen losing %d/256 after 11 s", got)
+	}
+}
+
+// TestOverheadOfAnIdleLink checks the overhead a controller reads once a link has gone
+// quiet after a lossy transfer: the code's own for the loss now reported, not the
+// transfer's doubling, which the next transfer's first round trips would otherwise be
+// scaled by.
+func TestOverheadOfAnIdleLink(t *testing.T) {
+	c := New(nil, Config{})
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+	now := time.Now()
+	p := c.peerFor(addr, now)
+	p.capable.Store(true)
+	overhead := c.Overhead(addr)
+	p.overhead.Store(math.Float64bits(0.93))
+	p.reported.Store(0)
+	for _, tc := range []struct {
+		after time.Duration
+		bytes int
+		low   float64
+		high  float64
+	}{
+		{overheadStale / 2, 2000, 0.93, 0.93},   // too soon: the measure stands
+		{overheadStale, 2000, 0.015, 0.03},      // a trickle: one parity in 64, headers
+		{overheadStale, overheadMinBytes, 0, 1}, // a transfer: measured (below)
+	} {
+		p.accountedAt, p.quicBytes, p.wireBytes = now, tc.bytes, tc.bytes
+		p.account(c, now.Add(tc.after))
+		if got := overhead(); got < tc.low || got > tc.high {
+			t.Errorf("%d bytes in %v: overhead %.3f, want %.3f to %.3f", tc.bytes, tc.after, got, tc.low, tc.high)
+		}
+	}
+	if got := overhead(); got >= 0.025 {
+		t.Errorf("a measured period without overhead left %.3f", got)
+	}
+	p.reported.Store(lossByte(0.10))
+	p.accountedAt = now
+	p.account(c, now.Add(overheadStale))
+	if got := overhead(); got < 0.25 || got > 0.4 {
+		t.Errorf("idle at 10 %% loss: overhead %.3f, want 15 parity in 49 and headers", got)
 	}
 }

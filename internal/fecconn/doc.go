@@ -48,6 +48,11 @@
 // only packets that waited little (under half the most seen, or 20 ms) are counted.
 // And a run of losses counts as one gap, as a fade takes a run of packets at once,
 // which no block survives anyway; random loss at p leaves p(1−p) gaps per packet.
+// When the controller finds the path longer (a base round trip 40 ms or more above
+// the last), the one-way delay it had is forgotten, or every packet of the longer path
+// would look queued. The count averages the last 512 packets or so, or the last few
+// seconds when the link only trickles, so a lossy minute's parity is gone within
+// seconds of idle, not carried into the next transfer.
 //
 // # Congestion control
 //
@@ -55,5 +60,6 @@
 // own. Overhead tells it, per peer, how many bytes this Conn writes beside each byte of
 // QUIC packets; internal/congestion keeps its model in bytes on the wire and paces the
 // connection at the model over 1 + the overhead (third_party/quic-go's
-// umbra-with-peer.patch hands the controller its peer's address for this).
+// umbra-with-peer.patch hands the controller its peer's address for this). A link that
+// carried too little for a second to measure reports its code's overhead instead.
 package fecconn
