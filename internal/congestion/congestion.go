@@ -638,9 +638,12 @@ func (c *Controller) endRound(now quic.MonoTime) {
 	// The new round's slot starts empty; the max over the window is the model. After a
 	// round the application limited, it starts at the model: a connection that sends
 	// little for a while keeps the rate it measured (the loss and queue signals lower it).
+	// The model as it stands now, after any cut or restart above, or the slot would
+	// bring back the rate just cut or forgotten.
+	model := c.wireRate()
 	c.bw[c.round%bwWindowRounds] = 0
 	if c.roundAppLimited {
-		c.bw[c.round%bwWindowRounds] = bw
+		c.bw[c.round%bwWindowRounds] = model
 	}
 	if judged {
 		c.roundAcked, c.roundLost = 0, 0

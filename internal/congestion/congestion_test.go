@@ -175,8 +175,10 @@ func TestBlackoutResumesAtTheRate(t *testing.T) {
 // TestBulkAfterIdleFindsTheRate checks that a long-lived connection (an agent's link to
 // its router) whose model was last fed by a trickle of echoes finds the path's rate within
 // a few round trips once a bulk transfer starts, instead of growing a quarter per probing
-// cycle from the trickle's rate.
+// cycle from the trickle's rate, and without a model above the path's rate, which would
+// fill its queue.
 func TestBulkAfterIdleFindsTheRate(t *testing.T) {
+	const maxModelShare = 1.5
 	for _, tc := range []struct {
 		name     string
 		path     path
@@ -202,6 +204,14 @@ func TestBulkAfterIdleFindsTheRate(t *testing.T) {
 		{"rtt-rose-to-800ms-while-idle", path{rate: 3 * mbit, delay: 50 * time.Microsecond, queue: 200, trickleBurst: 3,
 			steps:      []rateStep{{at: 19 * time.Second, rate: 10 * mbit}},
 			delaySteps: []delayStep{{at: 19 * time.Second, delay: 400 * time.Millisecond}}}, 0, 0.55},
+		// A bulk transfer on a 20 Mbit/s hop of 50 ms, then echoes while the path
+		// became a 10 Mbit/s radio of 200 ms, then a transfer the application keeps
+		// to a window (the bench's echo): the restart on the new path forgets the old
+		// rate, which the rounds the application limited once brought back, pacing
+		// at twice the path into its queue.
+		{"rate-fell-and-rtt-rose-while-idle", path{rate: 20 * mbit, delay: 25 * time.Millisecond, queue: 200, appWindow: 560 << 10,
+			steps:      []rateStep{{at: 19 * time.Second, rate: 10 * mbit}},
+			delaySteps: []delayStep{{at: 19 * time.Second, delay: 100 * time.Millisecond}}}, 10 * time.Second, 0.75},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A trickle until 30 s (longer than the base RTT's 10 s window), after
@@ -219,6 +229,12 @@ func TestBulkAfterIdleFindsTheRate(t *testing.T) {
 			if got := s.goodput(from, to); got < want {
 				t.Errorf("goodput %.2f Mbit/s from %v to %v after the idle spell, want >= %.2f (%.0f %% of what the path delivers)%s",
 					got/mbit, from, to, want/mbit, tc.minShare*100, s.trace())
+			}
+			// Whatever it measured before, the model must not outrun the path now: that
+			// fills the queue.
+			if _, hi := s.bwBetween(from, to); hi > maxModelShare*s.rateAt(bulkAgain) {
+				t.Errorf("modelled rate up to %.2f Mbit/s from %v to %v on a path of %.2f, want <= %.0f %% of it%s",
+					hi/mbit, from, to, s.rateAt(bulkAgain)/mbit, maxModelShare*100, s.trace())
 			}
 		})
 	}
