@@ -361,7 +361,7 @@ func (p *peer) heard(pkt []byte, now time.Time) {
 	p.reported.Store(uint32(pkt[1]))
 	p.used.Store(now.UnixNano())
 	owd := int16(uint16(now.UnixMilli()) - binary.BigEndian.Uint16(pkt[4:]))
-	if p.longer.Swap(false) {
+	if p.longer.Load() && p.longer.Swap(false) { // a load per packet, a write per rebase
 		p.rx.rebase(owd, now)
 	}
 	if sample, ok := p.rx.add(binary.BigEndian.Uint16(pkt[2:]), owd, now); ok {
